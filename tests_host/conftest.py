@@ -1,0 +1,3 @@
+import mpcompat
+
+mpcompat.install()
