@@ -1,3 +1,32 @@
 import mpcompat
 
 mpcompat.install()
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def csms():
+    from e2e import CsmsThread
+
+    c = CsmsThread()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def sims(tmp_path, request):
+    """Factory of virtual wallboxes; all are killed at the end and their logs shown on failure."""
+    from e2e import Sim
+
+    made = []
+
+    def make(url, **kw):
+        s = Sim(tmp_path, url, **kw)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
+        print("---- wallbox-sim log (%s) ----\n%s" % (s.log_path.name, s.log()))

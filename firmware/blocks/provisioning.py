@@ -1,0 +1,74 @@
+# provisioning: OCPP block B handlers: GetVariables and SetVariables over the device model.
+# MIT licence.
+
+import log
+
+import ocppj
+from firmware import device_model as dm_mod
+
+_ACTUAL = "Actual"
+
+
+class Provisioning:
+    def __init__(self, router, session, dm):
+        self.session = session
+        self.dm = dm
+        router.on("GetVariables", self.on_get_variables)
+        router.on("SetVariables", self.on_set_variables)
+
+    def _limit(self, msg, items):
+        """Enforce DeviceDataCtrlr ItemsPerMessage / BytesPerMessage (B06.FR.16/17, B08)."""
+        if len(items) > self.dm.get_int("DeviceDataCtrlr/ItemsPerMessage:" + msg):
+            raise ocppj.CallError(ocppj.OCCURRENCE_CONSTRAINT_VIOLATION, "ItemsPerMessage")
+        if self.session.in_len > self.dm.get_int("DeviceDataCtrlr/BytesPerMessage:" + msg):
+            raise ocppj.CallError(ocppj.FORMAT_VIOLATION, "BytesPerMessage")
+
+    def on_get_variables(self, req):
+        items = req["getVariableData"]
+        self._limit("GetVariables", items)
+        return {"getVariableResult": [self._get(item) for item in items]}
+
+    def _get(self, item):
+        r = {"component": item["component"], "variable": item["variable"]}
+        if "attributeType" in item:
+            r["attributeType"] = item["attributeType"]
+        status, d = self.dm.find(item["component"], item["variable"])
+        if d is not None:
+            if item.get("attributeType", _ACTUAL) != _ACTUAL:
+                status = "NotSupportedAttributeType"
+            elif d[1][1] == "x":
+                status = dm_mod.REJECTED  # WriteOnly: never reported
+            else:
+                r["attributeValue"] = self.dm.get(d[0])[: dm_mod.MAX_VALUE]
+        r["attributeStatus"] = status
+        return r
+
+    def on_set_variables(self, req):
+        items = req["setVariableData"]
+        self._limit("SetVariables", items)
+        return {"setVariableResult": [self._set(item) for item in items]}
+
+    def _set(self, item):
+        r = {"component": item["component"], "variable": item["variable"]}
+        if "attributeType" in item:
+            r["attributeType"] = item["attributeType"]
+        status, d = self.dm.find(item["component"], item["variable"])
+        reason = None
+        if d is not None:
+            value = item["attributeValue"]
+            if item.get("attributeType", _ACTUAL) != _ACTUAL:
+                status = "NotSupportedAttributeType"
+            elif d[1][1] == "r":
+                status, reason = dm_mod.REJECTED, "ReadOnly"
+            else:
+                why = self.dm.check(d, value)
+                if why:
+                    status, reason = dm_mod.REJECTED, "InvalidValue"
+                    log.info("dm", "SetVariables %s rejected: %s" % (d[0], why))
+                else:
+                    status = self.dm.set(d[0], value)
+                    log.info("dm", "%s changed" % d[0])  # never the value: it may be secret
+        r["attributeStatus"] = status
+        if reason:
+            r["attributeStatusInfo"] = {"reasonCode": reason}
+        return r

@@ -1,0 +1,275 @@
+# connection: the life of the CSMS link: connect with the OCPP back-off, BootNotification,
+# Heartbeat, WebSocket pings; and which incoming CALLs the registration state lets through.
+# MIT licence.
+
+import asyncio
+import time
+
+import log
+import rfc3339
+
+import ocppj
+import ws
+from firmware.version import VERSION
+
+ACCEPTED = "Accepted"
+PENDING = "Pending"
+REJECTED = "Rejected"
+
+_TAG = "link"
+_COMM = "OCPPCommCtrlr/"
+_HEARTBEAT = _COMM + "HeartbeatInterval"
+_PING = _COMM + "WebSocketPingInterval"
+_DEFAULT_BOOT_RETRY_S = 60  # a Pending/Rejected answer with interval 0 means this (B03)
+
+# What the CSMS may call while our registration is Pending (B02.FR.09 and the table in
+# ocpp201-station.md §2.1); RequestStart/StopTransaction get through to answer Rejected.
+_PENDING_ALLOWED = (
+    "GetVariables",
+    "SetVariables",
+    "GetBaseReport",
+    "GetReport",
+    "TriggerMessage",
+    "RequestStartTransaction",
+    "RequestStopTransaction",
+)
+
+
+class Backoff:
+    """OCPP reconnect back-off (part 4 §5.3): W + r, then doubling plus r, N times, then flat.
+
+    `rand(r)` returns a random number of seconds in 0..r.
+    """
+
+    def __init__(self, rand):
+        self.rand = rand
+        self.k = 0  # attempts since the last successful connection
+        self.last = 0  # the previous delay, seconds
+
+    def reset(self):
+        self.k = 0
+
+    def next(self, wait_min, rand_range, repeat):
+        self.k += 1
+        if self.k == 1:
+            self.last = wait_min + self.rand(rand_range)
+        elif self.k <= repeat + 1:
+            self.last = 2 * self.last + self.rand(rand_range)
+        return self.last
+
+
+def quote(s):
+    """Percent-encode one URL path segment (RFC 3986 unreserved characters stay)."""
+    out = []
+    for b in s.encode():
+        if 48 <= b <= 57 or 65 <= b <= 90 or 97 <= b <= 122 or b in b"-._~":
+            out.append(chr(b))
+        else:
+            out.append("%%%02X" % b)
+    return "".join(out)
+
+
+class Connection:
+    """Keeps one connection to the CSMS open, and registers the station on it once per boot.
+
+    `registration` is None until the first BootNotification answer of this boot, then the
+    status the CSMS gave (Accepted, Pending or Rejected).
+    """
+
+    def __init__(self, station):
+        self.station = station
+        self.board = station.board
+        self.dm = station.dm
+        self.session = station.session
+        self.registration = None
+        self.sock = None  # the open WebSocket, None while offline
+        self.on_accepted = []  # callbacks run once, when this boot is first Accepted
+        self._wake = asyncio.Event()  # cuts a boot or heartbeat wait short (interval changed)
+        self._ping_wake = asyncio.Event()  # cuts a ping wait short (ping interval changed)
+        station.router.gate = self.gate
+        self.dm.watch(_HEARTBEAT, lambda v: self._wake.set())
+        self.dm.watch(_PING, lambda v: self._ping_wake.set())
+
+    @property
+    def connected(self):
+        return self.sock is not None
+
+    def gate(self, action):
+        """None to let an incoming CALL through, else the CALLERROR code refusing it."""
+        if self.registration == ACCEPTED:
+            return None
+        if self.registration == PENDING and action in _PENDING_ALLOWED:
+            return None
+        return ocppj.SECURITY_ERROR
+
+    def drop(self):
+        """The network went away: close the socket at once, without a close handshake."""
+        if self.sock:
+            self.sock.abort()
+
+    async def close(self):
+        """Orderly close (shutdown): WebSocket close handshake, bounded in time."""
+        if self.sock:
+            await self.sock.close()
+
+    # -- connecting -------------------------------------------------------------------------
+
+    def _rand(self, r):
+        return r * int.from_bytes(self.board.urandom(2), "big") / 65535
+
+    async def run(self):
+        backoff = Backoff(self._rand)
+        delay = 0
+        while True:
+            if delay:
+                log.info(_TAG, "reconnecting in %.1f s" % delay)
+                await asyncio.sleep_ms(int(delay * 1000))
+            try:
+                sock = await self._open()
+            except Exception as e:  # refused, unreachable, TLS, HTTP, handshake: all the same
+                log.warn(_TAG, "connect failed: %r" % e)
+                delay = self._next(backoff)
+                continue
+            backoff.reset()
+            await self._serve(sock)
+            delay = self._next(backoff)
+
+    def _next(self, backoff):
+        get = self.dm.get_int
+        return backoff.next(
+            get(_COMM + "RetryBackOffWaitMinimum"),
+            get(_COMM + "RetryBackOffRandomRange"),
+            get(_COMM + "RetryBackOffRepeatTimes"),
+        )
+
+    async def _open(self):
+        if not self.board.network_up():
+            raise OSError("network down")
+        settings = self.board.settings
+        identity = self.dm.get("SecurityCtrlr/Identity")
+        url = settings["csms_url"].rstrip("/") + "/" + quote(identity)
+        profile = self.dm.get_int("SecurityCtrlr/SecurityProfile")
+        password = self.dm.get("SecurityCtrlr/BasicAuthPassword")
+        auth = (identity, password) if password and profile < 3 else None
+        ctx = _tls_context(settings, profile) if url.startswith("wss:") else None
+        log.info(_TAG, "connecting to %s (security profile %d)" % (url, profile))
+        timeout_ms = self.session.timeout_s * 1000
+        return await ws.connect(
+            url, basic_auth=auth, ssl_ctx=ctx, timeout_ms=timeout_ms, urandom=self.board.urandom
+        )
+
+    async def _serve(self, sock):
+        log.info(_TAG, "connected")
+        self.sock = sock
+        tasks = (asyncio.create_task(self._life()), asyncio.create_task(self._pinger(sock)))
+        try:
+            await self.session.run(sock)
+        except Exception as e:
+            log.warn(_TAG, "connection lost: %r" % e)
+        finally:
+            self.sock = None
+            for t in tasks:
+                t.cancel()
+            sock.abort()
+
+    # -- registration and heartbeat ---------------------------------------------------------
+
+    async def _life(self):
+        try:
+            if self.registration != ACCEPTED:
+                await self._register()
+            await self._heartbeats()
+        except ocppj.NotConnected:
+            pass  # the receive side has seen the drop and ends this connection
+
+    def boot_payload(self):
+        board = self.board
+        station = {
+            "model": board.MODEL,
+            "vendorName": board.VENDOR,
+            "serialNumber": board.serial,
+            "firmwareVersion": VERSION,
+        }
+        return {"reason": self.station.boot_reason, "chargingStation": station}
+
+    async def _register(self):
+        while True:
+            try:
+                resp = await self.session.call("BootNotification", self.boot_payload())
+            except asyncio.TimeoutError:
+                log.warn(_TAG, "BootNotification unanswered")
+                continue
+            except ocppj.CallError:
+                await self._pause(self.dm.get_int(_COMM + "RetryBackOffWaitMinimum"))
+                continue
+            self._set_clock(resp)
+            self.registration = resp["status"]
+            interval = resp["interval"]
+            log.info(_TAG, "registration %s, interval %d s" % (self.registration, interval))
+            if self.registration == ACCEPTED:
+                if interval > 0:
+                    self.dm.set(_HEARTBEAT, str(min(interval, 86400)))
+                for fn in self.on_accepted:
+                    fn()
+                return
+            await self._pause(interval if interval > 0 else _DEFAULT_BOOT_RETRY_S)
+
+    async def _pause(self, seconds, event=None):
+        """Sleep, or less if `event` (the boot and heartbeat wake event by default) is set."""
+        event = event or self._wake
+        event.clear()
+        try:
+            await asyncio.wait_for_ms(event.wait(), int(seconds * 1000))
+        except asyncio.TimeoutError:
+            pass
+
+    def _set_clock(self, resp):
+        if "Heartbeat" in self.dm.get("ClockCtrlr/TimeSource").split(","):
+            self.station.clock.set(rfc3339.parse_ms(resp["currentTime"]) / 1000)
+
+    async def _heartbeats(self):
+        while True:
+            interval_ms = self.dm.get_int(_HEARTBEAT) * 1000
+            idle_ms = time.ticks_diff(time.ticks_ms(), self.session.last_call_ms)
+            if idle_ms < interval_ms:
+                await self._pause((interval_ms - idle_ms) / 1000)
+                continue
+            try:
+                self._set_clock(await self.session.call("Heartbeat", {}))
+            except (asyncio.TimeoutError, ocppj.CallError) as e:
+                log.warn(_TAG, "Heartbeat failed: %r" % e)
+
+    async def _pinger(self, sock):
+        """Ping every WebSocketPingInterval s; no pong by the next ping: the link is dead."""
+        sent = None  # ticks of our last ping, None before the first
+        while True:
+            n = self.dm.get_int(_PING)
+            if n <= 0:
+                await self._pause(3600, self._ping_wake)
+                continue
+            await self._pause(n, self._ping_wake)
+            if self.dm.get_int(_PING) != n:
+                continue  # the interval changed meanwhile: start over with the new one
+            if sent is not None and (
+                sock.last_pong is None or time.ticks_diff(sock.last_pong, sent) < 0
+            ):
+                log.warn(_TAG, "no pong within %d s: reconnecting" % n)
+                sock.abort()
+                return
+            sent = time.ticks_ms()
+            await sock.ping()
+
+
+def _tls_context(settings, profile):
+    """TLS for security profiles 2 and 3: the CSMS certificate checked against our CA file."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ca = settings.get("csms_ca_file")
+    if not ca:
+        raise OSError("wss:// needs csms_ca_file")
+    ctx.load_verify_locations(cafile=ca)
+    if profile == 3:
+        ctx.load_cert_chain(settings["client_cert_file"], settings["client_key_file"])
+    return ctx

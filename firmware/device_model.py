@@ -1,0 +1,187 @@
+# device_model: OCPP components and variables: lookup, typed values, checks, persistence.
+# MIT licence.
+
+import log
+import rfc3339
+
+_STORE = "variables"  # store document: {key: value} for every persisted value
+MAX_VALUE = 2500  # longest value GetVariables may return (the schema's maxLength)
+
+ACCEPTED = "Accepted"
+REJECTED = "Rejected"
+REBOOT_REQUIRED = "RebootRequired"
+UNKNOWN_COMPONENT = "UnknownComponent"
+UNKNOWN_VARIABLE = "UnknownVariable"
+
+
+def key_of(component, variable):
+    """The declaration key of an OCPP ComponentType/VariableType pair (case preserved)."""
+    c = component["name"]
+    evse = component.get("evse")
+    if evse:
+        c = "%s.%d" % (c, evse["id"])
+        if "connectorId" in evse:
+            c = "%s.%d" % (c, evse["connectorId"])
+    if "instance" in component:
+        c = c + ":" + component["instance"]
+    v = variable["name"]
+    if "instance" in variable:
+        v = v + ":" + variable["instance"]
+    return c + "/" + v
+
+
+class DeviceModel:
+    """The variables of `decls` (see variables.py) with their current values.
+
+    Values are strings, as on the wire. ReadWrite and WriteOnly values persist in the store;
+    ReadOnly ones come from the declaration, the board and the config file at every boot.
+    Names are matched case-insensitively, as the spec asks.
+    """
+
+    def __init__(self, store, decls, factory=(), config=()):
+        self.store = store
+        self.decls = {}  # lower-case key -> declaration tuple
+        self.components = set()  # lower-case component keys, to tell UnknownComponent apart
+        self.values = {}  # key (as declared) -> current value string
+        self._watch = {}  # key -> [callback(value)]
+        self._dynamic = {}  # key -> () -> value string, for values read from elsewhere
+        for d in decls:
+            lk = d[0].lower()
+            self.decls[lk] = d
+            self.components.add(lk.split("/")[0])
+            self.values[d[0]] = d[2]
+        for key, value in factory:
+            self.values[self.decl(key)[0]] = value
+        saved = store.load(_STORE)
+        self._apply_config(config, first_boot=saved is None)
+        for key, value in (saved or {}).items():
+            d = self.decls.get(key.lower())
+            if d and d[1][1] != "r":
+                self.values[d[0]] = value
+        if saved is None:
+            self._save()
+
+    def _apply_config(self, config, first_boot):
+        """Factory settings from the config file: all on first boot, ReadOnly ones always."""
+        for item in config:
+            try:
+                d = self.decl(key_of(item["component"], item["variable"]))
+                value = str(item["attributeValue"])
+            except (KeyError, TypeError, ValueError) as e:
+                log.error("dm", "config variable %r ignored: %r" % (item, e))
+                continue
+            if first_boot or d[1][1] == "r":
+                why = self.check(d, value)
+                if why:
+                    log.error("dm", "config %s: %s" % (d[0], why))
+                else:
+                    self.values[d[0]] = value
+
+    def decl(self, key):
+        d = self.decls.get(key.lower())
+        if d is None:
+            raise KeyError(key)
+        return d
+
+    def find(self, component, variable):
+        """(status, declaration or None) for an OCPP component/variable pair."""
+        key = key_of(component, variable).lower()
+        d = self.decls.get(key)
+        if d:
+            return ACCEPTED, d
+        if key.split("/")[0] in self.components:
+            return UNKNOWN_VARIABLE, None
+        return UNKNOWN_COMPONENT, None
+
+    # -- values -----------------------------------------------------------------------------
+
+    def get(self, key):
+        fn = self._dynamic.get(key)
+        return fn() if fn else self.values[key]
+
+    def get_int(self, key):
+        return int(self.get(key))
+
+    def get_bool(self, key):
+        return self.get(key) == "true"
+
+    def provide(self, key, fn):
+        """Serve `key` from `fn()` (a value kept elsewhere, such as the clock)."""
+        self._dynamic[self.decl(key)[0]] = fn
+
+    def watch(self, key, fn):
+        """Call `fn(value)` after every change of `key` through `set`."""
+        self._watch.setdefault(self.decl(key)[0], []).append(fn)
+
+    def set(self, key, value):
+        """Store a value that `check` accepted; persist it; tell the watchers."""
+        d = self.decl(key)
+        self.values[d[0]] = value
+        if d[1][1] != "r":
+            self._save()
+        for fn in self._watch.get(d[0], ()):
+            fn(value)
+        return REBOOT_REQUIRED if "!" in d[1] else ACCEPTED
+
+    def _save(self):
+        doc = {}
+        for d in self.decls.values():
+            if d[1][1] != "r":
+                doc[d[0]] = self.values[d[0]]
+        self.store.save(_STORE, doc)
+
+    # -- checks -----------------------------------------------------------------------------
+
+    def check(self, d, value):
+        """None when `value` suits declaration `d`, else why not (for logs, never the value)."""
+        kind = d[1][0]
+        lim = d[3] or (None, None, None, None)
+        if len(value) > 1000:
+            return "too long"
+        if kind == "i":
+            if not _is_int(value):
+                return "not an integer"
+            return _in_range(int(value), lim)
+        if kind == "d":
+            try:
+                n = float(value)
+            except ValueError:
+                return "not a decimal"
+            return _in_range(n, lim) if value.strip() == value else "not a decimal"
+        if kind == "b":
+            return None if value in ("true", "false") else "not a boolean"
+        if kind == "t":
+            try:
+                rfc3339.parse(value)
+            except ValueError:
+                return "not a dateTime"
+            return None
+        if kind == "s":
+            return _in_range(len(value), lim)
+        return _check_list(kind, value, lim[3])
+
+
+def _is_int(s):
+    digits = s[1:] if s[:1] in ("+", "-") else s
+    return digits.isdigit() and len(digits) < 19
+
+
+def _in_range(n, lim):
+    if lim[1] is not None and n < lim[1]:
+        return "below minimum"
+    if lim[2] is not None and n > lim[2]:
+        return "above maximum"
+    return None
+
+
+def _check_list(kind, value, values):
+    allowed = values.split(",") if values else None
+    items = value.split(",")
+    if kind == "o":
+        items = [value]
+    for item in items:
+        if not item or (allowed is not None and item not in allowed):
+            return "not in valuesList"
+    if kind == "m" and len(set(items)) != len(items):
+        return "repeated member"
+    return None

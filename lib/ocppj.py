@@ -1,0 +1,229 @@
+# ocppj: OCPP-J RPC over a WebSocket: framing, CALLERROR codes, action router, one session.
+# MIT licence. Ours because mobilityhouse/ocpp needs CPython (dataclasses, inspect, jsonschema).
+
+import asyncio
+import json
+import time
+
+import log
+from micropython import const
+
+import ocpp_schema
+import schema
+
+_CALL = const(2)
+_CALLRESULT = const(3)
+_CALLERROR = const(4)
+_MAX_ID = const(36)  # longest message id the spec allows
+_MAX_DESC = const(255)  # longest errorDescription
+
+# OCPP-J error codes (OCPP 2.0.1 part 4, table 8).
+FORMAT_VIOLATION = "FormatViolation"
+GENERIC_ERROR = "GenericError"
+INTERNAL_ERROR = "InternalError"
+MESSAGE_TYPE_NOT_SUPPORTED = "MessageTypeNotSupported"
+NOT_IMPLEMENTED = "NotImplemented"
+NOT_SUPPORTED = "NotSupported"
+OCCURRENCE_CONSTRAINT_VIOLATION = "OccurrenceConstraintViolation"
+PROPERTY_CONSTRAINT_VIOLATION = "PropertyConstraintViolation"
+PROTOCOL_ERROR = "ProtocolError"
+RPC_FRAMEWORK_ERROR = "RpcFrameworkError"
+SECURITY_ERROR = "SecurityError"
+TYPE_CONSTRAINT_VIOLATION = "TypeConstraintViolation"
+
+_TAG = "ocpp"
+_JSON_SEP = (",", ":")
+
+
+class CallError(Exception):
+    """A CALLERROR: raised by a handler to answer with it, or by `call()` when one came back.
+
+    `remote` is True when the CSMS sent it (or its CALLRESULT broke the schema), False when we
+    raise it to answer an incoming CALL.
+    """
+
+    def __init__(self, code, description="", details=None, remote=False):
+        super().__init__(code, description)
+        self.code = code
+        self.description = description
+        self.details = details
+        self.remote = remote
+
+
+class NotConnected(Exception):
+    """No connection to send on, or it dropped before the reply came."""
+
+
+class Router:
+    """Maps each implemented action to its handler.
+
+    A handler takes the request payload and returns the response payload (or an awaitable of
+    it), or raises CallError. An `after` hook runs once the response is on the wire, with
+    (request, response): that is where a block starts what the response announced.
+    `gate(action)` returns None to let an incoming CALL through, or an error code to refuse it
+    (the boot logic refuses CALLs while the registration is Pending or Rejected).
+    """
+
+    def __init__(self):
+        self.handlers = {}
+        self.gate = None
+
+    def on(self, action, handler, after=None):
+        if action not in ocpp_schema.ACTIONS:
+            raise ValueError(action)
+        self.handlers[action] = (handler, after)
+
+
+class Session:
+    """The RPC session over whichever connection is attached now.
+
+    At most one CALL of ours is outstanding (`call` holds a lock until the reply or the
+    timeout); incoming CALLs are answered meanwhile by `run`, which owns the receive side.
+    """
+
+    def __init__(self, router, new_id, timeout_s=30):
+        self.router = router
+        self.new_id = new_id  # () -> fresh message id, never reused, also across reboots
+        self.timeout_s = timeout_s  # MessageTimeout, seconds
+        self.ws = None
+        self.last_call_ms = time.ticks_ms()  # when we last sent a CALL (heartbeat idles on it)
+        self.in_len = 0  # byte length of the incoming CALL being handled (BytesPerMessage)
+        self._lock = asyncio.Lock()
+        self._reply = asyncio.Event()
+        self._wait_id = None  # id of our outstanding CALL, None when none is
+        self._answer = None  # the frame that answered it, or None if the link dropped
+
+    # -- sending ----------------------------------------------------------------------------
+
+    async def _send(self, frame):
+        ws = self.ws
+        if ws is None:
+            raise NotConnected()
+        await ws.send(json.dumps(frame, separators=_JSON_SEP))
+
+    async def call(self, action, payload, timeout_s=None):
+        """Send a CALL and return the CALLRESULT payload.
+
+        Raises CallError (remote) for a CALLERROR or a response that breaks the schema,
+        asyncio.TimeoutError after MessageTimeout, NotConnected when offline or dropped.
+        """
+        async with self._lock:
+            uid = self.new_id()
+            self._wait_id = uid
+            self._answer = None
+            self._reply.clear()
+            try:
+                await self._send([_CALL, uid, action, payload])
+                self.last_call_ms = time.ticks_ms()
+                log.info(_TAG, "-> %s %s" % (action, uid))
+                timeout = self.timeout_s if timeout_s is None else timeout_s
+                await asyncio.wait_for_ms(self._reply.wait(), int(timeout * 1000))
+            finally:
+                self._wait_id = None
+            return self._result(action, self._answer)
+
+    def _result(self, action, frame):
+        if frame is None:
+            raise NotConnected()
+        if frame[0] == _CALLERROR:
+            log.warn(_TAG, "<- CALLERROR %s %s: %s" % (action, frame[2], frame[3]))
+            raise CallError(frame[2], frame[3], frame[4] if len(frame) > 4 else None, True)
+        payload = frame[2]
+        try:
+            schema.validate(action + "Response", payload)
+        except schema.SchemaError as e:
+            log.warn(_TAG, "<- bad %sResponse: %s" % (action, e))
+            raise CallError(e.code, str(e), None, True)
+        return payload
+
+    async def _send_error(self, uid, code, description="", details=None):
+        log.warn(_TAG, "CALLERROR %s for %s: %s" % (code, uid, description))
+        frame = [_CALLERROR, uid, code, description[:_MAX_DESC], details or {}]
+        await self._send(frame)
+
+    # -- receiving --------------------------------------------------------------------------
+
+    async def run(self, ws):
+        """Serve `ws` until it closes; the exception that closed it propagates."""
+        self.ws = ws
+        try:
+            while True:
+                text = await ws.recv()
+                await self._on_text(text)
+        finally:
+            self.ws = None
+            if self._wait_id is not None:
+                self._reply.set()  # wake call(): no answer will come on this connection
+
+    async def _on_text(self, text):
+        try:
+            msg = json.loads(text)
+        except ValueError:
+            return await self._send_error("-1", RPC_FRAMEWORK_ERROR, "not JSON")
+        if type(msg) is not list or not msg or type(msg[0]) is not int:
+            return await self._send_error("-1", RPC_FRAMEWORK_ERROR, "not an OCPP-J frame")
+        uid = msg[1] if len(msg) > 1 else None
+        if type(uid) is not str or not uid or len(uid) > _MAX_ID:
+            uid = None  # unreadable
+        kind = msg[0]
+        if kind == _CALL:
+            if uid is None:
+                return await self._send_error("-1", RPC_FRAMEWORK_ERROR, "bad message id")
+            self.in_len = len(text)
+            return await self._on_call(uid, msg)
+        if kind == _CALLRESULT or kind == _CALLERROR:
+            return self._on_reply(uid, kind, msg)
+        await self._send_error(uid or "-1", MESSAGE_TYPE_NOT_SUPPORTED, "type %d" % kind)
+
+    def _on_reply(self, uid, kind, msg):
+        good = len(msg) == 3 if kind == _CALLRESULT else 4 <= len(msg) <= 5
+        if uid is None or uid != self._wait_id or not good:
+            # Never answer a reply with a CALLERROR: log it and drop it.
+            log.warn(_TAG, "dropped reply %s" % (uid,))
+            return
+        if kind == _CALLERROR and (type(msg[2]) is not str or type(msg[3]) is not str):
+            log.warn(_TAG, "dropped malformed CALLERROR %s" % uid)
+            return
+        self._answer = msg
+        self._reply.set()
+
+    async def _on_call(self, uid, msg):
+        try:
+            response, after, payload = await self._dispatch(msg)
+        except CallError as e:
+            return await self._send_error(uid, e.code, e.description, e.details)
+        except Exception as e:  # a handler bug or out of memory: answer and live on
+            log.exc(_TAG, "handler for %s failed" % (msg[2],), e)
+            return await self._send_error(uid, INTERNAL_ERROR, repr(e))
+        await self._send([_CALLRESULT, uid, response])
+        if after is not None:
+            try:
+                after(payload, response)
+            except Exception as e:
+                log.exc(_TAG, "after-hook for %s failed" % msg[2], e)
+
+    async def _dispatch(self, msg):
+        if len(msg) != 4 or type(msg[2]) is not str:
+            raise CallError(RPC_FRAMEWORK_ERROR, "a CALL has 4 elements and a string action")
+        action, payload = msg[2], msg[3]
+        log.info(_TAG, "<- %s %s" % (action, msg[1]))
+        if action not in ocpp_schema.ACTIONS:
+            raise CallError(NOT_IMPLEMENTED, "unknown action " + action)
+        entry = self.router.handlers.get(action)
+        if entry is None:
+            raise CallError(NOT_SUPPORTED, action + " is not supported")
+        if type(payload) is not dict:
+            raise CallError(FORMAT_VIOLATION, "payload is not an object")
+        gate = self.router.gate
+        refused = gate(action) if gate else None
+        if refused:
+            raise CallError(refused, "not allowed now")
+        try:
+            schema.validate(action + "Request", payload)
+        except schema.SchemaError as e:
+            raise CallError(e.code, str(e))
+        handler, after = entry
+        response = handler(payload)
+        if hasattr(response, "send"):  # a coroutine: the handler needs to await something
+            response = await response
+        return response, after, payload

@@ -1,0 +1,59 @@
+# store: small JSON documents on flash, each written atomically (temporary file, then rename).
+# MIT licence. Ours because no MicroPython package offers crash-safe file replacement.
+
+import json
+import os
+
+import log
+
+_TMP = ".tmp"
+
+
+class Store:
+    """A directory of named JSON documents that survive power loss.
+
+    `save` writes `<name>.json.tmp` in full, then renames it over `<name>.json`: a power loss
+    leaves either the old or the new document, never half of one. A leftover temporary file
+    is an interrupted write and is ignored.
+    """
+
+    def __init__(self, root):
+        self.root = root.rstrip("/")
+        _makedirs(self.root)
+
+    def path(self, name):
+        return "%s/%s.json" % (self.root, name)
+
+    def load(self, name, default=None):
+        """The saved document, or `default` when absent or unreadable (logged as a fault)."""
+        try:
+            with open(self.path(name)) as f:
+                return json.load(f)
+        except OSError:
+            return default
+        except ValueError as e:
+            log.error("store", "%s unreadable, using defaults: %s" % (name, e))
+            return default
+
+    def save(self, name, doc):
+        path = self.path(name)
+        with open(path + _TMP, "w") as f:
+            json.dump(doc, f)
+        os.rename(path + _TMP, path)
+
+    def remove(self, name):
+        try:
+            os.remove(self.path(name))
+        except OSError:
+            pass
+
+
+def _makedirs(path):
+    part = ""
+    for seg in path.split("/"):
+        part = part + seg + "/" if part or seg else "/"
+        if seg:
+            try:
+                os.mkdir(part.rstrip("/"))
+            except OSError:
+                pass  # exists already

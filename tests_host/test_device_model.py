@@ -1,0 +1,140 @@
+"""Device model, back-off and identity quoting under CPython."""
+
+import pytest
+from store import Store
+
+from firmware.connection import Backoff, quote
+from firmware.device_model import DeviceModel
+from firmware.variables import VARIABLES
+
+HB = "OCPPCommCtrlr/HeartbeatInterval"
+
+
+def cv(comp, var, value, **kw):
+    c = {"name": comp}
+    c.update(kw)
+    return {"component": c, "variable": {"name": var}, "attributeValue": value}
+
+
+def model(tmp_path, config=(), factory=()):
+    return DeviceModel(Store(str(tmp_path)), VARIABLES, factory, config)
+
+
+def test_backoff_doubles_n_times_then_stays():
+    b = Backoff(lambda r: 0)
+    assert [b.next(10, 0, 2) for _ in range(5)] == [10, 20, 40, 40, 40]
+    b.reset()
+    assert b.next(3, 0, 2) == 3
+
+
+def test_backoff_adds_the_random_part_each_step():
+    b = Backoff(lambda r: r)
+    assert [b.next(10, 5, 2) for _ in range(4)] == [15, 35, 75, 75]
+
+
+def test_quote_keeps_unreserved_and_encodes_the_rest():
+    assert quote("CS-1_a.b~") == "CS-1_a.b~"
+    assert quote("WB 0042/ä") == "WB%200042%2F%C3%A4"
+
+
+def test_lookup_is_case_insensitive_and_tells_component_from_variable(tmp_path):
+    dm = model(tmp_path)
+    assert dm.find({"name": "ocppcommctrlr"}, {"name": "heartbeatinterval"})[0] == "Accepted"
+    assert dm.find({"name": "OCPPCommCtrlr"}, {"name": "Nope"}) == ("UnknownVariable", None)
+    assert dm.find({"name": "Nope"}, {"name": "HeartbeatInterval"}) == ("UnknownComponent", None)
+    timeout = {"name": "MessageTimeout", "instance": "Default"}
+    assert dm.find({"name": "OCPPCommCtrlr"}, timeout)[0] == "Accepted"
+    assert dm.find({"name": "OCPPCommCtrlr"}, {"name": "MessageTimeout"})[0] == "UnknownVariable"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "300.1",
+        "true",
+        "2026-01-01T00:00:00Z",
+        "abc",
+        "",
+        "1e3",
+        " 30",
+        "0",
+        "86401",
+        "99999999999999999999",
+    ],
+)
+def test_integer_checks_are_strict(tmp_path, value):
+    dm = model(tmp_path)
+    assert dm.check(dm.decl(HB), value) is not None
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        (HB, "30"),
+        (HB, "+30"),
+        (HB, "86400"),
+        ("SecurityCtrlr/BasicAuthPassword", "0123456789abcdef"),
+        ("ClockCtrlr/TimeSource", "Heartbeat"),
+    ],
+)
+def test_good_values_pass(tmp_path, key, value):
+    dm = model(tmp_path)
+    assert dm.check(dm.decl(key), value) is None
+
+
+def test_list_and_string_checks(tmp_path):
+    dm = model(tmp_path)
+    pw = dm.decl("SecurityCtrlr/BasicAuthPassword")
+    assert dm.check(pw, "short") == "below minimum"
+    assert dm.check(pw, "x" * 41) == "above maximum"
+    src = dm.decl("ClockCtrlr/TimeSource")
+    assert dm.check(src, "NTP") == "not in valuesList"
+    assert dm.check(src, "Heartbeat,") == "not in valuesList"
+
+
+def test_values_persist_and_read_only_ones_come_from_the_factory(tmp_path):
+    dm = model(tmp_path, factory=[("SecurityCtrlr/Identity", "CS9")])
+    assert dm.set(HB, "42") == "Accepted"
+    assert dm.set("OCPPCommCtrlr/NetworkConfigurationPriority", "1") == "RebootRequired"
+    again = model(tmp_path, factory=[("SecurityCtrlr/Identity", "CS9")])
+    assert again.get(HB) == "42"
+    assert again.get("SecurityCtrlr/Identity") == "CS9"
+
+
+def test_config_applies_on_first_boot_and_read_only_entries_on_every_boot(tmp_path):
+    first = [cv("OCPPCommCtrlr", "HeartbeatInterval", "30")]
+    assert model(tmp_path, first).get(HB) == "30"
+    dm = model(tmp_path, [cv("OCPPCommCtrlr", "HeartbeatInterval", "99")])
+    assert dm.get(HB) == "30"  # not first boot: the stored value stays
+    ro = {
+        "component": {"name": "OCPPCommCtrlr"},
+        "variable": {"name": "MessageTimeout", "instance": "Default"},
+        "attributeValue": "7",
+    }
+    assert model(tmp_path, [ro]).get("OCPPCommCtrlr/MessageTimeout:Default") == "7"
+
+
+def test_bad_config_entries_are_logged_and_skipped(tmp_path):
+    bad = [
+        cv("OCPPCommCtrlr", "HeartbeatInterval", "abc"),
+        {"component": {}},
+        cv("Nope", "X", "1"),
+    ]
+    assert model(tmp_path, bad).get(HB) == "300"
+
+
+def test_watchers_hear_changes(tmp_path):
+    dm = model(tmp_path)
+    seen = []
+    dm.watch(HB, seen.append)
+    dm.set(HB, "5")
+    assert seen == ["5"]
+
+
+def test_store_survives_a_leftover_temporary_file_and_garbage(tmp_path):
+    s = Store(str(tmp_path / "a" / "b"))
+    s.save("x", {"v": 1})
+    (tmp_path / "a" / "b" / "x.json.tmp").write_text('{"v": 2')  # interrupted write
+    assert s.load("x") == {"v": 1}
+    (tmp_path / "a" / "b" / "x.json").write_text("{not json")
+    assert s.load("x", "default") == "default"
