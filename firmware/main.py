@@ -34,7 +34,7 @@ class Station:
         timeout = self.dm.get_int("OCPPCommCtrlr/MessageTimeout:Default")
         self.session = ocppj.Session(self.router, self.new_id, timeout)
         self.connection = Connection(self)
-        Provisioning(self.router, self.session, self.dm)
+        Provisioning(self)
 
     def _boot_record(self):
         rec = self.store.load(_BOOT) or {}

@@ -134,7 +134,8 @@ class Sim:
         self.proc.wait(10)
 
     def log(self):
-        self.log_file.flush()
+        if not self.log_file.closed:
+            self.log_file.flush()
         return self.log_path.read_text()
 
     def close(self):

@@ -1,6 +1,8 @@
 # provisioning: OCPP block B handlers: GetVariables and SetVariables over the device model.
 # MIT licence.
 
+import asyncio
+
 import log
 
 import ocppj
@@ -9,12 +11,19 @@ from firmware import device_model as dm_mod
 _ACTUAL = "Actual"
 
 
+_RESET_GRACE_MS = 500  # time for the Reset response to leave before the reboot
+
+
 class Provisioning:
-    def __init__(self, router, session, dm):
-        self.session = session
-        self.dm = dm
+    def __init__(self, station):
+        self.station = station
+        self.session = station.session
+        self.dm = station.dm
+        self._reset_task = None
+        router = station.router
         router.on("GetVariables", self.on_get_variables)
         router.on("SetVariables", self.on_set_variables)
+        router.on("Reset", self.on_reset, self.after_reset)
 
     def _limit(self, msg, items):
         """Enforce DeviceDataCtrlr ItemsPerMessage / BytesPerMessage (B06.FR.16/17, B08)."""
@@ -72,3 +81,21 @@ class Provisioning:
         if reason:
             r["attributeStatusInfo"] = {"reasonCode": reason}
         return r
+
+    # -- Reset (B11, B12) -------------------------------------------------------------------
+    # No transactions exist yet, so the station is always idle: OnIdle and Immediate both
+    # reboot at once. Per-EVSE reset is not supported (EVSE.AllowReset is false).
+
+    def on_reset(self, req):
+        if "evseId" in req:
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnsupportedRequest"}}
+        return {"status": "Accepted"}
+
+    def after_reset(self, req, resp):
+        if resp["status"] == "Accepted" and self._reset_task is None:
+            self._reset_task = asyncio.create_task(self._reboot("RemoteReset"))
+
+    async def _reboot(self, reason):
+        await asyncio.sleep_ms(_RESET_GRACE_MS)
+        await self.station.connection.close()
+        self.station.reboot(reason)

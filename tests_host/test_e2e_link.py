@@ -1,0 +1,326 @@
+"""End to end: the firmware on the MicroPython unix port against the development CSMS.
+
+Connection life: BootNotification (Accepted, Pending, Rejected), heartbeats, reconnect back-off,
+malformed frames, Reset with restart in place, power loss, Basic auth, the control channel.
+"""
+
+import time
+
+import pytest
+
+from e2e import FAST, CsmsThread, variables
+from tools.csms import CallErrorReply
+
+pytestmark = pytest.mark.e2e
+
+BOOT = {
+    "reason": "PowerUp",
+    "chargingStation": {
+        "model": "VirtualWallbox",
+        "vendorName": "mpwallbox",
+        "serialNumber": "CS1",
+        "firmwareVersion": "0.1.0",
+    },
+}
+HB_VAR = {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}
+
+
+def config(extra=None):
+    values = dict(FAST)
+    values.update(extra or {})
+    return {"variables": variables(values)}
+
+
+def policy(*answers):
+    """A boot policy answering the given (status, interval) pairs in turn, the last forever."""
+    answers = list(answers)
+
+    def boot(station, payload):
+        status, interval = answers.pop(0) if len(answers) > 1 else answers[0]
+        return {"status": status, "interval": interval, "currentTime": "2026-11-21T10:00:00Z"}
+
+    return boot
+
+
+def answer_to(csms, st, frame):
+    """The CSMS's answer to `frame` (recorded by the CSMS thread, so wait for it)."""
+    uid = frame.unique_id
+    return csms.wait_frame(st, lambda f: f.direction == "out" and f.unique_id == uid)
+
+
+def station_calls(st):
+    return [(f.action, f.payload) for f in st.frames if f.direction == "in" and f.kind == "call"]
+
+
+def test_boot_accepted_sets_interval_and_heartbeats_follow(csms, sims):
+    csms.csms.boot_policy = policy(("Accepted", 1))
+    csms.csms.clock = lambda: "2026-11-21T10:00:00Z"  # heartbeats answer this time too
+    sim = sims(csms.url, config=config())
+    st = csms.station()
+    boot = csms.wait_call(st, "BootNotification")
+    assert boot.msg[3] == BOOT
+    assert answer_to(csms, st, boot).msg[2] == {
+        "status": "Accepted",
+        "interval": 1,
+        "currentTime": "2026-11-21T10:00:00Z",
+    }
+    hb1 = csms.wait_call(st, "Heartbeat", start=boot.index + 1)
+    hb2 = csms.wait_call(st, "Heartbeat", start=hb1.index + 1)
+    assert hb1.msg[3] == {} and hb2.msg[3] == {}
+    assert 0.8 <= hb1.t - boot.t <= 1.6
+    assert 0.8 <= hb2.t - hb1.t <= 1.6
+    ids = [f.unique_id for f in st.frames if f.direction == "in" and f.kind == "call"]
+    assert len(set(ids)) == len(ids) and all(0 < len(i) <= 36 for i in ids)
+    status = sim.wait_status(lambda s: s["registration"] == "Accepted")
+    assert status["connected"] is True and status["boot_count"] == 1
+    # The clock follows the CSMS: the device model reports its time.
+    got = csms.call(
+        st,
+        "GetVariables",
+        {
+            "getVariableData": [
+                {"component": {"name": "ClockCtrlr"}, "variable": {"name": "DateTime"}}
+            ]
+        },
+    )
+    assert got["getVariableResult"][0]["attributeValue"].startswith("2026-11-21T10:00:0")
+
+
+def test_pending_then_accepted_only_boot_is_sent_and_allowed_calls_answered(csms, sims):
+    csms.csms.boot_policy = policy(("Pending", 2), ("Accepted", 300))
+    sim = sims(csms.url, config=config({("OCPPCommCtrlr", "HeartbeatInterval"): "1"}))
+    st = csms.station()
+    boot1 = csms.wait_call(st, "BootNotification")
+    sim.wait_status(lambda s: s["registration"] == "Pending")
+    got = csms.call(st, "GetVariables", {"getVariableData": [HB_VAR]})
+    assert got == {
+        "getVariableResult": [dict(HB_VAR, attributeStatus="Accepted", attributeValue="1")]
+    }
+    with pytest.raises(CallErrorReply) as e:
+        csms.call(st, "Reset", {"type": "Immediate"})
+    assert e.value.code == "SecurityError"
+    boot2 = csms.wait_call(st, "BootNotification", start=boot1.index + 1)
+    assert 1.9 <= boot2.t - answer_to(csms, st, boot1).t <= 2.8
+    assert boot2.msg[3] == BOOT
+    # Nothing but BootNotification went out while Pending, though heartbeats were due.
+    assert [a for a, _ in station_calls(st)][:2] == ["BootNotification", "BootNotification"]
+    sim.wait_status(lambda s: s["registration"] == "Accepted")
+
+
+def test_rejected_refuses_every_call_and_retries_after_interval(csms, sims):
+    csms.csms.boot_policy = policy(("Rejected", 2), ("Accepted", 300))
+    sim = sims(csms.url, config=config())
+    st = csms.station()
+    boot1 = csms.wait_call(st, "BootNotification")
+    sim.wait_status(lambda s: s["registration"] == "Rejected")
+    with pytest.raises(CallErrorReply) as e:
+        csms.call(st, "GetVariables", {"getVariableData": [HB_VAR]})
+    assert e.value.code == "SecurityError"
+    boot2 = csms.wait_call(st, "BootNotification", start=boot1.index + 1)
+    assert 1.9 <= boot2.t - answer_to(csms, st, boot1).t <= 2.8
+    sim.wait_status(lambda s: s["registration"] == "Accepted")
+
+
+def test_heartbeat_interval_change_takes_effect_at_once(csms, sims):
+    sims(csms.url, config=config())
+    st = csms.station()
+    csms.wait_call(st, "BootNotification")
+    got = csms.call(st, "SetVariables", {"setVariableData": [dict(HB_VAR, attributeValue="1")]})
+    assert got == {"setVariableResult": [dict(HB_VAR, attributeStatus="Accepted")]}
+    t = time.monotonic()
+    csms.wait_call(st, "Heartbeat", timeout=5)
+    assert time.monotonic() - t < 2.5
+
+
+def test_server_close_then_reconnect_follows_the_backoff_without_a_new_boot(csms, sims):
+    cfg = config({("OCPPCommCtrlr", "RetryBackOffRepeatTimes"): "1"})
+    sim = sims(csms.url, config=cfg)
+    st = csms.station()
+    csms.wait_call(st, "BootNotification")
+    sim.wait_status(lambda s: s["registration"] == "Accepted")
+    server = csms.csms
+    server.refuse(True)
+    n = len(server.attempts)
+    dropped = time.monotonic()
+    csms.loop.call_soon_threadsafe(server.close_station, "CS1", 1001)
+    deadline = time.monotonic() + 15
+    while len(server.attempts) < n + 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.refuse(False)
+    st2 = csms.station(timeout=15)
+    times = [a.t for a in server.attempts[n:]]
+    assert [a.accepted for a in server.attempts[n:]][:4] == [False, False, False, True]
+    gaps = [b - a for a, b in zip([dropped] + times[:3], times[:4], strict=True)]
+    # W=1 s, R=0, N=1: delay(1)=1, delay(2)=2, then it stays 2.
+    for gap, want in zip(gaps, [1, 2, 2, 2], strict=True):
+        assert want - 0.05 <= gap <= want + 0.7, gaps
+    got = csms.call(st2, "GetVariables", {"getVariableData": [HB_VAR]})
+    assert got["getVariableResult"][0]["attributeStatus"] == "Accepted"
+    assert station_calls(st2) == []  # no BootNotification on a mere reconnect
+    assert sim.cmd("status")["boot_count"] == 1
+
+
+def gv(n=1):
+    return {"getVariableData": [HB_VAR] * n}
+
+
+MALFORMED = [
+    ("not json", "-1", "RpcFrameworkError"),
+    ('{"a": 1}', "-1", "RpcFrameworkError"),
+    ("[2]", "-1", "RpcFrameworkError"),
+    ('[2, 5, "Heartbeat", {}]', "-1", "RpcFrameworkError"),
+    ('[2, "' + "i" * 37 + '", "Heartbeat", {}]', "-1", "RpcFrameworkError"),
+    ('[9, "e1", {}]', "e1", "MessageTypeNotSupported"),
+    ('[2, "e2", "GetVariables"]', "e2", "RpcFrameworkError"),
+    ('[2, "e3", "FlyToTheMoon", {}]', "e3", "NotImplemented"),
+    ('[2, "e4", "CancelReservation", {"reservationId": 1}]', "e4", "NotSupported"),
+    ('[2, "e5", "GetVariables", [1]]', "e5", "FormatViolation"),
+    ('[2, "e6", "GetVariables", {"getVariableData": [], "x": 1}]', "e6", "FormatViolation"),
+    ('[2, "e7", "GetVariables", {}]', "e7", "OccurrenceConstraintViolation"),
+    ('[2, "e8", "GetVariables", {"getVariableData": "x"}]', "e8", "TypeConstraintViolation"),
+    ('[2, "e9", "Reset", {"type": "Sometime"}]', "e9", "PropertyConstraintViolation"),
+    (
+        '[2, "e10", "Reset", {"type": "Immediate", "evseId": 1.0}]',
+        "e10",
+        "TypeConstraintViolation",
+    ),
+]
+
+
+def test_every_malformed_frame_gets_its_callerror_and_the_station_answers_after(csms, sims):
+    import json
+
+    sims(csms.url, config=config())
+    st = csms.station()
+    csms.wait_call(st, "BootNotification")
+    cases = MALFORMED + [
+        (json.dumps([2, "e11", "GetVariables", gv(21)]), "e11", "OccurrenceConstraintViolation")
+    ]
+    for raw, uid, code in cases:
+        start = len(st.frames)
+        csms.run(st.send_raw(raw))
+        err = csms.wait_frame(st, lambda f: f.direction == "in" and f.kind == "error", start=start)
+        assert err.msg[:3] == [4, uid, code], raw
+        assert isinstance(err.msg[3], str) and len(err.msg[3]) <= 255 and err.msg[4] == {}
+        got = csms.call(st, "GetVariables", gv())
+        assert got["getVariableResult"][0]["attributeValue"] == "300", raw
+    # A reply to a call nobody made is dropped, never answered.
+    start = len(st.frames)
+    csms.run(st.send_raw('[3, "nobody", {}]'))
+    csms.call(st, "GetVariables", gv())
+    assert [f.kind for f in st.frames[start:] if f.direction == "in"] == ["result"]
+
+
+def test_reset_reboots_in_place_with_reason_remote_reset(csms, sims):
+    sim = sims(csms.url, config=config())
+    st = csms.station()
+    csms.wait_call(st, "BootNotification")
+    assert csms.call(st, "Reset", {"type": "OnIdle", "evseId": 1}) == {
+        "status": "Rejected",
+        "statusInfo": {"reasonCode": "UnsupportedRequest"},
+    }
+    assert csms.call(st, "Reset", {"type": "Immediate"}) == {"status": "Accepted"}
+    csms.run(st.wait_closed(10), 15)
+    st2 = csms.station(timeout=15)
+    boot = csms.wait_call(st2, "BootNotification")
+    assert boot.msg[3] == dict(BOOT, reason="RemoteReset")
+    status = sim.wait_status(lambda s: s["registration"] == "Accepted")
+    assert status["boot_count"] == 2
+    assert sim.proc.poll() is None  # the same process: restarted in place
+
+
+def test_power_loss_keeps_settings_and_boots_with_power_up(csms, sims, tmp_path):
+    sim = sims(csms.url, config=config())
+    st = csms.station()
+    csms.wait_call(st, "BootNotification")
+    csms.call(st, "SetVariables", {"setVariableData": [dict(HB_VAR, attributeValue="77")]})
+    sim.kill()
+    sim2 = sims(csms.url, config=config(), state_dir=sim.state_dir)
+    st2 = csms.station(timeout=15)
+    boot = csms.wait_call(st2, "BootNotification")
+    assert boot.msg[3] == BOOT
+    got = csms.call(st2, "GetVariables", gv())
+    assert got["getVariableResult"][0]["attributeValue"] == "300"  # Boot interval wins
+    assert sim2.wait_status(lambda s: s["registration"] == "Accepted")["boot_count"] == 2
+
+
+def test_setting_survives_power_loss(csms, sims):
+    csms.csms.boot_policy = policy(("Accepted", 0))  # 0: keep our own HeartbeatInterval
+    sim = sims(csms.url, config=config())
+    st = csms.station()
+    csms.wait_call(st, "BootNotification")
+    csms.call(st, "SetVariables", {"setVariableData": [dict(HB_VAR, attributeValue="77")]})
+    sim.kill()
+    sims(csms.url, config=config(), state_dir=sim.state_dir)
+    st2 = csms.station(timeout=15)
+    csms.wait_call(st2, "BootNotification")
+    assert csms.call(st2, "GetVariables", gv())["getVariableResult"][0]["attributeValue"] == "77"
+
+
+PASSWORD = "0123456789abcdef0123"
+
+
+def test_basic_auth_with_the_password_which_is_never_reported_or_logged(sims):
+    c = CsmsThread(passwords={"CS1": PASSWORD})
+    try:
+        pw = {("SecurityCtrlr", "BasicAuthPassword"): PASSWORD}
+        sim = sims(c.url, config=config(pw))
+        st = c.station()
+        c.wait_call(st, "BootNotification")
+        import base64
+
+        assert (
+            st.headers["Authorization"]
+            == "Basic " + base64.b64encode(b"CS1:" + PASSWORD.encode()).decode()
+        )
+        pw_var = {
+            "component": {"name": "SecurityCtrlr"},
+            "variable": {"name": "BasicAuthPassword"},
+        }
+        got = c.call(st, "GetVariables", {"getVariableData": [pw_var]})
+        assert got == {"getVariableResult": [dict(pw_var, attributeStatus="Rejected")]}
+        assert PASSWORD not in sim.log()
+    finally:
+        c.stop()
+
+
+def test_wrong_password_is_refused_and_retried(sims):
+    c = CsmsThread(passwords={"CS1": PASSWORD})
+    try:
+        sims(c.url, config=config({("SecurityCtrlr", "BasicAuthPassword"): "x" * 16}))
+        deadline = time.monotonic() + 10
+        while len(c.csms.attempts) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [a.accepted for a in c.csms.attempts[:2]] == [False, False]
+    finally:
+        c.stop()
+
+
+def test_control_channel_contract(csms, sims):
+    sim = sims(csms.url, config=config())
+    csms.wait_call(csms.station(), "BootNotification")
+    st = sim.wait_status(lambda s: s["registration"] == "Accepted")
+    assert st == {
+        "ok": True,
+        "firmware_version": "0.1.0",
+        "boot_count": 1,
+        "registration": "Accepted",
+        "connected": True,
+        "evse": [],
+    }
+    assert sim.cmd("status", id="a1")["id"] == "a1"
+    assert sim.cmd("nonsense") == {"ok": False, "error": "unknown command: 'nonsense'"}
+    sim.send_line("{not json")
+    assert sim.reply()["ok"] is False
+    sim.send_line("[1, 2]")
+    assert sim.reply()["ok"] is False
+    assert sim.cmd("plug_in", evse=1)["ok"] is False
+    n = len(csms.csms.attempts)
+    assert sim.cmd("ws_disconnect") == {"ok": True}
+    sim.wait_status(lambda s: s["connected"] is False)
+    time.sleep(2.5)  # reconnects fail while the network is down: none reaches the CSMS
+    assert len(csms.csms.attempts) == n
+    assert sim.cmd("ws_connect") == {"ok": True}
+    sim.wait_status(lambda s: s["connected"] is True)
+    assert sim.cmd("quit") == {"ok": True}
+    assert sim.proc.wait(10) == 0
