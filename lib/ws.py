@@ -1,0 +1,705 @@
+# ws: asyncio WebSocket client (RFC 6455, client side) for OCPP-J.
+# MIT licence. Ours because micropython-lib's aiohttp WebSocket sends no per-connection headers,
+# does not check the subprotocol and checks the handshake with assert.
+
+import asyncio
+import binascii
+import hashlib
+import os
+import struct
+import time
+
+from micropython import const
+
+# Opcodes (RFC 6455 5.2).
+_OP_CONT = const(0)
+_OP_TEXT = const(1)
+_OP_BIN = const(2)
+_OP_CLOSE = const(8)
+_OP_PING = const(9)
+_OP_PONG = const(10)
+# First and second header byte bits.
+_FIN = const(0x80)
+_RSV = const(0x70)
+_MASKED = const(0x80)
+_MAX_CTRL = const(125)  # largest control frame payload
+_MAX_HEAD = const(4096)  # largest HTTP response head we accept in the handshake
+_CHUNK = const(256)  # masking works on this many bytes at a time (a multiple of 4)
+_SKIP = const(1024)  # discarded payload is read this many bytes at a time
+_CLOSE_MS = const(2000)  # how long we wait for the server's side of a close handshake
+# Connection state, WebSocket._state: _OPEN -> _CLOSING (our close frame is sent or being sent,
+# no more data may go out) -> _CLOSED (socket closed; _code/_reason are final).
+_OPEN = const(0)
+_CLOSING = const(1)
+_CLOSED = const(2)
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class WsError(Exception):
+    # Handshake failure or protocol violation by the server. status: the HTTP status when the
+    # server answered the upgrade request with something other than 101, else None.
+    def __init__(self, msg, status=None):
+        super().__init__(msg)
+        self.status = status
+
+
+class ConnectionClosed(Exception):
+    # code: the close code (the server's, or the one we sent when we failed the connection);
+    # 1006 when the connection ended without a close frame. reason: str.
+    def __init__(self, code=1006, reason=""):
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+    def __str__(self):
+        return "%d %s" % (self.code, self.reason)
+
+
+class MessageTooBig(ConnectionClosed):
+    def __init__(self, code=1009, reason="message too big"):
+        super().__init__(code, reason)
+
+
+class _Lost(Exception):
+    # Internal: the socket failed (EOF, error, frame timeout). Helpers raise it; only the
+    # top of a flow (recv, send, close) closes the connection, so that _shut() never cancels
+    # the task that is on its way out anyway (helpers may run in wait_for()'s own task).
+    pass
+
+
+class _Fail(Exception):
+    # Internal: the server broke the protocol; fail the connection with close code `code`.
+    # skip: payload bytes of the offending frame still unread on the socket.
+    def __init__(self, code, reason, skip=0):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.skip = skip
+
+
+def _is_int(x):
+    # bool is an int on CPython but not on MicroPython: refuse it on both.
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check_text(s, what):
+    # Printable ASCII only: whatever goes into the request line or a header cannot inject one.
+    if not isinstance(s, str) or not s:
+        raise ValueError(what)
+    for c in s:
+        if c <= " " or c > "~":
+            raise ValueError(what)
+
+
+def _valid_code(code):
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+def parse_url(url):
+    # -> (tls, host, port, path); path keeps the query. IPv6 literals go in brackets.
+    _check_text(url, "bad url")
+    i = url.find("://")
+    scheme = url[:i].lower() if i > 0 else ""
+    if scheme == "ws":
+        tls, port = False, 80
+    elif scheme == "wss":
+        tls, port = True, 443
+    else:
+        raise ValueError("url must start with ws:// or wss://")
+    rest = url[i + 3 :]
+    if "#" in rest:
+        raise ValueError("fragment in url")
+    j = len(rest)
+    for sep in "/?":
+        k = rest.find(sep)
+        if 0 <= k < j:
+            j = k
+    netloc, path = rest[:j], rest[j:]
+    if not path or path[0] == "?":
+        path = "/" + path
+    if "@" in netloc:
+        raise ValueError("credentials in url: use basic_auth")
+    if netloc[:1] == "[":
+        k = netloc.find("]")
+        if k < 0:
+            raise ValueError("bad IPv6 host")
+        host, tail = netloc[1:k], netloc[k + 1 :]
+    else:
+        k = netloc.find(":")
+        host, tail = (netloc, "") if k < 0 else (netloc[:k], netloc[k:])
+    if not host:
+        raise ValueError("no host in url")
+    if tail:
+        digits = tail[1:]
+        if tail[0] != ":" or not digits or digits.strip("0123456789"):
+            raise ValueError("bad port")
+        port = int(digits)
+        if not 0 < port < 65536:
+            raise ValueError("bad port")
+    return tls, host, port, path
+
+
+def _b64(data):
+    return binascii.b2a_base64(data, newline=False).decode()
+
+
+def _basic(auth):
+    # (user, password) -> the credentials of an "Authorization: Basic" header.
+    user, password = auth
+    user = user.encode() if isinstance(user, str) else bytes(user)
+    password = password.encode() if isinstance(password, str) else bytes(password)
+    if b":" in user:
+        raise ValueError("':' in basic auth user")
+    return _b64(user + b":" + password)
+
+
+def _request(tls, host, port, path, key, subprotocol, auth):
+    h = "[" + host + "]" if ":" in host else host
+    if port != (443 if tls else 80):
+        h = "%s:%d" % (h, port)
+    lines = [
+        "GET " + path + " HTTP/1.1",
+        "Host: " + h,
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: " + key,
+        "Sec-WebSocket-Version: 13",
+    ]
+    if subprotocol is not None:
+        lines.append("Sec-WebSocket-Protocol: " + subprotocol)
+    if auth is not None:
+        lines.append("Authorization: Basic " + auth)
+    lines.append("\r\n")  # the join turns this into the blank line ending the head
+    return "\r\n".join(lines).encode()
+
+
+async def _read_head(r):
+    # The HTTP response head up to its blank line, byte by byte so that nothing after it (a
+    # first frame) is consumed, into one buffer of bounded size.
+    buf = bytearray(_MAX_HEAD)
+    n = 0
+    while True:
+        if n == _MAX_HEAD:
+            raise WsError("handshake response head too large")
+        b = await r.read(1)
+        if not b:
+            raise WsError("connection closed during handshake")
+        c = buf[n] = b[0]
+        n += 1
+        if c == 10 and n >= 4 and buf[n - 2] == 13 and buf[n - 3] == 10 and buf[n - 4] == 13:
+            break
+    try:
+        return str(buf[: n - 4], "utf-8")
+    except UnicodeError:
+        raise WsError("handshake response is not UTF-8") from None
+
+
+# The response headers we look at; each may appear at most once.
+_WANTED = (
+    "upgrade",
+    "connection",
+    "sec-websocket-accept",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+)
+
+
+def _parse_head(text):
+    # -> (status, {lower-case name: value}) for the _WANTED headers.
+    lines = text.split("\r\n")
+    parts = lines[0].split(" ")
+    code = parts[1] if len(parts) > 1 else ""
+    if not parts[0].startswith("HTTP/") or len(code) != 3 or code.strip("0123456789"):
+        raise WsError("bad HTTP status line")
+    hdrs = {}
+    for line in lines[1:]:
+        k = line.find(":")
+        if k <= 0:
+            raise WsError("bad HTTP header line")
+        name = line[:k].strip().lower()
+        if name in _WANTED:
+            if name in hdrs:
+                raise WsError("duplicate header " + name)
+            hdrs[name] = line[k + 1 :].strip()
+    return int(code), hdrs
+
+
+def _check_head(text, accept, subprotocol):
+    status, hdrs = _parse_head(text)
+    if status != 101:
+        raise WsError("HTTP status %d" % status, status)
+    if hdrs.get("upgrade", "").lower() != "websocket":
+        raise WsError("no Upgrade: websocket")
+    tokens = [t.strip().lower() for t in hdrs.get("connection", "").split(",")]
+    if "upgrade" not in tokens:
+        raise WsError("no Connection: Upgrade")
+    if hdrs.get("sec-websocket-accept") != accept:
+        raise WsError("bad Sec-WebSocket-Accept")
+    if "sec-websocket-extensions" in hdrs:
+        raise WsError("server chose an extension we did not offer")
+    if hdrs.get("sec-websocket-protocol") != subprotocol:
+        raise WsError("server did not select subprotocol %s" % subprotocol)
+
+
+def _close_stream(w, hard):
+    s = getattr(w, "s", None)
+    if s is not None:
+        # MicroPython: Stream.close() does nothing (wait_closed() closes); close the socket.
+        s.close()
+    elif hard:
+        w.transport.abort()  # CPython: drop the connection now, unsent data included
+    else:
+        w.close()  # CPython: close after the buffered data is sent
+
+
+async def _handshake(held, tls, host, port, ssl_ctx, req, accept, subprotocol):
+    if tls:
+        r, w = await asyncio.open_connection(host, port, ssl=ssl_ctx, server_hostname=host)
+    else:
+        r, w = await asyncio.open_connection(host, port)
+    held.append(w)  # for connect() to close on failure
+    # MicroPython's open_connection does not report a failed TCP connect: this write does.
+    w.write(req)
+    await w.drain()
+    _check_head(await _read_head(r), accept, subprotocol)
+    return r, w
+
+
+async def connect(
+    url,
+    *,
+    subprotocol="ocpp2.0.1",
+    basic_auth=None,
+    ssl_ctx=None,
+    max_size=65536,
+    timeout_ms=30000,
+    urandom=os.urandom,
+    frame_timeout_ms=10000,
+):
+    # -> an open WebSocket. Raises ValueError (arguments), OSError (network, TLS) or WsError
+    # (HTTP/handshake, including running out of timeout_ms).
+    tls, host, port, path = parse_url(url)
+    if tls and ssl_ctx is None:
+        raise ValueError("wss:// needs ssl_ctx")
+    if not tls and ssl_ctx is not None:
+        raise ValueError("ssl_ctx given for a ws:// url")
+    for v in (max_size, timeout_ms, frame_timeout_ms):
+        if not _is_int(v) or v <= 0:
+            raise ValueError("sizes and timeouts must be positive ints")
+    if subprotocol is not None:
+        _check_text(subprotocol, "bad subprotocol")
+    auth = None if basic_auth is None else _basic(basic_auth)
+    key = _b64(urandom(16))
+    accept = _b64(hashlib.sha1(key.encode() + _GUID).digest())
+    req = _request(tls, host, port, path, key, subprotocol, auth)
+    held = []
+    try:
+        r, w = await asyncio.wait_for_ms(
+            _handshake(held, tls, host, port, ssl_ctx, req, accept, subprotocol), timeout_ms
+        )
+    except asyncio.TimeoutError:
+        if held:
+            _close_stream(held[0], True)
+        raise WsError("handshake timed out") from None
+    except BaseException:
+        if held:
+            _close_stream(held[0], True)
+        raise
+    return WebSocket(r, w, subprotocol, max_size, frame_timeout_ms, urandom)
+
+
+def _mask_into(out, off, data, mask):
+    # out[off:off+len(data)] = data XOR the repeated 4-byte mask. Done as one big-int XOR per
+    # _CHUNK bytes: on the MicroPython unix port about 10x faster than a per-byte loop and as
+    # fast as one XOR over the whole payload, while the temporaries stay _CHUNK bytes long.
+    n = len(data)
+    rep = mask * (_CHUNK // 4)
+    km = int.from_bytes(rep, "big")
+    mv = memoryview(data)
+    i = 0
+    while i + _CHUNK <= n:
+        x = int.from_bytes(mv[i : i + _CHUNK], "big") ^ km
+        out[off + i : off + i + _CHUNK] = x.to_bytes(_CHUNK, "big")
+        i += _CHUNK
+    r = n - i
+    if r:
+        x = int.from_bytes(mv[i:], "big") ^ int.from_bytes(rep[:r], "big")
+        out[off + i : off + n] = x.to_bytes(r, "big")
+
+
+def _parse_close(data):
+    # Close frame payload -> (code, reason); 1005 stands for "no code given".
+    if not data:
+        return 1005, ""
+    if len(data) < 2:
+        raise _Fail(1002, "close frame of 1 byte")
+    code = (data[0] << 8) | data[1]
+    if not _valid_code(code):
+        raise _Fail(1002, "bad close code %d" % code)
+    try:
+        return code, str(data[2:], "utf-8")
+    except UnicodeError:
+        raise _Fail(1007, "close reason is not UTF-8") from None
+
+
+def _current_task():
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running loop
+        return None
+
+
+class WebSocket:
+    # Made by connect(). One task at a time may be in recv(); any number may send.
+    def __init__(self, reader, writer, subprotocol, max_size, frame_timeout_ms, urandom):
+        self._r = reader
+        self._w = writer
+        self.subprotocol = subprotocol
+        self.last_pong = None  # ticks_ms() when the last pong arrived; None before the first
+        self._max = max_size
+        self._ftmo = frame_timeout_ms
+        self._rand = urandom
+        self._state = _OPEN
+        self._code = 1006  # close code to report; final once _state is _CLOSED
+        self._reason = ""
+        self._msg = None  # bytearray of a fragmented text message being reassembled, or None
+        self._mid = False  # True while a frame is half read: the stream is out of step
+        self._lock = asyncio.Lock()  # held from write() to the end of drain(): one frame at once
+        self._done = asyncio.Event()  # set when _state becomes _CLOSED
+        self._rtask = None  # task reading the socket (recv, close), for _shut() to wake
+        self._wtask = None  # task in write()/drain(), for _shut() to wake
+        self._killed = []  # tasks _shut() cancelled; their CancelledError becomes ConnectionClosed
+        # MicroPython's stream has readinto(): payloads go straight into one buffer, where its
+        # readexactly() would grow a bytes object chunk by chunk. CPython's has no readinto().
+        self._into = hasattr(reader, "readinto")
+
+    @property
+    def closed(self):
+        # True from the moment a close handshake starts: nothing can be sent any more.
+        return self._state != _OPEN
+
+    # ---- receiving
+
+    async def recv(self):
+        # -> the next text message. Raises ConnectionClosed (MessageTooBig) when it ends.
+        if self._state != _OPEN:
+            raise ConnectionClosed(self._code, self._reason)
+        if self._rtask is not None:
+            raise RuntimeError("another task is in recv()")
+        self._rtask = _current_task()
+        try:
+            return await self._recv()
+        except _Lost as e:
+            self._shut(1006, e.args[0], True)
+            raise ConnectionClosed(self._code, self._reason) from None
+        except asyncio.CancelledError:
+            if self._took_cancel():
+                raise ConnectionClosed(self._code, self._reason) from None
+            if self._mid or (self._wtask is not None and getattr(self._w, "out_buf", None)):
+                # Cancelled inside a frame: the stream is out of step. Or a send() is parked on
+                # the socket on MicroPython, whose asyncio, cancelling our wait on the socket,
+                # unregisters the socket for that send() as well: it would never wake.
+                self._shut(1006, "recv() cancelled", True)
+            raise
+        finally:
+            self._rtask = None
+
+    async def _recv(self):
+        try:
+            while True:
+                op, fin, data = await self._frame()
+                if op >= _OP_CLOSE:
+                    await self._control(op, data)
+                elif self._state == _OPEN:  # data arriving while we close is dropped
+                    text = self._data(op, fin, data)
+                    if text is not None:
+                        return text
+        except _Fail as e:
+            await self._fail(e)
+
+    async def _frame(self):
+        # -> (opcode, fin, payload); payload is None for data frames dropped while closing.
+        # The start of a frame may take forever (liveness is the caller's business, by pings);
+        # once its first byte is in, the rest must follow within frame_timeout_ms.
+        try:
+            b = await self._r.read(2)
+            if not b:
+                raise EOFError
+            self._mid = True
+            f = await asyncio.wait_for_ms(self._rest(b), self._ftmo)
+            self._mid = False
+            return f
+        except asyncio.TimeoutError:  # before OSError: CPython's TimeoutError is an OSError
+            raise _Lost("frame timeout") from None
+        except (EOFError, OSError):
+            raise _Lost("connection lost") from None
+
+    async def _rest(self, b):
+        r = self._r
+        if len(b) < 2:
+            b += await r.readexactly(1)
+        b0 = b[0]
+        b1 = b[1]
+        op = b0 & 0x0F
+        fin = b0 & _FIN
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack(">H", await r.readexactly(2))[0]
+        elif n == 127:
+            n = struct.unpack(">Q", await r.readexactly(8))[0]
+        if b1 & _MASKED:
+            await r.readexactly(4)  # read the key to stay in step; we refuse the frame anyway
+            raise _Fail(1002, "masked frame from server", n)
+        if b0 & _RSV:
+            raise _Fail(1002, "RSV bits set", n)
+        if op >= _OP_CLOSE:
+            if op > _OP_PONG:
+                raise _Fail(1002, "unknown opcode %d" % op, n)
+            if n > _MAX_CTRL or not fin:
+                raise _Fail(1002, "control frame too long or fragmented", n)
+        elif op > _OP_BIN:
+            raise _Fail(1002, "unknown opcode %d" % op, n)
+        elif self._state != _OPEN:
+            await self._skip(n)
+            return op, fin, None
+        elif n + (len(self._msg) if op == _OP_CONT and self._msg else 0) > self._max:
+            raise _Fail(1009, "message too big", n)
+        return op, fin, (await self._rx(n) if n else b"")
+
+    async def _rx(self, n):
+        # Exactly n bytes.
+        if not self._into:
+            return await self._r.readexactly(n)
+        buf = bytearray(n)
+        mv = memoryview(buf)
+        got = 0
+        while got < n:
+            k = await self._r.readinto(mv[got:])
+            if k is None:  # TLS: no whole record yet
+                continue
+            if not k:
+                raise EOFError
+            got += k
+        return buf
+
+    async def _skip(self, n):
+        while n:
+            b = await self._r.read(n if n < _SKIP else _SKIP)
+            if not b:
+                raise EOFError
+            n -= len(b)
+
+    def _data(self, op, fin, data):
+        # -> the text once a message is complete, else None (a fragment was stored).
+        msg = self._msg
+        if op == _OP_CONT:
+            if msg is None:
+                raise _Fail(1002, "continuation frame without a message")
+            msg.extend(data)
+        else:
+            if msg is not None:
+                raise _Fail(1002, "new message inside a fragmented one")
+            if op == _OP_BIN:
+                raise _Fail(1003, "binary messages not accepted")
+            if not fin:
+                self._msg = bytearray(data)
+                return None
+            msg = data
+        if not fin:
+            return None
+        self._msg = None
+        try:
+            return str(msg, "utf-8")
+        except UnicodeError:
+            raise _Fail(1007, "text message is not UTF-8") from None
+
+    async def _control(self, op, data):
+        if op == _OP_PING:
+            if self._state == _OPEN:
+                await self._send_frame(_OP_PONG, data)
+        elif op == _OP_PONG:
+            self.last_pong = time.ticks_ms()
+        else:
+            code, reason = _parse_close(data)
+            if self._state == _OPEN:
+                self._state = _CLOSING
+                await self._send_close(data[:2])  # echo the server's code
+            self._shut(code, reason, False)
+            raise ConnectionClosed(code, reason)
+
+    async def _fail(self, e):
+        # Fail the connection (RFC 6455 7.1.7): send our close, give the server a bounded time
+        # to answer it, drop the socket, raise.
+        sent = True
+        if self._state == _OPEN:
+            self._state = _CLOSING
+            self._code, self._reason = e.code, e.reason
+            sent = await self._send_close(struct.pack(">H", e.code))
+        if sent and self._state == _CLOSING:
+            try:
+                await asyncio.wait_for_ms(self._await_close(e.skip), _CLOSE_MS)
+            except (asyncio.TimeoutError, _Lost, _Fail, EOFError, OSError):
+                pass  # we are dropping the connection anyway
+        self._shut(e.code, e.reason, False)
+        self._code, self._reason = e.code, e.reason
+        if e.code == 1009:
+            raise MessageTooBig(e.code, e.reason)
+        raise ConnectionClosed(e.code, e.reason)
+
+    async def _await_close(self, skip):
+        # While closing: drop the unread rest of a frame and everything up to the server's
+        # close frame. Returns its payload.
+        if skip:
+            await self._skip(skip)
+        while True:
+            op, _, data = await self._frame()
+            if op == _OP_CLOSE:
+                return data
+
+    # ---- sending
+
+    def _build(self, op, data):
+        # One whole masked frame in one buffer, with a fresh mask.
+        n = len(data)
+        h = 6 if n < 126 else (8 if n < 65536 else 14)  # header bytes, mask key included
+        f = bytearray(h + n)
+        f[0] = _FIN | op
+        if n < 126:
+            f[1] = _MASKED | n
+        elif n < 65536:
+            f[1] = _MASKED | 126
+            struct.pack_into(">H", f, 2, n)
+        else:
+            f[1] = _MASKED | 127
+            struct.pack_into(">Q", f, 2, n)
+        mask = self._rand(4)
+        f[h - 4 : h] = mask
+        _mask_into(f, h, data, mask)
+        return f
+
+    async def _send_frame(self, op, data):
+        # Frames go out whole and one at a time: a single write() and its drain() under the
+        # lock (MicroPython's drain() is not safe to run from two tasks at once).
+        frame = self._build(op, data)
+        async with self._lock:
+            if not (self._state == _OPEN or (op == _OP_CLOSE and self._state == _CLOSING)):
+                raise ConnectionClosed(self._code, self._reason)
+            self._wtask = _current_task()
+            try:
+                self._w.write(frame)
+                await self._w.drain()
+            except asyncio.CancelledError:
+                if self._took_cancel():
+                    raise ConnectionClosed(self._code, self._reason) from None
+                if getattr(self._w, "out_buf", None):
+                    # MicroPython: the next drain() would start again from the beginning of
+                    # out_buf, part of which may be on the wire already.
+                    self._shut(1006, "send() cancelled inside a frame", True)
+                raise
+            except OSError:
+                raise _Lost("connection lost") from None
+            finally:
+                self._wtask = None
+
+    async def _send_close(self, payload):
+        # Best effort and bounded: a stuck socket must not hold a close up. -> False when the
+        # socket turned out to be dead.
+        try:
+            await asyncio.wait_for_ms(self._send_frame(_OP_CLOSE, payload), _CLOSE_MS)
+        except (asyncio.TimeoutError, ConnectionClosed):
+            pass
+        except _Lost:
+            return False
+        return True
+
+    async def _send_data(self, op, data):
+        try:
+            await self._send_frame(op, data)
+        except _Lost as e:
+            self._shut(1006, e.args[0], True)
+            raise ConnectionClosed(self._code, self._reason) from None
+
+    async def send(self, text):
+        if not isinstance(text, str):
+            raise TypeError("send() takes a str")
+        if self._state != _OPEN:
+            raise ConnectionClosed(self._code, self._reason)
+        await self._send_data(_OP_TEXT, text.encode())
+
+    async def ping(self, payload=b""):
+        if isinstance(payload, str):
+            payload = payload.encode()
+        if len(payload) > _MAX_CTRL:
+            raise ValueError("ping payload over 125 bytes")
+        await self._send_data(_OP_PING, payload)
+
+    # ---- closing
+
+    async def close(self, code=1000, reason=""):
+        # Close handshake: our close frame, the server's (at most _CLOSE_MS), socket closed.
+        if self._state == _OPEN:
+            payload = struct.pack(">H", code) if _is_int(code) and _valid_code(code) else None
+            rb = reason.encode() if isinstance(reason, str) else None
+            if payload is None or rb is None or len(rb) > _MAX_CTRL - 2:
+                raise ValueError("bad close code or reason")
+            self._state = _CLOSING
+            self._code, self._reason = code, reason
+            if not await self._send_close(payload + rb):
+                self._shut(1006, "connection lost", True)
+        if self._state == _CLOSING:
+            if self._rtask is None:
+                await self._read_close()
+            else:  # a recv() is reading: it will see the server's close frame
+                try:
+                    await asyncio.wait_for_ms(self._done.wait(), _CLOSE_MS)
+                except asyncio.TimeoutError:
+                    pass
+        self._shut(1006, "no close frame from the server", False)
+
+    async def _read_close(self):
+        self._rtask = _current_task()
+        try:
+            await asyncio.wait_for_ms(self._await_close(0), _CLOSE_MS)
+            self._shut(self._code, self._reason, False)
+        except asyncio.CancelledError:
+            if not self._took_cancel():
+                raise
+        except (asyncio.TimeoutError, _Lost, _Fail, EOFError, OSError):
+            pass  # close() drops the socket anyway
+        finally:
+            self._rtask = None
+
+    def abort(self):
+        # Drop the connection now, no close handshake; a task blocked in recv() or send() gets
+        # ConnectionClosed(1006).
+        self._shut(1006, "aborted", True)
+
+    def _shut(self, code, reason, hard):
+        # Enter _CLOSED (once): record why, wake the tasks blocked on the socket, close it.
+        # Waking is by cancelling them: closing a socket does not reliably wake a task that
+        # MicroPython's poller has parked on it (on lwIP ports the closed socket polls as
+        # POLLNVAL, which asyncio ignores). The task turns the cancel into ConnectionClosed.
+        if self._state == _CLOSED:
+            return
+        self._state = _CLOSED
+        self._code, self._reason = code, reason
+        self._msg = None
+        cur = _current_task()
+        for t in (self._rtask, self._wtask):
+            if t is not None and t is not cur and t not in self._killed:
+                self._killed.append(t)
+                t.cancel()
+        _close_stream(self._w, hard)
+        self._done.set()
+
+    def _took_cancel(self):
+        # True if the current task's CancelledError came from _shut() (and so is ours to eat).
+        t = _current_task()
+        if t is None or t not in self._killed:
+            return False
+        self._killed.remove(t)
+        uncancel = getattr(t, "uncancel", None)  # CPython: undo our cancel() in its count
+        if uncancel is not None:
+            uncancel()
+        return True
