@@ -83,6 +83,7 @@ class Connection:
         self.session = station.session
         self.registration = None
         self.sock = None  # the open WebSocket, None while offline
+        self.stopping = False  # set by an orderly shutdown: no reconnect after it
         self.on_accepted = []  # callbacks run once, when this boot is first Accepted
         self._wake = asyncio.Event()  # cuts a boot or heartbeat wait short (interval changed)
         self._ping_wake = asyncio.Event()  # cuts a ping wait short (ping interval changed)
@@ -108,7 +109,8 @@ class Connection:
             self.sock.abort()
 
     async def close(self):
-        """Orderly close (shutdown): WebSocket close handshake, bounded in time."""
+        """Orderly close (shutdown, reboot): WebSocket close handshake, no reconnect after."""
+        self.stopping = True
         if self.sock:
             await self.sock.close()
 
@@ -120,7 +122,7 @@ class Connection:
     async def run(self):
         backoff = Backoff(self._rand)
         delay = 0
-        while True:
+        while not self.stopping:
             if delay:
                 log.info(_TAG, "reconnecting in %.1f s" % delay)
                 await asyncio.sleep_ms(int(delay * 1000))
@@ -132,7 +134,8 @@ class Connection:
                 continue
             backoff.reset()
             await self._serve(sock)
-            delay = self._next(backoff)
+            if not self.stopping:
+                delay = self._next(backoff)
 
     def _next(self, backoff):
         get = self.dm.get_int

@@ -7,7 +7,7 @@ import pytest  # noqa: E402
 
 @pytest.fixture
 def csms():
-    from e2e import CsmsThread
+    from tools.harness import CsmsThread
 
     c = CsmsThread()
     yield c
@@ -17,7 +17,7 @@ def csms():
 @pytest.fixture
 def sims(tmp_path, request):
     """Factory of virtual wallboxes; all are killed at the end and their logs shown on failure."""
-    from e2e import Sim
+    from tools.harness import Sim
 
     made = []
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from e2e import FAST, CsmsThread, variables
+from tools.harness import FAST, CsmsThread, variables
 from tools.csms import CallErrorReply
 
 pytestmark = pytest.mark.e2e

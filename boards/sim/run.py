@@ -1,4 +1,5 @@
-# run: entry point of the virtual wallbox on the MicroPython unix port (see tools/wallbox-sim).
+# run: entry point of the virtual wallbox on the MicroPython unix port: tools/wallbox-sim runs
+# `micropython -m boards.sim.run ARGS`.
 # MIT licence.
 
 import sys

@@ -1,6 +1,6 @@
-"""End-to-end harness: the development CSMS in a background event loop, and the real firmware
-running as `tools/wallbox-sim` (MicroPython unix port, sim board) driven through its control
-channel. Tests talk to both synchronously."""
+# harness: the development CSMS in a background event loop and the real firmware as a child
+# process group, both driven synchronously; shared by the end-to-end tests and `make bench`.
+# MIT licence.
 
 import asyncio
 import json
@@ -74,7 +74,7 @@ class CsmsThread:
 class Sim:
     """One virtual wallbox process group; `cmd` speaks its control channel."""
 
-    def __init__(self, tmp, url, sid="CS1", config=None, state_dir=None, heap=None):
+    def __init__(self, tmp, url, sid="CS1", config=None, state_dir=None, heap=None, code=None):
         self.tmp = Path(tmp)
         self.state_dir = Path(state_dir or self.tmp / ("state-" + sid))
         self.log_path = self.tmp / ("sim-%s-%d.log" % (sid, time.monotonic_ns()))
@@ -85,6 +85,8 @@ class Sim:
             args += ["--config", str(cfg)]
         if heap:
             args += ["--heap", heap]
+        if code:
+            args += ["--code", str(code)]
         self.log_file = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             args,

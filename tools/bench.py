@@ -1,0 +1,100 @@
+# bench: `make bench`: size, memory and speed figures of the firmware, one per line.
+# MIT licence.
+"""Print the figures the issues ask for, each on its own line as `name: value unit`.
+
+- mpy_total_bytes: all .mpy files built from firmware/, lib/, boards/ (`make compile`).
+- min_heap_kib: the smallest `-X heapsize` at which the virtual wallbox, running the compiled
+  .mpy files as a board does, boots, is accepted and answers 20 GetVariables (binary search,
+  4 KiB steps). On the unix port loaded bytecode lives in the heap; frozen into a board's
+  image it stays in flash, so a board needs less than this.
+- getvariables_round_trips_per_s: GetVariables (one item) answered per second, measured from
+  the CSMS side over 3 s.
+"""
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tools.harness import CsmsThread, Sim  # noqa: E402
+
+GV = {
+    "getVariableData": [
+        {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}
+    ]
+}
+
+
+def mpy_total_bytes():
+    files = list((ROOT / "build" / "mpy").rglob("*.mpy"))
+    if not files:
+        raise SystemExit("no .mpy files: run `make compile` first")
+    return sum(f.stat().st_size for f in files)
+
+
+def boots_with(csms, heap_kib, sid):
+    """True when a wallbox with this heap is accepted and answers 20 GetVariables."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sim = Sim(tmp, csms.url, sid=sid, heap="%dK" % heap_kib, code=ROOT / "build" / "mpy")
+        try:
+            st = csms.station(sid, timeout=8)
+            csms.wait_call(st, "BootNotification", timeout=8)
+            sim.wait_status(lambda s: s["registration"] == "Accepted", timeout=8)
+            for _ in range(20):
+                got = csms.call(st, "GetVariables", GV, timeout=5)
+                if got["getVariableResult"][0]["attributeStatus"] != "Accepted":
+                    return False
+            return sim.proc.poll() is None and "MemoryError" not in sim.log()
+        except Exception:
+            return False
+        finally:
+            sim.close()
+
+
+def min_heap_kib(csms, lo=8, hi=512):
+    if not boots_with(csms, hi, "H%d" % hi):
+        raise SystemExit("the wallbox does not even run with %d KiB" % hi)
+    while hi - lo > 4:
+        mid = (lo + hi) // 2 // 4 * 4
+        if boots_with(csms, mid, "H%d" % mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def round_trips_per_s(csms, seconds=3.0):
+    with tempfile.TemporaryDirectory() as tmp:
+        sim = Sim(tmp, csms.url, sid="RT")
+        try:
+            st = csms.station("RT")
+            sim.wait_status(lambda s: s["registration"] == "Accepted")
+
+            async def loop():
+                n = 0
+                t0 = time.monotonic()
+                while time.monotonic() - t0 < seconds:
+                    await st.call("GetVariables", GV)
+                    n += 1
+                return n / (time.monotonic() - t0)
+
+            return csms.run(loop(), seconds + 30)
+        finally:
+            sim.close()
+
+
+def main():
+    print("mpy_total_bytes: %d bytes" % mpy_total_bytes(), flush=True)
+    csms = CsmsThread()
+    try:
+        print("min_heap_kib: %d KiB" % min_heap_kib(csms), flush=True)
+        print("getvariables_round_trips_per_s: %.0f /s" % round_trips_per_s(csms), flush=True)
+    finally:
+        csms.stop()
+
+
+if __name__ == "__main__":
+    main()
