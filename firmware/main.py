@@ -22,6 +22,7 @@ class Station:
 
     def __init__(self, board):
         self.board = board
+        self._stopped = asyncio.Event()
         self.clock = Clock(board.unix_time)
         log.clock = self.clock
         self.store = Store(board.state_dir)
@@ -55,12 +56,20 @@ class Station:
         self.board.reboot()
 
     async def run(self):
-        tasks = [asyncio.create_task(t) for t in self.board.tasks(self)]
+        """Run until `shutdown` (or a reboot or power loss, which never come back here)."""
+        tasks = [asyncio.create_task(self.connection.run())]
+        tasks += [asyncio.create_task(c) for c in self.board.tasks(self)]
+        await self._stopped.wait()
+        for t in tasks:
+            t.cancel()
+
+    async def shutdown(self):
+        """Orderly stop: close the CSMS connection (bounded in time), then let `run` return."""
         try:
-            await self.connection.run()
-        finally:
-            for t in tasks:
-                t.cancel()
+            await asyncio.wait_for_ms(self.connection.close(), 3000)
+        except Exception as e:
+            log.warn("main", "close on shutdown: %r" % e)
+        self._stopped.set()
 
 
 def run(board):

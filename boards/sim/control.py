@@ -91,8 +91,4 @@ class Control:
 
     async def _quit(self):
         log.info("sim", "quit: shutting down")
-        try:
-            await asyncio.wait_for_ms(self.station.connection.close(), 3000)
-        except Exception as e:
-            log.warn("sim", "close on quit: %r" % e)
-        sys.exit(0)
+        await self.station.shutdown()  # then the process exits with status 0
