@@ -302,6 +302,14 @@ async def connect(
         if held:
             _close_stream(held[0], True)
         raise WsError("handshake timed out") from None
+    except ValueError as e:
+        if held:
+            _close_stream(held[0], True)
+        if isinstance(e, OSError):  # CPython's SSLCertVerificationError is both
+            raise
+        # MicroPython reports a failed certificate check as ValueError; arguments were checked
+        # above, so here it can only come from TLS.
+        raise OSError("TLS: " + str(e).strip()) from None
     except BaseException:
         if held:
             _close_stream(held[0], True)
@@ -638,6 +646,7 @@ class WebSocket:
 
     async def close(self, code=1000, reason=""):
         # Close handshake: our close frame, the server's (at most _CLOSE_MS), socket closed.
+        # Idempotent; however it ends (even cancelled), the socket is closed afterwards.
         if self._state == _OPEN:
             payload = struct.pack(">H", code) if _is_int(code) and _valid_code(code) else None
             rb = reason.encode() if isinstance(reason, str) else None
@@ -645,17 +654,25 @@ class WebSocket:
                 raise ValueError("bad close code or reason")
             self._state = _CLOSING
             self._code, self._reason = code, reason
-            if not await self._send_close(payload + rb):
-                self._shut(1006, "connection lost", True)
-        if self._state == _CLOSING:
-            if self._rtask is None:
-                await self._read_close()
-            else:  # a recv() is reading: it will see the server's close frame
-                try:
-                    await asyncio.wait_for_ms(self._done.wait(), _CLOSE_MS)
-                except asyncio.TimeoutError:
-                    pass
-        self._shut(1006, "no close frame from the server", False)
+            try:
+                if await self._send_close(payload + rb):
+                    await self._await_server_close()
+            finally:
+                self._shut(1006, "no close frame from the server", False)
+        elif self._state == _CLOSING:  # a close is under way elsewhere: wait for its end
+            try:
+                await asyncio.wait_for_ms(self._done.wait(), _CLOSE_MS)
+            except asyncio.TimeoutError:
+                self._shut(1006, "no close frame from the server", False)
+
+    async def _await_server_close(self):
+        if self._rtask is not None:  # a recv() is reading: it will see the server's close frame
+            try:
+                await asyncio.wait_for_ms(self._done.wait(), _CLOSE_MS)
+            except asyncio.TimeoutError:
+                pass
+        else:
+            await self._read_close()
 
     async def _read_close(self):
         self._rtask = _current_task()

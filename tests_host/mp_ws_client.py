@@ -1,7 +1,9 @@
 # Run by test_ws.py on the MicroPython unix port:
-#   micropython mp_ws_client.py <repo>/lib <port> <tls_port> <ca.der> <stuck_port>
-# <port>: websockets server; <tls_port>: websockets echo over TLS for localhost, signed by the
-# CA in <ca.der>; <stuck_port>: a server that completes the handshake and then never reads.
+#   micropython mp_ws_client.py LIB PORT TLS_PORT CA STUCK_PORT OTHER_CA BAD_TLS_PORT
+# PORT: websockets server; TLS_PORT: websockets echo over TLS for localhost, signed by the CA
+# in the DER file CA; STUCK_PORT: a server that completes the handshake and then never reads;
+# OTHER_CA: a CA that signed nothing; BAD_TLS_PORT: TLS with a valid certificate for another
+# host name.
 # Prints one line per check; the test compares them.
 
 import sys
@@ -72,17 +74,34 @@ async def closed_port():
     check(ok and time.ticks_diff(time.ticks_ms(), t0) < 1000, "closed port")
 
 
-async def tls():
-    with open(sys.argv[4], "rb") as f:
+def tls_ctx(path):
+    with open(path, "rb") as f:
         ca = f.read()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(cadata=ca)
-    c = await ws.connect("wss://localhost:%s/ocpp/MP1" % sys.argv[3], ssl_ctx=ctx)
+    return ctx
+
+
+async def refused(url, ctx):
+    try:
+        c = await ws.connect(url, ssl_ctx=ctx)
+        c.abort()
+        return False
+    except OSError:
+        return True
+
+
+async def tls():
+    good = tls_ctx(sys.argv[4])
+    c = await ws.connect("wss://localhost:%s/ocpp/MP1" % sys.argv[3], ssl_ctx=good)
     await c.send("über TLS")
     ok = await c.recv() == "über TLS"
     await c.close()
     check(ok, "wss")
+    wrong = tls_ctx(sys.argv[6])
+    check(await refused("wss://localhost:%s/x" % sys.argv[3], wrong), "wss wrong CA")
+    check(await refused("wss://localhost:%s/x" % sys.argv[7], good), "wss wrong host")
 
 
 async def ending(coro):

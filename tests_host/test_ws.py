@@ -776,6 +776,51 @@ def test_caller_cancelling_recv_between_frames_keeps_connection():
     run(main())
 
 
+def test_caller_cancelling_recv_inside_a_frame_drops_connection():
+    async def script(r, w):
+        await raw_handshake(r, w)
+        w.write(sframe(0x1, b"x" * 300)[:3])  # a frame begins, then nothing for a while
+        return await asyncio.wait_for(r.read(), 2)
+
+    async def main():
+        async with RawServer(script) as srv:
+            c = await ws.connect(srv.url)
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(c.recv(), 0.2)
+            assert c.closed  # the stream is out of step: nothing more can be read from it
+            with pytest.raises(ws.ConnectionClosed) as ei:
+                await c.recv()
+            assert ei.value.code == 1006
+            assert await srv.result == b""
+
+    run(main())
+
+
+def test_frame_in_the_same_segment_as_the_handshake_response():
+    async def script(r, w):
+        head = (await r.readuntil(b"\r\n\r\n")).decode()
+        keys = [ln for ln in head.split("\r\n") if ln.lower().startswith("sec-websocket-key:")]
+        key = keys[0].split(":", 1)[1].strip()
+        accept = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
+        w.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nupgrade: WebSocket\r\n"
+            b"connection: keep-alive, upgrade\r\nsec-websocket-accept: "
+            + accept.encode()
+            + b"\r\nsec-websocket-protocol: ocpp2.0.1\r\n\r\n"
+            + sframe(0x1, b'[2,"1","Reset"]')
+        )
+        return await asyncio.wait_for(r.read(), 2)
+
+    async def main():
+        async with RawServer(script) as srv:
+            c = await ws.connect(srv.url)
+            assert await c.recv() == '[2,"1","Reset"]'
+            c.abort()
+            assert await srv.result == b""
+
+    run(main())
+
+
 # ---- TLS
 
 
@@ -965,18 +1010,18 @@ def test_on_micropython(pki):
         kw = {"process_request": process_request, "max_size": None}
         async with (
             serve_ocpp(echo, host="localhost", ssl=server_ctx(pki)) as tls_srv,
+            serve_ocpp(echo, host="localhost", ssl=server_ctx(pki, "bad")) as bad_srv,
             serve_ocpp(handler, **kw) as srv,
             RawServer(stuck) as stuck_srv,
         ):
-            ports = [s.sockets[0].getsockname()[1] for s in (srv, tls_srv, stuck_srv.srv)]
+            servers = (srv, tls_srv, stuck_srv.srv, bad_srv)
+            port = [str(s.sockets[0].getsockname()[1]) for s in servers]
+            args = [ROOT / "lib", port[0], port[1], str(pki["ca"]) + ".der", port[2]]
+            args += [str(pki["other"]) + ".der", port[3]]
             proc = await asyncio.create_subprocess_exec(
                 str(MICROPYTHON),
                 str(script),
-                str(ROOT / "lib"),
-                str(ports[0]),
-                str(ports[1]),
-                str(pki["ca"]) + ".der",
-                str(ports[2]),
+                *map(str, args),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
             )
@@ -999,6 +1044,8 @@ def test_on_micropython(pki):
         "too big ok",
         "closed port ok",
         "wss ok",
+        "wss wrong CA ok",
+        "wss wrong host ok",
         "abort blocked ok",
         "recv cancel with stuck sender ok",
         "done",
