@@ -92,6 +92,7 @@ class Session:
         self._reply = asyncio.Event()
         self._wait_id = None  # id of our outstanding CALL, None when none is
         self._answer = None  # the frame that answered it, or None if the link dropped
+        self._handed = asyncio.Event()  # set once call() has taken its answer
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -120,6 +121,10 @@ class Session:
                 await asyncio.wait_for_ms(self._reply.wait(), int(timeout * 1000))
             finally:
                 self._wait_id = None
+                # The receive loop waits for this before it reads the next frame: our caller
+                # acts on the answer (say, a BootNotification status) before the CSMS's next
+                # CALL is handled, as the CSMS expects.
+                self._handed.set()
             return self._result(action, self._answer)
 
     def _result(self, action, frame):
@@ -149,7 +154,9 @@ class Session:
         try:
             while True:
                 text = await ws.recv()
-                await self._on_text(text)
+                self._handed.clear()
+                if await self._on_text(text):
+                    await self._handed.wait()
         finally:
             self.ws = None
             if self._wait_id is not None:
@@ -172,7 +179,7 @@ class Session:
             self.in_len = len(text)
             return await self._on_call(uid, msg)
         if kind == _CALLRESULT or kind == _CALLERROR:
-            return self._on_reply(uid, kind, msg)
+            return self._on_reply(uid, kind, msg)  # True when handed to call()
         await self._send_error(uid or "-1", MESSAGE_TYPE_NOT_SUPPORTED, "type %d" % kind)
 
     def _on_reply(self, uid, kind, msg):
@@ -186,6 +193,7 @@ class Session:
             return
         self._answer = msg
         self._reply.set()
+        return True
 
     async def _on_call(self, uid, msg):
         try:

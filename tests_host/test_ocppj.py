@@ -293,3 +293,33 @@ def test_drop_while_waiting_raises_not_connected():
 def test_router_refuses_names_that_are_not_ocpp_actions():
     with pytest.raises(ValueError):
         ocppj.Router().on("Nonsense", lambda req: {})
+
+
+def test_caller_acts_on_its_answer_before_the_next_incoming_call_is_handled():
+    state = {"registered": False, "seen_by_handler": None}
+
+    def handler(req):
+        state["seen_by_handler"] = state["registered"]
+        return GV_RESULT
+
+    async def go():
+        session, ws = make(handler=handler)
+        task = asyncio.create_task(session.run(ws))
+        await asyncio.sleep(0)
+
+        async def register():
+            await session.call("BootNotification", BOOT)
+            state["registered"] = True  # what connection.py does with the status
+
+        reg = asyncio.create_task(register())
+        await ws.next_sent(1)
+        ws.feed(json.dumps([3, "id0", BOOT_OK]))
+        ws.feed(GOOD)  # the CSMS's next CALL, right behind the answer
+        await ws.next_sent(2)
+        await reg
+        ws.hang_up()
+        with pytest.raises(ConnectionError):
+            await task
+
+    asyncio.run(go())
+    assert state["seen_by_handler"] is True
