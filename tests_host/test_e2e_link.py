@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tools.harness import FAST, CsmsThread, variables
 from tools.csms import CallErrorReply
+from tools.harness import FAST, CsmsThread, variables
 
 pytestmark = pytest.mark.e2e
 
@@ -40,6 +40,14 @@ def policy(*answers):
         return {"status": status, "interval": interval, "currentTime": "2026-11-21T10:00:00Z"}
 
     return boot
+
+
+def accepted(csms, sim, sid="CS1"):
+    """Wait until the station is connected, has booted and knows it is Accepted."""
+    st = csms.station(sid, timeout=15)
+    boot = csms.wait_call(st, "BootNotification")
+    sim.wait_status(lambda s: s["registration"] == "Accepted" and s["connected"])
+    return st, boot
 
 
 def answer_to(csms, st, frame):
@@ -122,9 +130,8 @@ def test_rejected_refuses_every_call_and_retries_after_interval(csms, sims):
 
 
 def test_heartbeat_interval_change_takes_effect_at_once(csms, sims):
-    sims(csms.url, config=config())
-    st = csms.station()
-    csms.wait_call(st, "BootNotification")
+    sim = sims(csms.url, config=config())
+    st, _ = accepted(csms, sim)
     got = csms.call(st, "SetVariables", {"setVariableData": [dict(HB_VAR, attributeValue="1")]})
     assert got == {"setVariableResult": [dict(HB_VAR, attributeStatus="Accepted")]}
     t = time.monotonic()
@@ -135,8 +142,7 @@ def test_heartbeat_interval_change_takes_effect_at_once(csms, sims):
 def test_server_close_then_reconnect_follows_the_backoff_without_a_new_boot(csms, sims):
     cfg = config({("OCPPCommCtrlr", "RetryBackOffRepeatTimes"): "1"})
     sim = sims(csms.url, config=cfg)
-    st = csms.station()
-    csms.wait_call(st, "BootNotification")
+    st, _ = accepted(csms, sim)
     sim.wait_status(lambda s: s["registration"] == "Accepted")
     server = csms.csms
     server.refuse(True)
@@ -190,9 +196,8 @@ MALFORMED = [
 def test_every_malformed_frame_gets_its_callerror_and_the_station_answers_after(csms, sims):
     import json
 
-    sims(csms.url, config=config())
-    st = csms.station()
-    csms.wait_call(st, "BootNotification")
+    sim = sims(csms.url, config=config())
+    st, _ = accepted(csms, sim)
     cases = MALFORMED + [
         (json.dumps([2, "e11", "GetVariables", gv(21)]), "e11", "OccurrenceConstraintViolation")
     ]
@@ -213,16 +218,14 @@ def test_every_malformed_frame_gets_its_callerror_and_the_station_answers_after(
 
 def test_reset_reboots_in_place_with_reason_remote_reset(csms, sims):
     sim = sims(csms.url, config=config())
-    st = csms.station()
-    csms.wait_call(st, "BootNotification")
+    st, _ = accepted(csms, sim)
     assert csms.call(st, "Reset", {"type": "OnIdle", "evseId": 1}) == {
         "status": "Rejected",
         "statusInfo": {"reasonCode": "UnsupportedRequest"},
     }
     assert csms.call(st, "Reset", {"type": "Immediate"}) == {"status": "Accepted"}
     csms.run(st.wait_closed(10), 15)
-    st2 = csms.station(timeout=15)
-    boot = csms.wait_call(st2, "BootNotification")
+    st2, boot = accepted(csms, sim)
     assert boot.msg[3] == dict(BOOT, reason="RemoteReset")
     status = sim.wait_status(lambda s: s["registration"] == "Accepted")
     assert status["boot_count"] == 2
@@ -231,13 +234,12 @@ def test_reset_reboots_in_place_with_reason_remote_reset(csms, sims):
 
 def test_power_loss_keeps_settings_and_boots_with_power_up(csms, sims, tmp_path):
     sim = sims(csms.url, config=config())
-    st = csms.station()
-    csms.wait_call(st, "BootNotification")
+    st, _ = accepted(csms, sim)
     csms.call(st, "SetVariables", {"setVariableData": [dict(HB_VAR, attributeValue="77")]})
     sim.kill()
+    csms.run(st.wait_closed(10), 15)  # the CSMS has seen the power go
     sim2 = sims(csms.url, config=config(), state_dir=sim.state_dir)
-    st2 = csms.station(timeout=15)
-    boot = csms.wait_call(st2, "BootNotification")
+    st2, boot = accepted(csms, sim2)
     assert boot.msg[3] == BOOT
     got = csms.call(st2, "GetVariables", gv())
     assert got["getVariableResult"][0]["attributeValue"] == "300"  # Boot interval wins
@@ -247,13 +249,12 @@ def test_power_loss_keeps_settings_and_boots_with_power_up(csms, sims, tmp_path)
 def test_setting_survives_power_loss(csms, sims):
     csms.csms.boot_policy = policy(("Accepted", 0))  # 0: keep our own HeartbeatInterval
     sim = sims(csms.url, config=config())
-    st = csms.station()
-    csms.wait_call(st, "BootNotification")
+    st, _ = accepted(csms, sim)
     csms.call(st, "SetVariables", {"setVariableData": [dict(HB_VAR, attributeValue="77")]})
     sim.kill()
-    sims(csms.url, config=config(), state_dir=sim.state_dir)
-    st2 = csms.station(timeout=15)
-    csms.wait_call(st2, "BootNotification")
+    csms.run(st.wait_closed(10), 15)  # the CSMS has seen the power go
+    sim2 = sims(csms.url, config=config(), state_dir=sim.state_dir)
+    st2, _ = accepted(csms, sim2)
     assert csms.call(st2, "GetVariables", gv())["getVariableResult"][0]["attributeValue"] == "77"
 
 
@@ -265,8 +266,7 @@ def test_basic_auth_with_the_password_which_is_never_reported_or_logged(sims):
     try:
         pw = {("SecurityCtrlr", "BasicAuthPassword"): PASSWORD}
         sim = sims(c.url, config=config(pw))
-        st = c.station()
-        c.wait_call(st, "BootNotification")
+        st, _ = accepted(c, sim)
         import base64
 
         assert (
