@@ -85,10 +85,13 @@ class Connection:
         self.sock = None  # the open WebSocket, None while offline
         self.stopping = False  # set by an orderly shutdown: no reconnect after it
         self.on_accepted = []  # callbacks run once, when this boot is first Accepted
-        self._wake = asyncio.Event()  # cuts a boot or heartbeat wait short (interval changed)
-        self._ping_wake = asyncio.Event()  # cuts a ping wait short (ping interval changed)
+        # Events that cut a wait short: the heartbeat interval changed, the ping interval
+        # changed, a BootNotification is wanted now (TriggerMessage while Pending).
+        self._hb_wake = asyncio.Event()
+        self._ping_wake = asyncio.Event()
+        self._boot_wake = asyncio.Event()
         station.router.gate = self.gate
-        self.dm.watch(_HEARTBEAT, lambda v: self._wake.set())
+        self.dm.watch(_HEARTBEAT, lambda v: self._hb_wake.set())
         self.dm.watch(_PING, lambda v: self._ping_wake.set())
 
     @property
@@ -203,7 +206,7 @@ class Connection:
                 log.warn(_TAG, "BootNotification unanswered")
                 continue
             except ocppj.CallError:
-                await self._pause(self.dm.get_int(_COMM + "RetryBackOffWaitMinimum"))
+                await self._pause(self.dm.get_int(_COMM + "RetryBackOffWaitMinimum"), None)
                 continue
             self._set_clock(resp)
             self.registration = resp["status"]
@@ -215,14 +218,16 @@ class Connection:
                 for fn in self.on_accepted:
                     fn()
                 return
-            await self._pause(interval if interval > 0 else _DEFAULT_BOOT_RETRY_S)
+            await self._pause(interval if interval > 0 else _DEFAULT_BOOT_RETRY_S, self._boot_wake)
 
-    async def _pause(self, seconds, event=None):
-        """Sleep, or less if `event` (the boot and heartbeat wake event by default) is set."""
-        event = event or self._wake
+    async def _pause(self, seconds, event):
+        """Sleep `seconds`, or less if `event` (one of the wake events, or None) is set."""
+        ms = int(seconds * 1000)
+        if event is None:
+            return await asyncio.sleep_ms(ms)
         event.clear()
         try:
-            await asyncio.wait_for_ms(event.wait(), int(seconds * 1000))
+            await asyncio.wait_for_ms(event.wait(), ms)
         except asyncio.TimeoutError:
             pass
 
@@ -235,7 +240,7 @@ class Connection:
             interval_ms = self.dm.get_int(_HEARTBEAT) * 1000
             idle_ms = time.ticks_diff(time.ticks_ms(), self.session.last_call_ms)
             if idle_ms < interval_ms:
-                await self._pause((interval_ms - idle_ms) / 1000)
+                await self._pause((interval_ms - idle_ms) / 1000, self._hb_wake)
                 continue
             try:
                 self._set_clock(await self.session.call("Heartbeat", {}))

@@ -143,11 +143,9 @@ class DeviceModel:
                 return "not an integer"
             return _in_range(int(value), lim)
         if kind == "d":
-            try:
-                n = float(value)
-            except ValueError:
+            if not _is_decimal(value):
                 return "not a decimal"
-            return _in_range(n, lim) if value.strip() == value else "not a decimal"
+            return _in_range(float(value), lim)
         if kind == "b":
             return None if value in ("true", "false") else "not a boolean"
         if kind == "t":
@@ -164,6 +162,12 @@ class DeviceModel:
 def _is_int(s):
     digits = s[1:] if s[:1] in ("+", "-") else s
     return digits.isdigit() and len(digits) < 19
+
+
+def _is_decimal(s):
+    """Sign, digits, optionally a point and digits: no exponent, no inf or nan."""
+    whole, _, frac = s.partition(".")
+    return _is_int(whole) and (frac.isdigit() or not (frac or "." in s))
 
 
 def _in_range(n, lim):

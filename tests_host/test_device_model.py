@@ -138,3 +138,12 @@ def test_store_survives_a_leftover_temporary_file_and_garbage(tmp_path):
     assert s.load("x") == {"v": 1}
     (tmp_path / "a" / "b" / "x.json").write_text("{not json")
     assert s.load("x", "default") == "default"
+
+
+def test_decimal_checks_are_strict():
+    from firmware.device_model import _is_decimal
+
+    good = ["0", "-1", "+2.5", "230.0", "12345.678"]
+    bad = ["", ".", "1.", ".5", "1e3", "nan", "inf", "-inf", " 1", "1.2.3", "1,5", "--1"]
+    assert [v for v in good if not _is_decimal(v)] == []
+    assert [v for v in bad if _is_decimal(v)] == []

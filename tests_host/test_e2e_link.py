@@ -104,6 +104,9 @@ def test_pending_then_accepted_only_boot_is_sent_and_allowed_calls_answered(csms
     assert got == {
         "getVariableResult": [dict(HB_VAR, attributeStatus="Accepted", attributeValue="1")]
     }
+    # Allowed while Pending, and it does not bring the next BootNotification forward.
+    got = csms.call(st, "SetVariables", {"setVariableData": [dict(HB_VAR, attributeValue="2")]})
+    assert got["setVariableResult"][0]["attributeStatus"] == "Accepted"
     with pytest.raises(CallErrorReply) as e:
         csms.call(st, "Reset", {"type": "Immediate"})
     assert e.value.code == "SecurityError"
