@@ -32,16 +32,20 @@ class Provisioning:
         if self.session.in_len > self.dm.get_int("DeviceDataCtrlr/BytesPerMessage:" + msg):
             raise ocppj.CallError(ocppj.FORMAT_VIOLATION, "BytesPerMessage")
 
+    def _lookup(self, item):
+        """(result skeleton echoing the request item, lookup status, declaration or None)."""
+        r = {"component": item["component"], "variable": item["variable"]}
+        if "attributeType" in item:
+            r["attributeType"] = item["attributeType"]
+        return (r,) + self.dm.find(item["component"], item["variable"])
+
     def on_get_variables(self, req):
         items = req["getVariableData"]
         self._limit("GetVariables", items)
         return {"getVariableResult": [self._get(item) for item in items]}
 
     def _get(self, item):
-        r = {"component": item["component"], "variable": item["variable"]}
-        if "attributeType" in item:
-            r["attributeType"] = item["attributeType"]
-        status, d = self.dm.find(item["component"], item["variable"])
+        r, status, d = self._lookup(item)
         if d is not None:
             if item.get("attributeType", _ACTUAL) != _ACTUAL:
                 status = "NotSupportedAttributeType"
@@ -58,10 +62,7 @@ class Provisioning:
         return {"setVariableResult": [self._set(item) for item in items]}
 
     def _set(self, item):
-        r = {"component": item["component"], "variable": item["variable"]}
-        if "attributeType" in item:
-            r["attributeType"] = item["attributeType"]
-        status, d = self.dm.find(item["component"], item["variable"])
+        r, status, d = self._lookup(item)
         reason = None
         if d is not None:
             value = item["attributeValue"]
