@@ -6,9 +6,8 @@ import asyncio
 import time
 
 import log
-import rfc3339
-
 import ocppj
+import rfc3339
 import ws
 from firmware.version import VERSION
 

@@ -5,14 +5,13 @@ import asyncio
 import binascii
 
 import log
-from clock import Clock
-from store import Store
-
 import ocppj
+from clock import Clock
 from firmware.blocks.provisioning import Provisioning
 from firmware.connection import Connection
 from firmware.device_model import DeviceModel
 from firmware.variables import VARIABLES
+from store import Store
 
 _BOOT = "boot"  # store document: {"count": boots so far, "reason": reason for the next boot}
 

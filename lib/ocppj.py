@@ -5,9 +5,9 @@ import asyncio
 import json
 import time
 
-import log
 from micropython import const
 
+import log
 import ocpp_schema
 import schema
 

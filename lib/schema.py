@@ -28,7 +28,6 @@ except ImportError:  # plain CPython, without tests_host/mpcompat.py
 
 
 import rfc3339
-
 from ocpp_schema import SCHEMAS
 
 FORMAT = "FormatViolation"

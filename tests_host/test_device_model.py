@@ -1,11 +1,11 @@
 """Device model, back-off and identity quoting under CPython."""
 
 import pytest
-from store import Store
 
 from firmware.connection import Backoff, quote
 from firmware.device_model import DeviceModel
 from firmware.variables import VARIABLES
+from store import Store
 
 HB = "OCPPCommCtrlr/HeartbeatInterval"
 

@@ -8,9 +8,10 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-import rfc3339
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import rfc3339
 
 ROOT = Path(__file__).resolve().parent.parent
 MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"

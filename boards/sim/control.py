@@ -7,7 +7,6 @@ import json
 import sys
 
 import log
-
 from firmware.version import VERSION
 
 _MAX_LINE = 4096  # a longer command line is refused, not buffered without bound

@@ -4,7 +4,6 @@
 import asyncio
 
 import log
-
 import ocppj
 from firmware import device_model as dm_mod
 
