@@ -1,0 +1,355 @@
+# evse: the IEC 61851-1 charging controller of one EVSE, and the only code that closes its
+# contactor. It knows nothing of OCPP: it takes commands and reports states. MIT licence.
+
+import asyncio
+import time
+
+from micropython import const
+
+import log
+from meter import MeterError
+
+_TICK_MS = const(10)  # safety loop period: sampling + decision, well inside the 100 ms rule
+_SLOW_MS = const(200)  # a new state towards charging (A->B, B->C) must be stable this long
+_FAST_READS = const(2)  # reads in a row for a state that opens the contactor (<= 20 ms)
+_STOP_MS = const(6000)  # after x1 the EV must leave C within this, else we open under load
+_F_MS = const(300)  # state F is held at least this long after a hard fault
+_RISE_MS = const(5000)  # the offered current rises at most once per this; it falls at once
+_SETTLE_MS = const(500)  # the contactor's mirror contact must follow a command within this
+_WELD_CLEAR_MS = const(1000)  # a weld clears once the mirror reads open this long
+_RCD_TEST_MS = const(500)  # the RCD must trip within this when its test output is driven
+_RCD_CLEAR_MS = const(1000)  # ... and be clear again within this after the test
+_METER_POLL_MS = const(1000)
+_METER_READ_MS = const(2000)  # one meter read may take this long
+_METER_LOST_MS = const(8000)  # no good reading for this long: the meter is lost
+_MIN_A = const(6)  # the least current IEC 61851 lets us offer
+
+# Fault codes. Hard faults signal state F and latch until the cause is gone (some only at
+# unplug); the others only keep the contactor open and the pilot in x1.
+RCD_TRIP = "rcd_trip"
+RCD_SELFTEST = "rcd_selftest"
+WELDED = "contactor_welded"
+CONTACTOR_FAULT = "contactor_fault"  # commanded closed, the mirror never said so
+DIODE_FAULT = "diode_fault"
+CP_SHORT = "cp_short"
+METER_TIMEOUT = "meter_timeout"
+PP_FAULT = "pp_fault"
+_HARD = (RCD_TRIP, RCD_SELFTEST, WELDED, CONTACTOR_FAULT, DIODE_FAULT, CP_SHORT)
+_UNTIL_UNPLUG = (RCD_TRIP, RCD_SELFTEST, DIODE_FAULT, CONTACTOR_FAULT, PP_FAULT)
+
+# RCD self-test progress, self._rcd: None (not run this session) -> _RCD_TESTING (test output
+# on, waiting for the trip) -> _RCD_CLEARING (output off, waiting for the trip to clear) ->
+# _RCD_OK; a failure raises RCD_SELFTEST instead.
+_RCD_TESTING = const(1)
+_RCD_CLEARING = const(2)
+_RCD_OK = const(3)
+
+
+class Evse:
+    """One EVSE's charging state machine over its hardware (boards.drivers.EvseHw).
+
+    Commands: `permit(on)`, `set_limit(amps)`, `set_available(on)`, `set_config_limit(amps)`.
+    Reports: `cp`, `offered_a`, `faults`, `reading` and the properties below; every change of
+    what they report calls the `on_change(evse)` callbacks at the end of the tick.
+    """
+
+    def __init__(self, evse_id, hw, ticks=time.ticks_ms):
+        self.id = evse_id
+        self.hw = hw
+        self.ticks = ticks
+        self.on_change = []
+        self.cp = "A"  # debounced control pilot state, "A".."F"
+        self.offered_a = 0  # the current the pilot offers now (0 in x1 and F)
+        self.faults = set()
+        self.reading = None  # the meter's last good Reading
+        self.cable_a = hw.cable_a  # the cable's rating: tethered, or read by PP at plug-in
+        self._permitted = False
+        self._available = True
+        self._limit_a = None  # application limit (smart charging, OCPP); None: none
+        self._config_a = None  # installer's limit; None: none
+        self._raw = None  # candidate state and how long / often it has been read
+        self._raw_since = 0
+        self._raw_count = 0
+        self._diode_seen = False  # the EV diode answered on the -12 V level this session
+        self._diode_bad = 0  # reads in a row with PWM on and no diode
+        self._rcd = None
+        self._rcd_since = 0
+        self._fault_since = None  # when the current hard fault began, for the F hold
+        self._stop_since = None  # a charger-initiated stop began (x1 sent, contactor closed)
+        self._switched = 0  # when the contactor was last commanded
+        self._open_since = None  # the mirror has read open since then, while a weld is set
+        self._offer_ms = 0  # when the offered current last changed
+        self._meter_ok_ms = None  # last good meter reading
+        self._changed = False
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def permit(self, on):
+        """Charging permitted by the application (authorization); False stops a session."""
+        self._permitted = bool(on)
+
+    def set_limit(self, amps):
+        self._limit_a = amps
+
+    def set_config_limit(self, amps):
+        self._config_a = amps
+
+    def set_available(self, on):
+        self._available = bool(on)
+
+    # -- what it reports --------------------------------------------------------------------
+
+    @property
+    def permitted(self):
+        return self._permitted
+
+    @property
+    def plugged(self):
+        return self.cp in "BCD"
+
+    @property
+    def ev_requesting(self):
+        return self.cp in "CD"
+
+    @property
+    def energy_flowing(self):
+        return self.hw.contactor.closed
+
+    @property
+    def suspended_ev(self):
+        """Energy offered (PWM on) and the EV does not take it."""
+        return self.cp == "B" and self.offered_a > 0
+
+    @property
+    def suspended_evse(self):
+        """The EV asks for energy and we offer none."""
+        return self.ev_requesting and self.offered_a == 0
+
+    # -- the safety loop --------------------------------------------------------------------
+
+    async def run(self):
+        """Sample, decide, switch, every _TICK_MS. If it ever fails, everything opens."""
+        try:
+            while True:
+                self.step(self.ticks())
+                await asyncio.sleep_ms(_TICK_MS)
+        finally:
+            self.hw.contactor.open()
+            self.hw.pilot.fault()
+            log.error("evse%d" % self.id, "safety loop ended: contactor opened")
+
+    def step(self, now):
+        pilot = self.hw.pilot
+        state = pilot.read()
+        if pilot.duty_pct > 0:  # while we drive F the EV cannot be seen: keep the last state
+            self._debounce(state, now)
+            self._check_diode(pilot)
+        self._check_rcd(now)
+        self._check_contactor(now)
+        self._control(now)
+        if self._changed:
+            self._changed = False
+            for fn in self.on_change:
+                fn(self)
+
+    def _debounce(self, state, now):
+        if state is None or state == self.cp:
+            self._raw = None
+            return
+        if state != self._raw:
+            self._raw, self._raw_since, self._raw_count = state, now, 0
+        self._raw_count += 1
+        fast = state in "AEF" or self.cp in "CD"  # anything that may open the contactor
+        if (fast and self._raw_count >= _FAST_READS) or (
+            not fast and time.ticks_diff(now, self._raw_since) >= _SLOW_MS
+        ):
+            self._enter(state, now)
+
+    def _enter(self, state, now):
+        old, self.cp, self._raw = self.cp, state, None
+        self._changed = True
+        log.info("evse%d" % self.id, "CP %s -> %s" % (old, state))
+        if state == "E":
+            self._fault(CP_SHORT, now)
+        elif old == "E":
+            self._clear(CP_SHORT)
+        if state == "A":
+            self._unplugged()
+        elif old == "A" and state in "BCD":
+            self._plugged(now)
+
+    def _plugged(self, now):
+        if self.hw.proximity is not None:
+            self.cable_a = self.hw.proximity.read_amps()
+            if self.cable_a is None:
+                self._fault(PP_FAULT, now)
+        self._rcd = None if self.hw.rcd.has_test else _RCD_OK
+
+    def _unplugged(self):
+        for code in _UNTIL_UNPLUG:
+            self._clear(code)
+        self._diode_seen = False
+        self._diode_bad = 0
+        self._rcd = None
+        self._stop_since = None
+        if self.hw.proximity is not None:
+            self.cable_a = None
+
+    def _fault(self, code, now):
+        if code not in self.faults:
+            self.faults.add(code)
+            self._changed = True
+            log.warn("evse%d" % self.id, "fault %s" % code)
+            if code in _HARD and self._fault_since is None:
+                self._fault_since = now
+
+    def _clear(self, code):
+        if code in self.faults:
+            self.faults.discard(code)
+            self._changed = True
+            log.info("evse%d" % self.id, "fault %s cleared" % code)
+            if not any(c in _HARD for c in self.faults):
+                self._fault_since = None
+
+    def _check_diode(self, pilot):
+        if pilot.diode is None or self.cp not in "BCD":
+            return
+        if pilot.diode:
+            self._diode_seen = True
+            self._diode_bad = 0
+        else:
+            self._diode_bad += 1
+            if self._diode_bad >= _FAST_READS:
+                self._fault(DIODE_FAULT, self.ticks())
+
+    def _check_rcd(self, now):
+        rcd = self.hw.rcd
+        if self._rcd == _RCD_TESTING:
+            if rcd.tripped():
+                rcd.test(False)
+                self._rcd, self._rcd_since = _RCD_CLEARING, now
+            elif time.ticks_diff(now, self._rcd_since) >= _RCD_TEST_MS:
+                rcd.test(False)
+                self._rcd = None
+                self._fault(RCD_SELFTEST, now)
+            return
+        if self._rcd == _RCD_CLEARING:
+            if not rcd.tripped():
+                self._rcd = _RCD_OK
+                log.info("evse%d" % self.id, "RCD self-test passed")
+            elif time.ticks_diff(now, self._rcd_since) >= _RCD_CLEAR_MS:
+                self._rcd = None
+                self._fault(RCD_SELFTEST, now)
+            return
+        if rcd.tripped():
+            self._fault(RCD_TRIP, now)
+        if self._rcd is None and self.plugged and not self.faults:
+            rcd.test(True)
+            self._rcd, self._rcd_since = _RCD_TESTING, now
+
+    def _check_contactor(self, now):
+        c = self.hw.contactor
+        fb = c.feedback()
+        if fb is None or time.ticks_diff(now, self._switched) < _SETTLE_MS:
+            return
+        if not c.closed and fb:
+            self._fault(WELDED, now)
+            self._open_since = None
+        elif c.closed and not fb:
+            c.open()
+            self._switched = now
+            self._fault(CONTACTOR_FAULT, now)
+        elif WELDED in self.faults and not fb:
+            if self._open_since is None:
+                self._open_since = now
+            elif time.ticks_diff(now, self._open_since) >= _WELD_CLEAR_MS:
+                self._clear(WELDED)
+
+    # -- decisions --------------------------------------------------------------------------
+
+    def _target_a(self):
+        hw = self.hw
+        amps = hw.max_a
+        for lim in (self.cable_a, self._config_a, self._limit_a):
+            if lim is not None and lim < amps:
+                amps = lim
+        return amps
+
+    def _offer(self, now):
+        """The current to offer now, rate limited: rises once per _RISE_MS, falls at once."""
+        target = self._target_a()
+        if target < _MIN_A:
+            return 0
+        cur = self.offered_a
+        if cur == 0 or target < cur or time.ticks_diff(now, self._offer_ms) >= _RISE_MS:
+            return target
+        return cur
+
+    def _control(self, now):
+        hw = self.hw
+        pilot, contactor = hw.pilot, hw.contactor
+        hard = self._fault_since is not None
+        ready = self.plugged and self._permitted and self._available and not self.faults
+        ready = ready and self._rcd == _RCD_OK
+        offer = self._offer(now) if ready else 0
+        wants = self.cp == "C" or (self.cp == "D" and hw.ventilation)
+        # The pilot: F for a while after a hard fault, then x1; x2 only while ready to charge.
+        if hard and time.ticks_diff(now, self._fault_since) < _F_MS:
+            if pilot.duty_pct != 0:
+                pilot.fault()
+            self._set_offer(0, now)
+        elif offer:
+            if offer != self.offered_a:
+                pilot.offer(offer)
+                self._set_offer(offer, now)
+        elif pilot.duty_pct != 100:
+            pilot.standby()
+            self._set_offer(0, now)
+        # The contactor.
+        if contactor.closed:
+            if self.faults or not wants:
+                self._open(now)  # fault, EV stopped (C->B), unplug, D without ventilation
+            elif not offer:
+                # Charger-initiated stop: x1 is out; the EV should go to B (then the branch
+                # above opens at once); after _STOP_MS we open under load.
+                if self._stop_since is None:
+                    self._stop_since = now
+                elif time.ticks_diff(now, self._stop_since) >= _STOP_MS:
+                    log.warn("evse%d" % self.id, "EV ignored x1 for 6 s: opening under load")
+                    self._open(now)
+        elif offer and wants and self._diode_seen and contactor.feedback() is not True:
+            contactor.close()
+            self._switched = now
+            self._stop_since = None
+            self._changed = True
+
+    def _set_offer(self, amps, now):
+        if amps != self.offered_a:
+            self.offered_a = amps
+            self._offer_ms = now
+            self._changed = True
+
+    def _open(self, now):
+        self.hw.contactor.open()
+        self._switched = now
+        self._stop_since = None
+        self._changed = True
+
+    # -- the meter --------------------------------------------------------------------------
+
+    async def meter_loop(self):
+        """Poll the meter; a meter silent for _METER_LOST_MS is a fault, not a crash."""
+        tag = "evse%d" % self.id
+        while True:
+            try:
+                self.reading = await asyncio.wait_for_ms(self.hw.meter.read(), _METER_READ_MS)
+                self._meter_ok_ms = self.ticks()
+                self._clear(METER_TIMEOUT)
+            except (MeterError, asyncio.TimeoutError) as e:
+                log.warn(tag, "meter: %r" % e)
+                now = self.ticks()
+                if self._meter_ok_ms is None:
+                    self._meter_ok_ms = now
+                if time.ticks_diff(now, self._meter_ok_ms) >= _METER_LOST_MS:
+                    self._fault(METER_TIMEOUT, now)
+            await asyncio.sleep_ms(_METER_POLL_MS)
