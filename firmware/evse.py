@@ -81,6 +81,8 @@ class Evse:
         self._offer_ms = 0  # when the offered current last changed
         self._meter_ok_ms = None  # last good meter reading
         self._changed = False
+        self.last_step = None  # ticks of the latest safety-loop step (the supervisor reads it)
+        self.last_poll = None  # ticks of the latest meter poll, good or not
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -102,6 +104,10 @@ class Evse:
     @property
     def permitted(self):
         return self._permitted
+
+    @property
+    def available(self):
+        return self._available
 
     @property
     def plugged(self):
@@ -139,6 +145,7 @@ class Evse:
             log.error("evse%d" % self.id, "safety loop ended: contactor opened")
 
     def step(self, now):
+        self.last_step = now
         pilot = self.hw.pilot
         state = pilot.read()
         if pilot.duty_pct > 0:  # while we drive F the EV cannot be seen: keep the last state
@@ -341,6 +348,7 @@ class Evse:
         """Poll the meter; a meter silent for _METER_LOST_MS is a fault, not a crash."""
         tag = "evse%d" % self.id
         while True:
+            self.last_poll = self.ticks()
             try:
                 self.reading = await asyncio.wait_for_ms(self.hw.meter.read(), _METER_READ_MS)
                 self._meter_ok_ms = self.ticks()

@@ -10,10 +10,16 @@ from clock import Clock
 from firmware.blocks.provisioning import Provisioning
 from firmware.connection import Connection
 from firmware.device_model import DeviceModel
+from firmware.evse import Evse
+from firmware.local_start import LocalStart
+from firmware.supervisor import Supervisor
 from firmware.variables import VARIABLES
 from store import Store
 
 _BOOT = "boot"  # store document: {"count": boots so far, "reason": reason for the next boot}
+_WDT_MS = 5000  # watchdog timeout; the supervisor feeds it every 100 ms while all is well
+_STEP_LATE_MS = 500  # a safety loop silent this long is dead
+_POLL_LATE_MS = 10000  # a meter loop silent this long is dead
 
 
 class Station:
@@ -35,11 +41,14 @@ class Station:
         self.session = ocppj.Session(self.router, self.new_id, timeout)
         self.connection = Connection(self)
         Provisioning(self)
+        self.evses = [Evse(i, board.evse_hw(i)) for i in range(1, board.evses + 1)]
+        self.local = LocalStart(self.evses)
+        self.supervisor = Supervisor(board.wdt(_WDT_MS))
 
     def _boot_record(self):
         rec = self.store.load(_BOOT) or {}
         count = rec.get("count", 0) + 1
-        reason = rec.get("reason") or "PowerUp"
+        reason = rec.get("reason") or self.board.boot_reason() or "PowerUp"
         self.store.save(_BOOT, {"count": count})
         log.info("main", "boot %d, reason %s" % (count, reason))
         return count, reason
@@ -51,13 +60,25 @@ class Station:
     def reboot(self, reason):
         """Reboot the station; the next BootNotification will carry `reason`."""
         self.store.save(_BOOT, {"count": self.boot_count, "reason": reason})
+        for e in self.evses:
+            e.hw.contactor.open()  # never leave it to the reset
         log.info("main", "rebooting (%s)" % reason)
         self.board.reboot()
 
     async def run(self):
         """Run until `shutdown` (or a reboot or power loss, which never come back here)."""
-        tasks = [asyncio.create_task(self.connection.run())]
+        sup = self.supervisor
+        tasks = []
+        for e in self.evses:
+            tasks.append(asyncio.create_task(e.run()))
+            tasks.append(asyncio.create_task(e.meter_loop()))
+            sup.watch("evse%d" % e.id, lambda e=e: e.last_step, _STEP_LATE_MS)
+            sup.watch("meter%d" % e.id, lambda e=e: e.last_poll, _POLL_LATE_MS)
+        conn = asyncio.create_task(self.connection.run())
+        sup.watch_task("ocpp", conn)
+        tasks.append(conn)
         tasks += [asyncio.create_task(c) for c in self.board.tasks(self)]
+        tasks.append(asyncio.create_task(sup.run()))
         await self._stopped.wait()
         for t in tasks:
             t.cancel()

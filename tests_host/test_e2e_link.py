@@ -291,13 +291,14 @@ def test_control_channel_contract(csms, sims):
     sim = sims(csms.url, config=config())
     csms.wait_call(csms.station(), "BootNotification")
     st = sim.wait_status(lambda s: s["registration"] == "Accepted")
+    assert st.pop("max_stall_ms") >= 0
+    assert [e["id"] for e in st.pop("evse")] == [1]
     assert st == {
         "ok": True,
         "firmware_version": "0.1.0",
         "boot_count": 1,
         "registration": "Accepted",
         "connected": True,
-        "evse": [],
     }
     assert sim.cmd("status", id="a1")["id"] == "a1"
     assert sim.cmd("nonsense") == {"ok": False, "error": "unknown command: 'nonsense'"}
@@ -305,7 +306,7 @@ def test_control_channel_contract(csms, sims):
     assert sim.reply()["ok"] is False
     sim.send_line("[1, 2]")
     assert sim.reply()["ok"] is False
-    assert sim.cmd("plug_in", evse=1)["ok"] is False
+    assert sim.cmd("plug_in", evse=9) == {"ok": False, "error": "unknown evse 9"}
     n = len(csms.csms.attempts)
     assert sim.cmd("ws_disconnect") == {"ok": True}
     sim.wait_status(lambda s: s["connected"] is False)

@@ -9,6 +9,11 @@
   image it stays in flash, so a board needs less than this.
 - getvariables_round_trips_per_s: GetVariables (one item) answered per second, measured from
   the CSMS side over 3 s.
+- pilot_to_contactor_open_max_ms: the slowest pilot change -> contactor open in the sim, over a
+  charging session with every event that must open it (EV C->B, unplug, RCD trip, diode fault,
+  CP short), each repeated; measured by the simulated EV from its change to the relay.
+- loop_stall_max_ms: the longest the asyncio loop came back late during that session (the
+  supervisor's 100 ms probe).
 """
 
 import sys
@@ -86,12 +91,64 @@ def round_trips_per_s(csms, seconds=3.0):
             sim.close()
 
 
+OPENERS = (
+    [("ev_state", {"state": "B"})],
+    [("plug_out", {})],
+    [("raise_error", {"error": "rcd_trip"})],
+    [("raise_error", {"error": "diode_fault"})],
+    [("raise_error", {"error": "cp_short"})],
+)
+
+
+def charging_session(csms, rounds=3):
+    """(max ms pilot change -> contactor open, max loop stall ms) over a scripted session."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sim = Sim(tmp, csms.url, sid="EV")
+        try:
+            sim.wait_status(lambda s: s["registration"] == "Accepted")
+            for _ in range(rounds):
+                for steps in OPENERS:
+                    start_charging(sim)
+                    for name, args in steps:
+                        sim.cmd(name, evse=1, **args)
+                    evse_where(sim, lambda e: not e["contactor"])
+                    reset(sim)
+            st = sim.cmd("status")
+            return st["evse"][0]["max_open_ms"], st["max_stall_ms"]
+        finally:
+            sim.close()
+
+
+def evse_where(sim, pred):
+    return sim.wait_status(lambda s: pred(s["evse"][0]))["evse"][0]
+
+
+def start_charging(sim):
+    sim.cmd("plug_in", evse=1, cable_a=32)
+    evse_where(sim, lambda e: e["cp"] == "B")
+    sim.cmd("button", evse=1)
+    sim.cmd("ev_state", evse=1, state="C")
+    evse_where(sim, lambda e: e["contactor"])
+    time.sleep(0.5)
+
+
+def reset(sim):
+    for code in ("rcd_trip", "diode_fault", "cp_short"):
+        sim.cmd("clear_error", evse=1, error=code)
+    sim.cmd("ev_state", evse=1, state="B")
+    sim.cmd("plug_out", evse=1)
+    evse_where(sim, lambda e: e["cp"] == "A" and not e["faults"])
+
+
 def main():
     print("mpy_total_bytes: %d bytes" % mpy_total_bytes(), flush=True)
     csms = CsmsThread()
     try:
         print("min_heap_kib: %d KiB" % min_heap_kib(csms), flush=True)
         print("getvariables_round_trips_per_s: %.0f /s" % round_trips_per_s(csms), flush=True)
+        open_ms, stall_ms = charging_session(csms)
+        print("pilot_to_contactor_open_max_ms: %d ms" % open_ms, flush=True)
+        print("loop_stall_max_ms: %d ms" % stall_ms, flush=True)
     finally:
         csms.stop()
 

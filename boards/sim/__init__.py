@@ -1,18 +1,33 @@
 # sim: the virtual wallbox board for the MicroPython unix port: host clock, state directory,
-# simulated network, and the control channel of shared/docs/sim-control.md.
+# simulated network, an EV with relay, RCD, PP and meter per EVSE (ev.py), the control channel.
 # MIT licence.
 
+import asyncio
 import json
 import os
 import sys
 import time
 
 import log
+from boards.drivers import EvseHw
+from boards.sim.ev import CP_THRESHOLDS, MV_FULL, PP_MV, SimEV
 
 MODEL = "VirtualWallbox"
 VENDOR = "mpwallbox"
 
 REBOOT_EXIT = 3  # exit status asking tools/wallbox-sim to start the firmware again in place
+WATCHDOG_EXIT = 4  # exit status of a starved watchdog
+MAX_A = 32  # the virtual installation's limit per phase
+PHASES = 3
+
+# PP bands for the proximity driver, ascending (max mV at the pin, cable amps): the midpoints
+# between the levels of ev.PP_MV.
+PP_BANDS = (
+    ((PP_MV[63] + PP_MV[32]) // 2, 63),
+    ((PP_MV[32] + PP_MV[20]) // 2, 32),
+    ((PP_MV[20] + PP_MV[13]) // 2, 20),
+    ((PP_MV[13] + 3300) // 2, 13),
+)
 
 
 class Board:
@@ -31,6 +46,11 @@ class Board:
                 self.settings = json.load(f)
         self.settings["csms_url"] = opts.get("csms", "ws://127.0.0.1:9000/ocpp")
         self.net_up = True  # False after the control channel's ws_disconnect
+        sim = self.settings.get("sim", {})
+        self.evs = [SimEV(PHASES) for _ in range(self.evses)]
+        for ev in self.evs:
+            ev.stop_delay_ms = int(sim.get("ev_stop_delay_s", 1) * 1000)
+        self._wdt = None
         log.stream = sys.stderr
 
     unix_time = staticmethod(time.time)
@@ -43,16 +63,67 @@ class Board:
             ("SecurityCtrlr/SecurityProfile", str(profile)),
         )
 
+    def evse_hw(self, evse_id):
+        from boards.drivers.contactor import Contactor
+        from boards.drivers.pilot import Pilot
+        from boards.drivers.proximity import Proximity
+        from boards.drivers.rcd import Rcd
+
+        ev = self.evs[evse_id - 1]
+        return EvseHw(
+            Pilot(ev.pwm, ev.cp_adc, CP_THRESHOLDS, MV_FULL),
+            Contactor([ev.relay], mirror=ev.mirror),
+            Rcd(ev.rcd_fault, test=ev.rcd_test),
+            ev.meter,
+            MAX_A,
+            phases=PHASES,
+            proximity=Proximity(ev.pp_adc, PP_BANDS, MV_FULL),
+        )
+
+    def wdt(self, timeout_ms):
+        self._wdt = SimWdt(timeout_ms)
+        return self._wdt
+
+    def boot_reason(self):
+        """Watchdog when the previous run died or starved its watchdog (see wallbox-sim)."""
+        last = os.getenv("WALLBOX_SIM_LAST_EXIT")
+        return "Watchdog" if last and last not in ("0", str(REBOOT_EXIT)) else None
+
     def network_up(self):
         return self.net_up
 
     def tasks(self, station):
         from boards.sim.control import Control
 
-        return [Control(self, station).run()]
+        tasks = [Control(self, station).run()]
+        if self._wdt:
+            tasks.append(self._wdt.run())
+        return tasks
 
     def reboot(self):
         sys.exit(REBOOT_EXIT)
+
+
+class SimWdt:
+    """machine.WDT for the sim: starved for `timeout` ms, the firmware exits to be restarted.
+
+    It runs as an asyncio task, so it catches dead or stuck tasks but not a loop that never
+    yields again; a board's hardware watchdog catches both.
+    """
+
+    def __init__(self, timeout):
+        self.timeout = timeout
+        self.last = time.ticks_ms()
+
+    def feed(self):
+        self.last = time.ticks_ms()
+
+    async def run(self):
+        while True:
+            await asyncio.sleep_ms(self.timeout // 4)
+            if time.ticks_diff(time.ticks_ms(), self.last) > self.timeout:
+                log.error("wdt", "watchdog starved: reset")
+                sys.exit(WATCHDOG_EXIT)
 
 
 def _parse(argv):

@@ -7,11 +7,15 @@ import json
 import sys
 
 import log
+from boards.sim.ev import FAULTS
 from firmware.version import VERSION
 
 _MAX_LINE = 4096  # a longer command line is refused, not buffered without bound
-_EV_COMMANDS = ("plug_in", "ev_state", "ev_current", "plug_out", "swipe", "button")
-_FAULT_COMMANDS = ("raise_error", "clear_error")
+_CABLES = (13, 20, 32, 63)
+
+
+class CommandError(Exception):
+    """A well-formed command that cannot be carried out: `ok: false` with this reason."""
 
 
 class Control:
@@ -47,6 +51,8 @@ class Control:
                 raise ValueError("not a JSON object")
             cid = cmd.get("id")
             reply = await self.dispatch(cmd)
+        except CommandError as e:
+            reply = {"ok": False, "error": str(e)}
         except ValueError as e:
             reply = {"ok": False, "error": "malformed command: %s" % e}
         except Exception as e:
@@ -63,18 +69,79 @@ class Control:
         name = cmd.get("cmd")
         if name == "status":
             return self.status()
-        if name == "ws_disconnect":
-            self.board.net_up = False
-            self.station.connection.drop()
-            return {"ok": True}
-        if name == "ws_connect":
-            self.board.net_up = True
-            return {"ok": True}
         if name == "quit":
             return {"ok": True, "quit": True}  # replied to first, then shut down
-        if name in _EV_COMMANDS or name in _FAULT_COMMANDS:
-            return {"ok": False, "error": "%s: the simulated EV is not built yet" % name}
-        return {"ok": False, "error": "unknown command: %r" % (name,)}
+        handler = getattr(self, "cmd_" + name, None) if type(name) is str else None
+        if handler is None:
+            return {"ok": False, "error": "unknown command: %r" % (name,)}
+        handler(cmd)
+        return {"ok": True}
+
+    # -- the EV and the hardware (shared/docs/sim-control.md) -------------------------------
+
+    def _ev(self, cmd):
+        """(station EVSE, simulated EV) named by the command's "evse" (default 1)."""
+        n = cmd.get("evse", 1)
+        if type(n) is not int or not 1 <= n <= len(self.board.evs):
+            raise CommandError("unknown evse %r" % (n,))
+        return self.station.evses[n - 1], self.board.evs[n - 1]
+
+    def cmd_plug_in(self, cmd):
+        _, ev = self._ev(cmd)
+        cable = cmd.get("cable_a", 32)
+        if cable not in _CABLES:
+            raise CommandError("cable_a must be one of 13, 20, 32, 63")
+        if "stop_delay_s" in cmd:
+            ev.stop_delay_ms = int(_number(cmd, "stop_delay_s") * 1000)
+        ev.plug_in(cable)
+
+    def cmd_ev_state(self, cmd):
+        _, ev = self._ev(cmd)
+        state = cmd.get("state")
+        if state not in ("B", "C", "D"):
+            raise CommandError("state must be B, C or D")
+        ev.set_request(state)
+
+    def cmd_ev_current(self, cmd):
+        _, ev = self._ev(cmd)
+        phases = cmd.get("phases", ev.ev_phases)
+        if phases not in (1, 2, 3):
+            raise CommandError("phases must be 1, 2 or 3")
+        ev.set_current(_number(cmd, "a"), phases)
+
+    def cmd_plug_out(self, cmd):
+        self._ev(cmd)[1].plug_out()
+
+    def cmd_swipe(self, cmd):
+        token = cmd.get("token")
+        kind = cmd.get("type", "ISO14443")
+        if type(token) is not str or not token or type(kind) is not str:
+            raise CommandError("swipe needs a token string")
+        log.info("sim", "card %s (%s) at the reader" % (token, kind))
+        self.station.local.card(token)
+
+    def cmd_button(self, cmd):
+        self.station.local.button(self._ev(cmd)[0])
+
+    def cmd_raise_error(self, cmd):
+        self._fault(cmd, True)
+
+    def cmd_clear_error(self, cmd):
+        self._fault(cmd, False)
+
+    def _fault(self, cmd, on):
+        _, ev = self._ev(cmd)
+        code = cmd.get("error")
+        if code not in FAULTS:
+            raise CommandError("error must be one of " + ", ".join(FAULTS))
+        (ev.raise_error if on else ev.clear_error)(code)
+
+    def cmd_ws_disconnect(self, cmd):
+        self.board.net_up = False
+        self.station.connection.drop()
+
+    def cmd_ws_connect(self, cmd):
+        self.board.net_up = True
 
     def status(self):
         st = self.station
@@ -85,9 +152,42 @@ class Control:
             "boot_count": st.boot_count,
             "registration": reg if reg else "None",
             "connected": st.connection.connected,
-            "evse": [],
+            "max_stall_ms": st.supervisor.max_stall_ms,
+            "evse": [_evse_status(e, self.board.evs[e.id - 1]) for e in st.evses],
         }
 
     async def _quit(self):
         log.info("sim", "quit: shutting down")
         await self.station.shutdown()  # then the process exits with status 0
+
+
+def _number(cmd, key):
+    v = cmd.get(key)
+    if type(v) not in (int, float) or v < 0:
+        raise CommandError("%s must be a number >= 0" % key)
+    return v
+
+
+def _connector_status(e):
+    if e.faults:
+        return "Faulted"
+    if e.plugged:
+        return "Occupied"
+    return "Available" if e.available else "Unavailable"
+
+
+def _evse_status(e, ev):
+    r = e.reading
+    return {
+        "id": e.id,
+        "cp": e.cp,
+        "pwm_duty": round(e.hw.pilot.duty_pct, 1),
+        "offered_a": float(e.offered_a),
+        "contactor": e.hw.contactor.closed,
+        "energy_wh": round(r.energy_wh, 1) if r else 0.0,
+        "power_w": round(r.power_w, 1) if r else 0.0,
+        "connector_status": _connector_status(e),
+        "tx_id": None,
+        "faults": sorted(e.faults),
+        "max_open_ms": ev.max_open_ms,
+    }

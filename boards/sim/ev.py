@@ -1,0 +1,299 @@
+# ev: the virtual wallbox's hardware as the real drivers see it: an EV behind the control pilot,
+# the cable's PP resistor, the relay and its mirror contact, the RCD, and an energy meter.
+# MIT licence.
+
+import asyncio
+import time
+
+from micropython import const
+
+import iec61851
+from meter import MeterError, Reading
+
+# The sim board's analog front end, linear: pin mV = _CP_ZERO_MV + CP volts * _CP_MV_PER_V, so
+# +12 V reads 2390 mV and -12 V 110 mV. Thresholds sit midway between the IEC bands.
+_CP_ZERO_MV = const(1250)
+_CP_MV_PER_V = const(95)
+MV_FULL = const(3300)  # pin mV at read_u16() == 65535
+CP_THRESHOLDS = (  # mV at the pin: A/B, B/C, C/D, D/E, E/F, highest low level with a diode
+    _CP_ZERO_MV + 105 * _CP_MV_PER_V // 10,  # 10.5 V
+    _CP_ZERO_MV + 74 * _CP_MV_PER_V // 10,  # 7.4 V
+    _CP_ZERO_MV + 44 * _CP_MV_PER_V // 10,  # 4.4 V
+    _CP_ZERO_MV + 13 * _CP_MV_PER_V // 10,  # 1.3 V
+    _CP_ZERO_MV - 6 * _CP_MV_PER_V,  # -6 V
+    _CP_ZERO_MV - 105 * _CP_MV_PER_V // 10,  # -10.5 V
+)
+# PP through a 1 kOhm pull-up to 3.3 V (hardware.md section 2): mV at the pin per cable rating.
+PP_MV = {13: 1980, 20: 1340, 32: 600, 63: 300}
+_PP_OPEN_MV = const(3250)
+_SAMPLE_US = const(35)  # an ESP32 ADC read takes about this long: the virtual sample clock
+_PERIOD_US = const(1000)  # 1 kHz PWM
+_VOLTS = 230.0
+
+# CP high level per EV state, volts (hardware.md 1.1, the simulator model there).
+_HIGH_V = {"A": 12.0, "B": 8.98, "C": 5.99, "D": 2.93}
+# Low level with a shorted EV diode (derived in hardware.md 1.1); -12 V when it is intact.
+_SHORTED_LOW_V = {"B": -8.8, "C": -5.6, "D": -2.9}
+
+FAULTS = ("rcd_trip", "contactor_welded", "diode_fault", "cp_short", "meter_timeout")
+
+
+class SimPWM:
+    """machine.PWM as the pilot driver uses it: only the duty matters here."""
+
+    def __init__(self, ev):
+        self.ev = ev
+        self._duty = 65535
+
+    def duty_u16(self, d=None):
+        if d is None:
+            return self._duty
+        self._duty = d
+        self.ev.pwm_changed()
+
+    def freq(self, f=None):
+        return 1000
+
+
+class SimPin:
+    """A plain digital pin."""
+
+    def __init__(self, v=0):
+        self.v = v
+
+    def value(self, v=None):
+        if v is None:
+            return self.v
+        self.v = 1 if v else 0
+
+    __call__ = value
+
+    def on(self):
+        self.value(1)
+
+    def off(self):
+        self.value(0)
+
+
+class _Input(SimPin):
+    """An input pin whose level the EV model computes."""
+
+    def __init__(self, read):
+        self._read = read
+
+    def value(self, v=None):
+        return self._read()
+
+    __call__ = value
+
+
+class SimRelay(SimPin):
+    def __init__(self, ev):
+        super().__init__(0)
+        self.ev = ev
+
+    def value(self, v=None):
+        if v is None:
+            return self.v
+        self.ev.update()
+        was, self.v = self.v, 1 if v else 0
+        if was != self.v:
+            self.ev.relay_changed(self.v)
+
+    __call__ = value
+
+
+class _CpAdc:
+    """The CP sense ADC: reads the PWM waveform at a virtual 35 us per sample."""
+
+    def __init__(self, ev):
+        self.ev = ev
+        self.t_us = 0
+
+    def read_u16(self):
+        ev = self.ev
+        self.t_us = (self.t_us + _SAMPLE_US) % _PERIOD_US
+        high = self.t_us * 65535 < ev.pwm._duty * _PERIOD_US
+        mv = _CP_ZERO_MV + (ev.high_v if high else ev.low_v) * _CP_MV_PER_V
+        return int(mv * 65535 / MV_FULL)
+
+
+class _PpAdc:
+    def __init__(self, ev):
+        self.ev = ev
+
+    def read_u16(self):
+        mv = PP_MV.get(self.ev.cable_a, _PP_OPEN_MV) if self.ev.plugged else _PP_OPEN_MV
+        return mv * 65535 // MV_FULL
+
+
+class SimMeter:
+    """An energy meter that integrates what the simulated EV draws."""
+
+    def __init__(self, ev):
+        self.ev = ev
+
+    async def read(self):
+        ev = self.ev
+        if "meter_timeout" in ev.faults:
+            await asyncio.sleep_ms(60000)  # silence: the caller's timeout ends this
+            raise MeterError("no answer")
+        ev.update()
+        amps = ev.amps
+        cur = tuple(amps if i < ev.phases_used else 0.0 for i in range(3))
+        return Reading(ev.energy_wh, ev.power_w, cur, (_VOLTS, _VOLTS, _VOLTS))
+
+
+class SimEV:
+    """The car at one EVSE (and the EVSE's own relay, RCD and meter), driven by commands."""
+
+    def __init__(self, phases=3, ticks=time.ticks_ms):
+        self.ticks = ticks
+        self.phases = phases  # what the EVSE is wired for
+        self.plugged = False
+        self.cable_a = 32
+        self.request = "B"  # what the EV wants: B (nothing), C, or D (with ventilation)
+        self.max_a = 32.0  # the most current per phase the EV draws
+        self.ev_phases = 3
+        self.stop_delay_ms = 1000  # the EV leaves C this long after the PWM stops
+        self.faults = set()
+        self.energy_wh = 0.0
+        self.power_w = 0.0
+        self.amps = 0.0
+        self.max_open_ms = 0  # slowest pilot change -> relay open seen so far (bench)
+        self._t = ticks()
+        self._charged = False  # the EV has seen the PWM while asking: it is in C (or D)
+        self._x1_since = None  # the PWM stopped while the EV was in C
+        self._must_open_ms = None  # the CP changed so that the relay must open, at this tick
+        self._stuck = False  # the relay contact is welded shut
+        self.pwm = SimPWM(self)
+        self.cp_adc = _CpAdc(self)
+        self.pp_adc = _PpAdc(self)
+        self.relay = SimRelay(self)
+        self.mirror = _Input(lambda: 1 if self.contact_closed else 0)
+        self.rcd_test = SimPin(0)
+        self.rcd_fault = _Input(lambda: 1 if "rcd_trip" in self.faults or self.rcd_test.v else 0)
+        self.meter = SimMeter(self)
+
+    # -- the EV's side of the pilot ---------------------------------------------------------
+
+    @property
+    def pwm_on(self):
+        return 0 < self.pwm._duty < 65535
+
+    @property
+    def state(self):
+        """The state the EV presents on the CP line now."""
+        if "cp_short" in self.faults:
+            return "E"
+        if not self.plugged:
+            return "A"
+        if self.request in "CD" and self._charged:
+            if self.pwm_on:
+                return self.request
+            if time.ticks_diff(self.ticks(), self._x1_since) < self.stop_delay_ms:
+                return self.request  # still reacting to the end of the PWM
+            self._charged = False
+        if self.request in "CD" and self.pwm_on:
+            self._charged = True
+            return self.request
+        return "B"
+
+    @property
+    def high_v(self):
+        if self.pwm._duty == 0:
+            return -12.0  # we drive F: the line sits at -12 V
+        state = self.state
+        return 0.0 if state == "E" else _HIGH_V[state]
+
+    @property
+    def low_v(self):
+        state = self.state
+        if state == "E":
+            return 0.0
+        if "diode_fault" in self.faults and state in _SHORTED_LOW_V:
+            return _SHORTED_LOW_V[state]
+        return -12.0
+
+    @property
+    def contact_closed(self):
+        return bool(self.relay.v) or self._stuck
+
+    def pwm_changed(self):
+        if not self.pwm_on and self._charged and self._x1_since is None:
+            self._x1_since = self.ticks()
+        elif self.pwm_on:
+            self._x1_since = None
+        self.update()
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def plug_in(self, cable_a):
+        self.cable_a = cable_a
+        self.plugged = True
+
+    def plug_out(self):
+        self._cp_left()
+        self.plugged = False
+        self._charged = False
+
+    def set_request(self, state):
+        if state not in "BCD":
+            raise ValueError("state must be B, C or D")
+        if state == "B":
+            self._cp_left()
+        self.request = state
+
+    def set_current(self, amps, phases):
+        self.update()
+        self.max_a = float(amps)
+        self.ev_phases = phases
+
+    def raise_error(self, code):
+        if code not in FAULTS:
+            raise ValueError("unknown error " + code)
+        self.update()
+        if code in ("rcd_trip", "diode_fault", "cp_short"):
+            self._cp_left()
+        if code == "contactor_welded" and self.relay.v:
+            self._stuck = True
+        self.faults.add(code)
+
+    def clear_error(self, code):
+        if code not in FAULTS:
+            raise ValueError("unknown error " + code)
+        self.update()
+        self.faults.discard(code)
+        if code == "contactor_welded":
+            self._stuck = False
+
+    # -- physics ----------------------------------------------------------------------------
+
+    def relay_changed(self, closed):
+        if closed and "contactor_welded" in self.faults:
+            self._stuck = True
+        if not closed and self._must_open_ms is not None:
+            took = time.ticks_diff(self.ticks(), self._must_open_ms)
+            self.max_open_ms = max(self.max_open_ms, took)
+        self._must_open_ms = None
+        self.update()
+
+    def _cp_left(self):
+        """The EV side just did something after which the relay must open (bench figure)."""
+        if self.relay.v and self._must_open_ms is None:
+            self._must_open_ms = self.ticks()
+
+    @property
+    def phases_used(self):
+        return min(self.phases, self.ev_phases)
+
+    def update(self):
+        """Integrate energy up to now, then recompute what flows."""
+        now = self.ticks()
+        dt = time.ticks_diff(now, self._t)
+        self._t = now
+        self.energy_wh += self.power_w * dt / 3600000
+        offered = iec61851.current_for_duty(self.pwm._duty * 100 / 65535) if self.pwm_on else 0
+        drawing = self.contact_closed and self.state in "CD"
+        self.amps = min(offered, self.max_a) if drawing else 0.0
+        self.power_w = self.amps * _VOLTS * self.phases_used

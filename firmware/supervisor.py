@@ -1,0 +1,61 @@
+# supervisor: feeds the watchdog only while every critical task makes progress, and measures
+# how long the asyncio loop stalls. MIT licence.
+
+import asyncio
+import time
+
+from micropython import const
+
+import log
+
+_PERIOD_MS = const(100)  # how often the supervisor looks; also the stall probe's sleep
+
+
+class Supervisor:
+    """Watches tasks; `run()` feeds `wdt` only while all of them are alive and on time.
+
+    A watched item is (name, last, max_ms): `last()` returns the ticks of the item's latest
+    progress (None while it has not started), or for a task, the task itself, which must not
+    be done. When any item is late the watchdog starves and resets the board.
+    """
+
+    def __init__(self, wdt, ticks=time.ticks_ms):
+        self.wdt = wdt
+        self.ticks = ticks
+        self.items = []
+        self.max_stall_ms = 0  # the longest the loop came back late, since boot
+        self._late = None  # name of the item that is late, for one log line per episode
+
+    def watch(self, name, last, max_ms):
+        self.items.append((name, last, max_ms))
+
+    def watch_task(self, name, task):
+        self.items.append((name, task, 0))
+
+    def late(self, now):
+        """The name of the first late or dead item, or None when all are well."""
+        for name, last, max_ms in self.items:
+            if max_ms == 0:
+                if last.done():
+                    return name
+                continue
+            t = last()
+            if t is not None and time.ticks_diff(now, t) > max_ms:
+                return name
+        return None
+
+    async def run(self):
+        before = self.ticks()
+        while True:
+            await asyncio.sleep_ms(_PERIOD_MS)
+            now = self.ticks()
+            stall = time.ticks_diff(now, before) - _PERIOD_MS
+            before = now
+            if stall > self.max_stall_ms:
+                self.max_stall_ms = stall
+            late = self.late(now)
+            if late is None:
+                self.wdt.feed()
+            elif late != self._late:
+                log.error("sup", "%s is not making progress: watchdog starving" % late)
+            self._late = late
