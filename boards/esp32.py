@@ -1,0 +1,326 @@
+# esp32: what every ESP32 board shares: pins, PWM, ADC and UART built from a board's data dict,
+# the drivers on them (one EvseHw per EVSE), Wi-Fi, clock, watchdog, and the Board. MIT licence.
+#
+# A board module (boards/esp32_devkit, boards/smartevse_v3) holds only data and create(); this
+# file and those folders are the only code that imports machine.
+#
+# Board data keys (pins are GPIO numbers; attenuations are machine.ADC attribute names):
+#   model, vendor           BootNotification model and vendor
+#   hold_low                output pins driven low at boot and left there (e.g. CP disconnect)
+#   evses                   one dict per EVSE:
+#     cp_out, cp_in         CP PWM output, CP sense ADC input
+#     cp_atten, cp_mv_full  ADC attenuation; pin mV at read_u16() 65535 (nominal)
+#     cp_cal_mv             (lo, hi) or None: at boot, with the CP steady in x1, a level inside
+#                           this range calibrates cp_mv_full against read_uv() (eFuse)
+#     cp_th                 (A/B, B/C, C/D, D/E, E/F, diode max) mV at the pin
+#     pp_in, pp_atten, pp_mv_full, pp_bands   PP sense (pp_in None: tethered cable)
+#     contactor             coil output pins (1 or 2, switched together)
+#     mirror, mirror_pull, mirror_closed      auxiliary contact input (mirror None: none)
+#     rcd_fault, rcd_pull, rcd_active, rcd_test, rcd_test_active
+#     lock                  (a, b, feedback or None) motor lock pins, or None
+#     lock_locked, lock_pulse_ms
+#     meter                 None; {"kind": "s0", "pin", "pull", "imp_per_kwh"}; or Modbus:
+#                           {"kind": "sdm630"|"sdm120"|"abb_b23"|"eem350", "uart", "rx", "tx",
+#                            "de", "baudrate", "parity", "stop", "addr"}
+#     max_a, phases, ventilation, cable_a     as in EvseHw
+#
+# /config.json (settings): csms_url, id, security_profile, variables, ... as for the sim board;
+# "wifi": {"ssid", "password"}; installation overrides for every EVSE: "max_a" (only lower),
+# "cable_a" (a tethered cable: no PP), "meter" (keys merged into the board's meter dict).
+
+import asyncio
+import binascii
+import json
+import os
+import time
+
+import machine
+from micropython import const
+
+import log
+from boards.drivers import EvseHw
+from boards.drivers.contactor import Contactor
+from boards.drivers.pilot import Pilot
+from boards.drivers.proximity import Proximity
+from boards.drivers.rcd import Rcd
+
+_CP_HZ = const(1000)
+_X1 = const(65535)
+_CAL_READS = const(16)
+_WIFI_POLL_MS = const(1000)
+_WIFI_TRY_MS = const(20000)  # one association attempt, then disconnect and start over
+# time.time() counts from 2000 on ports built without MICROPY_EPOCH_IS_1970.
+_EPOCH_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
+CONFIG = "/config.json"
+STATE_DIR = "/state"
+
+
+def wdt(timeout_ms):
+    """The hardware watchdog (>= 1000 ms; once started it cannot be stopped)."""
+    return machine.WDT(timeout=timeout_ms)
+
+
+def reset():
+    machine.reset()
+
+
+def unix_time():
+    """Seconds since 1970 (an int: single-precision floats would lose whole minutes)."""
+    return int(time.time()) + _EPOCH_OFFSET
+
+
+urandom = os.urandom
+
+
+def _sta():
+    import network
+
+    return network.WLAN(network.STA_IF)
+
+
+def network_up():
+    return _sta().isconnected()
+
+
+# -- building blocks -------------------------------------------------------------------------
+
+
+def _input(gpio, pull=None):
+    Pin = machine.Pin
+    pull = {"up": Pin.PULL_UP, "down": Pin.PULL_DOWN}.get(pull)
+    return Pin(gpio, Pin.IN, pull)
+
+
+def _output(gpio, value=0):
+    return machine.Pin(gpio, machine.Pin.OUT, value=value)
+
+
+def _adc(gpio, atten):
+    return machine.ADC(machine.Pin(gpio), atten=getattr(machine.ADC, atten))
+
+
+def calibrate(adc, nominal, lo_hi):
+    """mV at read_u16() 65535 from read_uv() on a steady level, else `nominal`.
+
+    A ratio through zero, taken where it matters most (the x1 level): the ESP32's ~100 mV
+    offset then costs at most a few tens of mV lower down, inside the thresholds' margins.
+    Used only when the level is inside lo_hi (the attenuation's linear range) and the result
+    within 20 % of nominal; a wrong calibration must not be worse than none.
+    """
+    if lo_hi is None or not hasattr(adc, "read_uv"):
+        return nominal
+    raw = uv = 0
+    for _ in range(_CAL_READS):
+        raw += adc.read_u16()
+        uv += adc.read_uv()
+    mv = uv // (1000 * _CAL_READS)
+    if raw == 0 or not lo_hi[0] <= mv <= lo_hi[1]:
+        return nominal
+    full = (uv * 65535 + raw * 500) // (raw * 1000)  # rounded; a long int is fine at boot
+    if not nominal * 4 // 5 <= full <= nominal * 6 // 5:
+        log.warn("board", "ADC calibration %d mV off nominal %d: ignored" % (full, nominal))
+        return nominal
+    return full
+
+
+def _meter(m, masters, store, evse_id):
+    if m is None:
+        return None
+    if m["kind"] == "s0":
+        from boards.drivers.meter_s0 import S0Meter
+
+        name = "s0_%d" % evse_id  # the persisted pulse total, Wh
+        return S0Meter(
+            _input(m["pin"], m.get("pull")),
+            imp_per_kwh=m.get("imp_per_kwh", 1000),
+            load=lambda: (store.load(name) or {}).get("wh"),
+            save=lambda wh: store.save(name, {"wh": wh}),
+        )
+    from boards.drivers.meter_modbus import ModbusMaster, make_meter
+
+    master = masters.get(m["uart"])  # meters on one RS-485 bus share its master
+    if master is None:
+        uart = machine.UART(
+            m["uart"],
+            baudrate=m["baudrate"],
+            bits=8,
+            parity=m.get("parity"),
+            stop=m.get("stop", 1),
+            tx=m["tx"],
+            rx=m["rx"],
+        )
+        de = _output(m["de"]) if m.get("de") is not None else None
+        master = ModbusMaster(uart, de=de, baudrate=m["baudrate"])
+        masters[m["uart"]] = master
+    return make_meter(m["kind"], master, m.get("addr", 1))
+
+
+def build_evse(e, settings, masters, store, evse_id):
+    """One EvseHw from the board's dict `e`; outputs start safe (contactor open, CP x1)."""
+    contactor = Contactor(
+        [_output(g) for g in e["contactor"]],
+        mirror=_input(e["mirror"], e.get("mirror_pull")) if e.get("mirror") is not None else None,
+        mirror_closed=e.get("mirror_closed", 1),
+    )
+    pwm = machine.PWM(machine.Pin(e["cp_out"], machine.Pin.OUT), freq=_CP_HZ, duty_u16=_X1)
+    cp_adc = _adc(e["cp_in"], e["cp_atten"])
+    time.sleep(0.005)  # let the CP front end settle on the x1 level
+    cp_full = calibrate(cp_adc, e["cp_mv_full"], e.get("cp_cal_mv"))
+    pilot = Pilot(pwm, cp_adc, e["cp_th"], cp_full)
+    cable_a = settings.get("cable_a", e.get("cable_a"))
+    proximity = None
+    if cable_a is None and e.get("pp_in") is not None:
+        # Same ADC unit and attenuation as the CP: the CP's calibration holds for PP too.
+        pp_full = cp_full if e["pp_atten"] == e["cp_atten"] else e["pp_mv_full"]
+        proximity = Proximity(_adc(e["pp_in"], e["pp_atten"]), e["pp_bands"], pp_full)
+    test = e.get("rcd_test")
+    test_active = e.get("rcd_test_active", 1)
+    rcd = Rcd(
+        _input(e["rcd_fault"], e.get("rcd_pull")),
+        fault_active=e.get("rcd_active", 1),
+        test=_output(test, 1 - test_active) if test is not None else None,
+        test_active=test_active,
+    )
+    lock = None
+    if e.get("lock"):
+        from boards.drivers.lock import Lock
+
+        a, b, fb = e["lock"]
+        lock = Lock(
+            _output(a),
+            _output(b),
+            _input(fb) if fb is not None else None,
+            locked_value=e.get("lock_locked", 1),
+            pulse_ms=e.get("lock_pulse_ms", 300),
+        )
+    m = e.get("meter")
+    if m is not None and settings.get("meter"):
+        m = dict(m)
+        m.update(settings["meter"])
+    return EvseHw(
+        pilot,
+        contactor,
+        rcd,
+        _meter(m, masters, store, evse_id),
+        min(e["max_a"], settings.get("max_a", e["max_a"])),
+        phases=e["phases"],
+        proximity=proximity,
+        lock=lock,
+        ventilation=e.get("ventilation", False),
+        cable_a=cable_a,
+    )
+
+
+def load_settings(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError:
+        log.warn("board", "%s missing: no CSMS, no Wi-Fi" % path)
+    except ValueError as e:
+        log.error("board", "%s unreadable: %s" % (path, e))
+    return {}
+
+
+# -- the board ---------------------------------------------------------------------------------
+
+
+class Board:
+    """An ESP32 wallbox built from `data` (a board module's BOARD dict).
+
+    The same attributes as the sim board (MODEL, VENDOR, serial, state_dir, settings, evses,
+    unix_time, urandom, factory_variables, network_up, tasks, reboot, boot_reason) plus
+    evse_hw(evse_id) and wdt(timeout_ms). All hardware is built here, at once, so that the
+    contactors are held open and the CP sits in x1 from the first moment.
+    """
+
+    def __init__(self, data, config=None, state_dir=None):
+        from store import Store
+
+        config = config or CONFIG
+        state_dir = state_dir or STATE_DIR
+        self.MODEL = data["model"]
+        self.VENDOR = data["vendor"]
+        uid = machine.unique_id() if hasattr(machine, "unique_id") else b"\0" * 6
+        self.serial = binascii.hexlify(uid).decode().upper()  # the MAC on the ESP32
+        self.state_dir = state_dir
+        self.settings = load_settings(config)
+        self.identity = self.settings.get("id") or self.serial
+        self.evses = len(data["evses"])
+        self._held = [_output(g) for g in data.get("hold_low", ())]
+        store = Store(state_dir)
+        masters = {}
+        self._hw = [
+            build_evse(e, self.settings, masters, store, i + 1)
+            for i, e in enumerate(data["evses"])
+        ]
+
+    unix_time = staticmethod(unix_time)
+    urandom = staticmethod(urandom)
+    network_up = staticmethod(network_up)
+
+    def evse_hw(self, evse_id):
+        """The EvseHw of EVSE `evse_id` (1-based, as in OCPP)."""
+        return self._hw[evse_id - 1]
+
+    def wdt(self, timeout_ms):
+        return wdt(timeout_ms)
+
+    def factory_variables(self):
+        profile = self.settings.get("security_profile", 1)
+        return (
+            ("SecurityCtrlr/Identity", self.identity),
+            ("SecurityCtrlr/SecurityProfile", str(profile)),
+        )
+
+    def boot_reason(self):
+        """Watchdog after a watchdog reset, else None (the firmware's own record decides)."""
+        cause = getattr(machine, "reset_cause", None)
+        if cause is not None and cause() == getattr(machine, "WDT_RESET", None):
+            return "Watchdog"
+        return None
+
+    def tasks(self, station):
+        wifi = self.settings.get("wifi")
+        return [self._wifi(wifi)] if wifi else []
+
+    async def _wifi(self, cfg):
+        """Keep the station interface associated; connect() returns at once, the IDF works on."""
+        wlan = _sta()
+        wlan.active(True)
+        up = False
+        while True:
+            if wlan.isconnected():
+                if not up:
+                    log.info("wifi", "up, %s" % wlan.ifconfig()[0])
+                    up = True
+                await asyncio.sleep_ms(_WIFI_POLL_MS)
+                continue
+            if up:
+                log.warn("wifi", "lost")
+                up = False
+            try:
+                wlan.disconnect()  # end a half-finished attempt; may fail when there is none
+            except OSError:
+                pass
+            try:
+                wlan.connect(cfg["ssid"], cfg.get("password", ""))
+            except OSError as e:
+                log.warn("wifi", "connect: %r" % e)
+            waited = 0
+            while waited < _WIFI_TRY_MS and not wlan.isconnected():
+                await asyncio.sleep_ms(_WIFI_POLL_MS)
+                waited += _WIFI_POLL_MS
+
+    def safe(self):
+        """Contactors open, CP in F: for the crash handler before it resets."""
+        for hw in self._hw:
+            try:
+                hw.contactor.open()
+                hw.pilot.fault()
+            except Exception:  # keep going: the next EVSE must be made safe too
+                pass
+
+    def reboot(self):
+        self.safe()
+        machine.reset()
