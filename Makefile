@@ -54,3 +54,16 @@ format: $(STAMP) ## ruff format and autofix
 
 clean: ## remove build output (keeps .venv)
 	rm -rf build .pytest_cache .ruff_cache
+
+# ESP32 boards (tools/deploy.py): BOARD=esp32_devkit|smartevse_v3, PORT=/dev/ttyUSB0;
+# DRY_RUN=1 prints the file list and command lines only.
+.PHONY: deploy flash freeze
+
+deploy: $(STAMP) compile ## copy to a board: BOARD=... PORT=... [CONFIG=config.json] (mpremote)
+	$(PY) tools/deploy.py deploy $(BOARD) --port $(PORT) $(if $(CONFIG),--config $(CONFIG)) $(if $(DRY_RUN),--dry-run)
+
+flash: $(STAMP) ## erase, write stock MicroPython: PORT=... FIRMWARE=image.bin (esptool)
+	$(PY) tools/deploy.py flash --port $(PORT) --firmware $(FIRMWARE) $(if $(DRY_RUN),--dry-run)
+
+freeze: $(STAMP) ## build/freeze/BOARD/manifest.py for a custom image: BOARD=...
+	$(PY) tools/deploy.py freeze $(BOARD)
