@@ -232,7 +232,7 @@ class Connection:
 
     def _set_clock(self, resp):
         if "Heartbeat" in self.dm.get("ClockCtrlr/TimeSource").split(","):
-            self.station.clock.set(rfc3339.parse_ms(resp["currentTime"]) / 1000)
+            self.station.clock.set(rfc3339.parse(resp["currentTime"]))
 
     async def _heartbeats(self):
         while True:

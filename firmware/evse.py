@@ -23,6 +23,9 @@ _METER_POLL_MS = const(1000)
 _METER_READ_MS = const(2000)  # one meter read may take this long
 _METER_LOST_MS = const(8000)  # no good reading for this long: the meter is lost
 _MIN_A = const(6)  # the least current IEC 61851 lets us offer
+# Above ~91 % duty (68 A) the -12 V plateau is too short for the pilot driver to judge the EV
+# diode; until the diode has answered, offer at most this much.
+_DIODE_CHECK_A = const(63)
 
 # Fault codes. Hard faults signal state F and latch until the cause is gone (some only at
 # unplug); the others only keep the contactor open and the pilot in x1.
@@ -287,6 +290,8 @@ class Evse:
         target = self._target_a()
         if target < _MIN_A:
             return 0
+        if not self._diode_seen and target > _DIODE_CHECK_A:
+            target = _DIODE_CHECK_A
         cur = self.offered_a
         if cur == 0 or target < cur or time.ticks_diff(now, self._offer_ms) >= _RISE_MS:
             return target

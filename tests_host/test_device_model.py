@@ -147,3 +147,12 @@ def test_decimal_checks_are_strict():
     bad = ["", ".", "1.", ".5", "1e3", "nan", "inf", "-inf", " 1", "1.2.3", "1,5", "--1"]
     assert [v for v in good if not _is_decimal(v)] == []
     assert [v for v in bad if _is_decimal(v)] == []
+
+
+def test_clock_keeps_whole_seconds_over_an_integer_source():
+    from clock import Clock
+
+    c = Clock(lambda: 1795285072)
+    c.set(1795285000.9)
+    assert c.now() == 1795285000 and c.iso() == "2026-11-21T18:16:40Z"
+    assert isinstance(c.now(), int)

@@ -4,6 +4,7 @@ import asyncio
 
 import pytest
 
+import iec61851
 from boards.drivers import EvseHw
 from firmware import evse as E
 from meter import MeterError, Reading
@@ -19,7 +20,7 @@ class FakePilot:
         self.history = []  # ("x2", amps) / ("x1",) / ("F",)
 
     def offer(self, amps):
-        self.duty_pct = amps / 0.6
+        self.duty_pct = iec61851.duty_for_current(amps)
         self.history.append(("x2", amps))
 
     def standby(self):
@@ -164,7 +165,7 @@ def test_full_session_a_b_c_b_a():
     assert r.evse.energy_flowing and not r.evse.suspended_ev
     r.pilot.ev = "B"
     assert r.until(lambda: not r.contactor.closed) <= 20  # EV stops: open within two reads
-    assert r.pilot.duty_pct == 32 / 0.6  # B2: the EV may resume
+    assert r.pilot.duty_pct == iec61851.duty_for_current(32)  # B2: the EV may resume
     r.pilot.ev = "A"
     r.until(lambda: r.evse.cp == "A")
     assert r.pilot.duty_pct == 100.0 and r.evse.offered_a == 0
@@ -403,3 +404,15 @@ def test_a_dying_safety_loop_opens_the_contactor():
 
     asyncio.run(go())
     assert not r.contactor.closed and r.pilot.duty_pct == 0.0
+
+
+def test_offers_above_63_a_wait_until_the_diode_has_answered():
+    r = Rig(max_a=80, cable=None, tethered_a=80)
+    r.pilot.ev = "B"
+    r.run(300)
+    r.evse.permit(True)
+    r.run(20)
+    assert r.evse.offered_a == 63  # the diode is judged at this duty
+    r.pilot.ev = "C"
+    r.until(lambda: r.contactor.closed, 1000)
+    r.until(lambda: r.evse.offered_a == 80, 6000)

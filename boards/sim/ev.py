@@ -26,7 +26,7 @@ CP_THRESHOLDS = (  # mV at the pin: A/B, B/C, C/D, D/E, E/F, highest low level w
 # PP through a 1 kOhm pull-up to 3.3 V (hardware.md section 2): mV at the pin per cable rating.
 PP_MV = {13: 1980, 20: 1340, 32: 600, 63: 300}
 _PP_OPEN_MV = const(3250)
-_SAMPLE_US = const(35)  # an ESP32 ADC read takes about this long: the virtual sample clock
+_SAMPLE_US = const(43)  # the pilot driver's pacing between reads (Pilot.gap_us): sample clock
 _PERIOD_US = const(1000)  # 1 kHz PWM
 _VOLTS = 230.0
 
