@@ -208,6 +208,7 @@ def build_evse(e, settings, masters, store, evse_id):
         lock=lock,
         ventilation=e.get("ventilation", False),
         cable_a=cable_a,
+        pp_fallback_a=e.get("pp_fallback_a"),
     )
 
 

@@ -190,7 +190,7 @@ class Evse:
 
     def _plugged(self, now):
         if self.hw.proximity is not None:
-            self.cable_a = self.hw.proximity.read_amps()
+            self.cable_a = self.hw.proximity.read_amps() or self.hw.pp_fallback_a
             if self.cable_a is None:
                 self._fault(PP_FAULT, now)
         self._rcd = None if self.hw.rcd.has_test else _RCD_OK

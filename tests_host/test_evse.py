@@ -98,7 +98,9 @@ class FakeMeter:
 class Rig:
     """One Evse on fake hardware, stepped by a fake clock."""
 
-    def __init__(self, max_a=32, ventilation=False, cable=32, rcd=None, tethered_a=None):
+    def __init__(
+        self, max_a=32, ventilation=False, cable=32, rcd=None, tethered_a=None, pp_fallback_a=None
+    ):
         self.pilot = FakePilot()
         self.contactor = FakeContactor()
         self.rcd = rcd or FakeRcd()
@@ -327,6 +329,12 @@ def test_unreadable_proximity_blocks_charging():
     r.evse.permit(True)
     r.run(100)
     assert E.PP_FAULT in r.evse.faults and r.pilot.duty_pct == 100.0
+
+
+def test_unreadable_proximity_charges_at_13_a_where_the_board_says_so():
+    r = Rig(cable=None, pp_fallback_a=13)
+    r.charging()
+    assert r.evse.offered_a == 13 and not r.evse.faults
 
 
 def test_state_d_needs_ventilation():

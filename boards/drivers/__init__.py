@@ -16,6 +16,8 @@ class EvseHw:
     phases      1 or 3
     ventilation True when charging in state D is allowed
     cable_a     rating of a tethered cable (A), or None with a socket (then proximity reads it)
+    pp_fallback_a  the rating to assume when PP is unreadable (13 on boards that say so), or
+                None: then an unreadable PP means no charging
     """
 
     def __init__(
@@ -30,6 +32,7 @@ class EvseHw:
         lock=None,
         ventilation=False,
         cable_a=None,
+        pp_fallback_a=None,
     ):
         self.pilot = pilot
         self.proximity = proximity
@@ -41,3 +44,4 @@ class EvseHw:
         self.phases = phases
         self.ventilation = ventilation
         self.cable_a = cable_a
+        self.pp_fallback_a = pp_fallback_a
