@@ -114,6 +114,7 @@ class Rig:
             proximity=prox,
             ventilation=ventilation,
             cable_a=tethered_a,
+            pp_fallback_a=pp_fallback_a,
         )
         self.now = 1000
         self.evse = E.Evse(1, self.hw, ticks=lambda: self.now)
