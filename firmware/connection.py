@@ -84,11 +84,18 @@ class Connection:
         self.sock = None  # the open WebSocket, None while offline
         self.stopping = False  # set by an orderly shutdown: no reconnect after it
         self.on_accepted = []  # callbacks run once, when this boot is first Accepted
+        # Callbacks run on every connection once the registration is Accepted, with how long
+        # the station was offline before it (ms; None on the first connection of this boot).
+        self.on_online = []
+        self.ready = asyncio.Event()  # set while connected and Accepted: others may send
+        self._offline_since = None  # ticks when the last connection dropped
+        self._boot_reason = None  # overrides the boot reason of the next BootNotification
         # Events that cut a wait short: the heartbeat interval changed, the ping interval
         # changed, a BootNotification is wanted now (TriggerMessage while Pending).
         self._hb_wake = asyncio.Event()
         self._ping_wake = asyncio.Event()
         self._boot_wake = asyncio.Event()
+        self._hb_now = False  # TriggerMessage(Heartbeat): send one at once
         station.router.gate = self.gate
         self.dm.watch(_HEARTBEAT, lambda v: self._hb_wake.set())
         self.dm.watch(_PING, lambda v: self._ping_wake.set())
@@ -104,6 +111,16 @@ class Connection:
         if self.registration == PENDING and action in _PENDING_ALLOWED:
             return None
         return ocppj.SECURITY_ERROR
+
+    def trigger_boot(self):
+        """TriggerMessage(BootNotification) while not Accepted: send one now, reason Triggered."""
+        self._boot_reason = "Triggered"
+        self._boot_wake.set()
+
+    def trigger_heartbeat(self):
+        """TriggerMessage(Heartbeat): send one now."""
+        self._hb_now = True
+        self._hb_wake.set()
 
     def drop(self):
         """The network went away: close the socket at once, without a close handshake."""
@@ -173,6 +190,8 @@ class Connection:
             log.warn(_TAG, "connection lost: %r" % e)
         finally:
             self.sock = None
+            self.ready.clear()
+            self._offline_since = time.ticks_ms()
             for t in tasks:
                 t.cancel()
             sock.abort()
@@ -183,6 +202,7 @@ class Connection:
         try:
             if self.registration != ACCEPTED:
                 await self._register()
+            self._online()
             await self._heartbeats()
         except ocppj.NotConnected:
             pass  # the receive side has seen the drop and ends this connection
@@ -195,12 +215,15 @@ class Connection:
             "serialNumber": board.serial,
             "firmwareVersion": VERSION,
         }
-        return {"reason": self.station.boot_reason, "chargingStation": station}
+        reason = self._boot_reason or self.station.boot_reason
+        return {"reason": reason, "chargingStation": station}
 
     async def _register(self):
         while True:
+            payload = self.boot_payload()
+            self._boot_reason = None  # a triggered reason holds for one BootNotification
             try:
-                resp = await self.session.call("BootNotification", self.boot_payload())
+                resp = await self.session.call("BootNotification", payload)
             except asyncio.TimeoutError:
                 log.warn(_TAG, "BootNotification unanswered")
                 continue
@@ -215,9 +238,16 @@ class Connection:
                 if interval > 0:
                     self.dm.set(_HEARTBEAT, str(min(interval, 86400)))
                 for fn in self.on_accepted:
-                    fn()
+                    _call(fn)
                 return
             await self._pause(interval if interval > 0 else _DEFAULT_BOOT_RETRY_S, self._boot_wake)
+
+    def _online(self):
+        since = self._offline_since
+        offline_ms = None if since is None else time.ticks_diff(time.ticks_ms(), since)
+        self.ready.set()
+        for fn in self.on_online:
+            _call(fn, offline_ms)
 
     async def _pause(self, seconds, event):
         """Sleep `seconds`, or less if `event` (one of the wake events, or None) is set."""
@@ -238,6 +268,9 @@ class Connection:
         while True:
             interval_ms = self.dm.get_int(_HEARTBEAT) * 1000
             idle_ms = time.ticks_diff(time.ticks_ms(), self.session.last_call_ms)
+            if self._hb_now:
+                self._hb_now = False
+                idle_ms = interval_ms
             if idle_ms < interval_ms:
                 await self._pause((interval_ms - idle_ms) / 1000, self._hb_wake)
                 continue
@@ -265,6 +298,14 @@ class Connection:
                 return
             sent = time.ticks_ms()
             await sock.ping()
+
+
+def _call(fn, *args):
+    """Run a callback; its failure is logged, never the connection's."""
+    try:
+        fn(*args)
+    except Exception as e:
+        log.exc(_TAG, "callback failed", e)
 
 
 def _tls_context(settings, profile):

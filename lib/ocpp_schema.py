@@ -50,20 +50,34 @@ ACTIONS = (
     "TransactionEvent", "TriggerMessage", "UnlockConnector", "UnpublishFirmware", "UpdateFirmware",
 )
 
+# APNAuthenticationEnumType
+_APNAuthenticationEnum = ("CHAP", "NONE", "PAP", "AUTO")
 # AttributeEnumType
 _AttributeEnum = ("Actual", "Target", "MinSet", "MaxSet")
+# ComponentCriterionEnumType
+_ComponentCriterionEnum = ("Active", "Available", "Enabled", "Problem")
 # MessageTriggerEnumType
 _MessageTriggerEnum = (
     "BootNotification", "LogStatusNotification", "FirmwareStatusNotification", "Heartbeat",
     "MeterValues", "SignChargingStationCertificate", "SignV2GCertificate", "StatusNotification",
     "TransactionEvent", "SignCombinedCertificate", "PublishFirmwareStatusNotification",
 )
+# OCPPInterfaceEnumType
+_OCPPInterfaceEnum = ("Wired0", "Wired1", "Wired2", "Wired3", "Wireless0", "Wireless1", "Wireless2", "Wireless3")
+# OCPPTransportEnumType
+_OCPPTransportEnum = ("JSON", "SOAP")
+# OCPPVersionEnumType
+_OCPPVersionEnum = ("OCPP12", "OCPP15", "OCPP16", "OCPP20")
+# OperationalStatusEnumType
+_OperationalStatusEnum = ("Inoperative", "Operative")
 # RegistrationStatusEnumType
 _RegistrationStatusEnum = ("Accepted", "Pending", "Rejected")
 # ReportBaseEnumType
 _ReportBaseEnum = ("ConfigurationInventory", "FullInventory", "SummaryInventory")
 # ResetEnumType
 _ResetEnum = ("Immediate", "OnIdle")
+# VPNEnumType
+_VPNEnum = ("IKEv2", "IPSec", "L2TP", "PPTP")
 
 # CustomDataType
 _CustomData = (
@@ -71,11 +85,32 @@ _CustomData = (
     (1,),
     (255,),
 )
+# APNType
+_APN = (
+    (
+        "customData", "apn", "apnUserName", "apnPassword", "simPin", "preferredNetwork",
+        "useOnlyPreferredNetwork", "apnAuthentication",
+    ),
+    (14, 1, 0, 0, 6, 0, 10, 5),
+    (_CustomData, 512, 20, 20, None, 6, None, _APNAuthenticationEnum),
+)
+# DataTransferRequest
+_DataTransferRequest = (
+    ("customData", "messageId", "data", "vendorId"),
+    (14, 0, 18, 1),
+    (_CustomData, 50, None, 255),
+)
 # EVSEType
 _EVSE = (
     ("customData", "id", "connectorId"),
     (14, 7, 6),
     (_CustomData, None, None),
+)
+# FirmwareStatusNotificationResponse, LogStatusNotificationResponse, MeterValuesResponse, NotifyReportResponse, SecurityEventNotificationResponse, StatusNotificationResponse
+_FirmwareStatusNotificationResponse = (
+    ("customData",),
+    (14,),
+    (_CustomData,),
 )
 # GetBaseReportRequest
 _GetBaseReportRequest = (
@@ -89,12 +124,6 @@ _HeartbeatResponse = (
     (14, 3),
     (_CustomData, None),
 )
-# NotifyReportResponse, SecurityEventNotificationResponse, StatusNotificationResponse
-_NotifyReportResponse = (
-    ("customData",),
-    (14,),
-    (_CustomData,),
-)
 # ResetRequest
 _ResetRequest = (
     ("customData", "type", "evseId"),
@@ -106,6 +135,18 @@ _StatusInfo = (
     ("customData", "reasonCode", "additionalInfo"),
     (14, 1, 0),
     (_CustomData, 20, 512),
+)
+# UnlockConnectorRequest
+_UnlockConnectorRequest = (
+    ("customData", "evseId", "connectorId"),
+    (14, 7, 7),
+    (_CustomData, None, None),
+)
+# VPNType
+_VPN = (
+    ("customData", "server", "user", "group", "password", "key", "type"),
+    (14, 1, 1, 0, 1, 1, 5),
+    (_CustomData, 512, 20, 20, 20, 255, _VPNEnum),
 )
 # VariableType
 _Variable = (
@@ -119,11 +160,29 @@ _BootNotificationResponse = (
     (14, 3, 7, 5, 12),
     (_CustomData, None, None, _RegistrationStatusEnum, _StatusInfo),
 )
+# ChangeAvailabilityRequest
+_ChangeAvailabilityRequest = (
+    ("customData", "evse", "operationalStatus"),
+    (14, 12, 5),
+    (_CustomData, _EVSE, _OperationalStatusEnum),
+)
 # ComponentType
 _Component = (
     ("customData", "evse", "name", "instance"),
     (14, 12, 1, 0),
     (_CustomData, _EVSE, 50, 50),
+)
+# NetworkConnectionProfileType
+_NetworkConnectionProfile = (
+    (
+        "customData", "apn", "ocppVersion", "ocppTransport", "ocppCsmsUrl", "messageTimeout",
+        "securityProfile", "ocppInterface", "vpn",
+    ),
+    (14, 12, 5, 5, 1, 7, 7, 5, 12),
+    (
+        _CustomData, _APN, _OCPPVersionEnum, _OCPPTransportEnum, 512, None, None,
+        _OCPPInterfaceEnum, _VPN,
+    ),
 )
 # TriggerMessageRequest
 _TriggerMessageRequest = (
@@ -131,17 +190,35 @@ _TriggerMessageRequest = (
     (14, 12, 5),
     (_CustomData, _EVSE, _MessageTriggerEnum),
 )
+# ComponentVariableType
+_ComponentVariable = (
+    ("customData", "component", "variable"),
+    (14, 13, 12),
+    (_CustomData, _Component, _Variable),
+)
 # GetVariableDataType
 _GetVariableData = (
     ("customData", "attributeType", "component", "variable"),
     (14, 4, 13, 13),
     (_CustomData, _AttributeEnum, _Component, _Variable),
 )
+# SetNetworkProfileRequest
+_SetNetworkProfileRequest = (
+    ("customData", "configurationSlot", "connectionData"),
+    (14, 7, 13),
+    (_CustomData, None, _NetworkConnectionProfile),
+)
 # SetVariableDataType
 _SetVariableData = (
     ("customData", "attributeType", "attributeValue", "component", "variable"),
     (14, 4, 1, 13, 13),
     (_CustomData, _AttributeEnum, 1000, _Component, _Variable),
+)
+# GetReportRequest
+_GetReportRequest = (
+    ("customData", "componentVariable", "requestId", "componentCriteria"),
+    (14, 16, 7, 16),
+    (_CustomData, (1, None, 6, _ComponentVariable), None, (1, 4, 2, _ComponentCriterionEnum)),
 )
 # GetVariablesRequest
 _GetVariablesRequest = (
@@ -158,13 +235,21 @@ _SetVariablesRequest = (
 
 SCHEMAS = {
     "BootNotificationResponse": _BootNotificationResponse,
+    "ChangeAvailabilityRequest": _ChangeAvailabilityRequest,
+    "DataTransferRequest": _DataTransferRequest,
+    "FirmwareStatusNotificationResponse": _FirmwareStatusNotificationResponse,
     "GetBaseReportRequest": _GetBaseReportRequest,
+    "GetReportRequest": _GetReportRequest,
     "GetVariablesRequest": _GetVariablesRequest,
     "HeartbeatResponse": _HeartbeatResponse,
-    "NotifyReportResponse": _NotifyReportResponse,
+    "LogStatusNotificationResponse": _FirmwareStatusNotificationResponse,
+    "MeterValuesResponse": _FirmwareStatusNotificationResponse,
+    "NotifyReportResponse": _FirmwareStatusNotificationResponse,
     "ResetRequest": _ResetRequest,
-    "SecurityEventNotificationResponse": _NotifyReportResponse,
+    "SecurityEventNotificationResponse": _FirmwareStatusNotificationResponse,
+    "SetNetworkProfileRequest": _SetNetworkProfileRequest,
     "SetVariablesRequest": _SetVariablesRequest,
-    "StatusNotificationResponse": _NotifyReportResponse,
+    "StatusNotificationResponse": _FirmwareStatusNotificationResponse,
     "TriggerMessageRequest": _TriggerMessageRequest,
+    "UnlockConnectorRequest": _UnlockConnectorRequest,
 }

@@ -53,14 +53,22 @@ CS_TO_CSMS = (
     "StatusNotification",
     "NotifyReport",
     "SecurityEventNotification",
+    "MeterValues",
+    "FirmwareStatusNotification",
+    "LogStatusNotification",
 )
 # Actions the CSMS sends: we validate its Request.
 CSMS_TO_CS = (
     "GetVariables",
     "SetVariables",
     "GetBaseReport",
+    "GetReport",
     "Reset",
     "TriggerMessage",
+    "ChangeAvailability",
+    "UnlockConnector",
+    "DataTransfer",
+    "SetNetworkProfile",
 )
 
 KIND_NAMES = ("STR", "DT", "ENUM", "INT", "NUM", "BOOL", "OBJ", "OPEN", "ARR", "ANY")
