@@ -16,6 +16,9 @@ from firmware.supervisor import Supervisor
 from firmware.variables import VARIABLES
 from store import Store
 
+# One class per OCPP functional block, constructed with the station once it has its EVSEs.
+BLOCKS = (Provisioning,)
+
 _BOOT = "boot"  # store document: {"count": boots so far, "reason": reason for the next boot}
 _WDT_MS = 5000  # watchdog timeout; the supervisor feeds it every 100 ms while all is well
 _STEP_LATE_MS = 500  # a safety loop silent this long is dead
@@ -40,10 +43,11 @@ class Station:
         timeout = self.dm.get_int("OCPPCommCtrlr/MessageTimeout:Default")
         self.session = ocppj.Session(self.router, self.new_id, timeout)
         self.connection = Connection(self)
-        Provisioning(self)
         self.evses = [Evse(i, board.evse_hw(i)) for i in range(1, board.evses + 1)]
         self.local = LocalStart(self.evses)
         self.supervisor = Supervisor(board.wdt(_WDT_MS))
+        # The OCPP functional blocks, each registering its handlers with the router.
+        self.blocks = [block(self) for block in BLOCKS]
 
     def _boot_record(self):
         rec = self.store.load(_BOOT) or {}
