@@ -74,7 +74,9 @@ class CsmsThread:
 class Sim:
     """One virtual wallbox process group; `cmd` speaks its control channel."""
 
-    def __init__(self, tmp, url, sid="CS1", config=None, state_dir=None, heap=None, code=None):
+    def __init__(
+        self, tmp, url, sid="CS1", config=None, state_dir=None, heap=None, code=None, evses=None
+    ):
         self.tmp = Path(tmp)
         self.state_dir = Path(state_dir or self.tmp / ("state-" + sid))
         self.log_path = self.tmp / ("sim-%s-%d.log" % (sid, time.monotonic_ns()))
@@ -87,6 +89,8 @@ class Sim:
             args += ["--heap", heap]
         if code:
             args += ["--code", str(code)]
+        if evses:
+            args += ["--evses", str(evses)]
         self.log_file = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             args,

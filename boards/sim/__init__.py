@@ -11,10 +11,12 @@ import time
 import log
 from boards.drivers import EvseHw
 from boards.sim.ev import CP_THRESHOLDS, MV_FULL, PP_MV, SimEV
+from store import Store
 
 MODEL = "VirtualWallbox"
 VENDOR = "mpwallbox"
 
+_WORLD = "sim_world"  # the simulated world's document, beside the station's own state
 REBOOT_EXIT = 3  # exit status asking tools/wallbox-sim to start the firmware again in place
 WATCHDOG_EXIT = 4  # exit status of a starved watchdog
 MAX_A = 32  # the virtual installation's limit per phase
@@ -47,14 +49,23 @@ class Board:
         self.settings["csms_url"] = opts.get("csms", "ws://127.0.0.1:9000/ocpp")
         self.net_up = True  # False after the control channel's ws_disconnect
         sim = self.settings.get("sim", {})
-        self.evs = [SimEV(PHASES) for _ in range(self.evses)]
+        self.evs = [SimEV(PHASES, save=self.save_world) for _ in range(self.evses)]
         for ev in self.evs:
             ev.stop_delay_ms = int(sim.get("ev_stop_delay_s", 1) * 1000)
+        self._world = Store(self.state_dir)
+        world = self._world.load(_WORLD) or ()
+        for i in range(min(len(world), len(self.evs))):
+            self.evs[i].restore(world[i])
         self._wdt = None
         log.stream = sys.stderr
 
     unix_time = staticmethod(time.time)
     urandom = staticmethod(os.urandom)
+
+    def save_world(self):
+        """Persist the simulated world (car, cable, faults, meter register): it is not part of
+        the station, so a reboot or a power loss of the firmware leaves it as it was."""
+        self._world.save(_WORLD, [ev.state_doc() for ev in self.evs])
 
     def factory_variables(self):
         profile = self.settings.get("security_profile", 1)
@@ -65,6 +76,7 @@ class Board:
 
     def evse_hw(self, evse_id):
         from boards.drivers.contactor import Contactor
+        from boards.drivers.lock import Lock
         from boards.drivers.pilot import Pilot
         from boards.drivers.proximity import Proximity
         from boards.drivers.rcd import Rcd
@@ -78,6 +90,7 @@ class Board:
             MAX_A,
             phases=PHASES,
             proximity=Proximity(ev.pp_adc, PP_BANDS, MV_FULL),
+            lock=Lock(ev.lock_a, ev.lock_b, ev.lock_switch, pulse_ms=100),
         )
 
     def wdt(self, timeout_ms):

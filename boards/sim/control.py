@@ -75,6 +75,7 @@ class Control:
         if handler is None:
             return {"ok": False, "error": "unknown command: %r" % (name,)}
         handler(cmd)
+        self.board.save_world()
         return {"ok": True}
 
     # -- the EV and the hardware (shared/docs/sim-control.md) -------------------------------

@@ -87,6 +87,24 @@ class _Input(SimPin):
     __call__ = value
 
 
+class _MotorPin(SimPin):
+    """One output of the lock motor's H-bridge: driving it moves the lock."""
+
+    def __init__(self, ev, locks):
+        super().__init__(0)
+        self.ev = ev
+        self.locks = locks  # True: this output drives towards locked
+
+    def value(self, v=None):
+        if v is None:
+            return self.v
+        self.v = 1 if v else 0
+        if self.v:
+            self.ev.locked = self.locks
+
+    __call__ = value
+
+
 class SimRelay(SimPin):
     def __init__(self, ev):
         super().__init__(0)
@@ -139,6 +157,7 @@ class SimMeter:
             await asyncio.sleep_ms(60000)  # silence: the caller's timeout ends this
             raise MeterError("no answer")
         ev.update()
+        ev.saved()  # the register never goes back below what the firmware has read
         amps = ev.amps
         cur = tuple(amps if i < ev.phases_used else 0.0 for i in range(3))
         return Reading(ev.energy_wh, ev.power_w, cur, (_VOLTS, _VOLTS, _VOLTS))
@@ -147,8 +166,9 @@ class SimMeter:
 class SimEV:
     """The car at one EVSE (and the EVSE's own relay, RCD and meter), driven by commands."""
 
-    def __init__(self, phases=3, ticks=time.ticks_ms):
+    def __init__(self, phases=3, ticks=time.ticks_ms, save=None):
         self.ticks = ticks
+        self.save = save  # () -> None: persists the simulated world (boards/sim), or None
         self.phases = phases  # what the EVSE is wired for
         self.plugged = False
         self.cable_a = 32
@@ -174,6 +194,10 @@ class SimEV:
         self.rcd_test = SimPin(0)
         self.rcd_fault = _Input(lambda: 1 if "rcd_trip" in self.faults or self.rcd_test.v else 0)
         self.meter = SimMeter(self)
+        self.locked = False  # the socket's cable lock, moved by the motor pins
+        self.lock_a = _MotorPin(self, True)
+        self.lock_b = _MotorPin(self, False)
+        self.lock_switch = _Input(lambda: 1 if self.locked else 0)
 
     # -- the EV's side of the pilot ---------------------------------------------------------
 
@@ -225,6 +249,35 @@ class SimEV:
         elif self.pwm_on:
             self._x1_since = None
         self.update()
+
+    # -- the world outlives the firmware: a reboot or a power loss does not unplug the car ----
+
+    _KEEP = (
+        "plugged",
+        "cable_a",
+        "request",
+        "max_a",
+        "ev_phases",
+        "stop_delay_ms",
+        "energy_wh",
+        "locked",
+        "_stuck",
+    )
+
+    def state_doc(self):
+        d = {k: getattr(self, k) for k in self._KEEP}
+        d["faults"] = sorted(self.faults)
+        return d
+
+    def restore(self, d):
+        for k in self._KEEP:
+            if k in d:
+                setattr(self, k, d[k])
+        self.faults = set(d.get("faults", ()))
+
+    def saved(self):
+        if self.save:
+            self.save()
 
     # -- commands ---------------------------------------------------------------------------
 

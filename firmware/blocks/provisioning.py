@@ -18,7 +18,8 @@ class Provisioning:
         self.station = station
         self.session = station.session
         self.dm = station.dm
-        self._reset_task = None
+        self._reset_reason = None  # the boot reason of a reset under way, else None
+        self._rebooting = False
         router = station.router
         router.on("GetVariables", self.on_get_variables)
         router.on("SetVariables", self.on_set_variables)
@@ -83,19 +84,41 @@ class Provisioning:
         return r
 
     # -- Reset (B11, B12) -------------------------------------------------------------------
-    # No transactions exist yet, so the station is always idle: OnIdle and Immediate both
-    # reboot at once. Per-EVSE reset is not supported (EVSE.AllowReset is false).
+    # Idle: Accepted, reboot (RemoteReset). OnIdle during a session: Scheduled, reboot when the
+    # last session ends (ScheduledReset). Immediate during a session: Accepted, sessions
+    # stopped, reboot (RemoteReset). Per-EVSE reset is not supported: EVSE.AllowReset is false.
 
     def on_reset(self, req):
         if "evseId" in req:
             return {"status": "Rejected", "statusInfo": {"reasonCode": "UnsupportedRequest"}}
+        if req["type"] == "OnIdle" and self._any_busy():
+            return {"status": "Scheduled"}
         return {"status": "Accepted"}
 
     def after_reset(self, req, resp):
-        if resp["status"] == "Accepted" and self._reset_task is None:
-            self._reset_task = asyncio.create_task(self._reboot("RemoteReset"))
+        if self._reset_reason is not None:
+            return  # a reset is already on its way
+        if resp["status"] == "Scheduled":
+            self._reset_reason = "ScheduledReset"
+            log.info("reset", "scheduled: waiting for the sessions to end")
+            for e in self.station.evses:
+                e.on_change.append(self._idle_check)
+        elif resp["status"] == "Accepted":
+            self._reset_reason = "RemoteReset"
+            for e in self.station.evses:
+                e.permit(False)  # Immediate: the sessions end now
+            self.station.spawn(self._reboot())
 
-    async def _reboot(self, reason):
+    def _any_busy(self):
+        return any(self.station.busy(e) for e in self.station.evses)
+
+    def _idle_check(self, evse):
+        if not self._any_busy() and not self._rebooting:
+            self._rebooting = True
+            self.station.spawn(self._reboot())
+
+    async def _reboot(self):
+        self._rebooting = True
         await asyncio.sleep_ms(_RESET_GRACE_MS)
         await self.station.connection.close()
-        self.station.reboot(reason)
+        self.station.reboot(self._reset_reason)

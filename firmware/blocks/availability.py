@@ -1,0 +1,167 @@
+# availability: OCPP block G: connector statuses reported with StatusNotification, and
+# ChangeAvailability for the station, an EVSE or a connector, persisted. MIT licence.
+
+import asyncio
+
+import log
+import ocppj
+
+_STORE = "availability"  # store document: {"0" | "<evse>" | "<evse>.<connector>": "Inoperative"}
+_INOPERATIVE = "Inoperative"
+_OPERATIVE = "Operative"
+_TAG = "avail"
+
+
+class Availability:
+    """Which EVSEs may be used, and what each connector's status is.
+
+    The CSMS's wish (`Operative` / `Inoperative` for the station "0", an EVSE "1" or a
+    connector "1.1") is persisted at once; it takes effect on an EVSE as soon as that EVSE is
+    idle, so a running session finishes first (the answer was then Scheduled).
+
+    The status loop reports each connector whose status differs from what the CSMS last heard,
+    whenever the station is online and Accepted. So nothing queues while offline: after a short
+    outage only the changed connectors go out, after one longer than OfflineThreshold (or a
+    reboot) all of them (B04, G01).
+    """
+
+    def __init__(self, station):
+        self.station = station
+        station.availability = self
+        self.evses = station.evses
+        self.wish = station.store.load(_STORE) or {}  # only Inoperative entries are stored
+        self.reported = {}  # EVSE id -> the status the CSMS last heard
+        self._wake = asyncio.Event()
+        for e in self.evses:
+            e.on_change.append(self._changed)
+            self._apply(e)
+        station.router.on("ChangeAvailability", self.on_change_availability, self._after_change)
+        station.connection.on_accepted.append(self.report_all)
+        station.connection.on_online.append(self._online)
+        self._provide()
+        station.spawn(self.run())
+
+    def _provide(self):
+        dm = self.station.dm
+        pairs = [("ChargingStation/", lambda: self._station_state())]
+        for e in self.evses:
+            pairs.append(("EVSE.%d/" % e.id, lambda e=e: self.status(e)))
+            pairs.append(("Connector.%d.1/" % e.id, lambda e=e: self.status(e)))
+        for prefix, fn in pairs:
+            try:
+                dm.provide(prefix + "AvailabilityState", fn)
+                dm.provide(prefix + "Available", lambda fn=fn: _bool(fn() != "Unavailable"))
+            except KeyError:
+                pass  # not declared in this device model
+
+    def _station_state(self):
+        return "Unavailable" if self.wish.get("0") else "Available"
+
+    # -- what each connector is ---------------------------------------------------------------
+
+    def operative(self, e):
+        """The CSMS wants this EVSE usable: station, EVSE and its connector all Operative."""
+        w = self.wish
+        return not (w.get("0") or w.get(str(e.id)) or w.get("%d.1" % e.id))
+
+    def status(self, e):
+        if e.faults:
+            return "Faulted"  # also while Inoperative: a fault is news
+        if not e.available:
+            return "Unavailable"
+        if e.plugged or self.station.busy(e):
+            return "Occupied"
+        return "Available"
+
+    def _apply(self, e):
+        """Make the wish real on `e` where it can be: going unavailable waits for idle."""
+        want = self.operative(e)
+        if want != e.available and (want or not self.station.busy(e)):
+            e.set_available(want)
+            log.info(_TAG, "EVSE %d %s" % (e.id, "operative" if want else "inoperative"))
+
+    def _changed(self, e):
+        self._apply(e)
+        self._wake.set()
+
+    # -- ChangeAvailability (G03, G04) ----------------------------------------------------------
+
+    def _targets(self, req):
+        """(store key, affected EVSEs), or (None, reasonCode) for an unknown target."""
+        evse = req.get("evse")
+        if evse is None:
+            return "0", self.evses
+        n = evse["id"]
+        if not 1 <= n <= len(self.evses):
+            return None, "UnknownEvse"
+        if "connectorId" in evse:
+            if evse["connectorId"] != 1:
+                return None, "UnknownConnector"
+            return "%d.1" % n, [self.evses[n - 1]]
+        return str(n), [self.evses[n - 1]]
+
+    def on_change_availability(self, req):
+        key, affected = self._targets(req)
+        if key is None:
+            return {"status": "Rejected", "statusInfo": {"reasonCode": affected}}
+        inop = req["operationalStatus"] == _INOPERATIVE
+        if inop:
+            self.wish[key] = _INOPERATIVE
+        else:
+            self.wish.pop(key, None)
+        self.station.store.save(_STORE, self.wish)
+        waiting = False
+        for e in affected:
+            self._apply(e)
+            waiting = waiting or (e.available != self.operative(e))
+        return {"status": "Scheduled" if waiting else "Accepted"}
+
+    def _after_change(self, req, resp):
+        self._wake.set()
+
+    # -- StatusNotification (G01, B04) ----------------------------------------------------------
+
+    def report_all(self):
+        """Forget what the CSMS heard: every connector is reported again."""
+        self.reported = {}
+        self._wake.set()
+
+    def _online(self, offline_ms):
+        threshold = self.station.dm.get_int("OCPPCommCtrlr/OfflineThreshold") * 1000
+        if offline_ms is not None and offline_ms > threshold:
+            self.report_all()
+        else:
+            self._wake.set()
+
+    async def send(self, e):
+        """Send the status of `e`'s connector now (also for TriggerMessage)."""
+        st = self.status(e)
+        payload = {
+            "timestamp": self.station.clock.iso(),
+            "connectorStatus": st,
+            "evseId": e.id,
+            "connectorId": 1,
+        }
+        self.reported[e.id] = st  # also when refused: a CALLERROR is not worth a retry
+        await self.station.session.call("StatusNotification", payload)
+
+    async def run(self):
+        ready = self.station.connection.ready
+        while True:
+            await ready.wait()
+            self._wake.clear()
+            try:
+                for e in self.evses:
+                    if self.reported.get(e.id) != self.status(e):
+                        await self.send(e)
+            except ocppj.CallError as ex:
+                log.warn(_TAG, "StatusNotification refused: %r" % ex)  # not sent again
+            except (asyncio.TimeoutError, ocppj.NotConnected) as ex:
+                log.warn(_TAG, "StatusNotification: %r" % ex)
+                await asyncio.sleep_ms(1000)  # offline: try again once ready
+                continue
+            await self._wake.wait()
+
+
+def _bool(b):
+    return "true" if b else "false"
