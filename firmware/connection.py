@@ -9,6 +9,7 @@ import log
 import ocppj
 import rfc3339
 import ws
+from firmware.network import NetworkProfiles, Rotation
 from firmware.version import VERSION
 
 ACCEPTED = "Accepted"
@@ -139,18 +140,30 @@ class Connection:
         return r * int.from_bytes(self.board.urandom(2), "big") / 65535
 
     async def run(self):
+        # The profiles are read here, once per boot: NetworkConfigurationPriority is
+        # RebootRequired. Failed attempts move through its slots (network.Rotation); the
+        # back-off between attempts runs on across slot changes and restarts on success.
+        self.profiles = NetworkProfiles(self.station.store, self.dm, self.board.settings)
+        slots = Rotation(self.profiles)
         backoff = Backoff(self._rand)
         delay = 0
         while not self.stopping:
             if delay:
                 log.info(_TAG, "reconnecting in %.1f s" % delay)
                 await asyncio.sleep_ms(int(delay * 1000))
+            slot = slots.next()
             try:
-                sock = await self._open()
+                sock = await self._open(slot)
             except Exception as e:  # refused, unreachable, TLS, HTTP, handshake: all the same
                 log.warn(_TAG, "connect failed: %r" % e)
+                if self.board.network_up():
+                    slots.failed()  # our own network down is no attempt on the slot
                 delay = self._next(backoff)
                 continue
+            if self.profiles.active not in (None, slot):
+                # Another CSMS, perhaps: register again (B10.FR.10, errata 2025-04).
+                self.registration = None
+            slots.succeeded()
             backoff.reset()
             await self._serve(sock)
             if not self.stopping:
@@ -164,17 +177,21 @@ class Connection:
             get(_COMM + "RetryBackOffRepeatTimes"),
         )
 
-    async def _open(self):
+    async def _open(self, slot):
+        """Open a WebSocket with the network connection profile of `slot` (None: none usable)."""
         if not self.board.network_up():
             raise OSError("network down")
-        settings = self.board.settings
+        p = None if slot is None else self.profiles.profile(slot)
+        if p is None:
+            raise OSError("no usable network profile")
         identity = self.dm.get("SecurityCtrlr/Identity")
-        url = settings["csms_url"].rstrip("/") + "/" + quote(identity)
-        profile = self.dm.get_int("SecurityCtrlr/SecurityProfile")
+        url = p["ocppCsmsUrl"].rstrip("/") + "/" + quote(identity)
+        profile = p["securityProfile"]
         password = self.dm.get("SecurityCtrlr/BasicAuthPassword")
         auth = (identity, password) if password and profile < 3 else None
-        ctx = _tls_context(settings, profile) if url.startswith("wss:") else None
-        log.info(_TAG, "connecting to %s (security profile %d)" % (url, profile))
+        ctx = _tls_context(self.board.settings, profile) if url.startswith("wss:") else None
+        log.info(_TAG, "connecting to %s (slot %d, security profile %d)" % (url, slot, profile))
+        self.session.timeout_s = p["messageTimeout"]  # this profile's MessageTimeout
         timeout_ms = self.session.timeout_s * 1000
         return await ws.connect(
             url, basic_auth=auth, ssl_ctx=ctx, timeout_ms=timeout_ms, urandom=self.board.urandom

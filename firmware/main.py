@@ -7,6 +7,7 @@ import binascii
 import log
 import ocppj
 from clock import Clock
+from firmware.blocks.network_profile import NetworkProfile
 from firmware.blocks.provisioning import Provisioning
 from firmware.connection import Connection
 from firmware.device_model import DeviceModel
@@ -17,7 +18,7 @@ from firmware.variables import VARIABLES
 from store import Store
 
 # One class per OCPP functional block, constructed with the station once it has its EVSEs.
-BLOCKS = (Provisioning,)
+BLOCKS = (Provisioning, NetworkProfile)
 
 _BOOT = "boot"  # store document: {"count": boots so far, "reason": reason for the next boot}
 _WDT_MS = 5000  # watchdog timeout; the supervisor feeds it every 100 ms while all is well

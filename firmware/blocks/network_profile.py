@@ -1,0 +1,88 @@
+# network_profile: OCPP block B09: SetNetworkProfile, checked and kept as a network connection
+# profile for the connection to try (firmware/network.py; B10 migration and fallback there).
+# MIT licence.
+
+import os
+
+import log
+import ws
+from firmware import network
+
+ACCEPTED = "Accepted"
+REJECTED = "Rejected"
+# statusInfo.reasonCode of a rejection. The first three are the spec's own (B09.FR.02/04/05,
+# errata 2025-09); the other two are ours.
+INVALID_SLOT = "InvalidConfSlot"  # configurationSlot not in the priority's valuesList
+INVALID_CONF = "InvalidNetworkConf"  # not OCPP20/JSON, bad URL for the profile, VPN, timeout
+NO_DOWNGRADE = "NoSecurityDowngrade"  # securityProfile below the one in use
+ACTIVE_SLOT = "ActiveConfSlot"  # the slot of the connection in use
+NO_CERTIFICATE = "MissingCertificate"  # profile 2/3 without CSMS root, 3 without client cert
+
+_EVENT = "ReconfigurationOfSecurityParameters"  # a log-only security event
+
+
+class NetworkProfile:
+    def __init__(self, station):
+        self.station = station
+        self.dm = station.dm
+        self.settings = station.board.settings
+        station.router.on("SetNetworkProfile", self.on_set_network_profile)
+
+    def on_set_network_profile(self, req):
+        profiles = self.station.connection.profiles  # made when the connection started
+        slot = req["configurationSlot"]
+        data = req["connectionData"]
+        why = self._check(profiles, slot, data)
+        if why:
+            log.info("network", "SetNetworkProfile slot %d rejected: %s" % (slot, why))
+            return {"status": REJECTED, "statusInfo": {"reasonCode": why}}
+        profiles.put(slot, data)
+        self._event("slot %d, security profile %d" % (slot, data["securityProfile"]))
+        return {"status": ACCEPTED}
+
+    def _check(self, profiles, slot, data):
+        """None when the profile may be stored in `slot`, else the reasonCode refusing it."""
+        if slot not in network.allowed_slots(self.dm):
+            return INVALID_SLOT
+        if slot == profiles.active:
+            return ACTIVE_SLOT
+        sp = data["securityProfile"]
+        if sp < profiles.security_profile():
+            return NO_DOWNGRADE
+        if sp not in (1, 2, 3):
+            return INVALID_CONF
+        if sp >= 2 and not _exists(self.settings.get("csms_ca_file")):
+            return NO_CERTIFICATE
+        if sp == 3 and not (
+            _exists(self.settings.get("client_cert_file"))
+            and _exists(self.settings.get("client_key_file"))
+        ):
+            return NO_CERTIFICATE
+        if data["ocppVersion"] != "OCPP20" or data["ocppTransport"] != "JSON":
+            return INVALID_CONF
+        if "vpn" in data or data["messageTimeout"] < 1:
+            return INVALID_CONF  # no VPN client here; a timeout must be a time
+        try:
+            tls = ws.parse_url(data["ocppCsmsUrl"])[0]
+        except ValueError:
+            return INVALID_CONF
+        if tls != (sp >= 2):
+            return INVALID_CONF  # profile 1 is ws://, profiles 2 and 3 are wss:// (§1.2)
+        return None
+
+    def _event(self, tech_info):
+        security = getattr(self.station, "security", None)  # the security block, if built
+        if security is not None:
+            security.event(_EVENT, tech_info)
+        else:
+            log.info("security", "event %s (%s)" % (_EVENT, tech_info))
+
+
+def _exists(path):
+    if not path:
+        return False
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
