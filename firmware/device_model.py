@@ -40,22 +40,23 @@ class DeviceModel:
 
     def __init__(self, store, decls, factory=(), config=()):
         self.store = store
-        self.decls = {}  # lower-case key -> declaration tuple
-        self.components = set()  # lower-case component keys, to tell UnknownComponent apart
+        # Every declaration in declaration order (reports walk it by index), and the same
+        # by key as declared. No lower-case copies of the keys: exact-case lookups hit the
+        # dict, the others fall back to a scan (see _lookup).
+        self.declared = decls if type(decls) is tuple else tuple(decls)
+        self._index = {}  # key (as declared) -> declaration tuple
         self.values = {}  # key (as declared) -> current value string
         self._watch = {}  # key -> [callback(value)]
         self._dynamic = {}  # key -> () -> value string, for values read from elsewhere
-        for d in decls:
-            lk = d[0].lower()
-            self.decls[lk] = d
-            self.components.add(lk.split("/")[0])
+        for d in self.declared:
+            self._index[d[0]] = d
             self.values[d[0]] = d[2]
         for key, value in factory:
             self.values[self.decl(key)[0]] = value
         saved = store.load(_STORE)
         self._apply_config(config, first_boot=saved is None)
         for key, value in (saved or {}).items():
-            d = self.decls.get(key.lower())
+            d = self._lookup(key)
             if d and d[1][1] != "r":
                 self.values[d[0]] = value
         if saved is None:
@@ -77,19 +78,41 @@ class DeviceModel:
                 else:
                     self.values[d[0]] = value
 
+    def _lookup(self, key):
+        """The declaration of `key` (any case), or None."""
+        d = self._index.get(key)
+        if d is not None:
+            return d
+        n = len(key)
+        low = key.lower()
+        for d in self.declared:
+            if len(d[0]) == n and d[0].lower() == low:  # lower() only on same-length keys
+                return d
+        return None
+
+    def _has_component(self, comp):
+        """True when some variable belongs to component key `comp` (any case)."""
+        n = len(comp)
+        low = comp.lower()
+        for d in self.declared:
+            k = d[0]
+            if len(k) > n and k[n] == "/" and k[:n].lower() == low:
+                return True
+        return False
+
     def decl(self, key):
-        d = self.decls.get(key.lower())
+        d = self._lookup(key)
         if d is None:
             raise KeyError(key)
         return d
 
     def find(self, component, variable):
         """(status, declaration or None) for an OCPP component/variable pair."""
-        key = key_of(component, variable).lower()
-        d = self.decls.get(key)
+        key = key_of(component, variable)
+        d = self._lookup(key)
         if d:
             return ACCEPTED, d
-        if key.split("/")[0] in self.components:
+        if self._has_component(key[: key.index("/")]):
             return UNKNOWN_VARIABLE, None
         return UNKNOWN_COMPONENT, None
 
@@ -125,7 +148,7 @@ class DeviceModel:
 
     def _save(self):
         doc = {}
-        for d in self.decls.values():
+        for d in self.declared:
             if d[1][1] != "r":
                 doc[d[0]] = self.values[d[0]]
         self.store.save(_STORE, doc)

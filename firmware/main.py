@@ -9,16 +9,17 @@ import ocppj
 from clock import Clock
 from firmware.blocks.network_profile import NetworkProfile
 from firmware.blocks.provisioning import Provisioning
+from firmware.blocks.reports import Reports
 from firmware.connection import Connection
 from firmware.device_model import DeviceModel
 from firmware.evse import Evse
 from firmware.local_start import LocalStart
 from firmware.supervisor import Supervisor
-from firmware.variables import VARIABLES
+from firmware.variables import declarations
 from store import Store
 
 # One class per OCPP functional block, constructed with the station once it has its EVSEs.
-BLOCKS = (Provisioning, NetworkProfile)
+BLOCKS = (Provisioning, Reports, NetworkProfile)
 
 _BOOT = "boot"  # store document: {"count": boots so far, "reason": reason for the next boot}
 _WDT_MS = 5000  # watchdog timeout; the supervisor feeds it every 100 ms while all is well
@@ -37,7 +38,10 @@ class Station:
         self.store = Store(board.state_dir)
         self.boot_count, self.boot_reason = self._boot_record()
         self.dm = DeviceModel(
-            self.store, VARIABLES, board.factory_variables(), board.settings.get("variables", ())
+            self.store,
+            declarations([board.evse_hw(i) for i in range(1, board.evses + 1)]),
+            board.factory_variables(),
+            board.settings.get("variables", ()),
         )
         self.dm.provide("ClockCtrlr/DateTime", self.clock.iso)
         self.router = ocppj.Router()

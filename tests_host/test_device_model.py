@@ -1,5 +1,9 @@
 """Device model, back-off and identity quoting under CPython."""
 
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from firmware.connection import Backoff, quote
@@ -156,3 +160,53 @@ def test_clock_keeps_whole_seconds_over_an_integer_source():
     c.set(1795285000.9)
     assert c.now() == 1795285000 and c.iso() == "2026-11-21T18:16:40Z"
     assert isinstance(c.now(), int)
+
+
+DM_HEAP = """
+import gc
+import time
+
+from firmware.device_model import DeviceModel
+from firmware.variables import declarations
+from store import Store
+
+
+class Hw:
+    phases = 3
+    max_a = 32
+    cable_a = None
+
+
+gc.collect()
+a = gc.mem_alloc()
+decls = declarations([Hw()])
+gc.collect()
+b = gc.mem_alloc()
+dm = DeviceModel(Store(STATE), decls, (), ())
+gc.collect()
+c = gc.mem_alloc()
+print(len(decls), b - a, c - b)
+"""
+
+
+def test_device_model_heap_on_micropython(tmp_path):
+    """The device model's own heap, above its declarations (64-bit unix port; an ESP32, with
+    4-byte pointers, needs about half)."""
+    root = Path(__file__).resolve().parent.parent
+    mp = root / ".venv" / "bin" / "micropython"
+    if not mp.exists():
+        pytest.skip("no MicroPython unix port in .venv")
+    script = tmp_path / "dm_heap.py"
+    script.write_text(DM_HEAP.replace("STATE", repr(str(tmp_path / "state"))))
+    env = dict(os.environ, MICROPYPATH="%s:%s" % (root / "lib", root))
+    out = subprocess.run(
+        [str(mp), str(script)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    n, decls_bytes, dm_bytes = map(int, out.stdout.split())
+    print(
+        "%d declarations: %d B for declarations(), %d B DeviceModel" % (n, decls_bytes, dm_bytes)
+    )
+    assert n == 85
+    assert decls_bytes < 3000  # the EVSE part and one tuple of references
+    assert dm_bytes < 5000  # two dicts of references: no per-variable objects, no key copies

@@ -14,8 +14,21 @@
   CP short), each repeated; measured by the simulated EV from its change to the relay.
 - loop_stall_max_ms: the longest the asyncio loop came back late during that session (the
   supervisor's 100 ms probe).
+- full_inventory_peak_heap_bytes: the peak GC heap in use, above the idle heap, while the
+  virtual wallbox (compiled .mpy, unix port, 64-bit) sends a GetBaseReport(FullInventory).
+  Measured inside the firmware by the reports block: `gc.collect()` then `gc.mem_alloc()` as
+  the baseline when the report starts; before each NotifyReport part another `gc.collect()`
+  (so parts do not pile up garbage), then `gc.mem_alloc()` sampled once the part is built and
+  again once its CALLRESULT is back; the largest sample minus the baseline is logged with the
+  report ("heap peak +N B") and read here from the wallbox's log. The sample after the send
+  holds the live part (6-7 KB for 10 items) plus everything the send left as garbage: the
+  serialised frame, the WebSocket frame and its masking, the parsed reply, and what the other
+  tasks allocated meanwhile: the heap the report occupies when no collection runs during a
+  part, which is far more than it needs live. Not caught: a buffer freed explicitly within
+  the send as it grows (a few KB at most).
 """
 
+import re
 import sys
 import tempfile
 import time
@@ -91,6 +104,36 @@ def round_trips_per_s(csms, seconds=3.0):
             sim.close()
 
 
+def full_inventory_peak_heap(csms):
+    """Bytes of heap above idle while the sim sends its FullInventory report (see above)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sim = Sim(tmp, csms.url, sid="FI", code=ROOT / "build" / "mpy")
+        try:
+            st = csms.station("FI")
+            sim.wait_status(lambda s: s["registration"] == "Accepted")
+            start = len(st.frames)
+            req = {"requestId": 4242, "reportBase": "FullInventory"}
+            if csms.call(st, "GetBaseReport", req)["status"] != "Accepted":
+                raise SystemExit("FullInventory not accepted")
+            csms.wait_frame(
+                st,
+                lambda f: f.kind == "call" and f.action == "NotifyReport" and not f.payload["tbc"],
+                timeout=30,
+                start=start,
+            )
+            pattern = re.compile(r"report 4242 sent in \d+ parts, heap peak \+(\d+) B")
+            deadline = time.monotonic() + 10
+            while True:
+                m = pattern.search(sim.log())
+                if m:
+                    return int(m.group(1))
+                if time.monotonic() > deadline:
+                    raise SystemExit("no heap figure in the wallbox's log")
+                time.sleep(0.1)
+        finally:
+            sim.close()
+
+
 OPENERS = (
     [("ev_state", {"state": "B"})],
     [("plug_out", {})],
@@ -149,6 +192,8 @@ def main():
         open_ms, stall_ms = charging_session(csms)
         print("pilot_to_contactor_open_max_ms: %d ms" % open_ms, flush=True)
         print("loop_stall_max_ms: %d ms" % stall_ms, flush=True)
+        peak = full_inventory_peak_heap(csms)
+        print("full_inventory_peak_heap_bytes: %d bytes" % peak, flush=True)
     finally:
         csms.stop()
 
