@@ -7,9 +7,13 @@ import binascii
 import log
 import ocppj
 from clock import Clock
+from firmware.blocks.availability import Availability
+from firmware.blocks.data_transfer import DataTransfer
 from firmware.blocks.network_profile import NetworkProfile
 from firmware.blocks.provisioning import Provisioning
+from firmware.blocks.remote_control import RemoteControl
 from firmware.blocks.reports import Reports
+from firmware.blocks.security import Security
 from firmware.connection import Connection
 from firmware.device_model import DeviceModel
 from firmware.evse import Evse
@@ -19,7 +23,15 @@ from firmware.variables import declarations
 from store import Store
 
 # One class per OCPP functional block, constructed with the station once it has its EVSEs.
-BLOCKS = (Provisioning, Reports, NetworkProfile)
+BLOCKS = (
+    Provisioning,
+    Reports,
+    Availability,
+    Security,
+    RemoteControl,
+    DataTransfer,
+    NetworkProfile,
+)
 
 _BOOT = "boot"  # store document: {"count": boots so far, "reason": reason for the next boot}
 _WDT_MS = 5000  # watchdog timeout; the supervisor feeds it every 100 ms while all is well
@@ -33,6 +45,8 @@ class Station:
     def __init__(self, board):
         self.board = board
         self._stopped = asyncio.Event()
+        self._tasks = None  # background tasks once running; before that, coroutines waiting
+        self._waiting = []
         self.clock = Clock(board.unix_time)
         log.clock = self.clock
         self.store = Store(board.state_dir)
@@ -62,6 +76,19 @@ class Station:
         log.info("main", "boot %d, reason %s" % (count, reason))
         return count, reason
 
+    def spawn(self, coro):
+        """Run `coro` in the background, owned by the station: kept, cancelled at shutdown, and
+        its failure logged. Before `run` it waits to be started there."""
+        if self._tasks is None:
+            self._waiting.append(coro)
+            return
+        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks.append(asyncio.create_task(_guarded(coro)))
+
+    def busy(self, evse):
+        """A charging session runs on `evse` (until transactions exist: plugged and permitted)."""
+        return evse.plugged and evse.permitted
+
     def new_id(self):
         """A fresh OCPP message id: 128 random bits, so never reused, not even after a reboot."""
         return binascii.hexlify(self.board.urandom(16)).decode()
@@ -77,7 +104,7 @@ class Station:
     async def run(self):
         """Run until `shutdown` (or a reboot or power loss, which never come back here)."""
         sup = self.supervisor
-        tasks = []
+        self._tasks = tasks = []
         for e in self.evses:
             tasks.append(asyncio.create_task(e.run()))
             tasks.append(asyncio.create_task(e.meter_loop()))
@@ -88,8 +115,11 @@ class Station:
         tasks.append(conn)
         tasks += [asyncio.create_task(c) for c in self.board.tasks(self)]
         tasks.append(asyncio.create_task(sup.run()))
+        for coro in self._waiting:
+            self.spawn(coro)
+        self._waiting = []
         await self._stopped.wait()
-        for t in tasks:
+        for t in self._tasks:
             t.cancel()
 
     async def shutdown(self):
@@ -99,6 +129,13 @@ class Station:
         except Exception as e:
             log.warn("main", "close on shutdown: %r" % e)
         self._stopped.set()
+
+
+async def _guarded(coro):
+    try:
+        await coro
+    except Exception as e:  # CancelledError is not an Exception in MicroPython nor CPython
+        log.exc("main", "background task failed", e)
 
 
 def run(board):
