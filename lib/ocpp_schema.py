@@ -54,8 +54,33 @@ ACTIONS = (
 _APNAuthenticationEnum = ("CHAP", "NONE", "PAP", "AUTO")
 # AttributeEnumType
 _AttributeEnum = ("Actual", "Target", "MinSet", "MaxSet")
+# AuthorizationStatusEnumType
+_AuthorizationStatusEnum = (
+    "Accepted", "Blocked", "ConcurrentTx", "Expired", "Invalid", "NoCredit", "NotAllowedTypeEVSE",
+    "NotAtThisLocation", "NotAtThisTime", "Unknown",
+)
+# AuthorizeCertificateStatusEnumType
+_AuthorizeCertificateStatusEnum = (
+    "Accepted", "SignatureError", "CertificateExpired", "CertificateRevoked",
+    "NoCertificateAvailable", "CertChainError", "ContractCancelled",
+)
+# ChargingProfileKindEnumType
+_ChargingProfileKindEnum = ("Absolute", "Recurring", "Relative")
+# ChargingProfilePurposeEnumType
+_ChargingProfilePurposeEnum = (
+    "ChargingStationExternalConstraints", "ChargingStationMaxProfile", "TxDefaultProfile",
+    "TxProfile",
+)
+# ChargingRateUnitEnumType
+_ChargingRateUnitEnum = ("W", "A")
 # ComponentCriterionEnumType
 _ComponentCriterionEnum = ("Active", "Available", "Enabled", "Problem")
+# CostKindEnumType
+_CostKindEnum = ("CarbonDioxideEmission", "RelativePricePercentage", "RenewableGenerationPercentage")
+# IdTokenEnumType
+_IdTokenEnum = ("Central", "eMAID", "ISO14443", "ISO15693", "KeyCode", "Local", "MacAddress", "NoAuthorization")
+# MessageFormatEnumType
+_MessageFormatEnum = ("ASCII", "HTML", "URI", "UTF8")
 # MessageTriggerEnumType
 _MessageTriggerEnum = (
     "BootNotification", "LogStatusNotification", "FirmwareStatusNotification", "Heartbeat",
@@ -70,12 +95,16 @@ _OCPPTransportEnum = ("JSON", "SOAP")
 _OCPPVersionEnum = ("OCPP12", "OCPP15", "OCPP16", "OCPP20")
 # OperationalStatusEnumType
 _OperationalStatusEnum = ("Inoperative", "Operative")
+# RecurrencyKindEnumType
+_RecurrencyKindEnum = ("Daily", "Weekly")
 # RegistrationStatusEnumType
 _RegistrationStatusEnum = ("Accepted", "Pending", "Rejected")
 # ReportBaseEnumType
 _ReportBaseEnum = ("ConfigurationInventory", "FullInventory", "SummaryInventory")
 # ResetEnumType
 _ResetEnum = ("Immediate", "OnIdle")
+# UpdateEnumType
+_UpdateEnum = ("Differential", "Full")
 # VPNEnumType
 _VPNEnum = ("IKEv2", "IPSec", "L2TP", "PPTP")
 
@@ -94,6 +123,30 @@ _APN = (
     (14, 1, 0, 0, 6, 0, 10, 5),
     (_CustomData, 512, 20, 20, None, 6, None, _APNAuthenticationEnum),
 )
+# AdditionalInfoType
+_AdditionalInfo = (
+    ("customData", "additionalIdToken", "type"),
+    (14, 1, 1),
+    (_CustomData, 36, 50),
+)
+# ChargingSchedulePeriodType
+_ChargingSchedulePeriod = (
+    ("customData", "startPeriod", "limit", "numberPhases", "phaseToUse"),
+    (14, 7, 9, 6, 6),
+    (_CustomData, None, None, None, None),
+)
+# ClearCacheRequest, FirmwareStatusNotificationResponse, GetLocalListVersionRequest, LogStatusNotificationResponse, MeterValuesResponse, NotifyReportResponse, SecurityEventNotificationResponse, StatusNotificationResponse
+_ClearCacheRequest = (
+    ("customData",),
+    (14,),
+    (_CustomData,),
+)
+# CostType
+_Cost = (
+    ("customData", "costKind", "amount", "amountMultiplier"),
+    (14, 5, 7, 6),
+    (_CustomData, _CostKindEnum, None, None),
+)
 # DataTransferRequest
 _DataTransferRequest = (
     ("customData", "messageId", "data", "vendorId"),
@@ -106,23 +159,41 @@ _EVSE = (
     (14, 7, 6),
     (_CustomData, None, None),
 )
-# FirmwareStatusNotificationResponse, LogStatusNotificationResponse, MeterValuesResponse, NotifyReportResponse, SecurityEventNotificationResponse, StatusNotificationResponse
-_FirmwareStatusNotificationResponse = (
-    ("customData",),
-    (14,),
-    (_CustomData,),
-)
 # GetBaseReportRequest
 _GetBaseReportRequest = (
     ("customData", "requestId", "reportBase"),
     (14, 7, 5),
     (_CustomData, None, _ReportBaseEnum),
 )
+# GetTransactionStatusRequest
+_GetTransactionStatusRequest = (
+    ("customData", "transactionId"),
+    (14, 0),
+    (_CustomData, 36),
+)
 # HeartbeatResponse
 _HeartbeatResponse = (
     ("customData", "currentTime"),
     (14, 3),
     (_CustomData, None),
+)
+# MessageContentType
+_MessageContent = (
+    ("customData", "format", "language", "content"),
+    (14, 5, 0, 1),
+    (_CustomData, _MessageFormatEnum, 8, 512),
+)
+# RelativeTimeIntervalType
+_RelativeTimeInterval = (
+    ("customData", "start", "duration"),
+    (14, 7, 6),
+    (_CustomData, None, None),
+)
+# RequestStopTransactionRequest
+_RequestStopTransactionRequest = (
+    ("customData", "transactionId"),
+    (14, 1),
+    (_CustomData, 36),
 )
 # ResetRequest
 _ResetRequest = (
@@ -172,6 +243,18 @@ _Component = (
     (14, 12, 1, 0),
     (_CustomData, _EVSE, 50, 50),
 )
+# ConsumptionCostType
+_ConsumptionCost = (
+    ("customData", "startValue", "cost"),
+    (14, 9, 17),
+    (_CustomData, None, (1, 3, 6, _Cost)),
+)
+# IdTokenType
+_IdToken = (
+    ("customData", "additionalInfo", "idToken", "type"),
+    (14, 16, 1, 5),
+    (_CustomData, (1, None, 6, _AdditionalInfo), 36, _IdTokenEnum),
+)
 # NetworkConnectionProfileType
 _NetworkConnectionProfile = (
     (
@@ -202,6 +285,24 @@ _GetVariableData = (
     (14, 4, 13, 13),
     (_CustomData, _AttributeEnum, _Component, _Variable),
 )
+# IdTokenInfoType
+_IdTokenInfo = (
+    (
+        "customData", "status", "cacheExpiryDateTime", "chargingPriority", "language1", "evseId",
+        "groupIdToken", "language2", "personalMessage",
+    ),
+    (14, 5, 2, 6, 0, 16, 12, 0, 12),
+    (
+        _CustomData, _AuthorizationStatusEnum, None, None, 8, (1, None, 3, None), _IdToken, 8,
+        _MessageContent,
+    ),
+)
+# SalesTariffEntryType
+_SalesTariffEntry = (
+    ("customData", "relativeTimeInterval", "ePriceLevel", "consumptionCost"),
+    (14, 13, 6, 16),
+    (_CustomData, _RelativeTimeInterval, (0, None), (1, 3, 6, _ConsumptionCost)),
+)
 # SetNetworkProfileRequest
 _SetNetworkProfileRequest = (
     ("customData", "configurationSlot", "connectionData"),
@@ -213,6 +314,18 @@ _SetVariableData = (
     ("customData", "attributeType", "attributeValue", "component", "variable"),
     (14, 4, 1, 13, 13),
     (_CustomData, _AttributeEnum, 1000, _Component, _Variable),
+)
+# AuthorizationData
+_AuthorizationData = (
+    ("customData", "idToken", "idTokenInfo"),
+    (14, 13, 12),
+    (_CustomData, _IdToken, _IdTokenInfo),
+)
+# AuthorizeResponse
+_AuthorizeResponse = (
+    ("customData", "idTokenInfo", "certificateStatus"),
+    (14, 13, 4),
+    (_CustomData, _IdTokenInfo, _AuthorizeCertificateStatusEnum),
 )
 # GetReportRequest
 _GetReportRequest = (
@@ -226,30 +339,86 @@ _GetVariablesRequest = (
     (14, 17),
     (_CustomData, (1, None, 6, _GetVariableData)),
 )
+# SalesTariffType
+_SalesTariff = (
+    ("customData", "id", "salesTariffDescription", "numEPriceLevels", "salesTariffEntry"),
+    (14, 7, 0, 6, 17),
+    (_CustomData, None, 32, None, (1, 1024, 6, _SalesTariffEntry)),
+)
 # SetVariablesRequest
 _SetVariablesRequest = (
     ("customData", "setVariableData"),
     (14, 17),
     (_CustomData, (1, None, 6, _SetVariableData)),
 )
+# TransactionEventResponse
+_TransactionEventResponse = (
+    ("customData", "totalCost", "chargingPriority", "idTokenInfo", "updatedPersonalMessage"),
+    (14, 8, 6, 12, 12),
+    (_CustomData, None, None, _IdTokenInfo, _MessageContent),
+)
+# ChargingScheduleType
+_ChargingSchedule = (
+    (
+        "customData", "id", "startSchedule", "duration", "chargingRateUnit",
+        "chargingSchedulePeriod", "minChargingRate", "salesTariff",
+    ),
+    (14, 7, 2, 6, 5, 17, 8, 12),
+    (
+        _CustomData, None, None, None, _ChargingRateUnitEnum,
+        (1, 1024, 6, _ChargingSchedulePeriod), None, _SalesTariff,
+    ),
+)
+# SendLocalListRequest
+_SendLocalListRequest = (
+    ("customData", "localAuthorizationList", "versionNumber", "updateType"),
+    (14, 16, 7, 5),
+    (_CustomData, (1, None, 6, _AuthorizationData), None, _UpdateEnum),
+)
+# ChargingProfileType
+_ChargingProfile = (
+    (
+        "customData", "id", "stackLevel", "chargingProfilePurpose", "chargingProfileKind",
+        "recurrencyKind", "validFrom", "validTo", "chargingSchedule", "transactionId",
+    ),
+    (14, 7, 7, 5, 5, 4, 2, 2, 17, 0),
+    (
+        _CustomData, None, None, _ChargingProfilePurposeEnum, _ChargingProfileKindEnum,
+        _RecurrencyKindEnum, None, None, (1, 3, 6, _ChargingSchedule), 36,
+    ),
+)
+# RequestStartTransactionRequest
+_RequestStartTransactionRequest = (
+    ("customData", "evseId", "groupIdToken", "idToken", "remoteStartId", "chargingProfile"),
+    (14, 6, 12, 13, 7, 12),
+    (_CustomData, None, _IdToken, _IdToken, None, _ChargingProfile),
+)
 
 SCHEMAS = {
+    "AuthorizeResponse": _AuthorizeResponse,
     "BootNotificationResponse": _BootNotificationResponse,
     "ChangeAvailabilityRequest": _ChangeAvailabilityRequest,
+    "ClearCacheRequest": _ClearCacheRequest,
     "DataTransferRequest": _DataTransferRequest,
-    "FirmwareStatusNotificationResponse": _FirmwareStatusNotificationResponse,
+    "FirmwareStatusNotificationResponse": _ClearCacheRequest,
     "GetBaseReportRequest": _GetBaseReportRequest,
+    "GetLocalListVersionRequest": _ClearCacheRequest,
     "GetReportRequest": _GetReportRequest,
+    "GetTransactionStatusRequest": _GetTransactionStatusRequest,
     "GetVariablesRequest": _GetVariablesRequest,
     "HeartbeatResponse": _HeartbeatResponse,
-    "LogStatusNotificationResponse": _FirmwareStatusNotificationResponse,
-    "MeterValuesResponse": _FirmwareStatusNotificationResponse,
-    "NotifyReportResponse": _FirmwareStatusNotificationResponse,
+    "LogStatusNotificationResponse": _ClearCacheRequest,
+    "MeterValuesResponse": _ClearCacheRequest,
+    "NotifyReportResponse": _ClearCacheRequest,
+    "RequestStartTransactionRequest": _RequestStartTransactionRequest,
+    "RequestStopTransactionRequest": _RequestStopTransactionRequest,
     "ResetRequest": _ResetRequest,
-    "SecurityEventNotificationResponse": _FirmwareStatusNotificationResponse,
+    "SecurityEventNotificationResponse": _ClearCacheRequest,
+    "SendLocalListRequest": _SendLocalListRequest,
     "SetNetworkProfileRequest": _SetNetworkProfileRequest,
     "SetVariablesRequest": _SetVariablesRequest,
-    "StatusNotificationResponse": _FirmwareStatusNotificationResponse,
+    "StatusNotificationResponse": _ClearCacheRequest,
+    "TransactionEventResponse": _TransactionEventResponse,
     "TriggerMessageRequest": _TriggerMessageRequest,
     "UnlockConnectorRequest": _UnlockConnectorRequest,
 }

@@ -56,6 +56,8 @@ CS_TO_CSMS = (
     "MeterValues",
     "FirmwareStatusNotification",
     "LogStatusNotification",
+    "Authorize",
+    "TransactionEvent",
 )
 # Actions the CSMS sends: we validate its Request.
 CSMS_TO_CS = (
@@ -69,6 +71,12 @@ CSMS_TO_CS = (
     "UnlockConnector",
     "DataTransfer",
     "SetNetworkProfile",
+    "ClearCache",
+    "SendLocalList",
+    "GetLocalListVersion",
+    "RequestStartTransaction",
+    "RequestStopTransaction",
+    "GetTransactionStatus",
 )
 
 KIND_NAMES = ("STR", "DT", "ENUM", "INT", "NUM", "BOOL", "OBJ", "OPEN", "ARR", "ANY")
