@@ -1,5 +1,5 @@
-# provisioning: OCPP block B handlers: GetVariables and SetVariables over the device model.
-# MIT licence.
+# provisioning: OCPP block B handlers: GetVariables and SetVariables over the device model, and
+# Reset. The reports (GetBaseReport, GetReport) are in reports.py. MIT licence.
 
 import asyncio
 
@@ -8,8 +8,6 @@ import ocppj
 from firmware import device_model as dm_mod
 
 _ACTUAL = "Actual"
-
-
 _RESET_GRACE_MS = 500  # time for the Reset response to leave before the reboot
 
 
