@@ -7,8 +7,10 @@ import binascii
 import log
 import ocppj
 from clock import Clock
+from firmware.blocks.authorization import Authorization
 from firmware.blocks.availability import Availability
 from firmware.blocks.data_transfer import DataTransfer
+from firmware.blocks.local_list import LocalList
 from firmware.blocks.network_profile import NetworkProfile
 from firmware.blocks.provisioning import Provisioning
 from firmware.blocks.remote_control import RemoteControl
@@ -31,6 +33,8 @@ BLOCKS = (
     RemoteControl,
     DataTransfer,
     NetworkProfile,
+    LocalList,
+    Authorization,
 )
 
 _BOOT = "boot"  # store document: {"count": boots so far, "reason": reason for the next boot}

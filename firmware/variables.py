@@ -78,11 +78,11 @@ VARIABLES = (
     ("AuthCacheCtrlr/Available", "br=", "true", None),
     ("AuthCacheCtrlr/LifeTime", "iw", "604800", (_S, 0, 31536000, None)),
     ("AuthCacheCtrlr/Policy", "ow", "LRU", (None, None, None, "LRU,LFU")),
+    # Bytes of the cache as compact JSON (about 50 tokens fit); maxLimit = capacity.
     ("AuthCacheCtrlr/Storage", "ir", "0", ("B", 0, _AUTH_CACHE_BYTES, None)),
     ("AuthCacheCtrlr/DisablePostAuthorize", "bw", "false", None),
-    # Declared now, implemented by a later issue: not available until then.
-    ("LocalAuthListCtrlr/Enabled", "bw", "false", None),
-    ("LocalAuthListCtrlr/Available", "br", "false", None),
+    ("LocalAuthListCtrlr/Enabled", "bw", "true", None),
+    ("LocalAuthListCtrlr/Available", "br=", "true", None),
     ("LocalAuthListCtrlr/Entries", "ir", "0", (None, 0, _LOCAL_LIST, None)),
     ("LocalAuthListCtrlr/ItemsPerMessage", "ir=", "20", _ITEMS),
     ("LocalAuthListCtrlr/BytesPerMessage", "ir=", "4096", _BYTES),

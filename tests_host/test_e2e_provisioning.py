@@ -208,14 +208,12 @@ def test_get_report_filters_criteria_and_limits(csms, sims):
     assert [key_of(it) for it in items_of(frames)] == [
         k for k in KEYS if k.startswith("DeviceDataCtrlr/")
     ]
-    # Criteria: the local list is neither enabled nor available yet; nothing has a problem.
+    # Criteria: every component is enabled; nothing has a problem.
     resp, frames = report(
         csms, st, "GetReport", {"requestId": 12, "componentCriteria": ["Enabled"]}
     )
     assert resp == {"status": "Accepted"}
-    assert sorted(key_of(it) for it in items_of(frames)) == sorted(
-        k for k in KEYS if not k.startswith("LocalAuthListCtrlr/")
-    )
+    assert sorted(key_of(it) for it in items_of(frames)) == sorted(KEYS)
     for req in (
         {"requestId": 13, "componentCriteria": ["Problem"]},
         {"requestId": 14, "componentVariable": [cv("NoSuchCtrlr")]},

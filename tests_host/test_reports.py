@@ -507,10 +507,10 @@ def test_get_report_component_criteria(tmp_path):
     st = station(tmp_path)
     every = [d[0] for d in st.dm.declared]
     local = [k for k in every if k.startswith("LocalAuthListCtrlr/")]
-    # LocalAuthListCtrlr is neither available nor enabled (not implemented yet); components
-    # without Available/Enabled/Active count as such; none has a Problem variable.
-    assert get_report(st, criteria=["Available"])[1] == [k for k in every if k not in local]
-    assert get_report(st, criteria=["Enabled"])[1] == [k for k in every if k not in local]
+    # Every component is available and enabled (those without Available/Enabled/Active count
+    # as such); none has a Problem variable.
+    assert get_report(st, criteria=["Available"])[1] == every
+    assert get_report(st, criteria=["Enabled"])[1] == every
     assert get_report(st, criteria=["Active"])[1] == every
     assert get_report(st, criteria=["Problem"]) == ({"status": "EmptyResultSet"}, [])
     # A switched-off component drops out; any one criterion met is enough.
@@ -519,6 +519,10 @@ def test_get_report_component_criteria(tmp_path):
     assert not [k for k in keys if k.startswith("AuthCtrlr/")]
     keys = get_report(st, criteria=["Enabled", "Active"])[1]
     assert keys == every
+    st.dm.set("LocalAuthListCtrlr/Enabled", "false")
+    keys = get_report(st, criteria=["Enabled"])[1]
+    assert not [k for k in keys if k.startswith("LocalAuthListCtrlr/")]
+    assert get_report(st, criteria=["Available"])[1] == every  # still available
     st.dm.set("LocalAuthListCtrlr/Enabled", "true")
     keys = get_report(st, criteria=["Enabled"])[1]
     assert [k for k in keys if k.startswith("LocalAuthListCtrlr/")] == local

@@ -119,7 +119,7 @@ class Control:
         if type(token) is not str or not token or type(kind) is not str:
             raise CommandError("swipe needs a token string")
         log.info("sim", "card %s (%s) at the reader" % (token, kind))
-        self.station.local.card(token)
+        self.station.local.card(token, kind)
 
     def cmd_button(self, cmd):
         self.station.local.button(self._ev(cmd)[0])
