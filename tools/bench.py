@@ -26,6 +26,18 @@
   tasks allocated meanwhile: the heap the report occupies when no collection runs during a
   part, which is far more than it needs live. Not caught: a buffer freed explicitly within
   the send as it grows (a few KB at most).
+- queue_flash_bytes_per_charging_hour: journal bytes the message queue (firmware/queue.py)
+  writes per hour of charging with the default sampling: MessageQueue driven under CPython
+  with its real sender and compactor, a CSMS that answers every message at once, and ten
+  back-to-back one-hour sessions, each a Started event, an Updated event every
+  TxUpdatedInterval (60 s: 59 of them) and an Ended event, divided by ten so the compactions
+  (every ~16 KB of journal) count at their average rate. Payloads are what the station sends:
+  meterValue from firmware/meter_values.py with the default TxStarted/TxUpdated/TxEnded
+  measurands of firmware/variables.py (TxEnded sampled every TxEndedInterval), a 36-character
+  transactionId, checked against the official TransactionEventRequest schema. The count is
+  `bytes_written`: every A record (posted), D record (answered) and compaction write; the
+  journal's first header is left out. What the file system adds (littlefs metadata and block
+  copies) is not in it.
 """
 
 import re
@@ -183,6 +195,115 @@ def reset(sim):
     evse_where(sim, lambda e: e["cp"] == "A" and not e["faults"])
 
 
+def queue_flash_bytes_per_charging_hour(hours=10):
+    """Journal bytes per charging hour (see the module docstring for the method)."""
+    sys.path.insert(0, str(ROOT / "tests_host"))
+    import asyncio
+    import json
+    import types
+
+    import jsonschema
+
+    import mpcompat
+
+    mpcompat.install()
+    import log
+    import rfc3339
+    from firmware.meter_values import sampled
+    from firmware.queue import MessageQueue
+    from firmware.variables import VARIABLES
+
+    log.level = 2
+    defaults = {d[0]: d[2] for d in VARIABLES}
+    sd = "SampledDataCtrlr/"
+    started_m, updated_m = (
+        defaults[sd + "TxStartedMeasurands"],
+        defaults[sd + "TxUpdatedMeasurands"],
+    )
+    ended_m, ended_s = defaults[sd + "TxEndedMeasurands"], int(defaults[sd + "TxEndedInterval"])
+    every_s = int(defaults[sd + "TxUpdatedInterval"])
+    schema_path = "ocpp/v201/schemas/TransactionEventRequest.json"
+    site = Path(jsonschema.__file__).parent.parent
+    check = jsonschema.Draft6Validator(json.loads((site / schema_path).read_text())).validate
+    reading = types.SimpleNamespace(current_a=(16.0, 15.9, 16.1), voltage_v=(230.0,) * 3)
+    evse = types.SimpleNamespace(reading=reading, offered_a=16.0)
+    t_start = 1717243200  # 2024-06-01T12:00:00Z
+
+    def meter(t, measurands, context):
+        reading.energy_wh = round(1234567.8 + (t - t_start) * 11000 / 3600, 1)
+        reading.power_w = 11020.5
+        return {"timestamp": rfc3339.format(t), "sampledValue": sampled(evse, measurands, context)}
+
+    def session(h):
+        t0 = t_start + h * 3600
+        tx = "%08x-%04x-4%03x-8%03x-%012x" % (h, h, h, h, h)
+        info = {"transactionId": tx, "chargingState": "Charging"}
+        yield {
+            "eventType": "Started",
+            "timestamp": rfc3339.format(t0),
+            "triggerReason": "ChargingStateChanged",
+            "seqNo": 0,
+            "transactionInfo": info,
+            "evse": {"id": 1, "connectorId": 1},
+            "idToken": {"idToken": "04A2B3C4D5E680", "type": "ISO14443"},
+            "meterValue": [meter(t0, started_m, "Transaction.Begin")],
+        }
+        n = 3600 // every_s
+        for k in range(1, n):
+            t = t0 + k * every_s
+            yield {
+                "eventType": "Updated",
+                "timestamp": rfc3339.format(t),
+                "triggerReason": "MeterValuePeriodic",
+                "seqNo": k,
+                "transactionInfo": {"transactionId": tx},
+                "meterValue": [meter(t, updated_m, "Sample.Periodic")],
+            }
+        t_end = t0 + 3600
+        ends = [meter(t, ended_m, "Sample.Periodic") for t in range(t0, t_end, ended_s)]
+        ends.append(meter(t_end, ended_m, "Transaction.End"))
+        yield {
+            "eventType": "Ended",
+            "timestamp": rfc3339.format(t_end),
+            "triggerReason": "EVCommunicationLost",
+            "seqNo": n,
+            "transactionInfo": {
+                "transactionId": tx,
+                "chargingState": "Idle",
+                "stoppedReason": "EVDisconnected",
+            },
+            "meterValue": ends,
+        }
+
+    class Csms:
+        async def call(self, action, payload):
+            return {}
+
+    class Link:
+        def __init__(self):
+            self.ready = asyncio.Event()
+            self.ready.set()
+
+    async def drive(path):
+        q = MessageQueue(path, Csms(), Link(), None)
+        sender = asyncio.create_task(q.run())
+        first = q.bytes_written  # the new journal's header
+        for h in range(hours):
+            for payload in session(h):
+                check(payload)
+                q.post("TransactionEvent", payload, payload["transactionInfo"]["transactionId"])
+                while q.pending():
+                    await asyncio.sleep(0)
+        for _ in range(1000):  # let a compaction under way finish
+            await asyncio.sleep(0)
+        sender.cancel()
+        q.close()
+        return (q.bytes_written - first) / hours
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return asyncio.run(drive(tmp + "/queue.jnl"))
+
+
 def main():
     print("mpy_total_bytes: %d bytes" % mpy_total_bytes(), flush=True)
     csms = CsmsThread()
@@ -196,6 +317,8 @@ def main():
         print("full_inventory_peak_heap_bytes: %d bytes" % peak, flush=True)
     finally:
         csms.stop()
+    flash = queue_flash_bytes_per_charging_hour()
+    print("queue_flash_bytes_per_charging_hour: %d bytes" % flash, flush=True)
 
 
 if __name__ == "__main__":
