@@ -86,6 +86,7 @@ VARIABLES = (
     ("LocalAuthListCtrlr/Entries", "ir", "0", (None, 0, _LOCAL_LIST, None)),
     ("LocalAuthListCtrlr/ItemsPerMessage", "ir=", "20", _ITEMS),
     ("LocalAuthListCtrlr/BytesPerMessage", "ir=", "4096", _BYTES),
+    ("LocalAuthListCtrlr/DisablePostAuthorize", "bw", "false", None),
     ("SampledDataCtrlr/TxStartedMeasurands", "mw", _ENERGY, _MEASURANDS),
     (
         "SampledDataCtrlr/TxUpdatedMeasurands",

@@ -63,6 +63,7 @@ def test_plug_in_button_c_closes_energy_rises_b_opens(csms, sims):
 
 def test_cable_rating_clamps_the_offer_and_a_swipe_permits(csms, sims):
     sim = sims(csms.url, config=CONFIG)
+    sim.wait_status(lambda s: s["registration"] == "Accepted")  # the card is authorized online
     assert sim.cmd("plug_in", evse=1, cable_a=13) == {"ok": True}
     evse(sim, lambda e: e["cp"] == "B")
     assert sim.cmd("swipe", token="AABBCCDD") == {"ok": True}
