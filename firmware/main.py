@@ -20,6 +20,7 @@ from firmware.connection import Connection
 from firmware.device_model import DeviceModel
 from firmware.evse import Evse
 from firmware.local_start import LocalStart
+from firmware.queue import MessageQueue
 from firmware.supervisor import Supervisor
 from firmware.variables import declarations
 from store import Store
@@ -66,6 +67,11 @@ class Station:
         timeout = self.dm.get_int("OCPPCommCtrlr/MessageTimeout:Default")
         self.session = ocppj.Session(self.router, self.new_id, timeout)
         self.connection = Connection(self)
+        # Durable, ordered delivery of transaction and critical security messages.
+        self.queue = MessageQueue(
+            self.store.root + "/queue.jnl", self.session, self.connection, self.dm
+        )
+        self.spawn(self.queue.run())
         self.evses = [Evse(i, board.evse_hw(i)) for i in range(1, board.evses + 1)]
         self.local = LocalStart(self.evses)
         self.supervisor = Supervisor(board.wdt(_WDT_MS))
