@@ -10,9 +10,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import fake_machine
 import pytest
 
+import fake_machine
 from boards.drivers.meter_modbus import (
     AbbB23,
     Eem350,
@@ -24,6 +24,7 @@ from boards.drivers.meter_modbus import (
 from boards.drivers.meter_s0 import S0Meter
 from meter import MeterError, Reading
 from modbus import ModbusError
+from modbus_ref import ref_crc, with_crc
 
 ROOT = Path(__file__).resolve().parent.parent
 MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
@@ -37,20 +38,6 @@ def run(coro, timeout=10):
 
 
 # --- a scripted meter on a fake UART -------------------------------------------------------------
-
-
-def ref_crc(data):
-    crc = 0xFFFF
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc
-
-
-def with_crc(body):
-    c = ref_crc(body)
-    return bytes(body) + bytes((c & 0xFF, c >> 8))
 
 
 def f32r(v):

