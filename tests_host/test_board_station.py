@@ -6,8 +6,9 @@ import json
 import sys
 import types
 
-import fake_machine
 import pytest
+
+import fake_machine
 
 
 class _Wlan:

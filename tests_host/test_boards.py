@@ -9,8 +9,9 @@ import time
 import types
 from pathlib import Path
 
-import fake_machine
 import pytest
+
+import fake_machine
 
 ROOT = Path(__file__).resolve().parent.parent
 MAC = b"\x24\x0a\xc4\x12\x34\x56"

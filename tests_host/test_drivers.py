@@ -8,9 +8,9 @@ import re
 import subprocess
 from pathlib import Path
 
-import fake_machine as fm
 import pytest
 
+import fake_machine as fm
 import iec61851
 from boards.drivers.contactor import Contactor
 from boards.drivers.lock import Lock
