@@ -24,7 +24,8 @@ _RSV = const(0x70)
 _MASKED = const(0x80)
 _MAX_CTRL = const(125)  # largest control frame payload
 _MAX_HEAD = const(4096)  # largest HTTP response head we accept in the handshake
-_CHUNK = const(256)  # masking works on this many bytes at a time (a multiple of 4)
+_CHUNK = const(256)  # big-int masking works on this many bytes at a time (a multiple of 4)
+_LOOP_MAX = const(4096)  # frames up to this size are masked without allocating
 _SKIP = const(1024)  # discarded payload is read this many bytes at a time
 _CLOSE_MS = const(2000)  # how long we wait for the server's side of a close handshake
 # Connection state, WebSocket._state: _OPEN -> _CLOSING (our close frame is sent or being sent,
@@ -318,10 +319,28 @@ async def connect(
 
 
 def _mask_into(out, off, data, mask):
-    # out[off:off+len(data)] = data XOR the repeated 4-byte mask. Done as one big-int XOR per
-    # _CHUNK bytes: on the MicroPython unix port about 10x faster than a per-byte loop and as
-    # fast as one XOR over the whole payload, while the temporaries stay _CHUNK bytes long.
+    # out[off:off+len(data)] = data XOR the repeated 4-byte mask. Frames up to _LOOP_MAX bytes,
+    # nearly all that a station sends, go through a byte loop that allocates nothing (5x slower
+    # than big ints: ~0.3 ms per 4 KB on the unix port). Larger ones use one big-int XOR per
+    # _CHUNK bytes, fast but leaving a few times their size in garbage.
     n = len(data)
+    if n <= _LOOP_MAX:
+        m0 = mask[0]  # one by one: a 4-tuple assignment would allocate on MicroPython
+        m1 = mask[1]
+        m2 = mask[2]
+        m3 = mask[3]
+        end = n - 3
+        i = 0
+        while i < end:
+            out[off + i] = data[i] ^ m0
+            out[off + i + 1] = data[i + 1] ^ m1
+            out[off + i + 2] = data[i + 2] ^ m2
+            out[off + i + 3] = data[i + 3] ^ m3
+            i += 4
+        while i < n:
+            out[off + i] = data[i] ^ mask[i & 3]
+            i += 1
+        return
     rep = mask * (_CHUNK // 4)
     km = int.from_bytes(rep, "big")
     mv = memoryview(data)

@@ -6,6 +6,7 @@ import base64
 import datetime
 import hashlib
 import ipaddress
+import os
 import socket
 import ssl
 import struct
@@ -1066,3 +1067,27 @@ def test_lib_compiles_with_mpy_cross(tmp_path):
         text=True,
     )
     assert r.returncode == 0, r.stderr
+
+
+def test_masking_a_station_sized_frame_allocates_nothing_on_micropython(tmp_path):
+    """Frames up to 4 KB are masked with the heap locked: no garbage per frame on a board."""
+    root = Path(__file__).resolve().parent.parent
+    script = tmp_path / "mask.py"
+    script.write_text(
+        "import micropython, ws\n"
+        "data = bytes(range(256)) * 16\n"
+        "out = bytearray(len(data))\n"
+        "micropython.heap_lock()\n"
+        "ws._mask_into(out, 0, data, b'\\x01\\x02\\x03\\x04')\n"
+        "micropython.heap_unlock()\n"
+        "print('OK', out[5] == data[5] ^ 2)\n"
+    )
+    env = dict(os.environ, MICROPYPATH=".frozen:%s:%s" % (root / "lib", root))
+    out = subprocess.run(
+        [str(root / ".venv/bin/micropython"), str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.stdout.strip() == "OK True", out.stderr
