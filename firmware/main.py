@@ -56,9 +56,10 @@ class Station:
         log.clock = self.clock
         self.store = Store(board.state_dir)
         self.boot_count, self.boot_reason = self._boot_record()
+        hws = [board.evse_hw(i) for i in range(1, board.evses + 1)]  # built once
         self.dm = DeviceModel(
             self.store,
-            declarations([board.evse_hw(i) for i in range(1, board.evses + 1)]),
+            declarations(hws),
             board.factory_variables(),
             board.settings.get("variables", ()),
         )
@@ -72,7 +73,7 @@ class Station:
             self.store.root + "/queue.jnl", self.session, self.connection, self.dm
         )
         self.spawn(self.queue.run())
-        self.evses = [Evse(i, board.evse_hw(i)) for i in range(1, board.evses + 1)]
+        self.evses = [Evse(i, hw) for i, hw in enumerate(hws, 1)]
         self.local = LocalStart(self.evses)
         self.supervisor = Supervisor(board.wdt(_WDT_MS))
         # The OCPP functional blocks, each registering its handlers with the router.

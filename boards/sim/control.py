@@ -154,7 +154,7 @@ class Control:
             "registration": reg if reg else "None",
             "connected": st.connection.connected,
             "max_stall_ms": st.supervisor.max_stall_ms,
-            "evse": [_evse_status(e, self.board.evs[e.id - 1]) for e in st.evses],
+            "evse": [_evse_status(e, self.board.evs[e.id - 1], st.availability) for e in st.evses],
         }
 
     async def _quit(self):
@@ -169,15 +169,7 @@ def _number(cmd, key):
     return v
 
 
-def _connector_status(e):
-    if e.faults:
-        return "Faulted"
-    if e.plugged:
-        return "Occupied"
-    return "Available" if e.available else "Unavailable"
-
-
-def _evse_status(e, ev):
+def _evse_status(e, ev, availability):
     r = e.reading
     return {
         "id": e.id,
@@ -187,7 +179,7 @@ def _evse_status(e, ev):
         "contactor": e.hw.contactor.closed,
         "energy_wh": round(r.energy_wh, 1) if r else 0.0,
         "power_w": round(r.power_w, 1) if r else 0.0,
-        "connector_status": _connector_status(e),
+        "connector_status": availability.status(e),  # what the CSMS is told
         "tx_id": None,
         "faults": sorted(e.faults),
         "max_open_ms": ev.max_open_ms,
