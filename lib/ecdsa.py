@@ -1,0 +1,186 @@
+# ecdsa: ECDSA signature verification on NIST P-256 and P-384 (FIPS 186-4 §6.4, SEC 1 §4.1.4).
+# MIT licence. Ours because MicroPython has no public-key cryptography and no maintained
+# package offers it.
+#
+#   P256, P384                          the curves (Curve: name, oid, p, b, g, n, size, hash)
+#   PublicKey(curve, x, y)              ValueError unless (x, y) is a point on the curve
+#   PublicKey.from_bytes(curve, b)      from SEC 1 uncompressed bytes 04 || X || Y
+#   key.verify_digest(hash_name, digest, sig) -> bool   sig: DER SEQUENCE { r, s }
+#   key.verify_rs(digest, r, s) -> bool
+#   key.default_hash                    "sha256" on P-256, "sha384" on P-384
+#
+# Any digest length goes with either curve: a longer one is cut to the bit length of the
+# group order (SHA-384 on P-256), a shorter one is used whole (SHA-256 on P-384). hash_name
+# is there only so that rsa.PublicKey and this class are called alike.
+#
+# Only public data is handled, so nothing here needs to run in constant time. Points are in
+# Jacobian coordinates (X, Y, Z) standing for (X/Z^2, Y/Z^3); Z == 0 is the point at
+# infinity. u1*G + u2*Q is one pass over the bits of both scalars (Shamir's trick).
+
+import asn1
+
+
+class Curve:
+    """A short Weierstrass curve y^2 = x^3 - 3x + b over GF(p) with a prime-order group."""
+
+    def __init__(self, name, oid, p, b, gx, gy, n, hash_name):
+        self.name = name
+        self.oid = oid  # the namedCurve OID of X.509 keys
+        self.p = p
+        self.b = b
+        self.g = (gx, gy)
+        self.n = n  # the group order; cofactor 1
+        self.size = (len(bin(p)) - 2 + 7) // 8  # bytes per coordinate
+        self.n_bits = len(bin(n)) - 2
+        self.hash = hash_name
+
+    def on_curve(self, x, y):
+        p = self.p
+        return 0 <= x < p and 0 <= y < p and (y * y - x * x * x + 3 * x - self.b) % p == 0
+
+
+# FIPS 186-4 appendix D.1.2.3 and D.1.2.4.
+P256 = Curve(
+    "P-256",
+    "1.2.840.10045.3.1.7",
+    2**256 - 2**224 + 2**192 + 2**96 - 1,
+    0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B,
+    0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296,
+    0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5,
+    0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
+    "sha256",
+)
+P384 = Curve(
+    "P-384",
+    "1.3.132.0.34",
+    2**384 - 2**128 - 2**96 + 2**32 - 1,
+    int(
+        "B3312FA7E23EE7E4988E056BE3F82D19181D9C6EFE8141120314088F5013875A"
+        "C656398D8A2ED19D2A85C8EDD3EC2AEF",
+        16,
+    ),
+    int(
+        "AA87CA22BE8B05378EB1C71EF320AD746E1D3B628BA79B9859F741E082542A38"
+        "5502F25DBF55296C3A545E3872760AB7",
+        16,
+    ),
+    int(
+        "3617DE4A96262C6F5D9E98BF9292DC29F8F41DBD289A147CE9DA3113B5F0B8C0"
+        "0A60B1CE1D7E819D7A431D7C90EA0E5F",
+        16,
+    ),
+    int(
+        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF"
+        "581A0DB248B0A77AECEC196ACCC52973",
+        16,
+    ),
+    "sha384",
+)
+
+
+def _double(p, x, y, z):
+    # 2(X, Y, Z) for a = -3. The point at infinity (Z = 0) stays there: Z3 = 2YZ.
+    delta = z * z % p
+    gamma = y * y % p
+    beta = x * gamma % p
+    alpha = 3 * (x - delta) * (x + delta) % p
+    x3 = (alpha * alpha - 8 * beta) % p
+    y3 = (alpha * (4 * beta - x3) - 8 * gamma * gamma) % p
+    return x3, y3, 2 * y * z % p
+
+
+def _add(p, x1, y1, z1, x2, y2):
+    # (X1, Y1, Z1) + the affine point (x2, y2).
+    if z1 == 0:
+        return x2, y2, 1
+    zz = z1 * z1 % p
+    h = x2 * zz % p - x1  # U2 - U1: zero when the x coordinates are equal
+    r = y2 * z1 * zz % p - y1  # S2 - S1: zero when the y coordinates are equal too
+    if h == 0:
+        return _double(p, x1, y1, z1) if r == 0 else (0, 1, 0)
+    hh = h * h % p
+    hhh = h * hh % p
+    v = x1 * hh % p
+    x3 = (r * r - hhh - 2 * v) % p
+    return x3, (r * (v - x3) - y1 * hhh) % p, z1 * h % p
+
+
+def _inverse(a, p):
+    # p is prime: Fermat. (MicroPython's pow(a, -1, p) does not compute inverses.)
+    return pow(a, p - 2, p)
+
+
+def _affine(p, x, y, z):
+    zi = _inverse(z, p)
+    zi2 = zi * zi % p
+    return x * zi2 % p, y * zi2 * zi % p
+
+
+def _shamir(curve, u1, u2, q):
+    """The affine x of u1*G + u2*Q, or None for the point at infinity."""
+    p = curve.p
+    g = curve.g
+    gq = _add(p, g[0], g[1], 1, q[0], q[1])
+    both = _affine(p, *gq) if gq[2] else None  # None when Q = -G
+    table = (None, g, q, both)  # indexed by (bit of u2) * 2 + (bit of u1)
+    b1 = bin(u1)[2:]
+    b2 = bin(u2)[2:]
+    w = max(len(b1), len(b2))
+    b1 = "0" * (w - len(b1)) + b1
+    b2 = "0" * (w - len(b2)) + b2
+    x, y, z = 0, 1, 0
+    for i in range(w):
+        x, y, z = _double(p, x, y, z)
+        pt = table[(b2[i] == "1") * 2 + (b1[i] == "1")]
+        if pt:
+            x, y, z = _add(p, x, y, z, pt[0], pt[1])
+    if z == 0:
+        return None
+    return _affine(p, x, y, z)[0]
+
+
+def decode_signature(sig):
+    """(r, s) from a DER SEQUENCE { INTEGER r, INTEGER s }, or None if it is not one."""
+    try:
+        seq = asn1.one(sig)
+        rs = seq.integer(), seq.integer()
+        seq.finish()
+        return rs
+    except asn1.DerError:
+        return None
+
+
+class PublicKey:
+    def __init__(self, curve, x, y):
+        if not curve.on_curve(x, y):
+            raise ValueError("point not on %s" % curve.name)
+        self.curve = curve
+        self.x = x
+        self.y = y
+        self.default_hash = curve.hash
+
+    @classmethod
+    def from_bytes(cls, curve, data):
+        """From SEC 1 §2.3.3 uncompressed form (compressed points are not supported)."""
+        n = curve.size
+        if len(data) != 2 * n + 1 or data[0] != 4:
+            raise ValueError("not an uncompressed %s point" % curve.name)
+        return cls(
+            curve, int.from_bytes(data[1 : n + 1], "big"), int.from_bytes(data[n + 1 :], "big")
+        )
+
+    def verify_digest(self, hash_name, digest, sig):
+        rs = decode_signature(sig)
+        return rs is not None and self.verify_rs(digest, rs[0], rs[1])
+
+    def verify_rs(self, digest, r, s):
+        c = self.curve
+        n = c.n
+        if not (0 < r < n and 0 < s < n):
+            return False
+        e = int.from_bytes(digest, "big")
+        if len(digest) * 8 > c.n_bits:
+            e >>= len(digest) * 8 - c.n_bits
+        w = _inverse(s, n)
+        x = _shamir(c, e * w % n, r * w % n, (self.x, self.y))
+        return x is not None and x % n == r

@@ -1,0 +1,107 @@
+# rsa: RSA signature verification, PKCS #1 v1.5 and PSS (RFC 8017 §8.1.2, §8.2.2).
+# MIT licence. Ours because MicroPython has no public-key cryptography and no maintained
+# package offers it.
+#
+#   PublicKey(n, e)       ValueError unless n is odd with 2048 to 4096 bits and e odd, > 1
+#   key.verify_pkcs1v15(hash_name, digest, sig) -> bool
+#   key.verify_pss(hash_name, digest, sig, salt_len=None) -> bool
+#                         MGF1 with the same hash; salt_len None accepts any salt length
+#                         (it is read from the signature), else only that one
+#   key.verify_digest(hash_name, digest, sig) -> bool   PKCS #1 v1.5, else PSS with any salt
+#   key.default_hash      "sha256"
+#
+# hash_name is "sha256", "sha384" or "sha512" (sha2.new); digest is that hash of the message,
+# computed by the caller, possibly chunk by chunk. A digest of the wrong length for hash_name
+# is the caller's mistake: ValueError. A signature that does not verify, whatever its bytes,
+# is False.
+
+import sha2
+
+MIN_BITS = 2048
+MAX_BITS = 4096
+
+# RFC 8017 §9.2 note 1: the DER of DigestInfo up to the digest itself.
+_DIGEST_INFO = {
+    "sha256": bytes.fromhex("3031300d060960864801650304020105000420"),
+    "sha384": bytes.fromhex("3041300d060960864801650304020205000430"),
+    "sha512": bytes.fromhex("3051300d060960864801650304020305000440"),
+}
+
+
+def _check_digest(hash_name, digest):
+    if hash_name not in _DIGEST_INFO:
+        raise ValueError("unsupported hash %s" % hash_name)
+    if len(digest) != sha2.SIZES[hash_name]:
+        raise ValueError("not a %s digest" % hash_name)
+
+
+def _mgf1(hash_name, seed, length):
+    # RFC 8017 §B.2.1: Hash(seed || counter) for counter = 0, 1, ... cut to length.
+    out = b""
+    i = 0
+    while len(out) < length:
+        out += sha2.new(hash_name, seed + i.to_bytes(4, "big")).digest()
+        i += 1
+    return out[:length]
+
+
+class PublicKey:
+    default_hash = "sha256"
+
+    def __init__(self, n, e):
+        bits = len(bin(n)) - 2 if n > 0 else 0
+        if not MIN_BITS <= bits <= MAX_BITS or n % 2 == 0:
+            raise ValueError("RSA modulus of %d bits not supported" % bits)
+        if e < 3 or e % 2 == 0 or e >= n:
+            raise ValueError("bad RSA exponent")
+        self.n = n
+        self.e = e
+        self.bits = bits
+        self.size = (bits + 7) // 8  # k: signature length in bytes
+
+    def _open(self, sig):
+        # RSAVP1: the message representative s^e mod n, or None for a malformed signature.
+        if len(sig) != self.size:
+            return None
+        s = int.from_bytes(sig, "big")
+        return pow(s, self.e, self.n) if s < self.n else None
+
+    def verify_pkcs1v15(self, hash_name, digest, sig):
+        _check_digest(hash_name, digest)
+        m = self._open(sig)
+        if m is None:
+            return False
+        t = _DIGEST_INFO[hash_name] + digest
+        em = b"\x00\x01" + b"\xff" * (self.size - len(t) - 3) + b"\x00" + t
+        return m.to_bytes(self.size, "big") == em
+
+    def verify_pss(self, hash_name, digest, sig, salt_len=None):
+        _check_digest(hash_name, digest)
+        m = self._open(sig)
+        h_len = len(digest)
+        em_bits = self.bits - 1
+        em_len = (em_bits + 7) // 8
+        # EM = maskedDB || H || 0xBC in em_len bytes, whose bits above em_bits are zero.
+        if m is None or m >> em_bits or em_len < h_len + 2 or (m & 0xFF) != 0xBC:
+            return False
+        em = m.to_bytes(em_len, "big")
+        db_len = em_len - h_len - 1
+        h = em[db_len:-1]
+        mask = int.from_bytes(_mgf1(hash_name, h, db_len), "big")
+        db_bits = em_bits - 8 * (h_len + 1)  # DB's bits below em_bits
+        db = (int.from_bytes(em[:db_len], "big") ^ mask) & ((1 << db_bits) - 1)
+        # DB = zeros || 0x01 || salt: its highest set bit is the 0x01, a byte boundary above
+        # the salt.
+        top = len(bin(db)) - 3 if db else -1
+        if top % 8:
+            return False
+        n_salt = top // 8
+        if salt_len is not None and n_salt != salt_len:
+            return False
+        salt = db.to_bytes(db_len, "big")[db_len - n_salt :]
+        return sha2.new(hash_name, bytes(8) + digest + salt).digest() == h
+
+    def verify_digest(self, hash_name, digest, sig):
+        return self.verify_pkcs1v15(hash_name, digest, sig) or self.verify_pss(
+            hash_name, digest, sig
+        )
