@@ -345,8 +345,9 @@ def verify_chain(chain, roots, now_s):
     chain = list(chain)
     if not chain:
         raise CertError("empty chain")
-    trusted_last = any(chain[-1].der == r.der for r in roots)
-    if trusted_last and len(chain) > 1:
+    trusted = any(chain[-1].der == r.der for r in roots)
+    alone = trusted and len(chain) == 1  # the chain is a trusted root itself
+    if trusted and not alone:
         chain.pop()  # the chain came with its root, which is checked as a root below
     for i, c in enumerate(chain):
         if not c.valid_at(now_s):
@@ -356,8 +357,8 @@ def verify_chain(chain, roots, now_s):
         if i:
             _check_path_len(c, i - 1)
             chain[i - 1].verify_signed_by(c)
-    if trusted_last and len(chain) == 1:
-        return  # a trusted root itself
+    if alone:
+        return
     last = chain[-1]
     errors = []
     for r in roots:
