@@ -1,0 +1,119 @@
+# bench_crypto: speed of the signature verification library (lib/rsa, ecdsa, sha2) on the
+# MicroPython unix port. MIT licence.
+"""Print, each on its own line as `name: value unit`:
+
+- rsa2048_verify_ms: one RSA-2048 PKCS #1 v1.5 SHA-256 verification, digest given
+  (rsa.PublicKey.verify_digest), median of 21.
+- ecdsa_p256_verify_ms: one ECDSA P-256 verification of a DER signature, digest given
+  (ecdsa.PublicKey.verify_digest), median of 21.
+- sha256_mb_per_s: SHA-256 over 1 MiB read from an io.BytesIO in 4 KiB pieces through
+  sha2.digest_stream, in MiB (2^20 bytes) per second, the best of 3.
+
+Keys and signatures are made with `cryptography` at bench time; every verification must
+succeed or the bench fails. The library's .py sources run on the unix port (64-bit, with
+the host's speed): a figure for comparing changes, not for what an ESP32 takes.
+
+`figures()` returns the three values as a dict; `main()` prints them.
+"""
+
+import hashlib
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+ROOT = Path(__file__).resolve().parent.parent
+MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
+
+SCRIPT = """
+import io
+import time
+
+import ecdsa
+import rsa
+import sha2
+
+
+def median_us(verify, n=21):
+    times = []
+    for _ in range(n):
+        t = time.ticks_us()
+        ok = verify()
+        times.append(time.ticks_diff(time.ticks_us(), t))
+        if not ok:
+            raise SystemExit("verification failed")
+    times.sort()
+    return times[n // 2]
+
+
+n, e, digest, sig = V["rsa"]
+key = rsa.PublicKey(n, e)
+print("rsa_us", median_us(lambda: key.verify_digest("sha256", digest, sig)))
+
+x, y, digest, sig = V["ec"]
+key = ecdsa.PublicKey(ecdsa.P256, x, y)
+print("ecdsa_us", median_us(lambda: key.verify_digest("sha256", digest, sig)))
+
+data = bytes(range(256)) * 4096  # 1 MiB
+best = None
+for _ in range(3):
+    f = io.BytesIO(data)
+    t = time.ticks_us()
+    d = sha2.digest_stream("sha256", f, 4096)
+    us = time.ticks_diff(time.ticks_us(), t)
+    best = us if best is None else min(best, us)
+if d != V["sha256"]:
+    raise SystemExit("wrong SHA-256")
+print("sha256_us", best, len(data))
+"""
+
+
+def vectors():
+    msg = b"mpwallbox bench"
+    digest = hashlib.sha256(msg).digest()
+    rk = rsa.generate_private_key(65537, 2048)
+    rn = rk.public_key().public_numbers()
+    ek = ec.generate_private_key(ec.SECP256R1())
+    en = ek.public_key().public_numbers()
+    return {
+        "rsa": (rn.n, rn.e, digest, rk.sign(msg, padding.PKCS1v15(), hashes.SHA256())),
+        "ec": (en.x, en.y, digest, ek.sign(msg, ec.ECDSA(hashes.SHA256()))),
+        "sha256": hashlib.sha256(bytes(range(256)) * 4096).digest(),
+    }
+
+
+def figures():
+    """{"rsa2048_verify_ms", "ecdsa_p256_verify_ms", "sha256_mb_per_s"} -> float."""
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "bench_crypto_mp.py"
+        script.write_text("V = %r\n%s" % (vectors(), SCRIPT))
+        env = dict(os.environ, MICROPYPATH=str(ROOT / "lib"))
+        out = subprocess.run(
+            [str(MICROPYTHON), str(script)], env=env, capture_output=True, text=True, timeout=300
+        )
+    if out.returncode:
+        raise SystemExit("bench_crypto failed:\n" + out.stdout + out.stderr)
+    got = {}
+    for line in out.stdout.splitlines():
+        name, *values = line.split()
+        got[name] = [int(v) for v in values]
+    us, size = got["sha256_us"]
+    return {
+        "rsa2048_verify_ms": got["rsa_us"][0] / 1000,
+        "ecdsa_p256_verify_ms": got["ecdsa_us"][0] / 1000,
+        "sha256_mb_per_s": size / (1 << 20) / (us / 1e6),
+    }
+
+
+def main():
+    f = figures()
+    print("rsa2048_verify_ms: %.2f ms" % f["rsa2048_verify_ms"], flush=True)
+    print("ecdsa_p256_verify_ms: %.2f ms" % f["ecdsa_p256_verify_ms"], flush=True)
+    print("sha256_mb_per_s: %.1f MB/s" % f["sha256_mb_per_s"], flush=True)
+
+
+if __name__ == "__main__":
+    main()
