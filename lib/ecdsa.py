@@ -117,7 +117,7 @@ def _affine(p, x, y, z):
 
 
 def _shamir(curve, u1, u2, q):
-    """The affine x of u1*G + u2*Q, or None for the point at infinity."""
+    """u1*G + u2*Q in Jacobian coordinates."""
     p = curve.p
     g = curve.g
     gq = _add(p, g[0], g[1], 1, q[0], q[1])
@@ -134,9 +134,7 @@ def _shamir(curve, u1, u2, q):
         pt = table[(b2[i] == "1") * 2 + (b1[i] == "1")]
         if pt:
             x, y, z = _add(p, x, y, z, pt[0], pt[1])
-    if z == 0:
-        return None
-    return _affine(p, x, y, z)[0]
+    return x, y, z
 
 
 def decode_signature(sig):
@@ -182,5 +180,11 @@ class PublicKey:
         if len(digest) * 8 > c.n_bits:
             e >>= len(digest) * 8 - c.n_bits
         w = _inverse(s, n)
-        x = _shamir(c, e * w % n, r * w % n, (self.x, self.y))
-        return x is not None and x % n == r
+        x, _, z = _shamir(c, e * w % n, r * w % n, (self.x, self.y))
+        if z == 0:
+            return False
+        # The affine x (X / Z^2, below p) is r or r + n modulo n; comparing X with r Z^2
+        # spares an inversion.
+        p = c.p
+        zz = z * z % p
+        return (r * zz - x) % p == 0 or (r + n < p and ((r + n) * zz - x) % p == 0)

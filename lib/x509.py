@@ -317,8 +317,10 @@ class Cert:
             salt_len = _field(p, 2, asn1.Reader.integer)
             trailer = _field(p, 3, asn1.Reader.integer)
             p.finish()
-            if mgf == _MGF1:
-                mgf = _algorithm(asn1.Reader(mgf_params or b""))[0]
+            if mgf == _MGF1:  # its parameter names the hash
+                r = asn1.Reader(mgf_params or b"")
+                mgf = _algorithm(r)[0]
+                r.finish()
         except asn1.DerError as e:
             raise CertError("bad RSASSA-PSS parameters: %s" % e)
         hash_name = _HASHES.get(hash_oid)

@@ -41,7 +41,7 @@ def test_curve_constants(name):
     assert c.on_curve(*c.g)
     g = ec.derive_private_key(1, cc).public_key().public_numbers()
     assert (g.x, g.y) == c.g
-    assert ecdsa._shamir(c, c.n - 1, 1, c.g) is None  # (n - 1)G + G = nG = infinity
+    assert ecdsa._shamir(c, c.n - 1, 1, c.g)[2] == 0  # (n - 1)G + G = nG = infinity
     assert c.size * 8 == c.n_bits == {"P-256": 256, "P-384": 384}[name]
 
 
@@ -54,11 +54,12 @@ def test_scalar_multiples_match_cryptography(name, a, b):
     b %= c.n
     q = ec.derive_private_key(7, cc).public_key().public_numbers()
     k = (a + 7 * b) % c.n
-    got = ecdsa._shamir(c, a, b, (q.x, q.y))
+    x, y, z = ecdsa._shamir(c, a, b, (q.x, q.y))
     if k == 0:
-        assert got is None
+        assert z == 0
     else:
-        assert got == ec.derive_private_key(k, cc).public_key().public_numbers().x
+        pn = ec.derive_private_key(k, cc).public_key().public_numbers()
+        assert ecdsa._affine(c.p, x, y, z) == (pn.x, pn.y)
 
 
 @settings(max_examples=60, deadline=None)
@@ -104,6 +105,26 @@ def test_r_and_s_ranges(name):
         assert not pub.verify_rs(d, rr, ss)
         if rr >= 0 and ss >= 0:
             assert not pub.verify_digest(c.hash, d, encode_dss_signature(rr, ss))
+
+
+@pytest.mark.parametrize("name", CURVES)
+def test_point_x_beyond_the_order(name):
+    # A point R whose x lies in [n, p): its r is x - n, and verification must still find it.
+    # The key is made to fit: with s = 1, R = e*G + r*Q, so Q = (R - e*G) / r.
+    c = CURVES[name][0]
+    p, n = c.p, c.n
+    x = n + 1  # r = x - n must not be 0
+    while pow(x**3 - 3 * x + c.b, (p - 1) // 2, p) != 1:
+        x += 1
+    y = pow(x**3 - 3 * x + c.b, (p + 1) // 4, p)  # p = 3 mod 4 on both curves
+    digest = hashlib.new(c.hash, b"m").digest()
+    e, r = int.from_bytes(digest, "big"), x - n
+    t = ecdsa._affine(p, *ecdsa._shamir(c, n - e % n, 1, (x, y)))  # R - e*G
+    q = ecdsa._affine(p, *ecdsa._shamir(c, 0, pow(r, -1, n), t))
+    key = ecdsa.PublicKey(c, *q)
+    assert key.verify_rs(digest, r, 1)
+    assert not key.verify_rs(digest, r + 1, 1)
+    assert not key.verify_rs(digest, x, 1)  # r must be below n
 
 
 def test_digest_cut_to_the_order_length():
