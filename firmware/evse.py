@@ -102,6 +102,11 @@ class Evse:
     def set_available(self, on):
         self._available = bool(on)
 
+    def touch(self):
+        """Something the application keeps about this EVSE changed (a transaction ended):
+        the on_change callbacks run at the end of the next tick."""
+        self._changed = True
+
     # -- what it reports --------------------------------------------------------------------
 
     @property

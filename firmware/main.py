@@ -16,10 +16,10 @@ from firmware.blocks.provisioning import Provisioning
 from firmware.blocks.remote_control import RemoteControl
 from firmware.blocks.reports import Reports
 from firmware.blocks.security import Security
+from firmware.blocks.transactions import Transactions
 from firmware.connection import Connection
 from firmware.device_model import DeviceModel
 from firmware.evse import Evse
-from firmware.local_start import LocalStart
 from firmware.queue import MessageQueue
 from firmware.supervisor import Supervisor
 from firmware.variables import declarations
@@ -27,6 +27,7 @@ from store import Store
 
 # One class per OCPP functional block, constructed with the station once it has its EVSEs.
 BLOCKS = (
+    Transactions,  # first: the others ask it whether an EVSE is busy, from the start
     Provisioning,
     Reports,
     Availability,
@@ -74,7 +75,6 @@ class Station:
         )
         self.spawn(self.queue.run())
         self.evses = [Evse(i, hw) for i, hw in enumerate(hws, 1)]
-        self.local = LocalStart(self.evses)
         self.supervisor = Supervisor(board.wdt(_WDT_MS))
         # The OCPP functional blocks, each registering its handlers with the router.
         self.blocks = [block(self) for block in BLOCKS]
@@ -97,8 +97,8 @@ class Station:
         self._tasks.append(asyncio.create_task(_guarded(coro)))
 
     def busy(self, evse):
-        """A charging session runs on `evse` (until transactions exist: plugged and permitted)."""
-        return evse.plugged and evse.permitted
+        """A transaction is open on `evse`."""
+        return self.transactions.busy(evse)
 
     def new_id(self):
         """A fresh OCPP message id: 128 random bits, so never reused, not even after a reboot."""

@@ -5,7 +5,8 @@ _VOLT_PHASES = ("L1-N", "L2-N", "L3-N")
 
 
 def sampled(evse, measurands, context):
-    """sampledValue entries for the comma-separated `measurands` (those we can measure)."""
+    """sampledValue entries for the comma-separated `measurands` (those we can measure), the
+    values rounded to 0.01."""
     r = evse.reading
     out = []
     for m in measurands.split(","):
@@ -26,7 +27,7 @@ def sampled(evse, measurands, context):
 
 def _value(v, measurand, context, unit):
     return {
-        "value": v,
+        "value": round(v, 2),  # a meter's resolution, and readable
         "measurand": measurand,
         "context": context,
         "unitOfMeasure": {"unit": unit},

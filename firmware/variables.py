@@ -31,10 +31,10 @@ _MEASURANDS = (
     None,
     None,
     None,
-    "Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage,Current.Offered,"
-    "Frequency",
+    "Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage,Current.Offered",
 )
 _ENERGY = "Energy.Active.Import.Register"
+_TOKEN_TYPES = "NoAuthorization,Local,KeyCode,ISO14443,ISO15693,eMAID,MacAddress"
 _STATES = (None, None, None, "Available,Occupied,Reserved,Unavailable,Faulted")
 _CERTIFICATES = 8  # certificate slots (CSMS and manufacturer roots): CertificateEntries maxLimit
 _LOCAL_LIST = 100  # local authorization list capacity: LocalAuthListCtrlr.Entries maxLimit
@@ -74,6 +74,10 @@ VARIABLES = (
     ("AuthCtrlr/OfflineTxForUnknownIdEnabled", "bw", "false", None),
     ("AuthCtrlr/DisableRemoteAuthorization", "bw", "false", None),
     ("AuthCtrlr/MasterPassGroupId", "sw", "", (None, 0, 36, None)),
+    # Vendor component: the idToken the local start/stop button presents (NoAuthorization:
+    # charging needs no authorization; another type is authorized like a card).
+    ("LocalButton/IdToken", "sw", "", (None, 0, 36, None)),
+    ("LocalButton/IdTokenType", "ow", "NoAuthorization", (None, None, None, _TOKEN_TYPES)),
     ("AuthCacheCtrlr/Enabled", "bw", "true", None),
     ("AuthCacheCtrlr/Available", "br=", "true", None),
     ("AuthCacheCtrlr/LifeTime", "iw", "604800", (_S, 0, 31536000, None)),

@@ -21,7 +21,6 @@ from firmware.auth_cache import AuthCache
 from firmware.blocks.authorization import Authorization, allowed
 from firmware.blocks.local_list import LocalList
 from firmware.device_model import DeviceModel
-from firmware.local_start import LocalStart
 from firmware.variables import declarations
 from store import Store
 
@@ -95,7 +94,7 @@ def decls(storage=None, entries=None, list_dpa=False):
     return tuple(out)
 
 
-def station(tmp_path, online=True, values=None, time=None, local=None, **kw):
+def station(tmp_path, online=True, values=None, time=None, **kw):
     store = Store(str(tmp_path))
     dm = DeviceModel(store, decls(**kw))
     for k, v in (values or {}).items():
@@ -110,8 +109,6 @@ def station(tmp_path, online=True, values=None, time=None, local=None, **kw):
         spawned=[],
     )
     st.spawn = st.spawned.append
-    if local is not None:
-        st.local = local
     if online:
         st.connection.ready.set()
     st.local_list = LocalList(st)
@@ -677,92 +674,3 @@ def test_local_list_survives_a_new_instance(tmp_path):
 def test_the_actions_are_registered(tmp_path):
     st = station(tmp_path)
     assert {"ClearCache", "SendLocalList", "GetLocalListVersion"} <= set(st.router.handlers)
-
-
-# -- cards at the reader (local_start) ---------------------------------------------------------
-
-
-class FakeEvse:
-    def __init__(self, n):
-        self.id = n
-        self.plugged = False
-        self.permitted = False
-        self.available = True
-        self.on_change = []
-
-    def permit(self, on):
-        self.permitted = on
-
-    def plug(self, on=True):
-        self.plugged = on
-        for fn in self.on_change:
-            fn(self)
-
-
-def card(st, token, kind="ISO14443"):
-    st.local.card(token, kind)
-    coros, st.spawned[:] = list(st.spawned), []
-
-    async def go():
-        for c in coros:
-            await c
-
-    asyncio.run(go())
-
-
-def test_a_card_permits_only_when_accepted(tmp_path):
-    evses = [FakeEvse(1), FakeEvse(2)]
-    st = station(tmp_path, local=LocalStart(evses))
-    evses[1].plug()
-    st.session.answers = [answer("Invalid")]
-    card(st, "BAD")
-    assert not evses[1].permitted  # a refused card changes nothing
-    st.session.answers = [answer("Accepted")]
-    card(st, "GOOD")
-    assert evses[1].permitted and not evses[0].permitted
-    assert authorizes(st)[-1] == {"idToken": {"idToken": "GOOD", "type": "ISO14443"}}
-    # The same card stops its own session without asking; another card must be accepted.
-    card(st, "good")
-    assert not evses[1].permitted and len(authorizes(st)) == 2
-    st.session.answers = [answer("Accepted")]
-    card(st, "GOOD")
-    st.session.answers = [answer("Blocked")]
-    card(st, "OTHER")
-    assert evses[1].permitted
-    st.session.answers = [answer("Accepted")]
-    card(st, "OTHER")
-    assert not evses[1].permitted
-    # Unplugging ends a session and forgets its card.
-    evses[1].permitted = True
-    evses[1].plug(False)
-    assert not evses[1].permitted and st.local._starter == [None, None]
-
-
-def test_a_card_ahead_of_the_plug_respects_evse_ids(tmp_path):
-    evses = [FakeEvse(1), FakeEvse(2)]
-    st = station(tmp_path, local=LocalStart(evses))
-    st.session.answers = [answer("Accepted", evseId=[2])]
-    card(st, "T2", "KeyCode")
-    assert not evses[0].permitted and evses[1].permitted
-    assert authorizes(st) == [{"idToken": {"idToken": "T2", "type": "KeyCode"}}]
-    # Plugged into EVSE 1, where it may not charge: refused.
-    evses[1].permitted = False
-    evses[0].plug()
-    st.session.answers = [answer("Accepted", evseId=[2])]
-    card(st, "T2", "KeyCode")
-    assert not evses[0].permitted
-
-
-def test_one_card_at_a_time_and_none_without_authorization(tmp_path):
-    evses = [FakeEvse(1)]
-    evses[0].plug()
-    local = LocalStart(evses)
-    local.card("T1")  # no authorization block attached: refused, nothing spawned
-    st = station(tmp_path, local=local)
-    local.card("T1")
-    local.card("T2")  # while T1 is being authorized: ignored
-    assert len(st.spawned) == 1
-    asyncio.run(st.spawned.pop())
-    assert evses[0].permitted
-    assert [p["idToken"]["idToken"] for p in authorizes(st)] == ["T1"]
-    assert not local._busy

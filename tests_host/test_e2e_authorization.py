@@ -109,7 +109,11 @@ def test_a_swipe_is_authorized_and_only_accepted_charges(csms, sims):
     f = csms.wait_call(st, "Authorize", start=start)
     assert f.payload == {"idToken": {"idToken": "GOOD1", "type": "KeyCode"}}
     charges(sim)
-    assert calls_after(st, start, "TransactionEvent") == []  # none exist yet
+    # Refused tokens start nothing (TC_C_02/06); the accepted one starts the transaction.
+    events = calls_after(st, 0, "TransactionEvent")
+    assert events[0].index > f.index
+    assert events[0].payload["eventType"] == "Started"
+    assert events[0].payload["idToken"] == {"idToken": "GOOD1", "type": "KeyCode"}
 
 
 def test_a_cached_token_charges_offline_and_after_a_reboot(csms, sims):

@@ -137,6 +137,7 @@ def test_declarations_cover_the_core_controllers_and_each_evse(tmp_path):
         "SecurityCtrlr",
         "DeviceDataCtrlr",
         "ClockCtrlr",
+        "LocalButton",
         "ChargingStation",
         "EVSE.1",
         "EVSE.2",
@@ -195,7 +196,6 @@ def test_declaration_list_values_are_what_the_brief_names():
         "Current.Import",
         "Voltage",
         "Current.Offered",
-        "Frequency",
     ]
     assert by["AuthCacheCtrlr/Policy"][2] == "LRU"
     assert by["ClockCtrlr/TimeSource"][2] == "Heartbeat"

@@ -119,10 +119,10 @@ class Control:
         if type(token) is not str or not token or type(kind) is not str:
             raise CommandError("swipe needs a token string")
         log.info("sim", "card %s (%s) at the reader" % (token, kind))
-        self.station.local.card(token, kind)
+        self.station.transactions.card(token, kind)
 
     def cmd_button(self, cmd):
-        self.station.local.button(self._ev(cmd)[0])
+        self.station.transactions.button(self._ev(cmd)[0])
 
     def cmd_raise_error(self, cmd):
         self._fault(cmd, True)
@@ -154,7 +154,7 @@ class Control:
             "registration": reg if reg else "None",
             "connected": st.connection.connected,
             "max_stall_ms": st.supervisor.max_stall_ms,
-            "evse": [_evse_status(e, self.board.evs[e.id - 1], st.availability) for e in st.evses],
+            "evse": [_evse_status(e, self.board.evs[e.id - 1], st) for e in st.evses],
         }
 
     async def _quit(self):
@@ -169,7 +169,7 @@ def _number(cmd, key):
     return v
 
 
-def _evse_status(e, ev, availability):
+def _evse_status(e, ev, st):
     r = e.reading
     return {
         "id": e.id,
@@ -179,8 +179,8 @@ def _evse_status(e, ev, availability):
         "contactor": e.hw.contactor.closed,
         "energy_wh": round(r.energy_wh, 1) if r else 0.0,
         "power_w": round(r.power_w, 1) if r else 0.0,
-        "connector_status": availability.status(e),  # what the CSMS is told
-        "tx_id": None,
+        "connector_status": st.availability.status(e),  # what the CSMS is told
+        "tx_id": st.transactions.tx_id(e),
         "faults": sorted(e.faults),
         "max_open_ms": ev.max_open_ms,
     }

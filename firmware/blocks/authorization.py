@@ -59,9 +59,6 @@ class Authorization:
         station.authorization = self
         self.cache = AuthCache(station.store, station.dm, station.clock)
         station.router.on("ClearCache", self.on_clear_cache)
-        local = getattr(station, "local", None)
-        if local is not None:
-            local.attach(self, station.spawn)  # cards at the reader go through authorize()
         station.spawn(self._flush_loop())
 
     def _flag(self, name):

@@ -94,17 +94,20 @@ class Provisioning:
         return {"status": "Accepted"}
 
     def after_reset(self, req, resp):
-        if self._reset_reason is not None:
+        if self._rebooting:
             return  # a reset is already on its way
         if resp["status"] == "Scheduled":
+            if self._reset_reason is None:
+                log.info("reset", "scheduled: waiting for the sessions to end")
+                for e in self.station.evses:
+                    e.on_change.append(self._idle_check)
             self._reset_reason = "ScheduledReset"
-            log.info("reset", "scheduled: waiting for the sessions to end")
-            for e in self.station.evses:
-                e.on_change.append(self._idle_check)
         elif resp["status"] == "Accepted":
+            # Immediate (also over a scheduled one): the transactions end now (energy off,
+            # Ended queued on flash), then the reboot.
             self._reset_reason = "RemoteReset"
-            for e in self.station.evses:
-                e.permit(False)  # Immediate: the sessions end now
+            self._rebooting = True
+            self.station.transactions.stop_all("ResetCommand", "ImmediateReset")
             self.station.spawn(self._reboot())
 
     def _any_busy(self):

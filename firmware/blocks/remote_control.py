@@ -1,6 +1,5 @@
-# remote_control: OCPP block F without transactions: TriggerMessage (F06) and UnlockConnector
-# (F05). The transaction parts (RequestStart/StopTransaction) come with the transactions block.
-# MIT licence.
+# remote_control: OCPP block F: TriggerMessage (F06) and UnlockConnector (F05). The
+# transaction parts (RequestStart/StopTransaction) are the transactions block's. MIT licence.
 
 import asyncio
 
@@ -50,7 +49,8 @@ class RemoteControl:
             # Needs the connector (F06.FR.12 as relaxed by the errata).
             return _ACCEPTED if evse is not None and "connectorId" in evse else _REJECTED
         if msg == "TransactionEvent":
-            return _REJECTED  # no transaction can be running yet
+            txs = self.station.transactions.triggerable(evse["id"] if evse else None)
+            return _ACCEPTED if txs else _REJECTED  # none running: Rejected (unconfirmed)
         return _NOT_IMPLEMENTED
 
     def _after_trigger(self, req, resp):
@@ -62,6 +62,9 @@ class RemoteControl:
             conn.trigger_boot()
         elif msg == "Heartbeat":
             conn.trigger_heartbeat()
+        elif msg == "TransactionEvent":
+            evse = req.get("evse")
+            self.station.transactions.trigger(evse["id"] if evse else None)
         else:
             evse = req.get("evse")
             self.station.spawn(self._send(msg, evse["id"] if evse else None))
@@ -97,7 +100,8 @@ class RemoteControl:
         e = self._evse(req["evseId"])
         if e is None or req["connectorId"] != 1:
             return {"status": "UnknownConnector"}
-        if self.station.busy(e):
+        txs = self.station.transactions
+        if txs.busy(e) and txs.authorized(e):
             return {"status": "OngoingAuthorizedTransaction"}
         lock = e.hw.lock
         if lock is None:
