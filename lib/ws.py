@@ -63,9 +63,9 @@ class MessageTooBig(ConnectionClosed):
 
 
 class _Lost(Exception):
-    # Internal: the socket failed (EOF, error, frame timeout). Helpers raise it; only the
-    # top of a flow (recv, send, close) closes the connection, so that _shut() never cancels
-    # the task that is on its way out anyway (helpers may run in wait_for()'s own task).
+    # Internal: the socket failed (EOF, error, frame timeout) or _shut() closed it under a
+    # read. Helpers raise it; only the top of a flow (recv, send, close) closes the
+    # connection (helpers may run in wait_for()'s own task).
     pass
 
 
@@ -394,9 +394,10 @@ class WebSocket:
         self._mid = False  # True while a frame is half read: the stream is out of step
         self._lock = asyncio.Lock()  # held from write() to the end of drain(): one frame at once
         self._done = asyncio.Event()  # set when _state becomes _CLOSED
-        self._rtask = None  # task reading the socket (recv, close), for _shut() to wake
+        self._rtask = None  # task that owns the receive side: in recv(), or close() reading
+        self._rio = None  # task parked on a socket read right now (_read), for _shut() to wake
         self._wtask = None  # task in write()/drain(), for _shut() to wake
-        self._killed = []  # tasks _shut() cancelled; their CancelledError becomes ConnectionClosed
+        self._killed = []  # tasks _shut() cancelled; their CancelledError becomes _Lost
         # MicroPython's stream has readinto(): payloads go straight into one buffer, where its
         # readexactly() would grow a bytes object chunk by chunk. CPython's has no readinto().
         self._into = hasattr(reader, "readinto")
@@ -420,9 +421,7 @@ class WebSocket:
         except _Lost as e:
             self._shut(1006, e.args[0], True)
             raise ConnectionClosed(self._code, self._reason) from None
-        except asyncio.CancelledError:
-            if self._took_cancel():
-                raise ConnectionClosed(self._code, self._reason) from None
+        except asyncio.CancelledError:  # our caller's: _shut()'s cancels end in _Lost
             if self._mid or (self._wtask is not None and getattr(self._w, "out_buf", None)):
                 # Cancelled inside a frame: the stream is out of step. Or a send() is parked on
                 # the socket on MicroPython, whose asyncio, cancelling our wait on the socket,
@@ -450,7 +449,7 @@ class WebSocket:
         # The start of a frame may take forever (liveness is the caller's business, by pings);
         # once its first byte is in, the rest must follow within frame_timeout_ms.
         try:
-            b = await self._r.read(2)
+            b = await self._read(self._r.read, 2)
             if not b:
                 raise EOFError
             self._mid = True
@@ -462,21 +461,39 @@ class WebSocket:
         except (EOFError, OSError):
             raise _Lost("connection lost") from None
 
+    async def _read(self, fn, arg):
+        # -> await fn(arg), a read on the stream, with this task as the one that _shut() wakes
+        # if it closes the connection meanwhile; its cancel comes out of here as _Lost.
+        # _shut() cancels only a task parked right here, never one that is waiting in
+        # wait_for() (as recv() is while its helper task reads the rest of a frame): see
+        # _shut().
+        if self._state == _CLOSED:  # a closed socket might never poll ready
+            raise _Lost("connection closed")
+        self._rio = _current_task()
+        try:
+            return await fn(arg)
+        except asyncio.CancelledError:
+            if self._took_cancel():
+                raise _Lost("connection closed") from None
+            raise
+        finally:
+            self._rio = None
+
     async def _rest(self, b):
-        r = self._r
+        r = self._r.readexactly
         if len(b) < 2:
-            b += await r.readexactly(1)
+            b += await self._read(r, 1)
         b0 = b[0]
         b1 = b[1]
         op = b0 & 0x0F
         fin = b0 & _FIN
         n = b1 & 0x7F
         if n == 126:
-            n = struct.unpack(">H", await r.readexactly(2))[0]
+            n = struct.unpack(">H", await self._read(r, 2))[0]
         elif n == 127:
-            n = struct.unpack(">Q", await r.readexactly(8))[0]
+            n = struct.unpack(">Q", await self._read(r, 8))[0]
         if b1 & _MASKED:
-            await r.readexactly(4)  # read the key to stay in step; we refuse the frame anyway
+            await self._read(r, 4)  # read the key to stay in step; we refuse the frame anyway
             raise _Fail(1002, "masked frame from server", n)
         if b0 & _RSV:
             raise _Fail(1002, "RSV bits set", n)
@@ -497,12 +514,12 @@ class WebSocket:
     async def _rx(self, n):
         # Exactly n bytes.
         if not self._into:
-            return await self._r.readexactly(n)
+            return await self._read(self._r.readexactly, n)
         buf = bytearray(n)
         mv = memoryview(buf)
         got = 0
         while got < n:
-            k = await self._r.readinto(mv[got:])
+            k = await self._read(self._r.readinto, mv[got:])
             if k is None:  # TLS: no whole record yet
                 continue
             if not k:
@@ -512,7 +529,7 @@ class WebSocket:
 
     async def _skip(self, n):
         while n:
-            b = await self._r.read(n if n < _SKIP else _SKIP)
+            b = await self._read(self._r.read, n if n < _SKIP else _SKIP)
             if not b:
                 raise EOFError
             n -= len(b)
@@ -698,9 +715,6 @@ class WebSocket:
         try:
             await asyncio.wait_for_ms(self._await_close(0), _CLOSE_MS)
             self._shut(self._code, self._reason, False)
-        except asyncio.CancelledError:
-            if not self._took_cancel():
-                raise
         except (asyncio.TimeoutError, _Lost, _Fail, EOFError, OSError):
             pass  # close() drops the socket anyway
         finally:
@@ -715,17 +729,22 @@ class WebSocket:
         # Enter _CLOSED (once): record why, wake the tasks blocked on the socket, close it.
         # Waking is by cancelling them: closing a socket does not reliably wake a task that
         # MicroPython's poller has parked on it (on lwIP ports the closed socket polls as
-        # POLLNVAL, which asyncio ignores). The task turns the cancel into ConnectionClosed.
+        # POLLNVAL, which asyncio ignores). The cancel goes only to a task parked on the
+        # socket itself, in _read() or in _send_frame()'s drain(), where it turns into _Lost or
+        # ConnectionClosed; never to a task waiting in wait_for(). MicroPython's wait_for(),
+        # cancelled, cancels its helper task, and that helper, once it ends, cancels its
+        # waiter again if the waiter is then parked anywhere: a waiter that took our cancel as
+        # ConnectionClosed and went on (to its back-off sleep, say) would get a
+        # CancelledError there, out of the blue.
         if self._state == _CLOSED:
             return
         self._state = _CLOSED
         self._code, self._reason = code, reason
         self._msg = None
         cur = _current_task()
-        for t in (self._rtask, self._wtask):
-            if t is not None and t is not cur and t not in self._killed:
+        for t in (self._rio, self._wtask):
+            if t is not None and t is not cur and t.cancel():
                 self._killed.append(t)
-                t.cancel()
         _close_stream(self._w, hard)
         self._done.set()
 
