@@ -7,6 +7,8 @@
 #   PublicKey.from_bytes(curve, b)      from SEC 1 uncompressed bytes 04 || X || Y
 #   key.verify_digest(hash_name, digest, sig) -> bool   sig: DER SEQUENCE { r, s }
 #   key.verify_rs(digest, r, s) -> bool
+#   key.verify_steps(hash_name, digest, sig)   verify_digest as steps (steps.py): a pause
+#                                       every 4 bits of the scalars, 64 on P-256
 #   key.default_hash                    "sha256" on P-256, "sha384" on P-384
 #
 # Any digest length goes with either curve: a longer one is cut to the bit length of the
@@ -18,6 +20,7 @@
 # infinity. u1*G + u2*Q is one pass over the bits of both scalars (Shamir's trick).
 
 import asn1
+import steps
 
 
 class Curve:
@@ -117,7 +120,7 @@ def _affine(p, x, y, z):
 
 
 def _shamir(curve, u1, u2, q):
-    """u1*G + u2*Q in Jacobian coordinates."""
+    """u1*G + u2*Q in Jacobian coordinates, as steps: a pause every 4 bits."""
     p = curve.p
     g = curve.g
     gq = _add(p, g[0], g[1], 1, q[0], q[1])
@@ -134,6 +137,8 @@ def _shamir(curve, u1, u2, q):
         pt = table[(b2[i] == "1") * 2 + (b1[i] == "1")]
         if pt:
             x, y, z = _add(p, x, y, z, pt[0], pt[1])
+        if i % 4 == 3:
+            yield
     return x, y, z
 
 
@@ -168,10 +173,19 @@ class PublicKey:
         )
 
     def verify_digest(self, hash_name, digest, sig):
-        rs = decode_signature(sig)
-        return rs is not None and self.verify_rs(digest, rs[0], rs[1])
+        return steps.run(self.verify_steps(hash_name, digest, sig))
 
     def verify_rs(self, digest, r, s):
+        return steps.run(self._verify_rs(digest, r, s))
+
+    def verify_steps(self, hash_name, digest, sig):
+        """verify_digest as steps (see steps.py)."""
+        rs = decode_signature(sig)
+        if rs is None:
+            return False
+        return (yield from self._verify_rs(digest, rs[0], rs[1]))
+
+    def _verify_rs(self, digest, r, s):
         c = self.curve
         n = c.n
         if not (0 < r < n and 0 < s < n):
@@ -180,7 +194,7 @@ class PublicKey:
         if len(digest) * 8 > c.n_bits:
             e >>= len(digest) * 8 - c.n_bits
         w = _inverse(s, n)
-        x, _, z = _shamir(c, e * w % n, r * w % n, (self.x, self.y))
+        x, _, z = yield from _shamir(c, e * w % n, r * w % n, (self.x, self.y))
         if z == 0:
             return False
         # The affine x (X / Z^2, below p) is r or r + n modulo n; comparing X with r Z^2

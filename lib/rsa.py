@@ -8,6 +8,8 @@
 #                         MGF1 with the same hash; salt_len None accepts any salt length
 #                         (it is read from the signature), else only that one
 #   key.verify_digest(hash_name, digest, sig) -> bool   PKCS #1 v1.5, else PSS with any salt
+#   key.verify_steps(hash_name, digest, sig, scheme=None, salt_len=None)
+#                         any of them as steps (steps.py): a pause after each bit of e
 #   key.default_hash      "sha256"
 #
 # hash_name is "sha256", "sha384" or "sha512" (sha2.new); digest is that hash of the message,
@@ -16,6 +18,7 @@
 # is False.
 
 import sha2
+import steps
 
 MIN_BITS = 2048
 MAX_BITS = 4096
@@ -36,12 +39,13 @@ def _check_digest(hash_name, digest):
 
 
 def _mgf1(hash_name, seed, length):
-    # RFC 8017 §B.2.1: Hash(seed || counter) for counter = 0, 1, ... cut to length.
+    # RFC 8017 §B.2.1 as steps: Hash(seed || counter) for counter = 0, 1, ... cut to length.
     out = b""
     i = 0
     while len(out) < length:
         out += sha2.new(hash_name, seed + i.to_bytes(4, "big")).digest()
         i += 1
+        yield
     return out[:length]
 
 
@@ -59,35 +63,60 @@ class PublicKey:
         self.bits = bits
         self.size = (bits + 7) // 8  # k: signature length in bytes
 
+    def verify_pkcs1v15(self, hash_name, digest, sig):
+        return steps.run(self.verify_steps(hash_name, digest, sig, "pkcs1"))
+
+    def verify_pss(self, hash_name, digest, sig, salt_len=None):
+        return steps.run(self.verify_steps(hash_name, digest, sig, "pss", salt_len))
+
+    def verify_digest(self, hash_name, digest, sig):
+        return steps.run(self.verify_steps(hash_name, digest, sig))
+
+    def verify_steps(self, hash_name, digest, sig, scheme=None, salt_len=None):
+        """The verifications above as steps (see steps.py); scheme "pkcs1" or "pss" allows
+        only that one, None either."""
+        _check_digest(hash_name, digest)
+        m = yield from self._open(sig)
+        if m is None:
+            return False
+        if scheme != "pss" and self._pkcs1v15(hash_name, digest, m):
+            return True
+        return scheme != "pkcs1" and (yield from self._pss(hash_name, digest, m, salt_len))
+
     def _open(self, sig):
-        # RSAVP1: the message representative s^e mod n, or None for a malformed signature.
+        # RSAVP1 as steps: the representative s^e mod n, or None for a malformed signature.
         if len(sig) != self.size:
             return None
         s = int.from_bytes(sig, "big")
-        return pow(s, self.e, self.n) if s < self.n else None
+        if s >= self.n:
+            return None
+        # Square and multiply from the top bit of e, a pause after each bit (17 for 65537).
+        m = s
+        for bit in bin(self.e)[3:]:
+            yield
+            m = m * m % self.n
+            if bit == "1":
+                m = m * s % self.n
+        return m
 
-    def verify_pkcs1v15(self, hash_name, digest, sig):
-        _check_digest(hash_name, digest)
-        m = self._open(sig)
-        if m is None:
-            return False
+    def _pkcs1v15(self, hash_name, digest, m):
+        # EMSA-PKCS1-v1_5: 00 01 FF..FF 00 DigestInfo, compared whole.
         t = _DIGEST_INFO[hash_name] + digest
         em = b"\x00\x01" + b"\xff" * (self.size - len(t) - 3) + b"\x00" + t
         return m.to_bytes(self.size, "big") == em
 
-    def verify_pss(self, hash_name, digest, sig, salt_len=None):
-        _check_digest(hash_name, digest)
-        m = self._open(sig)
+    def _pss(self, hash_name, digest, m, salt_len):
+        # EMSA-PSS-VERIFY as steps.
         h_len = len(digest)
         em_bits = self.bits - 1
         em_len = (em_bits + 7) // 8
         # EM = maskedDB || H || 0xBC in em_len bytes, whose bits above em_bits are zero.
-        if m is None or m >> em_bits or em_len < h_len + 2 or (m & 0xFF) != 0xBC:
+        if m >> em_bits or em_len < h_len + 2 or (m & 0xFF) != 0xBC:
             return False
         em = m.to_bytes(em_len, "big")
         db_len = em_len - h_len - 1
         h = em[db_len:-1]
-        mask = int.from_bytes(_mgf1(hash_name, h, db_len), "big")
+        mask = int.from_bytes((yield from _mgf1(hash_name, h, db_len)), "big")
         db_bits = em_bits - 8 * (h_len + 1)  # DB's bits below em_bits
         db = (int.from_bytes(em[:db_len], "big") ^ mask) & ((1 << db_bits) - 1)
         # DB = zeros || 0x01 || salt: its highest set bit is the 0x01, a byte boundary above
@@ -100,8 +129,3 @@ class PublicKey:
             return False
         salt = db.to_bytes(db_len, "big")[db_len - n_salt :]
         return sha2.new(hash_name, bytes(8) + digest + salt).digest() == h
-
-    def verify_digest(self, hash_name, digest, sig):
-        return self.verify_pkcs1v15(hash_name, digest, sig) or self.verify_pss(
-            hash_name, digest, sig
-        )

@@ -7,6 +7,7 @@
 #                             "sha384" or "sha512" (ValueError for anything else)
 #   SIZES[name]               digest length in bytes
 #   digest_stream(name, f)    the digest of everything f.readinto() gives, read in 4 KB pieces
+#   digest_steps(name, data)  the digest of bytes or a stream as steps (steps.py)
 #   SHA384(data), SHA512(data)   the pure-Python ones, also usable directly
 #
 # Words are 64 bits, kept as Python ints and masked after each addition; MicroPython's ints
@@ -16,6 +17,8 @@
 
 import hashlib
 import struct
+
+import steps
 
 _M = 0xFFFFFFFFFFFFFFFF
 
@@ -157,11 +160,27 @@ def new(name, data=b""):
 
 def digest_stream(name, f, chunk=4096):
     """The `name` digest of a stream, read with f.readinto() into one reused buffer."""
+    return steps.run(digest_steps(name, f, chunk))
+
+
+def digest_steps(name, data, chunk=None):
+    """The `name` digest of data (bytes-like, or a stream read with readinto()) as steps
+    (steps.py): a pause after each chunk, by default 4 KB for hashlib's hashes and one
+    128-byte block for ours, which are slow."""
     h = new(name)
-    buf = bytearray(chunk)
-    mv = memoryview(buf)
-    while True:
-        n = f.readinto(buf)
-        if not n:
-            return h.digest()
-        h.update(mv[:n])
+    if chunk is None:
+        chunk = 128 if isinstance(h, SHA512) else 4096
+    if hasattr(data, "readinto"):
+        buf = bytearray(chunk)
+        mv = memoryview(buf)
+        while True:
+            n = data.readinto(buf)
+            if not n:
+                return h.digest()
+            h.update(mv[:n])
+            yield
+    mv = memoryview(data)
+    for i in range(0, len(mv), chunk):
+        h.update(mv[i : i + chunk])
+        yield
+    return h.digest()

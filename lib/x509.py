@@ -9,6 +9,12 @@
 #   verify_chain(chain, roots, now_s) CertError unless chain[0] leads to one of roots
 #   verify_data_signature(cert, data, signature, hash_name=None) -> bool
 #
+# The three verifications take from milliseconds (RSA) to a second (P-384 on an ESP32). Each
+# also exists as steps (steps.py) for asyncio code, which must not stall the safety loop:
+#   await steps.run_async(x509.chain_steps(chain, roots, now_s))
+#   await steps.run_async(cert.signed_by_steps(ca))
+#   ok = await steps.run_async(x509.data_signature_steps(cert, data, signature))
+#
 # Everything raises CertError (a ValueError) for malformed input, whatever the bytes.
 #
 # A Cert has: der (all of it), tbs (the signed tbsCertificate, raw), version (1 to 3),
@@ -33,6 +39,7 @@ import ecdsa
 import rfc3339
 import rsa
 import sha2
+import steps
 
 KU_DIGITAL_SIGNATURE = 1 << 0
 KU_NON_REPUDIATION = 1 << 1
@@ -280,6 +287,10 @@ class Cert:
         """CertError unless ca's subject is this certificate's issuer, ca is a CA allowed to
         sign certificates, and its key made this certificate's signature. Validity times
         and path lengths are verify_chain's business."""
+        steps.run(self.signed_by_steps(ca))
+
+    def signed_by_steps(self, ca):
+        """verify_signed_by as steps (steps.py)."""
         if self.issuer_der != ca.subject_der:
             raise CertError("issuer is not the CA's subject")
         if not ca.ca:
@@ -292,13 +303,11 @@ class Cert:
         scheme, hash_name, salt_len = self._scheme()
         if (scheme == "ecdsa") != isinstance(key, ecdsa.PublicKey):
             raise CertError("signature algorithm does not fit the issuer's key")
-        digest = sha2.new(hash_name, self.tbs).digest()
-        if scheme == "pss":
-            ok = key.verify_pss(hash_name, digest, self.signature, salt_len)
-        elif scheme == "pkcs1":
-            ok = key.verify_pkcs1v15(hash_name, digest, self.signature)
+        digest = yield from sha2.digest_steps(hash_name, self.tbs)
+        if scheme == "ecdsa":
+            ok = yield from key.verify_steps(hash_name, digest, self.signature)
         else:
-            ok = key.verify_digest(hash_name, digest, self.signature)
+            ok = yield from key.verify_steps(hash_name, digest, self.signature, scheme, salt_len)
         if not ok:
             raise CertError("bad signature")
 
@@ -344,6 +353,11 @@ def verify_chain(chain, roots, now_s):
     last by one of the trusted roots (or is one of them), all valid at now_s, each CA's
     pathLenConstraint kept, and no certificate of the chain has a critical extension not
     understood here. Names are compared byte for byte."""
+    steps.run(chain_steps(chain, roots, now_s))
+
+
+def chain_steps(chain, roots, now_s):
+    """verify_chain as steps (steps.py)."""
     chain = list(chain)
     if not chain:
         raise CertError("empty chain")
@@ -358,7 +372,7 @@ def verify_chain(chain, roots, now_s):
             raise CertError("certificate %d: unknown critical extension" % i)
         if i:
             _check_path_len(c, i - 1)
-            chain[i - 1].verify_signed_by(c)
+            yield from chain[i - 1].signed_by_steps(c)
     if alone:
         return
     last = chain[-1]
@@ -370,7 +384,7 @@ def verify_chain(chain, roots, now_s):
             if not r.valid_at(now_s):
                 raise CertError("root not valid now")
             _check_path_len(r, len(chain) - 1)
-            last.verify_signed_by(r)
+            yield from last.signed_by_steps(r)
             return
         except CertError as e:
             errors.append(str(e))
@@ -392,6 +406,11 @@ def verify_data_signature(cert, data, signature, hash_name=None):
     SHA-256 otherwise. RSA signatures may be PKCS #1 v1.5 or PSS (any salt length).
     CertError when the certificate's key cannot be used: not supported, or a key usage
     without digitalSignature and nonRepudiation."""
+    return steps.run(data_signature_steps(cert, data, signature, hash_name))
+
+
+def data_signature_steps(cert, data, signature, hash_name=None):
+    """verify_data_signature as steps (steps.py)."""
     key = cert.public_key
     if key is None:
         raise CertError("public key algorithm not supported")
@@ -401,8 +420,6 @@ def verify_data_signature(cert, data, signature, hash_name=None):
     hash_name = hash_name or key.default_hash
     if hasattr(data, "digest"):
         digest = data.digest()
-    elif hasattr(data, "readinto"):
-        digest = sha2.digest_stream(hash_name, data)
     else:
-        digest = sha2.new(hash_name, data).digest()
-    return key.verify_digest(hash_name, digest, signature)
+        digest = yield from sha2.digest_steps(hash_name, data)
+    return (yield from key.verify_steps(hash_name, digest, signature))
