@@ -8,7 +8,8 @@
 #   key.verify_digest(hash_name, digest, sig) -> bool   sig: DER SEQUENCE { r, s }
 #   key.verify_rs(digest, r, s) -> bool
 #   key.verify_steps(hash_name, digest, sig)   verify_digest as steps (steps.py): a pause
-#                                       every 4 bits of the scalars, 64 on P-256
+#                                       after each of two inversions, then every 4 bits of
+#                                       the scalars (66 pauses on P-256)
 #   key.default_hash                    "sha256" on P-256, "sha384" on P-384
 #
 # Any digest length goes with either curve: a longer one is cut to the bit length of the
@@ -120,11 +121,13 @@ def _affine(p, x, y, z):
 
 
 def _shamir(curve, u1, u2, q):
-    """u1*G + u2*Q in Jacobian coordinates, as steps: a pause every 4 bits."""
+    """u1*G + u2*Q in Jacobian coordinates, as steps: a pause after the table, then every
+    4 bits."""
     p = curve.p
     g = curve.g
     gq = _add(p, g[0], g[1], 1, q[0], q[1])
     both = _affine(p, *gq) if gq[2] else None  # None when Q = -G
+    yield  # after an inversion, the longest step
     table = (None, g, q, both)  # indexed by (bit of u2) * 2 + (bit of u1)
     b1 = bin(u1)[2:]
     b2 = bin(u2)[2:]
@@ -194,6 +197,7 @@ class PublicKey:
         if len(digest) * 8 > c.n_bits:
             e >>= len(digest) * 8 - c.n_bits
         w = _inverse(s, n)
+        yield
         x, _, z = yield from _shamir(c, e * w % n, r * w % n, (self.x, self.y))
         if z == 0:
             return False
