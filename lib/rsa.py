@@ -10,6 +10,7 @@
 #   key.verify_digest(hash_name, digest, sig) -> bool   PKCS #1 v1.5, else PSS with any salt
 #   key.verify_steps(hash_name, digest, sig, scheme=None, salt_len=None)
 #                         any of them as steps (steps.py): a pause after each bit of e
+#                         and each MGF1 block
 #   key.default_hash      "sha256"
 #
 # hash_name is "sha256", "sha384" or "sha512" (sha2.new); digest is that hash of the message,

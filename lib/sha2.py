@@ -14,6 +14,10 @@
 # grow to arbitrary precision, so this runs on 32-bit ports too (slowly: every word is a
 # big integer there). digest() may be called any number of times and update() goes on after
 # it, unlike MicroPython's hashlib, whose objects are final after digest().
+#
+# Speed: about 400 KB/s on the unix port; not measured on an ESP32, where it is likely tens
+# of times slower. Code hashing a download with SHA384 between other asyncio tasks should
+# feed it a few 128-byte blocks per turn; hashlib's sha256 is C and takes 4 KB per turn.
 
 import hashlib
 import struct
