@@ -77,8 +77,17 @@ _ChargingRateUnitEnum = ("W", "A")
 _ComponentCriterionEnum = ("Active", "Available", "Enabled", "Problem")
 # CostKindEnumType
 _CostKindEnum = ("CarbonDioxideEmission", "RelativePricePercentage", "RenewableGenerationPercentage")
+# GetCertificateIdUseEnumType
+_GetCertificateIdUseEnum = (
+    "V2GRootCertificate", "MORootCertificate", "CSMSRootCertificate", "V2GCertificateChain",
+    "ManufacturerRootCertificate",
+)
+# HashAlgorithmEnumType
+_HashAlgorithmEnum = ("SHA256", "SHA384", "SHA512")
 # IdTokenEnumType
 _IdTokenEnum = ("Central", "eMAID", "ISO14443", "ISO15693", "KeyCode", "Local", "MacAddress", "NoAuthorization")
+# InstallCertificateUseEnumType
+_InstallCertificateUseEnum = ("V2GRootCertificate", "MORootCertificate", "CSMSRootCertificate", "ManufacturerRootCertificate")
 # MessageFormatEnumType
 _MessageFormatEnum = ("ASCII", "HTML", "URI", "UTF8")
 # MessageTriggerEnumType
@@ -129,6 +138,12 @@ _AdditionalInfo = (
     (14, 1, 1),
     (_CustomData, 36, 50),
 )
+# CertificateHashDataType
+_CertificateHashData = (
+    ("customData", "hashAlgorithm", "issuerNameHash", "issuerKeyHash", "serialNumber"),
+    (14, 5, 1, 1, 1),
+    (_CustomData, _HashAlgorithmEnum, 128, 128, 40),
+)
 # ChargingSchedulePeriodType
 _ChargingSchedulePeriod = (
     ("customData", "startPeriod", "limit", "numberPhases", "phaseToUse"),
@@ -159,11 +174,26 @@ _EVSE = (
     (14, 7, 6),
     (_CustomData, None, None),
 )
+# FirmwareType
+_Firmware = (
+    (
+        "customData", "location", "retrieveDateTime", "installDateTime", "signingCertificate",
+        "signature",
+    ),
+    (14, 1, 3, 2, 0, 0),
+    (_CustomData, 512, None, None, 5500, 800),
+)
 # GetBaseReportRequest
 _GetBaseReportRequest = (
     ("customData", "requestId", "reportBase"),
     (14, 7, 5),
     (_CustomData, None, _ReportBaseEnum),
+)
+# GetInstalledCertificateIdsRequest
+_GetInstalledCertificateIdsRequest = (
+    ("customData", "certificateType"),
+    (14, 16),
+    (_CustomData, (1, None, 2, _GetCertificateIdUseEnum)),
 )
 # GetTransactionStatusRequest
 _GetTransactionStatusRequest = (
@@ -176,6 +206,12 @@ _HeartbeatResponse = (
     ("customData", "currentTime"),
     (14, 3),
     (_CustomData, None),
+)
+# InstallCertificateRequest
+_InstallCertificateRequest = (
+    ("customData", "certificateType", "certificate"),
+    (14, 5, 1),
+    (_CustomData, _InstallCertificateUseEnum, 5500),
 )
 # MessageContentType
 _MessageContent = (
@@ -249,6 +285,12 @@ _ConsumptionCost = (
     (14, 9, 17),
     (_CustomData, None, (1, 3, 6, _Cost)),
 )
+# DeleteCertificateRequest
+_DeleteCertificateRequest = (
+    ("customData", "certificateHashData"),
+    (14, 13),
+    (_CustomData, _CertificateHashData),
+)
 # IdTokenType
 _IdToken = (
     ("customData", "additionalInfo", "idToken", "type"),
@@ -272,6 +314,12 @@ _TriggerMessageRequest = (
     ("customData", "evse", "requestedMessage"),
     (14, 12, 5),
     (_CustomData, _EVSE, _MessageTriggerEnum),
+)
+# UpdateFirmwareRequest
+_UpdateFirmwareRequest = (
+    ("customData", "retries", "retryInterval", "requestId", "firmware"),
+    (14, 6, 6, 7, 13),
+    (_CustomData, None, None, None, _Firmware),
 )
 # ComponentVariableType
 _ComponentVariable = (
@@ -400,13 +448,16 @@ SCHEMAS = {
     "ChangeAvailabilityRequest": _ChangeAvailabilityRequest,
     "ClearCacheRequest": _ClearCacheRequest,
     "DataTransferRequest": _DataTransferRequest,
+    "DeleteCertificateRequest": _DeleteCertificateRequest,
     "FirmwareStatusNotificationResponse": _ClearCacheRequest,
     "GetBaseReportRequest": _GetBaseReportRequest,
+    "GetInstalledCertificateIdsRequest": _GetInstalledCertificateIdsRequest,
     "GetLocalListVersionRequest": _ClearCacheRequest,
     "GetReportRequest": _GetReportRequest,
     "GetTransactionStatusRequest": _GetTransactionStatusRequest,
     "GetVariablesRequest": _GetVariablesRequest,
     "HeartbeatResponse": _HeartbeatResponse,
+    "InstallCertificateRequest": _InstallCertificateRequest,
     "LogStatusNotificationResponse": _ClearCacheRequest,
     "MeterValuesResponse": _ClearCacheRequest,
     "NotifyReportResponse": _ClearCacheRequest,
@@ -421,4 +472,5 @@ SCHEMAS = {
     "TransactionEventResponse": _TransactionEventResponse,
     "TriggerMessageRequest": _TriggerMessageRequest,
     "UnlockConnectorRequest": _UnlockConnectorRequest,
+    "UpdateFirmwareRequest": _UpdateFirmwareRequest,
 }

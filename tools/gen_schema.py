@@ -77,6 +77,10 @@ CSMS_TO_CS = (
     "RequestStartTransaction",
     "RequestStopTransaction",
     "GetTransactionStatus",
+    "UpdateFirmware",
+    "InstallCertificate",
+    "GetInstalledCertificateIds",
+    "DeleteCertificate",
 )
 
 KIND_NAMES = ("STR", "DT", "ENUM", "INT", "NUM", "BOOL", "OBJ", "OPEN", "ARR", "ANY")
