@@ -65,6 +65,7 @@ class Evse:
         self.offered_a = 0  # the current the pilot offers now (0 in x1 and F)
         self.faults = set()
         self.reading = None  # the meter's last good Reading
+        self.reading_ms = None  # ticks when it was taken
         self.cable_a = hw.cable_a  # the cable's rating: tethered, or read by PP at plug-in
         self._permitted = False
         self._available = True
@@ -361,7 +362,7 @@ class Evse:
             self.last_poll = self.ticks()
             try:
                 self.reading = await asyncio.wait_for_ms(self.hw.meter.read(), _METER_READ_MS)
-                self._meter_ok_ms = self.ticks()
+                self._meter_ok_ms = self.reading_ms = self.ticks()
                 self._clear(METER_TIMEOUT)
             except (MeterError, asyncio.TimeoutError) as e:
                 log.warn(tag, "meter: %r" % e)

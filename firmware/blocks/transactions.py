@@ -38,6 +38,7 @@ _TICK_MS = const(1000)  # timers (sampling, clock alignment, plug-in timeout) ru
 _MAX_SAMPLES = const(48)  # TxEnded samples kept per transaction; beyond, every second goes
 _METER_WAIT_MS = const(5000)  # at boot, how long an ended transaction waits for a reading
 _STOP_WAIT_MS = const(8000)  # Ended waits this long for the contactor (it opens within 6 s)
+_READ_WAIT_MS = const(3000)  # ... and this long for a meter reading after it opened
 _SEP = (",", ":")
 
 # Start and stop points (TxCtrlr.TxStartPoint / TxStopPoint).
@@ -63,6 +64,8 @@ class Bay:
         self.samples = []  # TxEnded meterValue entries of the open transaction
         self.recovering = False  # an open transaction of the last boot is still being ended
         self.stopping = None  # (trigger, reason, ticks): Ended waits for the contactor
+        self.ending = None  # (trigger, reason, time, ticks): Ended waits for the meter
+        self._cut_ms = None  # ticks when energy last stopped flowing in this transaction
         self.plugged = evse.plugged  # what the last look at the EVSE saw
         self.flowing = evse.energy_flowing
         self.faults = len(evse.faults)
@@ -175,18 +178,34 @@ class Bay:
         log.info(_TAG, "EVSE %d transaction %s started (%s)" % (self.n, self.tx["id"], trigger))
         self.post(STARTED, trigger, begin)
 
-    def end(self, trigger, reason, now=None):
-        """Ended, with the TxEnded samples and a Transaction.End one; the bay is free again."""
+    def end(self, trigger, reason, now=None, final=False):
+        """Ended, with the TxEnded samples and a Transaction.End one; the bay is free again.
+
+        The end value must include the energy up to the contactor's opening: when the last
+        reading is older than that, Ended waits (at most _READ_WAIT_MS) for the next one,
+        unless `final` (a reset: the reboot will not wait)."""
         tx = self.tx
-        if tx is None:
+        if tx is None or self.ending is not None:
             return
         now = self.txs.clock.now() if now is None else now
+        if not final and not self._fresh():
+            self.ending = (trigger, reason, now, time.ticks_ms())  # see tick()
+            return
+        self._finish(trigger, reason, now)
+
+    def _fresh(self):
+        """The meter's last reading was taken after the energy last stopped."""
+        cut, read = self._cut_ms, self.evse.reading_ms
+        return cut is None or (read is not None and time.ticks_diff(read, cut) > 0)
+
+    def _finish(self, trigger, reason, now):
+        tx = self.tx
         reason = tx.get("why") or reason
-        self._sample("Transaction.End", now, keep=False)
+        self._sample("Transaction.End", self.txs.clock.now(), keep=False)
         self.post(ENDED, trigger, self.samples, reason=reason, now=now)
         log.info(_TAG, "EVSE %d transaction %s ended (%s)" % (self.n, tx["id"], reason))
         self.tx = None
-        self.stopping = None
+        self.stopping = self.ending = self._cut_ms = None
         self.samples = []
         self._pending = {}
         self.txs.forget(self)
@@ -270,6 +289,11 @@ class Bay:
                 self._timed_out()
         if self.tx is None:
             return
+        if self.ending is not None:
+            if self._fresh() or time.ticks_diff(ticks, self.ending[3]) >= _READ_WAIT_MS:
+                trigger, reason, t = self.ending[:3]
+                self._finish(trigger, reason, t)
+            return
         if self.stopping is not None:
             if time.ticks_diff(ticks, self.stopping[2]) >= _STOP_WAIT_MS:
                 log.warn(_TAG, "EVSE %d: energy still flowing, ending anyway" % self.n)
@@ -327,7 +351,9 @@ class Bay:
         plugged, flowing, faults = e.plugged, e.energy_flowing, len(e.faults)
         was_plugged, was_flowing, had = self.plugged, self.flowing, self.faults
         self.plugged, self.flowing, self.faults = plugged, flowing, faults
-        if self.recovering:
+        if was_flowing and not flowing:
+            self._cut_ms = time.ticks_ms()
+        if self.recovering or self.ending is not None:
             return
         if plugged and not was_plugged:
             self.auth_ms = None
@@ -600,7 +626,8 @@ class Transactions:
         """End every transaction now (a reset): energy off first."""
         for b in self.bays:
             b.drop_token()
-            b.end(trigger, reason)
+            b.ending = None
+            b.end(trigger, reason, final=True)
 
     # -- the CSMS's answers -----------------------------------------------------------------
 
