@@ -220,7 +220,7 @@ def test_trigger_message_for_every_message(csms, sims):
         "status": "Idle"
     }
     assert next_call("LogStatusNotification", "LogStatusNotification") == {"status": "Idle"}
-    assert trigger(csms, st, "TransactionEvent") == rej
+    assert trigger(csms, st, "TransactionEvent") == {"status": "Accepted"}  # it charges
     assert trigger(csms, st, "BootNotification") == rej  # F06.FR.17: already Accepted
     assert trigger(csms, st, "SignChargingStationCertificate") == {"status": "NotImplemented"}
 

@@ -1451,16 +1451,9 @@ def test_recovery_with_the_real_queue(make, tm, tmp_path):
     q.close()
 
 
-# -- bugs --------------------------------------------------------------------------------------
+# -- regressions (each was a bug) ---------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: while a stopped transaction waits for the contactor (Bay.stopping) its EVSE "
-    "counts as free: a card, the button or a RequestStartTransaction re-authorizes the ending "
-    "transaction (an Updated on it) and, once it has ended, energy is permitted with no "
-    "transaction",
-)
 @pytest.mark.parametrize("how", ["card", "button", "remote start"])
 def test_nothing_authorizes_an_evse_whose_transaction_is_stopping(make, tm, how):
     st = make()
@@ -1482,11 +1475,6 @@ def test_nothing_authorizes_an_evse_whose_transaction_is_stopping(make, tm, how)
     assert not (ev.permitted and bay.tx is None)  # no energy without a transaction
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an authorization that started no transaction is not forgotten at unplug "
-    "(Bay._unplugged keeps Bay._pending): its remoteStartId goes into the next transaction",
-)
 def test_a_remote_start_that_started_nothing_is_forgotten_at_unplug(make, tm):
     st = make(values={START: "EnergyTransfer"})
     ev = st.evses[0]
@@ -1504,11 +1492,6 @@ def test_a_remote_start_that_started_nothing_is_forgotten_at_unplug(make, tm):
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: while the CSMS keeps the station Pending (TxBeforeAcceptedEnabled false) an "
-    "accepted card or the button still permits charging, though no transaction may start",
-)
 def test_no_charging_without_a_transaction_while_pending(make, tm):
     st = make(online=False, registration="Pending")
     st.authorization.remember({"idToken": "AABBCCDD", "type": "ISO14443"}, {"status": "Accepted"})
@@ -1525,11 +1508,6 @@ def test_no_charging_without_a_transaction_while_pending(make, tm):
     assert events(st) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a RequestStopTransaction for the last boot's transaction while it waits for a "
-    "meter reading ends it; _end_after_boot then fails on b.tx['id'] (TypeError)",
-)
 def test_remote_stop_of_a_transaction_of_the_last_boot_being_ended(make, tm, tmp_path):
     _last_boot(tmp_path, seq=2)
     ev = FakeEvse(1, tm, wh=None)  # no reading yet: the recovery waits for one
@@ -1543,12 +1521,6 @@ def test_remote_stop_of_a_transaction_of_the_last_boot_being_ended(make, tm, tmp
     assert st.txs.bays[0].tx is None and not st.txs.bays[0].recovering
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: with TxStopPoint EnergyTransfer, Ended (the EV paused) keeps the token while "
-    "the EV stays plugged; when the EV resumes a new transaction starts whose Started has no "
-    "idToken, although that token authorizes it",
-)
 def test_a_transaction_after_an_energy_transfer_stop_is_not_anonymous(make, tm):
     st = make(values={STOP: "EnergyTransfer"})
     ev = started(st, tm)
@@ -1563,11 +1535,6 @@ def test_a_transaction_after_an_energy_transfer_stop_is_not_anonymous(make, tm):
     assert not (ev.permitted and bay.tx is None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: while Ended waits for a meter reading (Bay.ending) the first stop reason is "
-    "not kept: a reset replaces it (ImmediateReset), a RequestStopTransaction too (Remote)",
-)
 @pytest.mark.parametrize("then", ["reset", "remote stop"])
 def test_the_first_stop_reason_holds_while_ended_waits_for_the_meter(make, tm, then):
     st = make()

@@ -93,7 +93,14 @@ class Bay:
 
     def usable(self):
         e = self.evse
-        return e.available and not e.faults and not self.recovering
+        return (
+            e.available
+            and not e.faults
+            and not self.recovering
+            and self.stopping is None
+            and self.ending is None
+            and self.txs.may_start()
+        )
 
     def _permit(self):
         self.evse.permit(self.token is not None and not self.invalid)
@@ -189,6 +196,8 @@ class Bay:
             return
         now = self.txs.clock.now() if now is None else now
         if not final and not self._fresh():
+            if tx.get("why") is None:
+                tx["why"] = reason  # the first reason holds, whatever comes meanwhile
             self.ending = (trigger, reason, now, time.ticks_ms())  # see tick()
             return
         self._finish(trigger, reason, now)
@@ -211,6 +220,8 @@ class Bay:
         self.txs.forget(self)
         if not self.evse.plugged:
             self.drop_token()
+        elif self.token is not None:
+            self._pending["idToken"] = self.token  # it authorizes the next transaction too
         self.evse.touch()  # the listeners (availability, a scheduled reset) look again
 
     def post(self, kind, trigger, meter=None, reason=None, now=None):
@@ -386,6 +397,8 @@ class Bay:
     def _unplugged(self):
         # StopTxOnEVSideDisconnect is true (read-only): the session ends with the cable.
         self.drop_token()
+        if self.tx is None:
+            self._pending = {}  # an authorization that started nothing goes unreported
         self.end("EVCommunicationLost", "EVDisconnected")
 
     # -- power loss -------------------------------------------------------------------------
@@ -772,6 +785,8 @@ class Transactions:
             await asyncio.sleep_ms(100)
             waited += 100
         b.recovering = False
+        if b.tx is None:  # ended meanwhile (RequestStopTransaction)
+            return
         log.info(_TAG, "EVSE %d: transaction %s of the last boot ends" % (b.n, b.tx["id"]))
         b.tx["st"] = None
         b.end("AbnormalCondition", reason)
