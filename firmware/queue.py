@@ -18,6 +18,7 @@ payloads stay on flash and are read back when sent.
 """
 
 import asyncio
+import gc
 import json
 import os
 import time
@@ -77,6 +78,8 @@ class MessageQueue:
         self.compact_bytes = _COMPACT_BYTES
         self.unit_ms = 1000  # one second of MessageAttemptInterval (tests shorten it)
         self.pause_ms = _PAUSE_MS
+        self.heap_probe = False  # make bench: log the heap a backlog's delivery takes
+        self._heap = None  # [baseline, peak above it, messages] while a backlog is delivered
         self._live = []  # entries of the live messages, oldest first
         self._ram = {}  # seq -> A record bytes: not (yet) on flash, or posted mid-compaction
         self._next = 1  # sequence number of the next message
@@ -235,12 +238,16 @@ class MessageQueue:
             e = self._live[0]
             if e[_SEQ] != seq:
                 seq, attempts = e[_SEQ], 0
+            if self.heap_probe:
+                self._probe(True)
             m = self._load(None, e)
             if m is None:
                 log.error(_TAG, "%d unreadable: dropped" % seq)
                 self._remove(e)
                 continue
             action, payload = m[0], m[3]
+            if self.heap_probe:
+                self._probe()
             self._busy = seq
             t0 = self.ticks()
             try:
@@ -256,6 +263,8 @@ class MessageQueue:
                 await self._failed(e, action, attempts, err, time.ticks_diff(self.ticks(), t0))
                 continue
             self._busy = None
+            if self.heap_probe:
+                self._probe()
             if e[_LEN]:
                 self._remove(e)
             fn = self.on_reply.get(action)
@@ -264,6 +273,22 @@ class MessageQueue:
                     fn(payload, response)
                 except Exception as err:
                     log.exc(_TAG, "on_reply for %s failed" % action, err)
+            if self._heap is not None and not self._live:
+                h, self._heap = self._heap, None
+                log.info(_TAG, "delivered %d messages, heap peak +%d B" % (h[2], h[1]))
+
+    def _probe(self, start=False):
+        """The heap in use above where the delivery began, sampled once a message is loaded
+        and once it is answered, after a collection before each message (as the reports
+        block measures a report)."""
+        if start:
+            gc.collect()
+            if self._heap is None:
+                self._heap = [gc.mem_alloc(), 0, 0]
+            self._heap[2] += 1
+            return
+        h = self._heap
+        h[1] = max(h[1], gc.mem_alloc() - h[0])
 
     async def _failed(self, e, action, k, err, took_ms):
         """Failed transmission `k` of `e` (E13): wait I x k s and resend, or drop it at A."""

@@ -40,6 +40,8 @@
   copies) is not in it.
 """
 
+import json
+import os
 import re
 import sys
 import tempfile
@@ -195,11 +197,12 @@ def reset(sim):
     evse_where(sim, lambda e: e["cp"] == "A" and not e["faults"])
 
 
-def queue_flash_bytes_per_charging_hour(hours=10):
-    """Journal bytes per charging hour (see the module docstring for the method)."""
+def _session_events(h):
+    """The TransactionEvents of one-hour session number `h` with the default sampling, as the
+    station sends them: meterValue from firmware/meter_values.py with the default measurands
+    of firmware/variables.py, a 36-character transactionId, each checked against the official
+    TransactionEventRequest schema."""
     sys.path.insert(0, str(ROOT / "tests_host"))
-    import asyncio
-    import json
     import types
 
     import jsonschema
@@ -207,13 +210,10 @@ def queue_flash_bytes_per_charging_hour(hours=10):
     import mpcompat
 
     mpcompat.install()
-    import log
     import rfc3339
     from firmware.meter_values import sampled
-    from firmware.queue import MessageQueue
     from firmware.variables import VARIABLES
 
-    log.level = 2
     defaults = {d[0]: d[2] for d in VARIABLES}
     sd = "SampledDataCtrlr/"
     started_m, updated_m = (
@@ -234,11 +234,11 @@ def queue_flash_bytes_per_charging_hour(hours=10):
         reading.power_w = 11020.5
         return {"timestamp": rfc3339.format(t), "sampledValue": sampled(evse, measurands, context)}
 
-    def session(h):
-        t0 = t_start + h * 3600
-        tx = "%08x-%04x-4%03x-8%03x-%012x" % (h, h, h, h, h)
-        info = {"transactionId": tx, "chargingState": "Charging"}
-        yield {
+    t0 = t_start + h * 3600
+    tx = "%08x-%04x-4%03x-8%03x-%012x" % (h, h, h, h, h)
+    info = {"transactionId": tx, "chargingState": "Charging"}
+    out = [
+        {
             "eventType": "Started",
             "timestamp": rfc3339.format(t0),
             "triggerReason": "ChargingStateChanged",
@@ -248,10 +248,12 @@ def queue_flash_bytes_per_charging_hour(hours=10):
             "idToken": {"idToken": "04A2B3C4D5E680", "type": "ISO14443"},
             "meterValue": [meter(t0, started_m, "Transaction.Begin")],
         }
-        n = 3600 // every_s
-        for k in range(1, n):
-            t = t0 + k * every_s
-            yield {
+    ]
+    n = 3600 // every_s
+    for k in range(1, n):
+        t = t0 + k * every_s
+        out.append(
+            {
                 "eventType": "Updated",
                 "timestamp": rfc3339.format(t),
                 "triggerReason": "MeterValuePeriodic",
@@ -259,10 +261,12 @@ def queue_flash_bytes_per_charging_hour(hours=10):
                 "transactionInfo": {"transactionId": tx},
                 "meterValue": [meter(t, updated_m, "Sample.Periodic")],
             }
-        t_end = t0 + 3600
-        ends = [meter(t, ended_m, "Sample.Periodic") for t in range(t0, t_end, ended_s)]
-        ends.append(meter(t_end, ended_m, "Transaction.End"))
-        yield {
+        )
+    t_end = t0 + 3600
+    ends = [meter(t, ended_m, "Sample.Periodic") for t in range(t0, t_end, ended_s)]
+    ends.append(meter(t_end, ended_m, "Transaction.End"))
+    out.append(
+        {
             "eventType": "Ended",
             "timestamp": rfc3339.format(t_end),
             "triggerReason": "EVCommunicationLost",
@@ -274,6 +278,20 @@ def queue_flash_bytes_per_charging_hour(hours=10):
             },
             "meterValue": ends,
         }
+    )
+    for p in out:
+        check(p)
+    return out
+
+
+def queue_flash_bytes_per_charging_hour(hours=10):
+    """Journal bytes per charging hour (see the module docstring for the method)."""
+    import asyncio
+
+    import log
+    from firmware.queue import MessageQueue
+
+    log.level = 2
 
     class Csms:
         async def call(self, action, payload):
@@ -289,8 +307,7 @@ def queue_flash_bytes_per_charging_hour(hours=10):
         sender = asyncio.create_task(q.run())
         first = q.bytes_written  # the new journal's header
         for h in range(hours):
-            for payload in session(h):
-                check(payload)
+            for payload in _session_events(h):
                 q.post("TransactionEvent", payload, payload["transactionInfo"]["transactionId"])
                 while q.pending():
                     await asyncio.sleep(0)
@@ -304,6 +321,194 @@ def queue_flash_bytes_per_charging_hour(hours=10):
         return asyncio.run(drive(tmp + "/queue.jnl"))
 
 
+def flash_bytes_per_charging_hour(hours=3):
+    """Bytes the firmware writes to flash per charging hour with the default sampling: the
+    real transactions block (firmware/blocks/transactions.py) and message queue under CPython,
+    on a fake clock, a fake EVSE charging 11 kW for an hour per session, and a CSMS that
+    answers at once. Counted: the queue journal (bytes_written), the transaction document
+    rewritten with each event, and the TxEnded samples file."""
+    sys.path.insert(0, str(ROOT / "tests_host"))
+    import asyncio
+    import types
+
+    import mpcompat
+
+    mpcompat.install()
+    import log
+    import ocppj
+    from clock import Clock
+    from firmware.blocks import transactions as txmod
+    from firmware.device_model import DeviceModel
+    from firmware.queue import MessageQueue
+    from firmware.variables import declarations
+    from meter import Reading
+    from store import Store
+
+    log.level = 2
+    written = [0]
+
+    class Ticks:  # the module's `time`, on a clock the bench moves
+        ms = 0
+
+        @staticmethod
+        def ticks_ms():
+            return Ticks.ms
+
+        @staticmethod
+        def ticks_diff(a, b):
+            return a - b
+
+    class CountingStore(Store):
+        def save(self, name, doc):
+            written[0] += len(json.dumps(doc))
+            super().save(name, doc)
+
+    def counted(fn):
+        def wrapper(path, entries):
+            many = entries if isinstance(entries, list) else [entries]
+            written[0] += sum(len(json.dumps(e, separators=(",", ":"))) + 1 for e in many)
+            return fn(path, entries)
+
+        return wrapper
+
+    txmod.time = Ticks
+    txmod._append = counted(txmod._append)
+    txmod._rewrite = counted(txmod._rewrite)
+    unix0 = 1717243200
+
+    class Csms:
+        async def call(self, action, payload):
+            return {}
+
+    async def drive(tmp):
+        store = CountingStore(tmp)
+        hw = types.SimpleNamespace(phases=3, max_a=32, cable_a=None)
+        dm = DeviceModel(store, declarations([hw]))
+        link = types.SimpleNamespace(ready=asyncio.Event(), registration="Accepted")
+        link.ready.set()
+        q = MessageQueue(tmp + "/queue.jnl", Csms(), link, dm, ticks=Ticks.ticks_ms)
+        evse = types.SimpleNamespace(
+            id=1,
+            plugged=False,
+            energy_flowing=False,
+            ev_requesting=False,
+            offered_a=0,
+            faults=set(),
+            available=True,
+            permitted=False,
+            reading=None,
+            reading_ms=None,
+            cp="A",
+            on_change=[],
+        )
+        evse.permit = lambda on: setattr(evse, "permitted", on)
+        evse.touch = lambda: None
+        station = types.SimpleNamespace(
+            dm=dm,
+            store=store,
+            clock=Clock(lambda: unix0 + Ticks.ms // 1000),
+            queue=q,
+            router=ocppj.Router(),
+            connection=link,
+            evses=[evse],
+            boot_reason="PowerUp",
+            board=types.SimpleNamespace(urandom=os.urandom),
+            spawn=lambda c: c.close(),
+        )
+        station.authorization = types.SimpleNamespace(remember=lambda t, i: None)
+        txs = txmod.Transactions(station)
+        bay = txs.bays[0]
+        sender = asyncio.create_task(q.run())
+        first = q.bytes_written
+        energy = 1234567.8
+
+        def changed(**kw):
+            for k, v in kw.items():
+                setattr(evse, k, v)
+            for fn in evse.on_change:
+                fn(evse)
+
+        async def second():
+            nonlocal energy
+            Ticks.ms += 1000
+            if evse.energy_flowing:
+                energy += 11000 / 3600
+            evse.reading = Reading(round(energy, 1), 11000.0, (16.0,) * 3, (230.0,) * 3)
+            evse.reading_ms = Ticks.ms
+            txs._tick()
+            while q.pending():
+                await asyncio.sleep(0)
+
+        for _ in range(hours):
+            changed(plugged=True, cp="B")
+            await second()
+            bay.authorize(
+                {"idToken": "04A2B3C4D5E680", "type": "ISO14443"}, {"status": "Accepted"}
+            )
+            changed(cp="C", ev_requesting=True, offered_a=16, energy_flowing=True)
+            for _ in range(3600):
+                await second()
+            changed(cp="B", ev_requesting=False, energy_flowing=False)
+            changed(plugged=False, cp="A", offered_a=0)
+            for _ in range(3):
+                await second()
+            assert bay.tx is None
+        for _ in range(1000):  # let a compaction under way finish
+            await asyncio.sleep(0)
+        sender.cancel()
+        q.close()
+        return (q.bytes_written - first + written[0]) / hours
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return asyncio.run(drive(tmp))
+
+
+def delivery_peak_heap(csms, n=200):
+    """Peak GC heap above the start of the delivery while the virtual wallbox (compiled .mpy,
+    unix port, 64-bit) sends `n` TransactionEvents queued while it was off: the journal is
+    filled under CPython by the real MessageQueue with the payloads of one-hour sessions, then
+    the wallbox starts on it. Measured inside the firmware (firmware/queue.py, `heap_probe`),
+    the way full_inventory_peak_heap_bytes is, and read from its log."""
+    sys.path.insert(0, str(ROOT / "tests_host"))
+    import asyncio
+
+    import mpcompat
+
+    mpcompat.install()
+    from firmware.queue import MessageQueue
+
+    class Offline:
+        ready = asyncio.Event()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp) / "state"
+        state.mkdir()
+        q = MessageQueue(str(state / "queue.jnl"), None, Offline(), None)
+        events = [p for h in range(4) for p in _session_events(h)][:n]
+        for p in events:
+            q.post("TransactionEvent", p, p["transactionInfo"]["transactionId"])
+        q.close()
+        os.environ["WALLBOX_SIM_HEAP_PROBE"] = "1"
+        try:
+            sim = Sim(tmp, csms.url, sid="DQ", state_dir=state, code=ROOT / "build" / "mpy")
+        finally:
+            del os.environ["WALLBOX_SIM_HEAP_PROBE"]
+        try:
+            pattern = re.compile(r"delivered (\d+) messages, heap peak \+(\d+) B")
+            deadline = time.monotonic() + 120
+            while True:
+                m = pattern.search(sim.log())
+                if m:
+                    if int(m.group(1)) < n:
+                        raise SystemExit("delivered %s of %d" % (m.group(1), n))
+                    return int(m.group(2))
+                if time.monotonic() > deadline:
+                    raise SystemExit("no delivery heap figure in the wallbox's log")
+                time.sleep(0.2)
+        finally:
+            sim.close()
+
+
 def main():
     print("mpy_total_bytes: %d bytes" % mpy_total_bytes(), flush=True)
     csms = CsmsThread()
@@ -315,10 +520,14 @@ def main():
         print("loop_stall_max_ms: %d ms" % stall_ms, flush=True)
         peak = full_inventory_peak_heap(csms)
         print("full_inventory_peak_heap_bytes: %d bytes" % peak, flush=True)
+        peak = delivery_peak_heap(csms)
+        print("delivery_200_events_peak_heap_bytes: %d bytes" % peak, flush=True)
     finally:
         csms.stop()
     flash = queue_flash_bytes_per_charging_hour()
     print("queue_flash_bytes_per_charging_hour: %d bytes" % flash, flush=True)
+    flash = flash_bytes_per_charging_hour()
+    print("flash_bytes_per_charging_hour: %d bytes" % flash, flush=True)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,7 @@ class Board:
         from boards.sim.control import Control
 
         tasks = [Control(self, station).run()]
+        station.queue.heap_probe = bool(os.getenv("WALLBOX_SIM_HEAP_PROBE"))  # make bench
         if self._wdt:
             tasks.append(self._wdt.run())
         return tasks
