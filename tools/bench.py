@@ -38,6 +38,18 @@
   `bytes_written`: every A record (posted), D record (answered) and compaction write; the
   journal's first header is left out. What the file system adds (littlefs metadata and block
   copies) is not in it.
+- delivery_200_events_peak_heap_bytes: the peak GC heap above the start of the delivery while
+  the virtual wallbox (compiled .mpy) sends 200 TransactionEvents that were queued while it
+  was off (the journal filled beforehand with the payloads above). Measured inside the
+  firmware like full_inventory_peak_heap_bytes (firmware/queue.py `heap_probe`: a collection
+  before each message, samples once it is loaded and once it is answered).
+- flash_bytes_per_charging_hour: everything the firmware writes per charging hour with the
+  default sampling (TxUpdatedInterval 60 s, TxEndedInterval 300 s, AlignedDataCtrlr.Interval
+  900 s): the real transactions block and queue under CPython on a fake clock, three one-hour
+  11 kW sessions: the queue journal, the transaction document (rewritten with each event for
+  its seqNo) and the TxEnded samples file (appended every TxEndedInterval).
+- rsa2048_verify_ms, ecdsa_p256_verify_ms, sha256_mb_per_s: tools/bench_crypto.py, on the
+  MicroPython unix port (medians of 21 runs; SHA-256 over 1 MiB in 4 KiB pieces).
 """
 
 import json
@@ -51,6 +63,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tools import bench_crypto  # noqa: E402
 from tools.harness import CsmsThread, Sim  # noqa: E402
 
 GV = {
@@ -528,6 +541,7 @@ def main():
     print("queue_flash_bytes_per_charging_hour: %d bytes" % flash, flush=True)
     flash = flash_bytes_per_charging_hour()
     print("flash_bytes_per_charging_hour: %d bytes" % flash, flush=True)
+    bench_crypto.main()  # rsa2048_verify_ms, ecdsa_p256_verify_ms, sha256_mb_per_s
 
 
 if __name__ == "__main__":
