@@ -10,6 +10,7 @@ from clock import Clock
 from firmware.blocks.authorization import Authorization
 from firmware.blocks.availability import Availability
 from firmware.blocks.data_transfer import DataTransfer
+from firmware.blocks.firmware_update import FirmwareUpdate
 from firmware.blocks.local_list import LocalList
 from firmware.blocks.network_profile import NetworkProfile
 from firmware.blocks.provisioning import Provisioning
@@ -37,6 +38,7 @@ BLOCKS = (
     NetworkProfile,
     LocalList,
     Authorization,
+    FirmwareUpdate,
 )
 
 _BOOT = "boot"  # store document: {"count": boots so far, "reason": reason for the next boot}

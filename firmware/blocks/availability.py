@@ -31,6 +31,7 @@ class Availability:
         self.evses = station.evses
         self.wish = station.store.load(_STORE) or {}  # only Inoperative entries are stored
         self.reported = {}  # EVSE id -> the status the CSMS last heard
+        self.held = False  # every EVSE kept Unavailable for a while (firmware install); not saved
         self._wake = asyncio.Event()
         for e in self.evses:
             e.on_change.append(self._changed)
@@ -62,7 +63,15 @@ class Availability:
     def operative(self, e):
         """The CSMS wants this EVSE usable: station, EVSE and its connector all Operative."""
         w = self.wish
-        return not (w.get("0") or w.get(str(e.id)) or w.get("%d.1" % e.id))
+        return not (self.held or w.get("0") or w.get(str(e.id)) or w.get("%d.1" % e.id))
+
+    def hold(self, on):
+        """Make every EVSE Unavailable as soon as it is idle (on), or give them back to the
+        CSMS's wish (off). Not persisted: a reboot ends the hold."""
+        self.held = bool(on)
+        for e in self.evses:
+            self._apply(e)
+        self._wake.set()
 
     def status(self, e):
         if e.faults:

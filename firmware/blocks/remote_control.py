@@ -77,7 +77,15 @@ class RemoteControl:
             elif msg == "MeterValues":
                 for e in st.evses if evse_id is None else [self._evse(evse_id)]:
                     await self._meter_values(e)
-            else:  # Firmware/LogStatusNotification: nothing under way, so Idle, no requestId
+            elif msg == "FirmwareStatusNotification":
+                # The running update's last status with its requestId, else Idle without one.
+                fw = getattr(st, "firmware", None)
+                status, request_id = fw.status() if fw is not None else ("Idle", None)
+                payload = {"status": status}
+                if request_id is not None:
+                    payload["requestId"] = request_id
+                await st.session.call(msg, payload)
+            else:  # LogStatusNotification: no log upload exists, so Idle, no requestId
                 await st.session.call(msg, {"status": "Idle"})
         except (asyncio.TimeoutError, ocppj.CallError, ocppj.NotConnected) as e:
             log.warn(_TAG, "triggered %s: %r" % (msg, e))

@@ -1,0 +1,263 @@
+# httpc: a small asyncio HTTP/1.1 client that streams a GET response body (firmware downloads).
+# MIT licence. Ours because micropython-lib's uaiohttpclient has no TLS and no timeouts, and its
+# aiohttp client reads whole bodies into RAM and checks what the server sends with assert.
+#
+#   resp = await get(url, ssl_ctx=None, timeout_ms=30000, redirects=3)
+#   n = await resp.readinto(buf)     # 0 at the end of the body; raises on a short body
+#   resp.close()
+#
+# http:// and https:// (ssl_ctx: an ssl.SSLContext; None for https:// makes one that does not
+# check the server, see _default_ctx). The body may come with a Content-Length, chunked, or
+# until the server closes. Redirects (301, 302, 303, 307, 308) are followed up to `redirects`
+# times. Every network wait is bounded by timeout_ms; a slow server raises
+# asyncio.TimeoutError, a protocol violation or a status other than 200 HttpError, the network
+# OSError. Name resolution (getaddrinfo, inside open_connection) blocks the loop on
+# MicroPython: keep such downloads off the safety path's time budget (they are rare).
+
+import asyncio
+
+from micropython import const
+
+_MAX_LINE = const(1024)  # longest status or header line we accept
+_MAX_HEADERS = const(64)  # most header lines in one response head
+_REDIRECTS = (301, 302, 303, 307, 308)
+# Body framing, Response._mode.
+_LENGTH = const(0)  # Content-Length bytes; _left counts down
+_CHUNKED = const(1)  # chunked; _left = bytes left in the current chunk, -1 before the first
+_CLOSE = const(2)  # until the server closes the connection
+_DONE = const(3)  # the whole body was read
+
+
+class HttpError(Exception):
+    # status: the HTTP status of a response we cannot use, else None.
+    def __init__(self, msg, status=None):
+        super().__init__(msg)
+        self.status = status
+
+
+def parse_url(url):
+    # -> (tls, host, port, path); the path keeps its query.
+    i = url.find("://")
+    scheme = url[:i].lower() if i > 0 else ""
+    if scheme == "http":
+        tls, port = False, 80
+    elif scheme == "https":
+        tls, port = True, 443
+    else:
+        raise ValueError("url must start with http:// or https://")
+    rest = url[i + 3 :].split("#", 1)[0]
+    j = len(rest)
+    for sep in "/?":
+        k = rest.find(sep)
+        if 0 <= k < j:
+            j = k
+    netloc, path = rest[:j], rest[j:]
+    if not path or path[0] == "?":
+        path = "/" + path
+    netloc = netloc.rsplit("@", 1)[-1]  # credentials in the URL are not sent
+    if netloc[:1] == "[":
+        k = netloc.find("]")
+        host, tail = netloc[1:k], netloc[k + 1 :]
+    else:
+        k = netloc.find(":")
+        host, tail = (netloc, "") if k < 0 else (netloc[:k], netloc[k:])
+    if not host:
+        raise ValueError("no host in url")
+    if tail:
+        if tail[0] != ":" or not tail[1:] or tail[1:].strip("0123456789"):
+            raise ValueError("bad port")
+        port = int(tail[1:])
+    return tls, host, port, path
+
+
+def _default_ctx():
+    # A firmware file is trusted for its signature, not for the server it came from: without
+    # a context from the caller, https:// encrypts but does not authenticate the server.
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if hasattr(ctx, "check_hostname"):
+        ctx.check_hostname = False  # CPython: required before CERT_NONE
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _close(w):
+    s = getattr(w, "s", None)
+    if s is not None:
+        s.close()  # MicroPython: Stream.close() does nothing, the socket must be closed
+    else:
+        w.transport.abort()  # CPython
+
+
+class Response:
+    """A 200 response whose body is read with `readinto`. `length` is the Content-Length,
+    None when the server did not announce one."""
+
+    def __init__(self, r, w, mode, length, timeout_ms):
+        self._r = r
+        self._w = w
+        self._mode = mode
+        self._left = length if mode == _LENGTH else -1
+        self.length = length
+        self.status = 200
+        self._tmo = timeout_ms
+        self._into = hasattr(r, "readinto")  # MicroPython's StreamReader; CPython's has none
+
+    async def _read(self, buf, n):
+        # Up to n (> 0) bytes into buf; 0 at the server's end of stream.
+        if self._into:
+            mv = memoryview(buf)
+            return await asyncio.wait_for_ms(self._r.readinto(mv[:n]), self._tmo)
+        data = await asyncio.wait_for_ms(self._r.read(n), self._tmo)
+        buf[: len(data)] = data
+        return len(data)
+
+    async def _line(self):
+        return await _readline(self._r, self._tmo)
+
+    async def readinto(self, buf):
+        """Read the next body bytes into buf; their count, 0 at the end of the body."""
+        while True:
+            mode = self._mode
+            if mode == _DONE:
+                return 0
+            if mode == _CLOSE:
+                n = await self._read(buf, len(buf))
+                if not n:
+                    self._mode = _DONE
+                return n
+            if mode == _CHUNKED and self._left <= 0:
+                await self._next_chunk()
+                continue
+            if mode == _LENGTH and self._left == 0:
+                self._mode = _DONE
+                return 0
+            n = await self._read(buf, min(len(buf), self._left))
+            if not n:
+                raise HttpError("body ends %d bytes early" % self._left)
+            self._left -= n
+            return n
+
+    async def _next_chunk(self):
+        if self._left == 0:  # the CRLF after a chunk's data
+            if await self._line():
+                raise HttpError("bad chunk end")
+        line = (await self._line()).split(";", 1)[0].strip()
+        try:
+            size = int(line, 16)
+        except ValueError:
+            raise HttpError("bad chunk size") from None
+        if size < 0:
+            raise HttpError("bad chunk size")
+        if size == 0:
+            while await self._line():  # trailer fields, up to the blank line
+                pass
+            self._mode = _DONE
+        self._left = size
+
+    def close(self):
+        _close(self._w)
+
+
+async def _readline(r, timeout_ms):
+    # One CRLF- (or LF-) terminated line without its end, as str; HttpError at EOF.
+    line = await asyncio.wait_for_ms(r.readline(), timeout_ms)
+    if not line or line[-1:] != b"\n":
+        raise HttpError("connection closed in the response head")
+    if len(line) > _MAX_LINE:
+        raise HttpError("response line too long")
+    return line.rstrip(b"\r\n").decode()
+
+
+async def _open(tls, host, port, ssl_ctx):
+    if tls:
+        return await asyncio.open_connection(host, port, ssl=ssl_ctx, server_hostname=host)
+    return await asyncio.open_connection(host, port)
+
+
+async def _head(r, timeout_ms):
+    # -> (status, {lower-case name: value}) of the response head.
+    status_line = await _readline(r, timeout_ms)
+    parts = status_line.split(" ", 2)
+    code = parts[1] if len(parts) > 1 else ""
+    if not parts[0].startswith("HTTP/1.") or len(code) != 3 or code.strip("0123456789"):
+        raise HttpError("bad status line")
+    headers = {}
+    for _ in range(_MAX_HEADERS):
+        line = await _readline(r, timeout_ms)
+        if not line:
+            return int(code), headers
+        k = line.find(":")
+        if k <= 0:
+            raise HttpError("bad header line")
+        name = line[:k].strip().lower()
+        value = line[k + 1 :].strip()
+        if name in headers and name == "content-length" and headers[name] != value:
+            raise HttpError("conflicting Content-Length")
+        headers[name] = value
+    raise HttpError("too many header lines")
+
+
+def _request(host, port, tls, path):
+    default = 443 if tls else 80
+    hostport = host if port == default else "%s:%d" % (host, port)
+    if ":" in host:
+        hostport = "[%s]" % host if port == default else "[%s]:%d" % (host, port)
+    return (
+        "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: mpwallbox\r\n"
+        "Accept-Encoding: identity\r\nConnection: close\r\n\r\n" % (path, hostport)
+    ).encode()
+
+
+def _framing(headers):
+    # -> (mode, Content-Length or None)
+    te = headers.get("transfer-encoding")
+    if te is not None:
+        if te.lower() != "chunked":
+            raise HttpError("transfer encoding %s not supported" % te)
+        return _CHUNKED, None
+    cl = headers.get("content-length")
+    if cl is None:
+        return _CLOSE, None
+    if not cl or cl.strip("0123456789"):
+        raise HttpError("bad Content-Length")
+    return _LENGTH, int(cl)
+
+
+def _location(url, loc, tls, host, port):
+    if "://" in loc:
+        return loc
+    if not loc.startswith("/"):
+        raise HttpError("relative redirect not supported")
+    scheme = "https" if tls else "http"
+    if ":" in host:
+        host = "[%s]" % host
+    return "%s://%s:%d%s" % (scheme, host, port, loc)
+
+
+async def get(url, ssl_ctx=None, timeout_ms=30000, redirects=3):
+    """GET url; the Response of the 200 answer, its body still to be read."""
+    for _ in range(redirects + 1):
+        tls, host, port, path = parse_url(url)
+        ctx = (ssl_ctx or _default_ctx()) if tls else None
+        w = None
+        try:
+            r, w = await asyncio.wait_for_ms(_open(tls, host, port, ctx), timeout_ms)
+            # MicroPython's open_connection does not report a failed TCP connect: this does.
+            w.write(_request(host, port, tls, path))
+            await asyncio.wait_for_ms(w.drain(), timeout_ms)
+            status, headers = await _head(r, timeout_ms)
+            if status in _REDIRECTS and "location" in headers:
+                url = _location(url, headers["location"], tls, host, port)
+                _close(w)
+                continue
+            if status != 200:
+                raise HttpError("HTTP status %d" % status, status)
+            mode, length = _framing(headers)
+            return Response(r, w, mode, length, timeout_ms)
+        except BaseException:
+            if w is not None:
+                _close(w)
+            raise
+    raise HttpError("too many redirects")
