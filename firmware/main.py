@@ -9,6 +9,7 @@ import ocppj
 from clock import Clock
 from firmware.blocks.authorization import Authorization
 from firmware.blocks.availability import Availability
+from firmware.blocks.certificates import Certificates
 from firmware.blocks.data_transfer import DataTransfer
 from firmware.blocks.firmware_update import FirmwareUpdate
 from firmware.blocks.local_list import LocalList
@@ -35,6 +36,7 @@ BLOCKS = (
     Security,
     RemoteControl,
     DataTransfer,
+    Certificates,  # before NetworkProfile, whose profile 2/3 check asks it
     NetworkProfile,
     LocalList,
     Authorization,

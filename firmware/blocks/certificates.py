@@ -1,0 +1,515 @@
+# certificates: OCPP block A (use cases M03-M05), the CSMS and manufacturer root certificates:
+# InstallCertificate, GetInstalledCertificateIds, DeleteCertificate, kept on flash. MIT licence.
+#
+# For other blocks:
+#   station.certificates.roots(kind)    [x509.Cert] installed of kind CSMS or MANUFACTURER,
+#                                       in install order, read from flash at each call
+#   station.certificates.csms_ca_path() a PEM file with every installed CSMS root (for the TLS
+#                                       context), rewritten atomically on every change; None
+#                                       while there is none
+#   station.certificates.hash_data(cert)  its certificateHashData (SHA256)
+
+import binascii
+import os
+
+import log
+import sha2
+import steps
+import x509
+
+CSMS = "CSMSRootCertificate"
+MANUFACTURER = "ManufacturerRootCertificate"
+# The kinds kept here: (certificateType, file name prefix, board setting naming the factory
+# file installed at the first boot of a state directory).
+_KINDS = (
+    (CSMS, "csms", "csms_ca_file"),
+    (MANUFACTURER, "mfr", "manufacturer_root_file"),
+)
+
+_TAG = "certs"
+_DIR = "certs"  # in the state directory: one "<prefix>-<seq>.pem" per certificate
+_CA_FILE = "csms_ca.pem"  # in the state directory: all CSMS roots, for the TLS context
+_TMP = ".tmp"
+# Store document: {"v": 1, "factory": [certificateTypes whose factory file was installed]}.
+_STORE = "certificates"
+_VERSION = 1
+_ENTRIES = "SecurityCtrlr/CertificateEntries"
+_PROFILE = "SecurityCtrlr/SecurityProfile"
+_MAX_SERIAL_BITS = 160  # RFC 5280 §4.1.2.2: at most 20 octets (and 40 hex digits on the wire)
+_HASHES = {"SHA256": "sha256", "SHA384": "sha384", "SHA512": "sha512"}
+
+ACCEPTED = "Accepted"
+REJECTED = "Rejected"
+FAILED = "Failed"
+NOT_FOUND = "NotFound"
+# statusInfo.reasonCode of the answers. Ours: the spec predefines none for these messages.
+INVALID_FORMAT = "InvalidFormat"  # not exactly one PEM certificate that parses
+NOT_SUPPORTED = "NotSupported"  # V2G and MO roots: no ISO 15118 here
+NOT_CA = "NotCA"  # basicConstraints cA false or absent, or key usage without keyCertSign
+NOT_SELF_SIGNED = "NotSelfSigned"  # issuer is not the subject: not a root
+UNSUPPORTED_KEY = "UnsupportedKey"  # key x509.py cannot use (RSA < 2048 bits, other curves)
+INVALID_CERT = "InvalidCertificate"  # serial out of range, unknown critical extension
+EXPIRED = "Expired"  # notAfter before the station's clock
+NOT_YET_VALID = "NotYetValid"  # notBefore after the station's clock
+INVALID_SIGNATURE = "InvalidSignature"  # the self-signature does not verify
+STORAGE_FULL = "StorageFull"  # CertificateEntries at its maxLimit
+WRITE_FAILED = "WriteFailed"  # flash refused the file
+LAST_CSMS_ROOT = "LastCsmsRoot"  # the only CSMS root while SecurityProfile >= 2 (AQ-1)
+OWN_CERTIFICATE = "OwnCertificate"  # the station's client certificate (M04.FR.06)
+
+
+def _answer(status, reason=None, info=None):
+    if reason is None:
+        return {"status": status}
+    si = {"reasonCode": reason}
+    if info:
+        si["additionalInfo"] = info[:512]
+    return {"status": status, "statusInfo": si}
+
+
+def _hex(b):
+    return binascii.hexlify(b).decode()
+
+
+def _digest(alg, data):
+    return _hex(sha2.new(_HASHES[alg], data).digest())
+
+
+def _hash_data(cert, issuer_key_bits, alg="SHA256"):
+    """certificateHashData (§2.9, as OCSP's CertID): hashes of cert's DER issuer Name and of
+    the issuer's public key BIT STRING contents, the serial in lower-case hex, no leading
+    zeros."""
+    return {
+        "hashAlgorithm": alg,
+        "issuerNameHash": _digest(alg, cert.issuer_der),
+        "issuerKeyHash": _digest(alg, issuer_key_bits),
+        "serialNumber": "%x" % cert.serial,
+    }
+
+
+def _same(a, b):
+    """Two certificateHashData name the same certificate: compared case-insensitively
+    (M04.FR.07), the serial also regardless of leading zeros."""
+    return (
+        a["issuerNameHash"].lower() == b["issuerNameHash"].lower()
+        and a["issuerKeyHash"].lower() == b["issuerKeyHash"].lower()
+        and a["serialNumber"].lower().lstrip("0") == b["serialNumber"].lower().lstrip("0")
+    )
+
+
+def _problem(cert, now):
+    """None when cert can be a trusted root at Unix time `now` (None: any time), else
+    (reasonCode, why). The self-signature is checked apart: it takes long on a board."""
+    if cert.serial < 0 or len(bin(cert.serial)) - 2 > _MAX_SERIAL_BITS:
+        return INVALID_CERT, "serial number out of range"
+    if not cert.ca:
+        return NOT_CA, "basicConstraints cA is not true"
+    if cert.key_usage is not None and not cert.key_usage & x509.KU_KEY_CERT_SIGN:
+        return NOT_CA, "key usage excludes certificate signing"
+    if cert.issuer_der != cert.subject_der:
+        return NOT_SELF_SIGNED, "issuer differs from subject"
+    if cert.public_key is None:
+        return UNSUPPORTED_KEY, "public key %s not supported" % cert.key_alg
+    if cert.unknown_critical:
+        return INVALID_CERT, "unknown critical extension %s" % cert.unknown_critical[0]
+    if now is not None and now < cert.not_before:
+        return NOT_YET_VALID, "valid from %d, now %d" % (cert.not_before, now)
+    if now is not None and now > cert.not_after:
+        return EXPIRED, "valid until %d, now %d" % (cert.not_after, now)
+    return None
+
+
+def _one(pem):
+    """The one certificate of a PEM text; CertError when there is none or more."""
+    certs = x509.load_pem(pem)
+    if len(certs) != 1:
+        raise x509.CertError("PEM: %d certificates, one expected" % len(certs))
+    return certs[0]
+
+
+def _pem(der):
+    b64 = binascii.b2a_base64(der).decode().strip()
+    lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
+    text = "-----BEGIN CERTIFICATE-----\n%s\n-----END CERTIFICATE-----\n" % "\n".join(lines)
+    return text.encode()
+
+
+def _name(cert):
+    return ",".join("%s=%s" % a for a in cert.subject)
+
+
+def _read(path):
+    with open(path, "rb") as f:  # bytes: whatever is on flash, load_pem judges it
+        return f.read()
+
+
+def _write(path, text):
+    """Replace `path` atomically: a power loss leaves the old or the new file, never half."""
+    try:
+        with open(path + _TMP, "wb") as f:
+            f.write(text)
+        os.rename(path + _TMP, path)
+    except OSError:
+        _remove(path + _TMP)
+        raise
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+class Certificates:
+    """The root certificates the station trusts: CSMS roots for the TLS connection,
+    manufacturer roots for signed firmware.
+
+    Each is a file `certs/<prefix>-<seq>.pem` in the state directory, written atomically;
+    `seq` grows with every install, so the files sort in install order. RAM holds one entry per
+    certificate: (certificateType, seq, SHA-256 of the DER, certificateHashData); the
+    certificates themselves are read from flash when asked for. A file that does not read as a
+    root is logged and ignored, never trusted.
+
+    Only self-signed CA certificates are installed (an intermediate CA's issuerKeyHash would
+    need a key the station does not have). V2G and MO roots are Rejected: no ISO 15118 here.
+
+    Factory roots: at boot, the PEM files named by the board settings csms_ca_file and
+    manufacturer_root_file are installed for their kind until one install of that kind
+    succeeds, once per state directory: roots the CSMS deleted later stay deleted. Their
+    validity times are not checked then (a board without RTC does not know the date before it
+    talks to the CSMS; the TLS handshake and verify_chain check them in use).
+    """
+
+    def __init__(self, station):
+        self.station = station
+        self.dm = station.dm
+        station.certificates = self
+        root = station.store.root
+        self._dir = root + "/" + _DIR
+        self._ca_path = root + "/" + _CA_FILE
+        self._ca_ok = False  # the CA file holds exactly the installed CSMS roots
+        self.capacity = self.dm.decl(_ENTRIES)[3][2]  # maxLimit of CertificateEntries
+        try:
+            os.mkdir(self._dir)
+        except OSError:
+            pass  # exists already
+        self.entries = []
+        self._seq = 0  # highest file number seen
+        self._load()
+        self._factory(station.board.settings)
+        self._write_ca(self.entries)
+        self.dm.provide(_ENTRIES, lambda: str(len(self.entries)))
+        r = station.router
+        r.on("InstallCertificate", self.on_install_certificate)
+        r.on("GetInstalledCertificateIds", self.on_get_installed_certificate_ids)
+        r.on("DeleteCertificate", self.on_delete_certificate)
+
+    # -- for other blocks -------------------------------------------------------------------
+
+    def roots(self, kind):
+        """The installed certificates of `kind` (CSMS or MANUFACTURER), in install order.
+        Expired ones too: checking the validity at use is the user's business."""
+        out = []
+        for e in self.entries:
+            if e[0] == kind:
+                cert = self._cert(e)
+                if cert is not None:
+                    out.append(cert)
+        return out
+
+    def csms_ca_path(self):
+        """Path of the PEM file holding every installed CSMS root, or None while there is none
+        (or the file could not be written)."""
+        return self._ca_path if self._ca_ok else None
+
+    def hash_data(self, cert, alg="SHA256"):
+        """cert's certificateHashData: the issuer is cert itself when self-issued, else an
+        installed root whose subject is cert's issuer and whose key signed it. CertError when
+        there is no such issuer."""
+        if cert.issuer_der == cert.subject_der:
+            return _hash_data(cert, cert.public_key_bits, alg)
+        for kind, _, _ in _KINDS:
+            for ca in self.roots(kind):
+                if ca.subject_der == cert.issuer_der:
+                    try:
+                        cert.verify_signed_by(ca)
+                    except x509.CertError:
+                        continue
+                    return _hash_data(cert, ca.public_key_bits, alg)
+        raise x509.CertError("issuer not installed")
+
+    # -- InstallCertificate (M05) -----------------------------------------------------------
+
+    async def on_install_certificate(self, req):
+        kind = req["certificateType"]
+        if self._prefix(kind) is None:
+            return _answer(REJECTED, NOT_SUPPORTED, "%s: no ISO 15118 here" % kind)
+        try:
+            cert = _one(req["certificate"])
+        except x509.CertError as e:
+            return _answer(REJECTED, INVALID_FORMAT, str(e))
+        why = _problem(cert, self.station.clock.now())
+        if why is None:
+            try:
+                await steps.run_async(cert.signed_by_steps(cert))
+            except x509.CertError as e:
+                why = INVALID_SIGNATURE, str(e)
+        if why is not None:
+            log.warn(_TAG, "%s %s rejected: %s (%s)" % (kind, _name(cert), why[0], why[1]))
+            return _answer(REJECTED, why[0], why[1])
+        return self._install(kind, cert)
+
+    def _install(self, kind, cert):
+        """Store a checked root; the InstallCertificateResponse."""
+        fp = sha2.new("sha256", cert.der).digest()
+        for e in self.entries:
+            if e[0] == kind and e[2] == fp:
+                log.info(_TAG, "%s %s installed already" % (kind, _name(cert)))
+                return _answer(ACCEPTED)
+        if len(self.entries) >= self.capacity:
+            log.warn(_TAG, "no room for %s %s" % (kind, _name(cert)))
+            return _answer(FAILED, STORAGE_FULL, "%d certificates installed" % self.capacity)
+        seq = self._seq + 1
+        entry = (kind, seq, fp, _hash_data(cert, cert.public_key_bits))
+        path = self._path(entry)
+        try:
+            _write(path, _pem(cert.der))
+        except OSError as e:
+            log.error(_TAG, "writing %s: %r" % (path, e))
+            return _answer(FAILED, WRITE_FAILED)
+        entries = self.entries + [entry]
+        if kind == CSMS and not self._write_ca(entries):
+            _remove(path)
+            self._write_ca(self.entries)
+            return _answer(FAILED, WRITE_FAILED)
+        self._seq = seq
+        self.entries = entries
+        log.info(_TAG, "installed %s %d: %s" % (kind, seq, _name(cert)))
+        return _answer(ACCEPTED)
+
+    # -- GetInstalledCertificateIds (M03) ---------------------------------------------------
+
+    def on_get_installed_certificate_ids(self, req):
+        kinds = req.get("certificateType")  # absent: all
+        chain = []
+        for e in self.entries:
+            if kinds is None or e[0] in kinds:
+                chain.append({"certificateType": e[0], "certificateHashData": dict(e[3])})
+        if not chain:
+            return _answer(NOT_FOUND)
+        return {"status": ACCEPTED, "certificateHashDataChain": chain}
+
+    # -- DeleteCertificate (M04) ------------------------------------------------------------
+
+    def on_delete_certificate(self, req):
+        want = req["certificateHashData"]
+        alg = want["hashAlgorithm"]
+        victims = [e for e in self.entries if self._matches(e, want, alg)]
+        if not victims:
+            if self._own_certificate(want, alg):
+                return _answer(FAILED, OWN_CERTIFICATE)
+            return _answer(NOT_FOUND)
+        csms_left = [e for e in self.entries if e[0] == CSMS and e not in victims]
+        if not csms_left and any(e[0] == CSMS for e in victims) and self.dm.get_int(_PROFILE) >= 2:
+            return _answer(FAILED, LAST_CSMS_ROOT, "the connection needs a CSMS root")
+        if not self._delete(victims):
+            return _answer(FAILED, WRITE_FAILED)
+        return _answer(ACCEPTED)
+
+    def _matches(self, e, want, alg):
+        if alg == "SHA256":
+            return _same(e[3], want)
+        cert = self._cert(e)  # other algorithms: computed when asked for
+        return cert is not None and _same(_hash_data(cert, cert.public_key_bits, alg), want)
+
+    def _delete(self, victims):
+        """Remove `victims` from flash: the CA file first, so a root the CSMS deleted is never
+        trusted again, whatever fails after. False when something stays."""
+        if any(e[0] == CSMS for e in victims):
+            if not self._write_ca([e for e in self.entries if e not in victims]):
+                return False
+        stuck = []
+        for e in victims:
+            path = self._path(e)
+            try:
+                os.remove(path)
+            except OSError as err:
+                if _exists(path):
+                    log.error(_TAG, "removing %s: %r" % (path, err))
+                    stuck.append(e)
+            if e not in stuck:
+                log.info(_TAG, "deleted %s %d" % (e[0], e[1]))
+        self.entries = [e for e in self.entries if e not in victims or e in stuck]
+        if stuck:
+            self._write_ca(self.entries)
+        return not stuck
+
+    def _own_certificate(self, want, alg):
+        """The station's client certificate (board setting client_cert_file, the leaf first,
+        maybe with its chain) matches `want`. When its issuer is in neither, the issuer's name
+        and the serial decide."""
+        path = self.station.board.settings.get("client_cert_file")
+        if not path:
+            return False
+        try:
+            certs = x509.load_pem(_read(path))
+        except (OSError, x509.CertError):
+            return False
+        leaf = certs[0]
+        keys = [c.public_key_bits for c in certs[1:] if c.subject_der == leaf.issuer_der]
+        have = _hash_data(leaf, keys[0] if keys else b"", alg)
+        if not keys:
+            have["issuerKeyHash"] = want["issuerKeyHash"]  # unknown here: name and serial decide
+        return _same(have, want)
+
+    # -- flash ------------------------------------------------------------------------------
+
+    def _prefix(self, kind):
+        for k, prefix, _ in _KINDS:
+            if k == kind:
+                return prefix
+        return None
+
+    def _path(self, e):
+        return "%s/%s-%d.pem" % (self._dir, self._prefix(e[0]), e[1])
+
+    def _cert(self, e):
+        """The certificate of entry `e` from flash; None (logged) when it no longer reads."""
+        path = self._path(e)
+        try:
+            return _one(_read(path))
+        except (OSError, x509.CertError) as err:
+            log.error(_TAG, "%s unreadable: %r" % (path, err))
+            return None
+
+    def _load(self):
+        entries = []
+        found = []  # (seq, kind) of every certificate file, to be read in install order
+        for name in os.listdir(self._dir):
+            path = self._dir + "/" + name
+            if name.endswith(_TMP):
+                _remove(path)  # an interrupted write
+                continue
+            kind, seq = self._parse_name(name)
+            if kind is None:
+                log.warn(_TAG, "%s: not a certificate file, ignored" % path)
+                continue
+            self._seq = max(self._seq, seq)
+            found.append((seq, kind))
+        found.sort()
+        entries = []
+        for seq, kind in found:
+            path = self._path((kind, seq))
+            try:
+                cert = _one(_read(path))
+            except (OSError, x509.CertError) as e:
+                log.error(_TAG, "%s unreadable, ignored: %r" % (path, e))
+                continue
+            why = _problem(cert, None)
+            if why is not None:
+                log.error(_TAG, "%s ignored: %s" % (path, why[1]))
+                continue
+            fp = sha2.new("sha256", cert.der).digest()
+            if any(e[0] == kind and e[2] == fp for e in entries):
+                log.warn(_TAG, "%s ignored: the same certificate twice" % path)
+                continue
+            entries.append((kind, seq, fp, _hash_data(cert, cert.public_key_bits)))
+        self.entries = entries
+
+    def _parse_name(self, name):
+        """(certificateType, seq) of a file name "<prefix>-<seq>.pem", or (None, None)."""
+        stem, dash, seq = name[:-4].partition("-")
+        if name.endswith(".pem") and dash and seq.isdigit():
+            for kind, prefix, _ in _KINDS:
+                if prefix == stem:
+                    return kind, int(seq)
+        return None, None
+
+    def _write_ca(self, entries):
+        """Make the CA file hold exactly the CSMS roots of `entries` (none: no file); written
+        only when it differs. False when flash refused."""
+        texts = []
+        for e in entries:
+            if e[0] == CSMS:
+                try:
+                    texts.append(_read(self._path(e)))
+                except OSError as err:
+                    log.error(_TAG, "%s unreadable: %r" % (self._path(e), err))
+        text = b"".join(texts)
+        try:
+            if not text:
+                self._ca_ok = False
+                if _exists(self._ca_path):
+                    os.remove(self._ca_path)
+                return True
+            if not _exists(self._ca_path) or _read(self._ca_path) != text:
+                _write(self._ca_path, text)
+            self._ca_ok = True
+            return True
+        except OSError as err:
+            log.error(_TAG, "writing %s: %r" % (self._ca_path, err))
+            self._ca_ok = False
+            return False
+
+    # -- factory roots ----------------------------------------------------------------------
+
+    def _factory(self, settings):
+        done = self._factory_done()
+        changed = False
+        for kind, _, key in _KINDS:
+            path = settings.get(key)
+            if kind in done or not path:
+                continue
+            if self._install_file(kind, path):
+                done.append(kind)
+                changed = True
+        if changed:
+            self.station.store.save(_STORE, {"v": _VERSION, "factory": done})
+
+    def _factory_done(self):
+        doc = self.station.store.load(_STORE)
+        if doc is None:
+            return []
+        try:
+            if doc["v"] != _VERSION:
+                raise ValueError("version %r" % doc["v"])
+            return [k for k in doc["factory"] if type(k) is str]
+        except (KeyError, TypeError, ValueError) as e:
+            log.error(_TAG, "stored state unusable, factory roots again: %r" % e)
+            return []
+
+    def _install_file(self, kind, path):
+        """Install every root of the PEM file `path` as `kind`; True when one was."""
+        try:
+            certs = x509.load_pem(_read(path))
+        except (OSError, x509.CertError) as e:
+            log.error(_TAG, "factory %s %s skipped: %r" % (kind, path, e))
+            return False
+        now = self.station.clock.now()
+        ok = False
+        for cert in certs:
+            why = _problem(cert, None)
+            if why is None:
+                try:
+                    cert.verify_signed_by(cert)  # at boot: no task to keep running yet
+                except x509.CertError as e:
+                    why = INVALID_SIGNATURE, str(e)
+            if why is not None:
+                log.error(
+                    _TAG, "factory %s %s: %s skipped: %s" % (kind, path, _name(cert), why[1])
+                )
+                continue
+            if not cert.valid_at(now):
+                log.warn(_TAG, "factory %s %s not valid at the clock's %d" % (kind, path, now))
+            if self._install(kind, cert)["status"] == ACCEPTED:
+                ok = True
+        return ok
