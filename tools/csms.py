@@ -19,6 +19,7 @@ import hmac
 import inspect
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -41,6 +42,7 @@ __all__ = [
     "Attempt",
     "CallErrorReply",
     "Console",
+    "FileServer",
     "ConsoleError",
     "Csms",
     "DEFAULT_HANDLERS",
@@ -487,6 +489,87 @@ DEFAULT_HANDLERS = {
 }
 
 
+# ---- files over HTTP (firmware downloads) ---------------------------------------------------
+
+
+class FileServer:
+    """Serves the files of one folder with HTTP/1.1 GET on 127.0.0.1 (asyncio, no framework).
+
+    For tests: ``truncate[name] = n`` announces the full Content-Length but sends only n body
+    bytes, then closes; ``chunked = True`` sends bodies with chunked transfer encoding;
+    ``requests`` lists the paths asked for.
+    """
+
+    def __init__(self, directory, host="127.0.0.1", port=0, log=None):
+        self.directory = os.path.realpath(directory)
+        self.host = host
+        self.port = port
+        self.log = log
+        self.truncate = {}
+        self.chunked = False
+        self.requests = []
+        self._server = None
+
+    def url(self, name):
+        return f"http://{self.host}:{self.port}/{urllib.parse.quote(name)}"
+
+    async def start(self):
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self):
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _serve(self, reader, writer):
+        try:
+            line = await asyncio.wait_for(reader.readline(), 10)
+            while (await asyncio.wait_for(reader.readline(), 10)) not in (b"\r\n", b"\n", b""):
+                pass
+            parts = line.decode("latin-1").split()
+            path = urllib.parse.unquote(parts[1]) if len(parts) >= 2 else "/"
+            self.requests.append(path)
+            name = path.lstrip("/")
+            file = os.path.realpath(os.path.join(self.directory, name))
+            ok = parts[:1] == ["GET"] and file.startswith(self.directory + os.sep)
+            if not ok or not os.path.isfile(file):
+                body = b"not found\n"
+                head = f"HTTP/1.1 404 Not Found\r\nContent-Length: {len(body)}\r\n"
+                writer.write(head.encode() + b"Connection: close\r\n\r\n" + body)
+                self._note(f"GET {path} -> 404")
+                return
+            with open(file, "rb") as f:
+                data = f.read()
+            cut = self.truncate.get(name)
+            if self.chunked:
+                head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+            else:
+                head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(data)}\r\n"
+            writer.write(head.encode() + b"Connection: close\r\n\r\n")
+            body = data if cut is None else data[:cut]
+            if self.chunked:
+                for i in range(0, len(body), 1000):
+                    piece = body[i : i + 1000]
+                    writer.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
+                if cut is None:
+                    writer.write(b"0\r\n\r\n")
+            else:
+                writer.write(body)
+            await writer.drain()
+            note = "" if cut is None else f" (cut after {cut} bytes)"
+            self._note(f"GET {path} -> 200, {len(data)} bytes{note}")
+        except (OSError, asyncio.TimeoutError, IndexError):
+            pass
+        finally:
+            writer.close()
+
+    def _note(self, text):
+        if self.log is not None:
+            self.log(text)
+
+
 # ---- the server -------------------------------------------------------------------------
 
 
@@ -504,7 +587,9 @@ class Csms:
     station's keep-alive is on the wire.
     """
 
-    def __init__(self, host="127.0.0.1", port=0, log=None, passwords=None, *, ping_interval=None):
+    def __init__(
+        self, host="127.0.0.1", port=0, log=None, passwords=None, *, ping_interval=None, serve=None
+    ):
         self.host = host
         self.port = port
         self.log = log
@@ -519,6 +604,9 @@ class Csms:
         self._refusing = False
         self._server = None
         self._changed = asyncio.Event()
+        #: the FileServer of the folder ``serve`` (firmware downloads), None without one
+        self.files = None
+        self._serve_dir = serve
 
     async def __aenter__(self):
         await self.start()
@@ -558,8 +646,41 @@ class Csms:
             logger=LOGGER,
         )
         self.port = self._server.sockets[0].getsockname()[1]
+        if self._serve_dir is not None and self.files is None:
+            self.files = FileServer(self._serve_dir, self.host, log=lambda t: self._log("http", t))
+            await self.files.start()
+            self._log("*", f"serving {self._serve_dir} on http://{self.host}:{self.files.port}/")
+
+    def update_request(self, name, request_id, retries=None, retry_interval=None, **firmware):
+        """An UpdateFirmware payload for the served file ``name``, signed by name.sig with the
+        certificate name.pem beside it; ``firmware`` adds or overrides fields of "firmware"
+        (retrieveDateTime defaults to now; a None value leaves the field out)."""
+        if self.files is None:
+            raise ConsoleError("no folder served (start the CSMS with --serve DIR)")
+        base = os.path.join(self.files.directory, name)
+        fw = {"location": self.files.url(name), "retrieveDateTime": self.clock()}
+        for field, suffix in (("signature", ".sig"), ("signingCertificate", ".pem")):
+            if os.path.exists(base + suffix):
+                with open(base + suffix) as f:
+                    fw[field] = f.read().strip() + ("\n" if suffix == ".pem" else "")
+        fw.update(firmware)
+        fw = {k: v for k, v in fw.items() if v is not None}
+        payload = {"requestId": request_id, "firmware": fw}
+        if retries is not None:
+            payload["retries"] = retries
+        if retry_interval is not None:
+            payload["retryInterval"] = retry_interval
+        return payload
+
+    async def send_update(self, station, name, request_id=1, timeout=30.0, **kw):
+        """Send UpdateFirmware for the served file ``name`` (see update_request); the answer."""
+        payload = self.update_request(name, request_id, **kw)
+        return await station.call("UpdateFirmware", payload, timeout=timeout)
 
     async def stop(self):
+        if self.files is not None:
+            await self.files.stop()
+            self.files = None
         if self._server is None:
             return
         self._server.close()
@@ -673,6 +794,9 @@ commands (prefix any station command with @ID when several stations are connecte
                                          TriggerMessage
   start <idToken>[:<type>] [evseId]      RequestStartTransaction (type Central by default)
   stop <transactionId>                   RequestStopTransaction
+  update <file> [retries [retryInterval]]
+                                         UpdateFirmware for a file of the --serve folder,
+                                         with <file>.sig (base64) and <file>.pem beside it
   raw <text>                             put text on the wire as is
   close [code]                           close the WebSocket from the server side
   refuse on|off                          refuse new connections with HTTP 503
@@ -734,6 +858,7 @@ class Console:
         self.timeout = timeout
         self.finished = False
         self.remote_start_id = 0
+        self.update_id = 0
 
     def parse(self, line):
         line = line.strip()
@@ -830,6 +955,14 @@ class Console:
         if len(args) != 1:
             raise ConsoleError("usage: stop <transactionId>")
         return "RequestStopTransaction", {"transactionId": args[0]}
+
+    def _shortcut_update(self, args, rest):
+        if not 1 <= len(args) <= 3 or not all(a.isdigit() for a in args[1:]):
+            raise ConsoleError("usage: update <file> [retries [retryInterval]]")
+        self.update_id += 1
+        nums = [int(a) for a in args[1:]] + [None, None]
+        payload = self.csms.update_request(args[0], self.update_id, nums[0], nums[1])
+        return "UpdateFirmware", payload
 
     def _station(self, station_id):
         if station_id is not None:
@@ -934,7 +1067,7 @@ async def _run(args):
         print(line, flush=True)
 
     passwords = dict(args.password) if args.password else None
-    csms = Csms(args.host, args.port, log=out, passwords=passwords)
+    csms = Csms(args.host, args.port, log=out, passwords=passwords, serve=args.serve)
     await csms.start()
     auth = f", Basic auth for {', '.join(passwords)}" if passwords else ""
     out(f"CSMS listening on {csms.url}/<stationId> (subprotocol {SUBPROTOCOL}{auth})")
@@ -964,6 +1097,9 @@ def main(argv=None):
         type=_password,
         metavar="ID=PW",
         help="require HTTP Basic auth; repeat for each station",
+    )
+    parser.add_argument(
+        "--serve", metavar="DIR", help="serve DIR over HTTP (firmware files for `update`)"
     )
     args = parser.parse_args(argv)
     try:
