@@ -67,3 +67,9 @@ flash: $(STAMP) ## erase, write stock MicroPython: PORT=... FIRMWARE=image.bin (
 
 freeze: $(STAMP) ## build/freeze/BOARD/manifest.py for a custom image: BOARD=...
 	$(PY) tools/deploy.py freeze $(BOARD)
+
+# Signed updates (tools/ota.py): development certificates, bundles, signatures.
+.PHONY: ota
+
+ota: $(STAMP) ## update the virtual wallbox to the next version over the air, printing each step
+	$(PY) tools/ota.py demo
