@@ -8,7 +8,7 @@ MPYDIR  := build/mpy
 SOURCES := $(shell find firmware lib boards -name '*.py' 2>/dev/null | sort)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-unit test-e2e compile schema bench lint format clean
+.PHONY: help setup run test test-unit test-e2e compile schema bench soak lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t14
@@ -43,6 +43,9 @@ schema: $(STAMP) ## regenerate lib/ocpp_schema.py from the official OCPP 2.0.1 s
 
 bench: $(STAMP) compile ## print size, memory and speed figures
 	$(PY) tools/bench.py
+
+soak: $(STAMP) ## sessions with random outages and power losses: MINUTES=10 [SEED=n]
+	$(PY) tools/soak.py --minutes $(or $(MINUTES),10) $(if $(SEED),--seed $(SEED))
 
 lint: $(STAMP) ## ruff check and format check
 	$(VENV)/bin/ruff check .
