@@ -7,6 +7,7 @@ import os
 import log
 import ws
 from firmware import network
+from firmware.blocks.certificates import CSMS as CSMS_ROOT
 
 ACCEPTED = "Accepted"
 REJECTED = "Rejected"
@@ -51,8 +52,8 @@ class NetworkProfile:
             return NO_DOWNGRADE
         if sp not in (1, 2, 3):
             return INVALID_CONF
-        if sp >= 2 and not _exists(self.settings.get("csms_ca_file")):
-            return NO_CERTIFICATE
+        if sp >= 2 and not self.station.certificates.roots(CSMS_ROOT):
+            return NO_CERTIFICATE  # an installed CSMS root, the one TLS will trust
         if sp == 3 and not (
             _exists(self.settings.get("client_cert_file"))
             and _exists(self.settings.get("client_key_file"))
