@@ -3,16 +3,22 @@ profile, persistence, the B10 rotation through the slots (also inside Connection
 fake connect and a fake clock), and every answer of SetNetworkProfile."""
 
 import asyncio
+import datetime
 import io
 
 import pytest
+from cryptography import x509 as cx
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from ocpp.messages import CallResult, _validate_payload
 
 import log
 import ocppj
 import schema
+from clock import Clock
 from firmware import connection as connection_mod
 from firmware import network
+from firmware.blocks.certificates import Certificates
 from firmware.blocks.network_profile import NetworkProfile
 from firmware.connection import Connection
 from firmware.device_model import DeviceModel
@@ -404,6 +410,8 @@ class BlockStation:
         self.board = FakeBoard(s if s is not None else settings(security_profile=sp))
         self.connection = type("C", (), {})()
         self.connection.profiles = NetworkProfiles(self.store, self.dm, self.board.settings)
+        self.clock = Clock(lambda: 1795285000)
+        Certificates(self)  # installs the board's csms_ca_file as the CSMS root, if valid
 
 
 def answer(station, slot, data):
@@ -424,9 +432,29 @@ def pki(tmp_path):
     files = {}
     for name in ("ca", "cert", "key"):
         p = tmp_path / (name + ".pem")
-        p.write_text("-----BEGIN X-----\n")
+        p.write_text(_ca_pem() if name == "ca" else "-----BEGIN X-----\n")
         files[name] = str(p)
     return files
+
+
+def _ca_pem():
+    """A self-signed CA certificate: what the certificates block installs as CSMS root."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = cx.Name([cx.NameAttribute(cx.oid.NameOID.COMMON_NAME, "CSMS Root")])
+    day = datetime.timedelta(days=1)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        cx.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - day)
+        .not_valid_after(now + day)
+        .add_extension(cx.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def test_accepted_profile_is_stored_and_the_security_event_logged(tmp_path, logged):
