@@ -20,6 +20,7 @@ import inspect
 import json
 import logging
 import os
+import ssl
 import sys
 import threading
 import time
@@ -140,6 +141,12 @@ class Station(ChargePoint):
         self.headers = request.headers.copy() if request is not None else {}
         self.remote_address = connection.remote_address
         self.subprotocol = connection.subprotocol
+        # wss:// only: the TLS version ("TLSv1.2"), the cipher suite name, and the station's
+        # client certificate as ssl.getpeercert() gives it (None without one); else all None.
+        tls = connection.transport.get_extra_info("ssl_object")
+        self.tls_version = tls.version() if tls is not None else None
+        self.tls_cipher = tls.cipher()[0] if tls is not None else None
+        self.peer_cert = (tls.getpeercert() or None) if tls is not None else None
         #: The station's CALL (ocpp.messages.Call) being handled right now, else None.
         self.current_call = None
         self._calls = asyncio.Queue()
@@ -573,6 +580,32 @@ class FileServer:
 # ---- the server -------------------------------------------------------------------------
 
 
+def _tls_options(certfile, keyfile, client_ca, max_version):
+    if certfile is None:
+        if keyfile is not None or client_ca is not None or max_version is not None:
+            raise ValueError("TLS options without certfile")
+        return None
+    if keyfile is None:
+        raise ValueError("certfile without keyfile")
+    return {
+        "certfile": str(certfile),
+        "keyfile": str(keyfile),
+        "client_ca": None if client_ca is None else str(client_ca),
+        "max_version": max_version,
+    }
+
+
+def _describe_tls(tls):
+    if not tls:
+        return "off (ws://)"
+    text = f"certificate {tls['certfile']}"
+    if tls["client_ca"]:
+        text += f", client certificates from {tls['client_ca']} required"
+    if tls["max_version"] is not None:
+        text += f", at most {tls['max_version'].name}"
+    return text
+
+
 def _station_id_from_path(path):
     segment = urllib.parse.urlsplit(path).path.rstrip("/").rsplit("/", 1)[-1]
     return urllib.parse.unquote(segment) or None
@@ -585,13 +618,33 @@ class Csms:
     its HTTP Basic password (security profile 1); None accepts every station.
     ``ping_interval`` is the server's WebSocket ping period, off by default so that only the
     station's keep-alive is on the wire.
+
+    TLS (security profiles 2 and 3): with ``certfile`` and ``keyfile`` (PEM) the server speaks
+    ``wss://``; with ``client_ca`` too (a PEM file of roots) it requires a client certificate
+    issued by one of them (profile 3). ``tls_max_version`` (an ``ssl.TLSVersion``) caps the
+    versions it offers, down to TLS 1.0 for tests of stations that must refuse them.
+    ``set_tls`` changes all of it while running. ``tls_hellos`` counts the TLS handshakes
+    begun, failed ones included.
     """
 
     def __init__(
-        self, host="127.0.0.1", port=0, log=None, passwords=None, *, ping_interval=None, serve=None
+        self,
+        host="127.0.0.1",
+        port=0,
+        log=None,
+        passwords=None,
+        *,
+        ping_interval=None,
+        serve=None,
+        certfile=None,
+        keyfile=None,
+        client_ca=None,
+        tls_max_version=None,
     ):
         self.host = host
         self.port = port
+        self.tls = _tls_options(certfile, keyfile, client_ca, tls_max_version)
+        self.tls_hellos = 0
         self.log = log
         self.passwords = dict(passwords) if passwords is not None else None
         self.ping_interval = ping_interval
@@ -618,7 +671,8 @@ class Csms:
     @property
     def url(self):
         """The base URL; a station connects to url + "/" + its id."""
-        return f"ws://{self.host}:{self.port}/ocpp"
+        scheme = "wss" if self.tls else "ws"
+        return f"{scheme}://{self.host}:{self.port}/ocpp"
 
     def _log(self, station_id, text):
         if self.log is None:
@@ -644,6 +698,7 @@ class Csms:
             compression=None,
             ping_interval=self.ping_interval,
             logger=LOGGER,
+            ssl=self._ssl_context(),
         )
         self.port = self._server.sockets[0].getsockname()[1]
         if self._serve_dir is not None and self.files is None:
@@ -686,6 +741,37 @@ class Csms:
         self._server.close()
         await self._server.wait_closed()
         self._server = None
+
+    def _ssl_context(self):
+        if not self.tls:
+            return None
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.tls["certfile"], self.tls["keyfile"])
+        if self.tls["client_ca"]:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(self.tls["client_ca"])
+        top = self.tls["max_version"]
+        if top is not None:
+            ctx.minimum_version = min(top, ssl.TLSVersion.TLSv1_2)
+            ctx.maximum_version = top
+            if top < ssl.TLSVersion.TLSv1_2:
+                ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # OpenSSL 3 allows TLS < 1.2 only so
+
+        def hello(ssl_object, server_name, context):
+            self.tls_hellos += 1
+
+        ctx.sni_callback = hello  # called for every ClientHello, with SNI or without
+        return ctx
+
+    async def set_tls(self, certfile, keyfile, client_ca=None, tls_max_version=None):
+        """Serve with these TLS options from now on (None for certfile: plain ws://). A running
+        server is restarted on the same port: open connections are closed."""
+        self.tls = _tls_options(certfile, keyfile, client_ca, tls_max_version)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            await self.start()
+        self._log("*", "TLS: " + _describe_tls(self.tls))
 
     def refuse(self, flag):
         """While True, new WebSocket connections are refused with HTTP 503."""
@@ -767,7 +853,10 @@ class Csms:
         note = ""
         if previous is not None and previous.connected:
             note = " (another connection of this id is still open)"
-        self._log(station_id, f"connected from {host}:{port} ({connection.subprotocol}){note}")
+        tls = f", {station.tls_version}" if station.tls_version else ""
+        self._log(
+            station_id, f"connected from {host}:{port} ({connection.subprotocol}{tls}){note}"
+        )
         self._notify()
         try:
             await station.start()
@@ -1067,7 +1156,16 @@ async def _run(args):
         print(line, flush=True)
 
     passwords = dict(args.password) if args.password else None
-    csms = Csms(args.host, args.port, log=out, passwords=passwords, serve=args.serve)
+    csms = Csms(
+        args.host,
+        args.port,
+        log=out,
+        passwords=passwords,
+        serve=args.serve,
+        certfile=args.cert,
+        keyfile=args.key,
+        client_ca=args.client_ca,
+    )
     await csms.start()
     auth = f", Basic auth for {', '.join(passwords)}" if passwords else ""
     out(f"CSMS listening on {csms.url}/<stationId> (subprotocol {SUBPROTOCOL}{auth})")
@@ -1101,7 +1199,18 @@ def main(argv=None):
     parser.add_argument(
         "--serve", metavar="DIR", help="serve DIR over HTTP (firmware files for `update`)"
     )
+    parser.add_argument(
+        "--cert", metavar="PEM", help="serve wss:// with this server certificate (needs --key)"
+    )
+    parser.add_argument("--key", metavar="PEM", help="the server certificate's private key")
+    parser.add_argument(
+        "--client-ca",
+        metavar="PEM",
+        help="require client certificates issued by these roots (security profile 3)",
+    )
     args = parser.parse_args(argv)
+    if (args.cert is None) != (args.key is None) or (args.client_ca and not args.cert):
+        parser.error("--cert and --key go together; --client-ca needs them")
     try:
         asyncio.run(_run(args))
     except KeyboardInterrupt:

@@ -38,7 +38,8 @@ def variables(values):
 
 
 class CsmsThread:
-    """A Csms served by its own event loop in a daemon thread."""
+    """A Csms served by its own event loop in a daemon thread. Keyword arguments go to Csms:
+    certfile, keyfile (and client_ca, tls_max_version) make it a wss:// server."""
 
     def __init__(self, **kw):
         self.loop = asyncio.new_event_loop()
@@ -46,7 +47,12 @@ class CsmsThread:
         self.thread.start()
         self.csms = Csms(**kw)
         self.run(self.csms.start())
-        self.url = "ws://127.0.0.1:%d/ocpp" % self.csms.port
+        self.url = self.csms.url
+
+    def set_tls(self, certfile, keyfile, client_ca=None, tls_max_version=None):
+        """Serve new connections with these TLS options (Csms.set_tls; same port)."""
+        self.run(self.csms.set_tls(certfile, keyfile, client_ca, tls_max_version))
+        self.url = self.csms.url
 
     def run(self, coro, timeout=30):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
