@@ -503,8 +503,9 @@ class FileServer:
     """Serves the files of one folder with HTTP/1.1 GET on 127.0.0.1 (asyncio, no framework).
 
     For tests: ``truncate[name] = n`` announces the full Content-Length but sends only n body
-    bytes, then closes; ``chunked = True`` sends bodies with chunked transfer encoding;
-    ``requests`` lists the paths asked for.
+    bytes, then closes; ``pace[name] = s`` spreads the next download of name over s seconds
+    (once); ``chunked = True`` sends bodies with chunked transfer encoding; ``requests`` lists
+    the paths asked for.
     """
 
     def __init__(self, directory, host="127.0.0.1", port=0, log=None):
@@ -513,6 +514,7 @@ class FileServer:
         self.port = port
         self.log = log
         self.truncate = {}
+        self.pace = {}
         self.chunked = False
         self.requests = []
         self._server = None
@@ -556,14 +558,18 @@ class FileServer:
                 head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(data)}\r\n"
             writer.write(head.encode() + b"Connection: close\r\n\r\n")
             body = data if cut is None else data[:cut]
-            if self.chunked:
-                for i in range(0, len(body), 1000):
-                    piece = body[i : i + 1000]
-                    writer.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
-                if cut is None:
-                    writer.write(b"0\r\n\r\n")
-            else:
-                writer.write(body)
+            pace = self.pace.pop(name, 0)
+            step = 4096
+            for i in range(0, len(body), step):
+                piece = body[i : i + step]
+                if self.chunked:
+                    piece = b"%x\r\n" % len(piece) + piece + b"\r\n"
+                writer.write(piece)
+                await writer.drain()
+                if pace:
+                    await asyncio.sleep(pace * step / len(body))
+            if self.chunked and cut is None:
+                writer.write(b"0\r\n\r\n")
             await writer.drain()
             note = "" if cut is None else f" (cut after {cut} bytes)"
             self._note(f"GET {path} -> 200, {len(data)} bytes{note}")

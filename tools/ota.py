@@ -280,16 +280,17 @@ def _version(boot):
     return boot["chargingStation"]["firmwareVersion"]
 
 
-def watch(csms, sid, until=FINAL, timeout=60, show=False):
+def watch(csms, sid, until=FINAL, timeout=60, show=False, fresh=False):
     """[(action, payload)] of the station's FirmwareStatusNotification, BootNotification and
     SecurityEventNotification CALLs from now on, across reconnections and reboots, up to the
-    first FirmwareStatusNotification with a status in `until`. csms: a harness.CsmsThread."""
+    first FirmwareStatusNotification with a status in `until`. csms: a harness.CsmsThread.
+    fresh: from the first frame of the station's current connection (after a restart)."""
     import time
 
     out = []
     deadline = time.monotonic() + timeout
     st = csms.station(sid, timeout=timeout)
-    start = len(st.frames)
+    start = 0 if fresh else len(st.frames)
     while True:
         left = deadline - time.monotonic()
         if left <= 0:

@@ -53,6 +53,7 @@ _MAX_INSTALLS = 2  # install attempts (a power loss during one starts another)
 _MAX_REBOOTS = 2  # reboots into an installed slot before giving up on it
 _TRIAL_S = 600  # a trial slot not Accepted within this long reboots (and so may roll back)
 _GRACE_MS = 500  # time for the last status to leave before the reboot
+_RESUME_WAIT_MS = 30000  # after a power loss, how long an update waits to be online again
 _ROOT = "ManufacturerRootCertificate"
 _FINAL = ("done",)
 _CANCELLABLE = ("download", "verify", "install")  # ... until Installing was sent
@@ -91,6 +92,8 @@ class FirmwareUpdate:
         self._held = False
         self._installing = False  # Installing was sent: no cancel any more
         self._new = None  # the accepted request's settings, from the handler to its after-hook
+        # An install rebooted into this boot: its result is reported once Accepted.
+        self._rebooted = self.doc is not None and self.doc["step"] == "reboot"
         station.router.on("UpdateFirmware", self.on_update, self._after_update)
         conn = station.connection
         conn.on_accepted.append(self._accepted)
@@ -217,7 +220,13 @@ class FirmwareUpdate:
         # reboot: decided once Accepted; done: its status goes out once online.
 
     async def _later(self):
-        self._start()  # from inside the loop, which is not running yet at construction
+        # Let the CSMS hear the steps: wait (a while) to be online before going on.
+        try:
+            await asyncio.wait_for_ms(self.station.connection.ready.wait(), _RESUME_WAIT_MS)
+        except asyncio.TimeoutError:
+            pass
+        if self._task is None and self.doc is not None and self.doc["step"] != "done":
+            self._start()
 
     def _start(self):
         self._task = asyncio.create_task(self._run())
@@ -485,7 +494,8 @@ class FirmwareUpdate:
         if confirm is not None:
             confirm()
         d = self.doc
-        if d is not None and d["step"] == "reboot":
+        if self._rebooted and d is not None and d["step"] == "reboot":
+            self._rebooted = False
             self.station.spawn(self._report_install())
 
     def _new_code_runs(self):
