@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import warnings
 from collections import namedtuple
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -758,8 +759,10 @@ class Csms:
             ctx.load_verify_locations(self.tls["client_ca"])
         top = self.tls["max_version"]
         if top is not None:
-            ctx.minimum_version = min(top, ssl.TLSVersion.TLSv1_2)
-            ctx.maximum_version = top
+            with warnings.catch_warnings():  # TLS 1.0 and 1.1 are deprecated: that is the point
+                warnings.simplefilter("ignore", DeprecationWarning)
+                ctx.minimum_version = min(top, ssl.TLSVersion.TLSv1_2)
+                ctx.maximum_version = top
             if top < ssl.TLSVersion.TLSv1_2:
                 ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # OpenSSL 3 allows TLS < 1.2 only so
 
