@@ -313,6 +313,33 @@ class Board:
                 await asyncio.sleep_ms(_WIFI_POLL_MS)
                 waited += _WIFI_POLL_MS
 
+    # -- firmware images (block L; lib/ota_image.py writes them) ------------------------------
+
+    def app_partition(self):
+        """The OTA app partition the next firmware image goes to, None without OTA slots."""
+        import esp32
+
+        try:
+            return esp32.Partition(esp32.Partition.RUNNING).get_next_update()
+        except OSError:
+            return None
+
+    def running_app(self):
+        """The label of the app partition running now ("ota_0", "ota_1")."""
+        import esp32
+
+        return esp32.Partition(esp32.Partition.RUNNING).info()[4]
+
+    def confirm_app(self):
+        """The running image works (its boot was Accepted): cancel the pending rollback.
+        Builds without rollback support raise OSError(-261): nothing to cancel there."""
+        import esp32
+
+        try:
+            esp32.Partition.mark_app_valid_cancel_rollback()
+        except OSError:
+            pass
+
     def safe(self):
         """Contactors open, CP in F: for the crash handler before it resets."""
         for hw in self._hw:

@@ -76,6 +76,9 @@ import micropython
 micropython.alloc_emergency_exception_buf(100)
 board = None
 try:
+    import bootsel
+
+    bootsel.activate("")  # an installed application slot (/slots/a or b) runs, if any
     from boards.{board} import create
 
     board = create()
