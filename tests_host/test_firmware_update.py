@@ -1,0 +1,341 @@
+"""firmware/blocks/firmware_update.py under CPython with a fake station: the answers to
+UpdateFirmware (L01 before answering), and a full image update into a fake esp32.Partition
+(download straight into the next OTA partition, set_boot, the report after the reboot, and the
+rollback when the new image never confirms itself), plus resumption after power loss."""
+
+import asyncio
+import base64
+import datetime
+import sys
+import time
+from types import SimpleNamespace
+
+import fake_esp32
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+
+import ocppj
+import x509
+from clock import Clock
+from firmware.blocks import firmware_update as fwu
+from store import Store
+from tools import ota
+from tools.csms import FileServer
+
+NOW = datetime.datetime.now(datetime.timezone.utc)
+
+
+class Conn:
+    def __init__(self):
+        self.on_accepted = []
+        self.on_online = []
+        self.ready = asyncio.Event()
+        self.registration = "Accepted"
+
+    async def close(self):
+        pass
+
+    def accept(self):
+        for fn in self.on_accepted:
+            fn()
+        self.ready.set()
+        for fn in self.on_online:
+            fn(None)
+
+
+class Session:
+    def __init__(self):
+        self.calls = []
+
+    async def call(self, action, payload, timeout_s=None):
+        self.calls.append((action, payload))
+        return {}
+
+
+class Station:
+    def __init__(self, state, board, roots):
+        self.store = Store(str(state))
+        self.clock = Clock(time.time)
+        self.router = ocppj.Router()
+        self.connection = Conn()
+        self.session = Session()
+        self.events = []
+        self.security = SimpleNamespace(event=lambda k, info=None: self.events.append(k))
+        self.holds = []
+        self.availability = SimpleNamespace(hold=self.holds.append)
+        self.evses = [SimpleNamespace(id=1)]
+        self.tx = False
+        self.certificates = SimpleNamespace(roots=lambda kind: roots)
+        self.board = board
+        self.reboots = []
+        self.tasks = []
+
+    def busy(self, e):
+        return self.tx
+
+    def spawn(self, coro):
+        self.tasks.append(asyncio.ensure_future(coro))
+
+    def reboot(self, reason):
+        self.reboots.append(reason)
+
+    def statuses(self):
+        return [p["status"] for a, p in self.session.calls if a == "FirmwareStatusNotification"]
+
+
+@pytest.fixture(scope="module")
+def pki():
+    root, root_key = ota.make_root()
+    signer, signer_key = ota.make_signer(root, root_key)
+    other, other_key = ota.make_root(cn="someone else")
+    foreign, _ = ota.make_signer(other, other_key)
+    old = NOW - datetime.timedelta(days=30)
+    expired, _ = ota.make_signer(root, root_key, days=2, not_before=old)
+    return SimpleNamespace(
+        roots=x509.load_pem(ota.pem(root)),
+        signer=ota.pem(signer),
+        key=signer_key,
+        foreign=ota.pem(foreign),
+        expired=ota.pem(expired),
+    )
+
+
+def request(pki, url="http://127.0.0.1:9/x", data=b"x", **fw):
+    firmware = {
+        "location": url,
+        "retrieveDateTime": NOW.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "signingCertificate": pki.signer,
+        "signature": ota.sign_bytes(data, pki.key),
+    }
+    firmware.update(fw)
+    return {"requestId": 42, "firmware": {k: v for k, v in firmware.items() if v is not None}}
+
+
+async def until(pred, timeout=10):
+    t = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > t:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.01)
+
+
+# -- before answering ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change, status, event",
+    [
+        ({"signature": None}, "Rejected", None),
+        ({"signingCertificate": None}, "Rejected", None),
+        ({"signingCertificate": "not a certificate"}, "InvalidCertificate", True),
+        ({"signingCertificate": "foreign"}, "InvalidCertificate", True),
+        ({"signingCertificate": "expired"}, "InvalidCertificate", True),
+        ({}, "Accepted", None),
+    ],
+)
+def test_answers_before_anything_starts(tmp_path, pki, change, status, event):
+    change = {k: getattr(pki, v, v) if isinstance(v, str) else v for k, v in change.items()}
+
+    async def go():
+        st = Station(tmp_path, SimpleNamespace(), pki.roots)
+        fu = fwu.FirmwareUpdate(st)
+        resp = await fu.on_update(request(pki, **change))
+        assert resp["status"] == status
+        assert st.events == (["InvalidFirmwareSigningCertificate"] if event else [])
+        assert fu.status() == ("Idle", None)
+
+    asyncio.run(go())
+
+
+def test_without_an_installed_root_every_certificate_is_invalid(tmp_path, pki):
+    async def go():
+        fu = fwu.FirmwareUpdate(Station(tmp_path, SimpleNamespace(), []))
+        assert (await fu.on_update(request(pki)))["status"] == "InvalidCertificate"
+
+    asyncio.run(go())
+
+
+def test_a_waiting_update_is_cancelled_an_installing_one_is_not(tmp_path, pki):
+    async def go():
+        st = Station(tmp_path, SimpleNamespace(), pki.roots)
+        fu = fwu.FirmwareUpdate(st)
+        st.connection.ready.set()
+        later = (NOW + datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        req = request(pki, retrieveDateTime=later)
+        resp = await fu.on_update(req)
+        fu._after_update(req, resp)
+        await until(lambda: st.statuses() == ["DownloadScheduled"])
+        assert fu.status() == ("DownloadScheduled", 42)
+        req2 = dict(req, requestId=43)
+        resp = await fu.on_update(req2)
+        assert resp == {"status": "AcceptedCanceled"}
+        fu._after_update(req2, resp)
+        await until(lambda: st.statuses()[-1] == "DownloadScheduled" and fu.doc["id"] == 43)
+        fu.doc["step"] = "reboot"  # installed, rebooting: too late to cancel
+        assert (await fu.on_update(request(pki)))["status"] == "Rejected"
+        assert fu.doc["id"] == 43
+        fu._task.cancel()
+
+    asyncio.run(go())
+
+
+# -- power loss -------------------------------------------------------------------------------
+
+
+def _doc(**kw):
+    d = {
+        "v": 1,
+        "id": 9,
+        "step": "download",
+        "status": "Downloading",
+        "sent": True,
+        "req": {
+            "url": "http://127.0.0.1:9/x",
+            "retrieve": 0,
+            "install": None,
+            "retries": 0,
+            "interval": 0,
+            "cert": "",
+            "sig": "",
+        },
+        "tries": 1,
+        "installs": 0,
+        "reboots": 0,
+    }
+    d.update(kw)
+    return d
+
+
+@pytest.mark.parametrize(
+    "doc, statuses",
+    [
+        (_doc(), ["DownloadFailed"]),  # the only attempt was cut by the power loss
+        (_doc(step="install", installs=2, kind="bundle"), ["InstallationFailed"]),
+        (_doc(step="done", status="InvalidSignature", sent=False), ["InvalidSignature"]),
+        (_doc(step="done", status="Installed", sent=True), []),
+    ],
+)
+def test_after_a_power_loss(tmp_path, pki, doc, statuses):
+    async def go():
+        Store(str(tmp_path)).save("firmware", doc)
+        st = Station(tmp_path, SimpleNamespace(), pki.roots)
+        fu = fwu.FirmwareUpdate(st)
+        await asyncio.sleep(0.05)
+        assert st.statuses() == []  # nothing before the CSMS accepted this boot
+        st.connection.accept()
+        if statuses:
+            await until(lambda: st.statuses() == statuses)
+        await asyncio.sleep(0.1)
+        assert st.statuses() == statuses
+        assert fu.status() == ("Idle", None)
+        assert st.holds in ([], [True, False])
+
+    asyncio.run(go())
+
+
+# -- a full image into the next OTA partition (ESP32 boards with a frozen build) --------------
+
+
+@pytest.fixture
+def esp32_board(monkeypatch):
+    import fake_machine
+
+    for name in ("machine", "esp32", "boards.esp32"):
+        monkeypatch.setitem(sys.modules, name, None)
+        del sys.modules[name]
+    fake_machine.install()
+    flash = fake_esp32.install(monkeypatch=monkeypatch)
+    from boards import esp32 as board_mod
+
+    return board_mod.Board.__new__(board_mod.Board), flash
+
+
+def _image(n=20000):
+    return bytes([0xE9]) + bytes((i * 13) & 0xFF for i in range(n - 1))
+
+
+def _update_image(tmp_path, pki, board, data, signature=None):
+    async def go():
+        (tmp_path / "www").mkdir(exist_ok=True)
+        (tmp_path / "www" / "fw.bin").write_bytes(data)
+        files = FileServer(tmp_path / "www")
+        await files.start()
+        try:
+            st = Station(tmp_path / "state", board, pki.roots)
+            fu = fwu.FirmwareUpdate(st)
+            st.connection.ready.set()
+            req = request(pki, files.url("fw.bin"), data)
+            if signature is not None:
+                req["firmware"]["signature"] = signature
+            resp = await fu.on_update(req)
+            assert resp["status"] == "Accepted"
+            fu._after_update(req, resp)
+            await until(lambda: st.reboots or fu.doc["step"] == "done")
+            return st
+        finally:
+            await files.stop()
+
+    return asyncio.run(go())
+
+
+def _boot(tmp_path, pki, board):
+    async def go():
+        st = Station(tmp_path / "state", board, pki.roots)
+        fu = fwu.FirmwareUpdate(st)
+        st.connection.accept()
+        await until(lambda: fu.doc["step"] == "done")
+        await asyncio.sleep(0.05)
+        return st
+
+    return asyncio.run(go())
+
+
+def test_an_image_goes_to_the_next_partition_and_is_confirmed_once_accepted(
+    tmp_path, pki, esp32_board
+):
+    board, flash = esp32_board
+    data = _image()
+    st = _update_image(tmp_path, pki, board, data)
+    assert st.statuses() == fwu_happy()
+    assert st.reboots == ["FirmwareUpdate"]
+    assert flash.boot == "ota_1" and flash.data["ota_1"][: len(data)] == data
+    assert not (tmp_path / "state" / "fw.part").exists()  # never went through a file
+    flash.reset()  # into the new image, pending verification
+    st = _boot(tmp_path, pki, board)
+    assert st.statuses() == ["Installed"]
+    assert st.events == ["FirmwareUpdated"]
+    assert not flash.pending  # rollback cancelled
+    flash.reset()
+    assert board.running_app() == "ota_1"
+
+
+def test_an_image_that_never_confirms_is_rolled_back_and_reported(tmp_path, pki, esp32_board):
+    board, flash = esp32_board
+    _update_image(tmp_path, pki, board, _image())
+    flash.reset()  # the new image starts ...
+    flash.reset()  # ... and dies before its BootNotification was Accepted: rollback
+    assert board.running_app() == "ota_0"
+    st = _boot(tmp_path, pki, board)
+    assert st.statuses() == ["InstallVerificationFailed"]
+    assert st.events == ["FirmwareUpdated"]
+
+
+def test_a_bad_image_signature_never_sets_the_boot_partition(tmp_path, pki, esp32_board):
+    board, flash = esp32_board
+    sig = base64.b64encode(pki.key.sign(b"other", padding.PKCS1v15(), hashes.SHA256())).decode()
+    st = _update_image(tmp_path, pki, board, _image(), signature=sig)
+    assert st.statuses() == ["Downloading", "Downloaded", "InvalidSignature"]
+    assert st.events == ["InvalidFirmwareSignature"]
+    assert flash.boot == "ota_0" and not st.reboots
+
+
+def test_an_image_on_a_board_without_ota_partitions_fails_to_install(tmp_path, pki):
+    st = _update_image(tmp_path, pki, SimpleNamespace(), _image(5000))
+    assert st.statuses() == fwu_happy()[:4] + ["InstallationFailed"]
+    assert st.holds == [True, False]  # the EVSEs were held during the install, then released
+    assert not st.reboots
+
+
+def fwu_happy():
+    return ["Downloading", "Downloaded", "SignatureVerified", "Installing", "InstallRebooting"]
