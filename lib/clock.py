@@ -17,12 +17,18 @@ class Clock:
     def __init__(self, source):
         self._source = source
         self.offset = 0  # seconds added to the source; 0 until the CSMS has told the time
+        self.on_step = []  # callables(step_s, old_now) run after each set() that moved it
 
     def now(self):
         return int(self._source()) + self.offset
 
     def set(self, unix_s):
+        old = self.now()
         self.offset = int(unix_s) - int(self._source())
+        step = self.now() - old
+        if step:
+            for fn in self.on_step:
+                fn(step, old)
 
     def iso(self):
         """Now as RFC 3339 UTC with whole seconds, as OCPP messages carry it."""

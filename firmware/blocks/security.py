@@ -22,6 +22,14 @@ CRITICAL = (
 )
 
 
+# Security settings whose change is the log-only event ReconfigurationOfSecurityParameters.
+_RECONFIGURED = (
+    "SecurityCtrlr/BasicAuthPassword",
+    "SecurityCtrlr/OrganizationName",
+    "SecurityCtrlr/SecurityProfile",
+)
+
+
 class Security:
     """Security events: all logged; the critical ones posted to the station's durable queue,
     so they survive a power loss and reach the CSMS in order once it is online."""
@@ -30,6 +38,12 @@ class Security:
         self.station = station
         station.connection.on_accepted.append(self._booted)
         station.security = self
+        station.clock.on_step.append(self._clock_stepped)
+        for key in _RECONFIGURED:
+            try:
+                station.dm.watch(key, lambda value, key=key: self._reconfigured(key))
+            except KeyError:
+                pass  # not declared on this station
 
     def event(self, kind, tech_info=None):
         """Record a security event (never with a secret in tech_info)."""
@@ -41,6 +55,21 @@ class Security:
             payload["techInfo"] = tech_info[:255]
         if not self.station.queue.post("SecurityEventNotification", payload):
             log.error(_TAG, "queue full: %s not kept" % kind)
+
+    def _clock_stepped(self, step_s, old):
+        """SettingSystemTime when the clock moved by more than
+        ClockCtrlr.TimeAdjustmentReportingThreshold seconds (the first time from the CSMS
+        after a boot without a real-time clock counts too)."""
+        try:
+            limit = self.station.dm.get_int("ClockCtrlr/TimeAdjustmentReportingThreshold")
+        except (KeyError, ValueError):
+            limit = 0
+        if abs(step_s) > limit:
+            self.event("SettingSystemTime", "moved %+d s" % step_s)
+
+    def _reconfigured(self, key):
+        # The name of what changed, never its value (A01: the password is a secret).
+        self.event("ReconfigurationOfSecurityParameters", key + " changed")
 
     def _booted(self):
         power_up = self.station.boot_reason == "PowerUp"
