@@ -45,6 +45,24 @@ class WsError(Exception):
         self.status = status
 
 
+class CertificateError(OSError):
+    # TLS: the server's certificate failed verification (not from a trusted root, expired or
+    # not yet valid, not for the host name). str(): the TLS library's reasons, one line.
+    pass
+
+
+class TlsVersionError(OSError):
+    # TLS: the server offers no TLS version we speak (only versions below 1.2: mbedTLS 3
+    # has none older). Told apart on MicroPython (mbedTLS) only; on CPython such a server
+    # ends in a plain OSError.
+    pass
+
+
+# mbedTLS's MBEDTLS_ERR_SSL_BAD_PROTOCOL_VERSION, which MicroPython raises as OSError(code, name)
+# when the server's hello names a TLS version we do not speak.
+_BAD_PROTOCOL_VERSION = const(-0x6E80)
+
+
 class ConnectionClosed(Exception):
     # code: the close code (the server's, or the one we sent when we failed the connection);
     # 1006 when the connection ended without a close frame. reason: str.
@@ -278,8 +296,9 @@ async def connect(
     urandom=os.urandom,
     frame_timeout_ms=10000,
 ):
-    # -> an open WebSocket. Raises ValueError (arguments), OSError (network, TLS) or WsError
-    # (HTTP/handshake, including running out of timeout_ms).
+    # -> an open WebSocket. Raises ValueError (arguments), OSError (network, TLS; of it
+    # CertificateError and TlsVersionError) or WsError (HTTP/handshake, including running
+    # out of timeout_ms).
     tls, host, port, path = parse_url(url)
     if tls and ssl_ctx is None:
         raise ValueError("wss:// needs ssl_ctx")
@@ -303,19 +322,28 @@ async def connect(
         if held:
             _close_stream(held[0], True)
         raise WsError("handshake timed out") from None
-    except ValueError as e:
+    except BaseException as e:
         if held:
             _close_stream(held[0], True)
-        if isinstance(e, OSError):  # CPython's SSLCertVerificationError is both
-            raise
-        # MicroPython reports a failed certificate check as ValueError; arguments were checked
-        # above, so here it can only come from TLS.
-        raise OSError("TLS: " + str(e).strip()) from None
-    except BaseException:
-        if held:
-            _close_stream(held[0], True)
+        if tls and isinstance(e, (ValueError, OSError)):
+            raise _tls_error(e) from None
         raise
     return WebSocket(r, w, subprotocol, max_size, frame_timeout_ms, urandom)
+
+
+def _tls_error(e):
+    # -> what to raise for exception e out of a TLS connection attempt. ValueError: the
+    # server's certificate failed verification. MicroPython raises that with mbedTLS's
+    # reasons, one per line (arguments were checked before, so here it can only come from
+    # TLS); CPython's SSLCertVerificationError is a ValueError too, its reason in
+    # verify_message. Other errors stay as they are but for mbedTLS's "bad protocol
+    # version".
+    if isinstance(e, ValueError):
+        why = getattr(e, "verify_message", None) or str(e)
+        return CertificateError("; ".join([x.strip() for x in why.split("\n") if x.strip()]))
+    if e.args and e.args[0] == _BAD_PROTOCOL_VERSION:
+        return TlsVersionError("the server offers no TLS version >= 1.2")
+    return e
 
 
 def _mask_into(out, off, data, mask):

@@ -12,6 +12,7 @@ import ssl
 import struct
 import subprocess
 import time
+import warnings
 from http import HTTPStatus
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from tls_certs import make_pki
 from websockets.asyncio.server import serve
 
 import ws
@@ -937,7 +939,7 @@ def test_wss_with_wrong_ca_fails(pki):
     async def main():
         async with serve_ocpp(echo, ssl=server_ctx(pki)) as srv:
             u = url_of(srv, scheme="wss", host="localhost")
-            with pytest.raises(ssl.SSLCertVerificationError):
+            with pytest.raises(ws.CertificateError, match="local issuer"):
                 await ws.connect(u, ssl_ctx=client_ctx(pki, ca="other"))
 
     run(main())
@@ -947,7 +949,7 @@ def test_wss_host_name_mismatch_fails(pki):
     async def main():
         async with serve_ocpp(echo, ssl=server_ctx(pki, "bad")) as srv:
             u = url_of(srv, scheme="wss", host="localhost")
-            with pytest.raises(ssl.SSLCertVerificationError, match="[Hh]ostname"):
+            with pytest.raises(ws.CertificateError, match="[Hh]ostname"):
                 await ws.connect(u, ssl_ctx=client_ctx(pki))
 
     run(main())
@@ -975,7 +977,116 @@ def test_wss_client_certificate(pki):
     assert dict(x[0] for x in peers[0]["subject"])["commonName"] == "CP0001"
 
 
+def test_wss_expired_certificate_is_a_certificate_error(tmp_path):
+    tp = make_pki(tmp_path)
+
+    async def main():
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(tp.expired, tp.expired_key)
+        async with serve_ocpp(echo, ssl=ctx) as srv:
+            u = url_of(srv, scheme="wss")
+            with pytest.raises(ws.CertificateError, match="^certificate has expired$"):
+                await ws.connect(u, ssl_ctx=ssl.create_default_context(cafile=tp.ca))
+
+    run(main())
+
+
 # ---- MicroPython unix port
+
+
+_MP_TLS = """
+import asyncio, binascii, ssl, sys
+import ws
+
+def der(path):
+    t = open(path).read()
+    i = t.index("-----", t.index("-----BEGIN ") + 11) + 5
+    return binascii.a2b_base64(t[i : t.index("-----END ")])
+
+async def main():
+    ca = der(sys.argv[1])
+    for arg in sys.argv[2:]:
+        name, port = arg.split("=")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cadata=ca)
+        try:
+            c = await ws.connect("wss://127.0.0.1:%s/ocpp/MP1" % port, ssl_ctx=ctx)
+            await c.send("hi")
+            print(name, "ok", await c.recv())
+            await c.close()
+        except Exception as e:
+            print(name, type(e).__name__, str(e) if isinstance(e, ws.CertificateError) or
+                  isinstance(e, ws.TlsVersionError) else "")
+
+asyncio.run(main())
+"""
+
+
+def test_tls_failures_told_apart_on_micropython(tmp_path):
+    """mbedTLS's verification failures come out as ws.CertificateError with its reasons, a
+    server without TLS 1.2 as ws.TlsVersionError, a refused client (no certificate) as a plain
+    OSError."""
+    tp = make_pki(tmp_path / "pki")
+    script = tmp_path / "tls.py"
+    script.write_text(_MP_TLS)
+
+    def ctx(name, client_ca=None, top=None):
+        c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        c.load_cert_chain(getattr(tp, name), getattr(tp, name + "_key"))
+        if client_ca:
+            c.verify_mode = ssl.CERT_REQUIRED
+            c.load_verify_locations(client_ca)
+        if top:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                c.minimum_version = ssl.TLSVersion.TLSv1
+                c.maximum_version = top
+            c.set_ciphers("DEFAULT:@SECLEVEL=0")
+        return c
+
+    cases = {
+        "valid": ctx("server"),
+        "rsa": ctx("server_rsa"),
+        "wrong_ca": ctx("wrong_ca"),
+        "wrong_host": ctx("wrong_host"),
+        "expired": ctx("expired"),
+        "tls1.1": ctx("server", top=ssl.TLSVersion.TLSv1_1),
+        "client_cert": ctx("server", client_ca=tp.station_ca),
+    }
+
+    async def main():
+        servers = [await serve_ocpp(echo, ssl=c) for c in cases.values()]
+        try:
+            args = [tp.ca]
+            for name, srv in zip(cases, servers, strict=True):
+                args.append("%s=%d" % (name, srv.sockets[0].getsockname()[1]))
+            env = dict(os.environ, MICROPYPATH=".frozen:%s" % (ROOT / "lib"))
+            proc = await asyncio.create_subprocess_exec(
+                str(MICROPYTHON),
+                str(script),
+                *args,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=env,
+            )
+            out, _ = await asyncio.wait_for(proc.communicate(), 20)
+            return out.decode()
+        finally:
+            for srv in servers:
+                srv.close()
+
+    out = run(main(), timeout=30)
+    assert out.splitlines() == [
+        "valid ok hi",
+        "rsa ok hi",
+        "wrong_ca CertificateError The certificate is not correctly signed by the trusted CA",
+        "wrong_host CertificateError The certificate Common Name (CN) does not match with the "
+        "expected CN",
+        "expired CertificateError The certificate validity has expired",
+        "tls1.1 TlsVersionError the server offers no TLS version >= 1.2",
+        "client_cert OSError ",
+    ], out
 
 
 def test_on_micropython(pki):
