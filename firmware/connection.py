@@ -3,6 +3,7 @@
 # MIT licence.
 
 import asyncio
+import binascii
 import time
 
 import log
@@ -21,6 +22,9 @@ _COMM = "OCPPCommCtrlr/"
 _HEARTBEAT = _COMM + "HeartbeatInterval"
 _PING = _COMM + "WebSocketPingInterval"
 _DEFAULT_BOOT_RETRY_S = 60  # a Pending/Rejected answer with interval 0 means this (B03)
+# Critical security events of a failed TLS connection (A00.FR.316).
+_BAD_CERT = "InvalidCsmsCertificate"
+_BAD_VERSION = "InvalidTLSVersion"
 
 # What the CSMS may call while our registration is Pending (B02.FR.09 and the table in
 # ocpp201-station.md §2.1); RequestStart/StopTransaction get through to answer Rejected.
@@ -97,6 +101,9 @@ class Connection:
         self._ping_wake = asyncio.Event()
         self._boot_wake = asyncio.Event()
         self._hb_now = False  # TriggerMessage(Heartbeat): send one at once
+        # TLS security events reported since the last successful connection: one of each
+        # kind per burst of failed attempts (A00.FR.316).
+        self._tls_reported = []
         station.router.gate = self.gate
         self.dm.watch(_HEARTBEAT, lambda v: self._hb_wake.set())
         self.dm.watch(_PING, lambda v: self._ping_wake.set())
@@ -163,6 +170,7 @@ class Connection:
             if self.profiles.active not in (None, slot):
                 # Another CSMS, perhaps: register again (B10.FR.10, errata 2025-04).
                 self.registration = None
+            self._tls_reported = []
             slots.succeeded()
             backoff.reset()
             await self._serve(sock)
@@ -189,13 +197,49 @@ class Connection:
         profile = p["securityProfile"]
         password = self.dm.get("SecurityCtrlr/BasicAuthPassword")
         auth = (identity, password) if password and profile < 3 else None
-        ctx = _tls_context(self.board.settings, profile) if url.startswith("wss:") else None
+        ctx = None
+        if url.startswith("wss:"):
+            ctx = _tls_context(self._ca_file(), self.board.settings, profile)
         log.info(_TAG, "connecting to %s (slot %d, security profile %d)" % (url, slot, profile))
         self.session.timeout_s = p["messageTimeout"]  # this profile's MessageTimeout
         timeout_ms = self.session.timeout_s * 1000
-        return await ws.connect(
-            url, basic_auth=auth, ssl_ctx=ctx, timeout_ms=timeout_ms, urandom=self.board.urandom
-        )
+        try:
+            return await ws.connect(
+                url,
+                basic_auth=auth,
+                ssl_ctx=ctx,
+                timeout_ms=timeout_ms,
+                urandom=self.board.urandom,
+            )
+        except ws.CertificateError as e:
+            self._tls_failed(_BAD_CERT, e, url)
+            raise
+        except ws.TlsVersionError as e:
+            self._tls_failed(_BAD_VERSION, e, url)
+            raise
+
+    def _ca_file(self):
+        """The PEM file of the CSMS roots TLS trusts: the certificates block's (the factory
+        root and those InstallCertificate added, so a new root counts from the next connection
+        on), or without that block the board setting csms_ca_file."""
+        certs = getattr(self.station, "certificates", None)
+        if certs is not None:
+            return certs.csms_ca_path()
+        return self.board.settings.get("csms_ca_file")
+
+    def _tls_failed(self, kind, e, url):
+        """The CSMS's TLS failed our checks: the security event `kind`, once per burst of
+        failed attempts. Critical, so queued: the CSMS gets it once a connection works."""
+        if kind in self._tls_reported:
+            return
+        self._tls_reported.append(kind)
+        host = ws.parse_url(url)[1:3]
+        info = "%s (%s:%d)" % (e, host[0], host[1])
+        security = getattr(self.station, "security", None)  # the security block, if built
+        if security is not None:
+            security.event(kind, info)
+        else:
+            log.warn("security", "event %s (%s)" % (kind, info))
 
     async def _serve(self, sock):
         log.info(_TAG, "connected")
@@ -325,16 +369,50 @@ def _call(fn, *args):
         log.exc(_TAG, "callback failed", e)
 
 
-def _tls_context(settings, profile):
-    """TLS for security profiles 2 and 3: the CSMS certificate checked against our CA file."""
+def _tls_context(ca_file, settings, profile):
+    """TLS for security profiles 2 and 3: the CSMS's certificate must lead to a root in
+    `ca_file` and name the host (both checked by the TLS library in the handshake, the host
+    name against the SAN's dNSName and iPAddress, else the CN); profile 3 adds our client
+    certificate (the leaf alone: no intermediates are sent).
+
+    Files are PEM (or a single DER certificate or key). They reach the TLS library as DER,
+    which every MicroPython build reads: the unix port's mbedTLS has no PEM parser."""
     import ssl
 
+    if not ca_file:
+        raise OSError("wss:// without a CSMS root certificate")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    ca = settings.get("csms_ca_file")
-    if not ca:
-        raise OSError("wss:// needs csms_ca_file")
-    ctx.load_verify_locations(cafile=ca)
+    ctx.verify_mode = ssl.CERT_REQUIRED  # micropython-lib's SSLContext starts at CERT_NONE
+    for der in _ders(ca_file):
+        ctx.load_verify_locations(cadata=der)  # each call adds one root
     if profile == 3:
-        ctx.load_cert_chain(settings["client_cert_file"], settings["client_key_file"])
+        cert = settings.get("client_cert_file")
+        key = settings.get("client_key_file")
+        if not (cert and key):
+            raise OSError("security profile 3 without client_cert_file and client_key_file")
+        ctx.load_cert_chain(_ders(cert)[0], _ders(key)[0])
     return ctx
+
+
+def _ders(path):
+    """The DER contents of every PEM block in the file `path` (any label), in order; the
+    file itself when it is not PEM. OSError when it cannot be read or holds nothing."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if b"-----BEGIN " not in data:
+        if not data:
+            raise OSError("%s is empty" % path)
+        return [data]
+    out = []
+    i = data.find(b"-----BEGIN ")
+    while i >= 0:
+        start = data.find(b"-----", i + 11)  # the end of the BEGIN line's label
+        end = data.find(b"-----END ", i)
+        if start < 0 or end < 0:
+            raise OSError("%s: PEM block without END" % path)
+        try:
+            out.append(binascii.a2b_base64(data[start + 5 : end]))
+        except ValueError:
+            raise OSError("%s: bad base64" % path)
+        i = data.find(b"-----BEGIN ", end)
+    return out
