@@ -1050,6 +1050,8 @@ def test_tls_failures_told_apart_on_micropython(tmp_path):
         "rsa": ctx("server_rsa"),
         "wrong_ca": ctx("wrong_ca"),
         "wrong_host": ctx("wrong_host"),
+        "cn_only": ctx("cn_only"),
+        "cn_not_san": ctx("cn_not_san"),
         "expired": ctx("expired"),
         "tls1.1": ctx("server", top=ssl.TLSVersion.TLSv1_1),
         "client_cert": ctx("server", client_ca=tp.station_ca),
@@ -1083,6 +1085,9 @@ def test_tls_failures_told_apart_on_micropython(tmp_path):
         "wrong_ca CertificateError The certificate is not correctly signed by the trusted CA",
         "wrong_host CertificateError The certificate Common Name (CN) does not match with the "
         "expected CN",
+        "cn_only ok hi",  # no SAN: the CN is the name
+        "cn_not_san CertificateError The certificate Common Name (CN) does not match with the "
+        "expected CN",  # a SAN: only the SAN counts
         "expired CertificateError The certificate validity has expired",
         "tls1.1 TlsVersionError the server offers no TLS version >= 1.2",
         "client_cert OSError ",

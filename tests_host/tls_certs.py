@@ -7,6 +7,8 @@ make_pki(directory) writes PEM files and returns a Pki with their paths:
   iPAddress), key in server_key;
 - wrong_ca: the same names, issued by another root (other_ca) the station does not trust;
 - wrong_host: from `ca`, valid, but only for csms.example.com;
+- cn_only: from `ca`, CN 127.0.0.1 and no SAN (the CN is the name then);
+- cn_not_san: from `ca`, CN 127.0.0.1 but SAN csms.example.com (the SAN is the name then);
 - expired: from `ca`, for localhost and 127.0.0.1, expired yesterday;
 - station_ca: the root the CSMS trusts for station (client) certificates, profile 3;
 - station: the station's client certificate from station_ca (CN = the station id), key in
@@ -48,6 +50,10 @@ class Pki:
     wrong_ca_key: str
     wrong_host: str
     wrong_host_key: str
+    cn_only: str
+    cn_only_key: str
+    cn_not_san: str
+    cn_not_san_key: str
     expired: str
     expired_key: str
     station: str
@@ -164,6 +170,9 @@ def make_pki(directory, station_id="CS1"):
          LOCAL_NAMES, {}),
         ("wrong_ca", _ec_key(), "localhost", other, keys["other"], LOCAL_NAMES, {}),
         ("wrong_host", _ec_key(), "csms.example.com", ca, keys["ca"],
+         (x509.DNSName("csms.example.com"),), {}),
+        ("cn_only", _ec_key(), "127.0.0.1", ca, keys["ca"], (), {}),
+        ("cn_not_san", _ec_key(), "127.0.0.1", ca, keys["ca"],
          (x509.DNSName("csms.example.com"),), {}),
         ("expired", _ec_key(), "localhost", ca, keys["ca"], LOCAL_NAMES, {"expired": True}),
         ("station", _ec_key(), station_id, station_ca, keys["station_ca"], (),
