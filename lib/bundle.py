@@ -105,8 +105,9 @@ def rmtree(p):
     os.rmdir(p)
 
 
-async def install(src, dest):
-    """Unpack the bundle file `src` into the folder `dest`; its manifest.
+async def install(src, dest, each=None):
+    """Unpack the bundle file `src` into the folder `dest`; its manifest. `each()`, when
+    given, runs after every file (the update block samples and collects the heap there).
 
     Written into `dest + ".new"` first, then renamed: an interrupted install leaves `dest` as
     it was (or absent), never half-written. A leftover `.new` is removed at the next try.
@@ -131,6 +132,8 @@ async def install(src, dest):
                     out.write(mv[:n])
                     left -= n
                     await asyncio.sleep_ms(0)
+            if each is not None:
+                each()
         if f.read(1):
             raise BundleError("data after the last file")
     with open(tmp + "/manifest.json", "w") as out:

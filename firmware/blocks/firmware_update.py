@@ -30,6 +30,7 @@ board's app_partition()), and set_boot() marks it once its signature is verified
 
 import asyncio
 import binascii
+import gc
 import hashlib
 import os
 
@@ -43,11 +44,19 @@ import steps
 import x509
 from firmware.version import VERSION
 
+# The heap an update takes above the idle heap (logged; tools/bench_ota.py reads it):
+# MicroPython only, as in the reports block.
+if hasattr(gc, "mem_alloc"):
+    _mem_alloc, _collect = gc.mem_alloc, gc.collect
+else:
+    _mem_alloc, _collect = (lambda: 0), (lambda: None)
+
 _STORE = "firmware"
 _TAG = "fw"
 _FILE = "/fw.bin"  # the downloaded bundle, beside the store's documents
 _PART = "/fw.part"  # ... while it downloads
 _CHUNK = 1024  # download buffer
+_PROBE_CHUNKS = 8  # heap sampled, then collected, every this many pieces downloaded
 _HTTP_TIMEOUT_MS = 30000  # per network wait of a download
 _MAX_INSTALLS = 2  # install attempts (a power loss during one starts another)
 _MAX_REBOOTS = 2  # reboots into an installed slot before giving up on it
@@ -92,6 +101,7 @@ class FirmwareUpdate:
         self._held = False
         self._installing = False  # Installing was sent: no cancel any more
         self._new = None  # the accepted request's settings, from the handler to its after-hook
+        self._heap = None  # [idle heap when the update started, peak above it], this boot
         # An install rebooted into this boot: its result is reported once Accepted.
         self._rebooted = self.doc is not None and self.doc["step"] == "reboot"
         station.router.on("UpdateFirmware", self.on_update, self._after_update)
@@ -232,6 +242,8 @@ class FirmwareUpdate:
         self._task = asyncio.create_task(self._run())
 
     async def _run(self):
+        _collect()
+        self._heap = [_mem_alloc(), 0]
         try:
             d = self.doc
             if d["step"] == "verify" and d.get("kind") != bundle.BUNDLE:
@@ -252,7 +264,24 @@ class FirmwareUpdate:
             except _Stop:
                 pass
 
+    def _probe(self):
+        # Heap in use above the idle heap now: what the step left live plus its garbage.
+        h = self._heap
+        if h is not None:
+            h[1] = max(h[1], _mem_alloc() - h[0])
+
+    def _probe_collect(self):
+        self._probe()
+        _collect()  # bounds the garbage a long step leaves, also on the device
+
+    def _probe_report(self):
+        h = self._heap
+        if h is not None:
+            log.info(_TAG, "update %d heap peak +%d B" % (self.doc["id"], h[1]))
+
     async def _notify(self, status):
+        self._probe()
+        _collect()  # each step starts on a collected heap, as each report part does
         d = self.doc
         d["status"] = status
         d["sent"] = False
@@ -296,6 +325,7 @@ class FirmwareUpdate:
         self._remove_files()
         self.doc["step"] = "done"
         await self._notify(status)
+        self._probe_report()
         raise _Stop()
 
     async def _until(self, t):
@@ -346,6 +376,7 @@ class FirmwareUpdate:
         buf = bytearray(_CHUNK)
         mv = memoryview(buf)
         out = writer = kind = None
+        k = 0  # pieces so far
         try:
             while True:
                 n = await resp.readinto(buf)
@@ -370,6 +401,9 @@ class FirmwareUpdate:
                     writer.write(chunk)
                 else:
                     out.write(chunk)
+                k += 1
+                if not k % _PROBE_CHUNKS:
+                    self._probe_collect()
                 await asyncio.sleep_ms(0)
         finally:
             resp.close()
@@ -397,6 +431,7 @@ class FirmwareUpdate:
                 f = open(self._path(_FILE), "rb")
             data = f if digest is None else digest
             ok = await steps.run_async(x509.data_signature_steps(cert, data, sig, "sha256"))
+            self._probe()
         except (ValueError, OSError) as e:  # CertError, bad base64, file gone
             log.warn(_TAG, "signature check: %r" % e)
         finally:
@@ -449,6 +484,7 @@ class FirmwareUpdate:
         d["step"] = "reboot"
         self._remove_files()
         await self._notify(INSTALL_REBOOTING)
+        self._probe_report()
         await self._reboot()
 
     async def _put(self):
@@ -458,7 +494,9 @@ class FirmwareUpdate:
             if bootsel.root is None:
                 raise OSError("no boot selector on this station")
             slot = bootsel.inactive()
-            m = await bundle.install(self._path(_FILE), bootsel.slot_dir(bootsel.root, slot))
+            dest = bootsel.slot_dir(bootsel.root, slot)
+            m = await bundle.install(self._path(_FILE), dest, self._probe_collect)
+            self._probe()
             log.info(_TAG, "version %s installed in slot %s" % (m["version"], slot))
             d["slot"] = slot
             self._save()
