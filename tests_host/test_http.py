@@ -281,3 +281,35 @@ def test_on_micropython(tmp_path, chunk):
     n, digest = out.stdout.decode().split()
     assert int(n) == len(BODY) * 5
     assert digest == hashlib.sha256(BODY * 5).hexdigest()
+
+
+def test_on_micropython_over_tls(tmp_path):
+    """https:// on the unix port: MicroPython's ssl through asyncio, chunked body."""
+    import hashlib
+    import threading
+
+    script = tmp_path / "client.py"
+    script.write_text(MP_CLIENT)
+    loop = asyncio.new_event_loop()
+    t = threading.Thread(target=loop.run_forever, daemon=True)
+    t.start()
+    ctx = _server_tls(tmp_path)
+    server, port, _ = asyncio.run_coroutine_threadsafe(
+        scripted(lambda h: chunked(BODY * 3), ctx), loop
+    ).result(5)
+    try:
+        out = subprocess.run(
+            [str(MICROPYTHON), str(script), "https://127.0.0.1:%d/f.bin" % port],
+            capture_output=True,
+            cwd=ROOT,
+            timeout=30,
+            env={"MICROPYPATH": ".frozen:" + str(ROOT / "lib")},
+        )
+    finally:
+        loop.call_soon_threadsafe(server.close)
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(5)
+    assert out.returncode == 0, out.stderr.decode()
+    n, digest = out.stdout.decode().split()
+    assert int(n) == len(BODY) * 3
+    assert digest == hashlib.sha256(BODY * 3).hexdigest()
