@@ -71,10 +71,14 @@ def security_profile(csms, st):
 
 
 def refused_handshakes(csms, sim, n=3, timeout=20):
-    """Wait for n TLS handshakes begun by the station; none may have reached HTTP."""
+    """Wait until the station has begun n TLS handshakes and logged n failed connections;
+    none may have reached HTTP. Returns the station's log."""
     deadline = time.monotonic() + timeout
-    while csms.csms.tls_hellos < n:
-        assert time.monotonic() < deadline, "only %d TLS hellos" % csms.csms.tls_hellos
+    while csms.csms.tls_hellos < n or sim.log().count("connect failed: ") < n:
+        assert time.monotonic() < deadline, "%d TLS hellos, log:\n%s" % (
+            csms.csms.tls_hellos,
+            sim.log(),
+        )
         time.sleep(0.05)
     assert csms.csms.attempts == [] and csms.csms.stations == {}
     status = sim.cmd("status")
@@ -125,7 +129,10 @@ def test_bad_server_certificate_is_refused_and_reported_once_connected(pki, sims
         log = refused_handshakes(csms, sim)
         # Refused at every attempt, with the back-off between them (W 1 s, doubling), but
         # reported once for the burst.
-        assert log.count("connect failed: CertificateError('%s',)" % reason) >= 3
+        failed = log.count("connect failed: ")
+        assert (
+            failed >= 3 and log.count("connect failed: CertificateError('%s',)" % reason) == failed
+        )
         assert "reconnecting in 1.0 s" in log and "reconnecting in 2.0 s" in log
         info = "%s (127.0.0.1:%d)" % (reason, csms.csms.port)
         assert log.count("event InvalidCsmsCertificate") == 1
@@ -148,7 +155,10 @@ def test_tls_older_than_1_2_is_refused_and_reported(pki, sims):
     try:
         sim = sims(csms.url, config=profile2(pki))
         log = refused_handshakes(csms, sim)
-        assert log.count("connect failed: TlsVersionError('%s',)" % OLD_TLS) >= 3
+        failed = log.count("connect failed: ")
+        assert (
+            failed >= 3 and log.count("connect failed: TlsVersionError('%s',)" % OLD_TLS) == failed
+        )
         info = "%s (127.0.0.1:%d)" % (OLD_TLS, csms.csms.port)
         assert log.count("event InvalidTLSVersion") == 1
         assert "event InvalidTLSVersion (%s)" % info in log
@@ -191,7 +201,8 @@ def test_a_csms_wanting_another_client_certificate_refuses_the_station(pki, sims
         log = refused_handshakes(csms, sim)
         # The CSMS ends the handshake with an alert: a plain connection failure to the
         # station, retried with the back-off; its certificate was fine, so no security event.
-        assert log.count("connect failed: OSError(") >= 3
+        failed = log.count("connect failed: ")
+        assert failed >= 3 and log.count("connect failed: OSError(") == failed
         assert "reconnecting in 2.0 s" in log
         assert "CertificateError" not in log and "event Invalid" not in log
     finally:
