@@ -366,6 +366,20 @@ def demo(workdir=ROOT / "build" / "ota", timeout=120):
         print("UpdateFirmware -> %s" % resp["status"])
         seen = watch(csms, "OTA1", FINAL, timeout, show=True)
         p = seen[-1][1]
+        if not any(
+            a == "SecurityEventNotification" and q["type"] == "FirmwareUpdated" for a, q in seen
+        ):
+            st = csms.station("OTA1")
+            ev = csms.wait_frame(
+                st,
+                lambda f: (
+                    f.kind == "call"
+                    and f.action == "SecurityEventNotification"
+                    and f.payload["type"] == "FirmwareUpdated"
+                ),
+                timeout=10,
+            )
+            print("SecurityEventNotification %s" % ev.payload["type"])
         status = sim.cmd("status")
         print("station status: firmware_version %s" % status["firmware_version"])
         ok = p["status"] == "Installed" and status["firmware_version"] == new
