@@ -50,6 +50,8 @@
   its seqNo) and the TxEnded samples file (appended every TxEndedInterval).
 - rsa2048_verify_ms, ecdsa_p256_verify_ms, sha256_mb_per_s: tools/bench_crypto.py, on the
   MicroPython unix port (medians of 21 runs; SHA-256 over 1 MiB in 4 KiB pieces).
+- ota_update_peak_heap_bytes: tools/bench_ota.py: the peak GC heap above idle during a whole
+  signed update of the virtual wallbox, measured inside the update block.
 """
 
 import json
@@ -63,7 +65,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tools import bench_crypto  # noqa: E402
+from tools import bench_crypto, bench_ota  # noqa: E402
 from tools.harness import CsmsThread, Sim  # noqa: E402
 
 GV = {
@@ -542,6 +544,7 @@ def main():
     flash = flash_bytes_per_charging_hour()
     print("flash_bytes_per_charging_hour: %d bytes" % flash, flush=True)
     bench_crypto.main()  # rsa2048_verify_ms, ecdsa_p256_verify_ms, sha256_mb_per_s
+    print("ota_update_peak_heap_bytes: %d bytes" % bench_ota.figure(), flush=True)
 
 
 if __name__ == "__main__":
