@@ -24,11 +24,24 @@ sys.path.insert(0, str(ROOT))
 
 from tools.csms import Console, Csms  # noqa: E402
 
+# The scripted demo: CSMS commands, control-channel lines, and pauses (seconds, as numbers).
 DEMO = [
     '{"cmd":"status"}',
     "get OCPPCommCtrlr HeartbeatInterval",
     "set OCPPCommCtrlr HeartbeatInterval 30",
     "get SecurityCtrlr BasicAuthPassword",
+    # A charging session: plug in, the EV asks for energy, a card starts it, the same card
+    # ends it; the TransactionEvents show on the CSMS side.
+    '{"cmd":"plug_in","evse":1}',
+    '{"cmd":"ev_state","evse":1,"state":"C"}',
+    1,
+    '{"cmd":"swipe","token":"04A2B3C4D5E680"}',
+    4,
+    '{"cmd":"status"}',
+    '{"cmd":"swipe","token":"04A2B3C4D5E680"}',
+    2,
+    '{"cmd":"plug_out","evse":1}',
+    2,
     '{"cmd":"status"}',
 ]
 
@@ -131,6 +144,9 @@ async def main(argv=None):
         print("\n*** %s is accepted by the CSMS ***\n" % args.id, flush=True)
         if args.demo or not sys.stdin.isatty():
             for line in DEMO:
+                if not isinstance(line, str):
+                    await asyncio.sleep(line)
+                    continue
                 print("> " + line, flush=True)
                 await execute(console, box, line)
             return 0
