@@ -118,11 +118,9 @@ def test_profile_2_basic_auth_inside_tls_1_2(pki, sims):
         csms.stop()
 
 
-@pytest.mark.parametrize(
-    "bad, reason",
-    [("wrong_ca", NOT_TRUSTED), ("wrong_host", WRONG_NAME), ("expired", EXPIRED)],
-)
-def test_bad_server_certificate_is_refused_and_reported_once_connected(pki, sims, bad, reason):
+@pytest.mark.parametrize("bad", ["wrong_ca", "wrong_host", "expired"])
+def test_bad_server_certificate_is_refused_and_reported_once_connected(pki, sims, bad):
+    reason = {"wrong_ca": NOT_TRUSTED, "wrong_host": WRONG_NAME, "expired": EXPIRED}[bad]
     csms = tls_csms(pki, bad)
     try:
         sim = sims(csms.url, config=profile2(pki))
