@@ -516,6 +516,7 @@ class Transactions:
         self.station.spawn(self._start_at(b, tok))
 
     async def _start_at(self, b, id_token):
+        await self._settled()
         info = await self.station.authorization.authorize(id_token, b.n)
         if allowed(info, b.n) and b.token is None and b.usable():
             b.authorize(id_token, info)
@@ -528,7 +529,16 @@ class Transactions:
         finally:
             self._reading = False
 
+    async def _settled(self):
+        """Wait until no transaction waits for its end value (a card right after an unplug
+        is for the next session, and that EVSE is busy until the Ended is out)."""
+        waited = 0
+        while any(b.ending is not None for b in self.bays) and waited <= _READ_WAIT_MS:
+            await asyncio.sleep_ms(100)
+            waited += 100
+
     async def _decide(self, id_token):
+        await self._settled()
         key = token_key(id_token)
         for b in self.bays:
             if b.token is not None and token_key(b.token) == key:
