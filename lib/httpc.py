@@ -18,6 +18,8 @@ import asyncio
 
 from micropython import const
 
+from url import split as url_split
+
 _MAX_LINE = const(1024)  # longest status or header line we accept
 _MAX_HEADERS = const(64)  # most header lines in one response head
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -36,38 +38,8 @@ class HttpError(Exception):
 
 
 def parse_url(url):
-    # -> (tls, host, port, path); the path keeps its query.
-    i = url.find("://")
-    scheme = url[:i].lower() if i > 0 else ""
-    if scheme == "http":
-        tls, port = False, 80
-    elif scheme == "https":
-        tls, port = True, 443
-    else:
-        raise ValueError("url must start with http:// or https://")
-    rest = url[i + 3 :].split("#", 1)[0]
-    j = len(rest)
-    for sep in "/?":
-        k = rest.find(sep)
-        if 0 <= k < j:
-            j = k
-    netloc, path = rest[:j], rest[j:]
-    if not path or path[0] == "?":
-        path = "/" + path
-    netloc = netloc.rsplit("@", 1)[-1]  # credentials in the URL are not sent
-    if netloc[:1] == "[":
-        k = netloc.find("]")
-        host, tail = netloc[1:k], netloc[k + 1 :]
-    else:
-        k = netloc.find(":")
-        host, tail = (netloc, "") if k < 0 else (netloc[:k], netloc[k:])
-    if not host:
-        raise ValueError("no host in url")
-    if tail:
-        if tail[0] != ":" or not tail[1:] or tail[1:].strip("0123456789"):
-            raise ValueError("bad port")
-        port = int(tail[1:])
-    return tls, host, port, path
+    # -> (tls, host, port, path); a fragment and credentials in the URL are not sent.
+    return url_split(url, "http", "https", lenient=True)
 
 
 def _default_ctx():

@@ -11,6 +11,8 @@ import time
 
 from micropython import const
 
+from url import split as url_split
+
 # Opcodes (RFC 6455 5.2).
 _OP_CONT = const(0)
 _OP_TEXT = const(1)
@@ -116,47 +118,8 @@ def _valid_code(code):
 
 
 def parse_url(url):
-    # -> (tls, host, port, path); path keeps the query. IPv6 literals go in brackets.
-    _check_text(url, "bad url")
-    i = url.find("://")
-    scheme = url[:i].lower() if i > 0 else ""
-    if scheme == "ws":
-        tls, port = False, 80
-    elif scheme == "wss":
-        tls, port = True, 443
-    else:
-        raise ValueError("url must start with ws:// or wss://")
-    rest = url[i + 3 :]
-    if "#" in rest:
-        raise ValueError("fragment in url")
-    j = len(rest)
-    for sep in "/?":
-        k = rest.find(sep)
-        if 0 <= k < j:
-            j = k
-    netloc, path = rest[:j], rest[j:]
-    if not path or path[0] == "?":
-        path = "/" + path
-    if "@" in netloc:
-        raise ValueError("credentials in url: use basic_auth")
-    if netloc[:1] == "[":
-        k = netloc.find("]")
-        if k < 0:
-            raise ValueError("bad IPv6 host")
-        host, tail = netloc[1:k], netloc[k + 1 :]
-    else:
-        k = netloc.find(":")
-        host, tail = (netloc, "") if k < 0 else (netloc[:k], netloc[k:])
-    if not host:
-        raise ValueError("no host in url")
-    if tail:
-        digits = tail[1:]
-        if tail[0] != ":" or not digits or digits.strip("0123456789"):
-            raise ValueError("bad port")
-        port = int(digits)
-        if not 0 < port < 65536:
-            raise ValueError("bad port")
-    return tls, host, port, path
+    # -> (tls, host, port, path); credentials belong in basic_auth, fragments nowhere.
+    return url_split(url, "ws", "wss")
 
 
 def _b64(data):

@@ -313,3 +313,9 @@ def test_on_micropython_over_tls(tmp_path):
     n, digest = out.stdout.decode().split()
     assert int(n) == len(BODY) * 3
     assert digest == hashlib.sha256(BODY * 3).hexdigest()
+
+
+@pytest.mark.parametrize("url", ["http://h/x\r\nEvil: 1", "http://h/a b", "https://h/ü"])
+def test_urls_that_could_inject_into_the_request_are_refused(url):
+    with pytest.raises(ValueError):
+        httpc.parse_url(url)
