@@ -161,6 +161,46 @@ BEGIN = ("Transaction.Begin", ("Energy.Active.Import.Register",))
 END = ("Transaction.End", ("Energy.Active.Import.Register",))
 
 
+def started(trigger, **fields):
+    """The shape of a Started event at plug-in or authorization (EV connected, no energy)."""
+    p = {
+        "eventType": "Started",
+        "triggerReason": trigger,
+        "seqNo": 0,
+        "transactionInfo": {"transactionId": "TX", "chargingState": "EVConnected"},
+        "evse": EVSE1,
+        "meterValue": [BEGIN],
+    }
+    p.update(fields)
+    return p
+
+
+def changed(seq, state):
+    """The shape of an Updated ChargingStateChanged event."""
+    return {
+        "eventType": "Updated",
+        "triggerReason": "ChargingStateChanged",
+        "seqNo": seq,
+        "transactionInfo": {"transactionId": "TX", "chargingState": state},
+    }
+
+
+def ended(seq, trigger, state, reason, **fields):
+    p = {
+        "eventType": "Ended",
+        "triggerReason": trigger,
+        "seqNo": seq,
+        "transactionInfo": {
+            "transactionId": "TX",
+            "chargingState": state,
+            "stoppedReason": reason,
+        },
+        "meterValue": [BEGIN, END],
+    }
+    p.update(fields)
+    return p
+
+
 # -- local authorization: card then plug, plug then card (E03, E04, E06, E15) ---------------
 
 
@@ -175,39 +215,16 @@ def test_plug_in_then_card_then_the_same_card_stops(csms, sims):
     ok(sim, "swipe", token="good")  # its own card (idToken is case-insensitive): no Authorize
     evs = wait_ended(csms, st)
     assert [shape(p, tx_id) for p in evs] == [
-        {
-            "eventType": "Started",
-            "triggerReason": "Authorized",
-            "seqNo": 0,
-            "transactionInfo": {"transactionId": "TX", "chargingState": "EVConnected"},
-            "evse": EVSE1,
-            "idToken": GOOD,
-            "meterValue": [BEGIN],
-        },
-        {
-            "eventType": "Updated",
-            "triggerReason": "ChargingStateChanged",
-            "seqNo": 1,
-            "transactionInfo": {"transactionId": "TX", "chargingState": "SuspendedEV"},
-        },
-        {
-            "eventType": "Updated",
-            "triggerReason": "ChargingStateChanged",
-            "seqNo": 2,
-            "transactionInfo": {"transactionId": "TX", "chargingState": "Charging"},
-        },
-        {
-            "eventType": "Ended",
-            "triggerReason": "StopAuthorized",
-            "seqNo": 3,
-            "transactionInfo": {
-                "transactionId": "TX",
-                "chargingState": "EVConnected",
-                "stoppedReason": "Local",
-            },
-            "idToken": {"idToken": "good", "type": "ISO14443"},
-            "meterValue": [BEGIN, END],
-        },
+        started("Authorized", idToken=GOOD),
+        changed(1, "SuspendedEV"),
+        changed(2, "Charging"),
+        ended(
+            3,
+            "StopAuthorized",
+            "EVConnected",
+            "Local",
+            idToken={"idToken": "good", "type": "ISO14443"},
+        ),
     ]
     # Energy was cut before Ended: its end value is final, and what the meter counted.
     end = evse(sim, lambda e: not e["contactor"] and e["tx_id"] is None)
@@ -232,44 +249,11 @@ def test_card_then_plug_in_starts_at_the_plug_and_unplug_ends(csms, sims):
     unplug(sim)
     evs = wait_ended(csms, st)
     assert [shape(p, tx_id) for p in evs] == [
-        {
-            "eventType": "Started",
-            "triggerReason": "CablePluggedIn",
-            "seqNo": 0,
-            "transactionInfo": {"transactionId": "TX", "chargingState": "EVConnected"},
-            "evse": EVSE1,
-            "idToken": GOOD,
-            "meterValue": [BEGIN],
-        },
-        {
-            "eventType": "Updated",
-            "triggerReason": "ChargingStateChanged",
-            "seqNo": 1,
-            "transactionInfo": {"transactionId": "TX", "chargingState": "SuspendedEV"},
-        },
-        {
-            "eventType": "Updated",
-            "triggerReason": "ChargingStateChanged",
-            "seqNo": 2,
-            "transactionInfo": {"transactionId": "TX", "chargingState": "Charging"},
-        },
-        {
-            "eventType": "Updated",
-            "triggerReason": "ChargingStateChanged",
-            "seqNo": 3,
-            "transactionInfo": {"transactionId": "TX", "chargingState": "SuspendedEV"},
-        },
-        {
-            "eventType": "Ended",
-            "triggerReason": "EVCommunicationLost",
-            "seqNo": 4,
-            "transactionInfo": {
-                "transactionId": "TX",
-                "chargingState": "Idle",
-                "stoppedReason": "EVDisconnected",
-            },
-            "meterValue": [BEGIN, END],
-        },
+        started("CablePluggedIn", idToken=GOOD),
+        changed(1, "SuspendedEV"),
+        changed(2, "Charging"),
+        changed(3, "SuspendedEV"),
+        ended(4, "EVCommunicationLost", "Idle", "EVDisconnected"),
     ]
 
 
@@ -312,14 +296,7 @@ def test_start_at_ev_connected_then_authorized_then_remote_stop(csms, sims):
     }
     evs = wait_ended(csms, st)
     assert [shape(p, tx_id) for p in evs] == [
-        {
-            "eventType": "Started",
-            "triggerReason": "CablePluggedIn",
-            "seqNo": 0,
-            "transactionInfo": {"transactionId": "TX", "chargingState": "EVConnected"},
-            "evse": EVSE1,
-            "meterValue": [BEGIN],
-        },
+        started("CablePluggedIn"),
         {
             "eventType": "Updated",
             "triggerReason": "Authorized",
@@ -327,29 +304,9 @@ def test_start_at_ev_connected_then_authorized_then_remote_stop(csms, sims):
             "transactionInfo": {"transactionId": "TX"},
             "idToken": GOOD,
         },
-        {
-            "eventType": "Updated",
-            "triggerReason": "ChargingStateChanged",
-            "seqNo": 2,
-            "transactionInfo": {"transactionId": "TX", "chargingState": "SuspendedEV"},
-        },
-        {
-            "eventType": "Updated",
-            "triggerReason": "ChargingStateChanged",
-            "seqNo": 3,
-            "transactionInfo": {"transactionId": "TX", "chargingState": "Charging"},
-        },
-        {
-            "eventType": "Ended",
-            "triggerReason": "RemoteStop",
-            "seqNo": 4,
-            "transactionInfo": {
-                "transactionId": "TX",
-                "chargingState": "EVConnected",
-                "stoppedReason": "Remote",
-            },
-            "meterValue": [BEGIN, END],
-        },
+        changed(2, "SuspendedEV"),
+        changed(3, "Charging"),
+        ended(4, "RemoteStop", "EVConnected", "Remote"),
     ]
 
 
