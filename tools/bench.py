@@ -490,7 +490,10 @@ def delivery_peak_heap(csms, n=200):
     import mpcompat
 
     mpcompat.install()
+    import log
     from firmware.queue import MessageQueue
+
+    log.level = 2  # the journal's own messages are not figures
 
     class Offline:
         ready = asyncio.Event()
