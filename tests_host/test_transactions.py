@@ -1067,6 +1067,45 @@ def test_periodic_updated_every_tx_updated_interval(make, tm):
     assert p["meterValue"][0]["timestamp"] == iso(tm.t)
 
 
+def test_periodic_updates_keep_their_interval_when_the_timer_runs_late(make, tm):
+    """Each tick comes 1.4 s apart: the Updated events still come every 10 s on average, the
+    lateness of one tick not carried into the next interval."""
+    st = make(values={"SampledDataCtrlr/TxUpdatedInterval": "10"})
+    ev = started(st, tm)
+    ev.read(1100.0, 3000.0)
+    fired = []
+    for k in range(1, 72):  # 99.4 s
+        tm.advance(ms=1400)
+        st.txs._tick()
+        if new(st):
+            fired.append(k)
+    assert len(fired) == 9  # at 10, 20, ... 90 s; carrying the lateness over gave only 8
+
+
+def test_a_plug_in_while_ended_waits_for_the_meter_starts_the_next_transaction(make, tm):
+    st = make(values={START: "EVConnected"})
+    ev = st.evses[0]
+    ev.plug()
+    card(st)
+    ev.offer()
+    ev.draw()
+    new(st)
+    ev.read(1400.0)
+    tm.advance(ms=300)
+    ev.unplug()  # ends the transaction: Ended waits for a reading after the cut
+    assert new(st) == []
+    ev.plug()  # the next car, within the second
+    tm.advance(1)
+    ev.read(1450.0)
+    st.txs._tick()
+    got = new(st)
+    assert [e[:2] for e in got] == [
+        ("Ended", "EVCommunicationLost"),
+        ("Started", "CablePluggedIn"),
+    ]
+    assert st.txs.tx_id(ev) is not None
+
+
 def test_tx_ended_samples_are_thinned_keeping_the_first_and_the_newest(make, tm, tmp_path):
     st = make(values={"SampledDataCtrlr/TxEndedInterval": "10"})
     ev = started(st, tm)

@@ -373,6 +373,10 @@ def flash_bytes_per_charging_hour(hours=3):
         def ticks_diff(a, b):
             return a - b
 
+        @staticmethod
+        def ticks_add(a, b):
+            return a + b
+
     class CountingStore(Store):
         def save(self, name, doc):
             written[0] += len(json.dumps(doc))

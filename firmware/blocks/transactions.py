@@ -66,6 +66,7 @@ class Bay:
         self.stopping = None  # (trigger, reason, ticks): Ended waits for the contactor
         self.ending = None  # (trigger, reason, time, ticks): Ended waits for the meter
         self._cut_ms = None  # ticks when energy last stopped flowing in this transaction
+        self._replugged = False  # an EV plugged in while Ended waited for the meter
         self.plugged = evse.plugged  # what the last look at the EVSE saw
         self.flowing = evse.energy_flowing
         self.faults = len(evse.faults)
@@ -223,6 +224,10 @@ class Bay:
         elif self.token is not None:
             self._pending["idToken"] = self.token  # it authorizes the next transaction too
         self.evse.touch()  # the listeners (availability, a scheduled reset) look again
+        if self._replugged:
+            self._replugged = False
+            if self.evse.plugged:
+                self.try_start("CablePluggedIn")
 
     def post(self, kind, trigger, meter=None, reason=None, now=None):
         """One TransactionEvent of the open transaction, on flash when this returns."""
@@ -311,12 +316,12 @@ class Bay:
                 self.end(self.stopping[0], self.stopping[1])
             return
         if updated_s > 0 and time.ticks_diff(ticks, self._due_update) >= updated_s * 1000:
-            self._due_update = ticks
+            self._due_update = _next(self._due_update, updated_s, ticks)
             mv = self.meter("TxUpdatedMeasurands", "Sample.Periodic", now)
             if mv:
                 self.post(UPDATED, "MeterValuePeriodic", mv)
         if ended_s > 0 and time.ticks_diff(ticks, self._due_sample) >= ended_s * 1000:
-            self._due_sample = ticks
+            self._due_sample = _next(self._due_sample, ended_s, ticks)
             self._sample("Sample.Periodic", now)
         self._check_energy_cap()
 
@@ -364,6 +369,8 @@ class Bay:
         self.plugged, self.flowing, self.faults = plugged, flowing, faults
         if was_flowing and not flowing:
             self._cut_ms = time.ticks_ms()
+        if self.ending is not None and plugged and not was_plugged:
+            self._replugged = True  # a new session's plug-in: looked at once Ended is out
         if self.recovering or self.ending is not None:
             return
         if plugged and not was_plugged:
@@ -804,6 +811,13 @@ class Transactions:
         b.flowing = b.evse.energy_flowing
         if b.plugged:
             b.try_start("CablePluggedIn")
+
+
+def _next(last, interval_s, ticks):
+    """The start of the next sampling interval: one interval on, so the ticks' lateness does
+    not add up; `ticks` itself when even that is already past (a changed interval, a stall)."""
+    due = time.ticks_add(last, interval_s * 1000)
+    return due if time.ticks_diff(ticks, due) < interval_s * 1000 else ticks
 
 
 def _append(path, entry):
