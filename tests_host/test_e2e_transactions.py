@@ -553,7 +553,7 @@ def test_retries_follow_message_attempts_and_interval(csms, sims, failure):
         {
             ("OCPPCommCtrlr", "MessageAttempts:TransactionEvent"): "3",
             ("OCPPCommCtrlr", "MessageAttemptInterval:TransactionEvent"): "1",
-            ("OCPPCommCtrlr", "MessageTimeout:Default"): "2",
+            ("OCPPCommCtrlr", "MessageTimeout:Default"): "1",
         }
     )
     sim = sims(csms.url, config=cfg)
@@ -562,13 +562,13 @@ def test_retries_follow_message_attempts_and_interval(csms, sims, failure):
     plug_in(sim, state=None)  # the EV stays in B: Started, then SuspendedEV, then nothing
     ok(sim, "swipe", token="GOOD")
     wait_events(csms, st, 5, timeout=30)
-    time.sleep(4.0)
+    time.sleep(3.0)
     frames = tx_frames(st)
     assert [f.payload["seqNo"] for f in frames] == [0, 0, 0, 1, 1]
     assert len({f.unique_id for f in frames}) == 5  # every attempt a new message id
     assert frames[0].payload == frames[1].payload == frames[2].payload
     assert frames[3].payload == frames[4].payload
-    timeout = 2.0 if failure == "timeout" else 0.0
+    timeout = 1.0 if failure == "timeout" else 0.0
     gaps = [frames[i + 1].t - frames[i].t for i in range(4)]
     for gap, k in zip(gaps, (1, 2, None, 1)):  # noqa: B905 (MicroPython-style zip)
         if k is not None:
