@@ -339,3 +339,21 @@ def test_an_image_on_a_board_without_ota_partitions_fails_to_install(tmp_path, p
 
 def fwu_happy():
     return ["Downloading", "Downloaded", "SignatureVerified", "Installing", "InstallRebooting"]
+
+
+def test_an_unaccepted_trial_reboots_but_never_during_a_session(tmp_path, pki, monkeypatch):
+    st = Station(tmp_path, SimpleNamespace(), pki.roots)
+    st.connection.registration = "Pending"
+    st.tx = True  # a charging session runs
+    fw = fwu.FirmwareUpdate(st)
+    monkeypatch.setattr(fwu.bootsel, "trial", True)
+
+    async def go():
+        task = asyncio.ensure_future(fw._trial_watch(trial_s=0, poll_ms=10))
+        await asyncio.sleep(0.1)
+        assert st.reboots == []  # waits for the session
+        st.tx = False
+        await asyncio.wait_for(task, 1)
+
+    asyncio.run(go())
+    assert st.reboots == ["FirmwareUpdate"]

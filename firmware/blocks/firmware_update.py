@@ -567,8 +567,14 @@ class FirmwareUpdate:
         except _Stop:
             pass
 
-    async def _trial_watch(self):
-        await asyncio.sleep_ms(_TRIAL_S * 1000)
-        if self.station.connection.registration != "Accepted" and bootsel.trial:
-            log.warn(_TAG, "trial slot not accepted within %d s: rebooting" % _TRIAL_S)
-            self.station.reboot("FirmwareUpdate")
+    async def _trial_watch(self, trial_s=_TRIAL_S, poll_ms=1000):
+        """A trial slot not Accepted within trial_s reboots (the boot selector may then roll
+        back), but never in the middle of a charging session: it waits for the sessions."""
+        await asyncio.sleep_ms(trial_s * 1000)
+        st = self.station
+        while bootsel.trial and st.connection.registration != "Accepted":
+            if not any(st.busy(e) for e in st.evses):
+                log.warn(_TAG, "trial slot not accepted within %d s: rebooting" % trial_s)
+                st.reboot("FirmwareUpdate")
+                return
+            await asyncio.sleep_ms(poll_ms)
