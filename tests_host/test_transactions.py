@@ -1391,6 +1391,21 @@ def test_an_open_transaction_of_the_last_boot_ends_with_power_loss_or_reboot(
     assert not (tmp_path / "tx1.mv").exists()
 
 
+@pytest.mark.parametrize(
+    "doc",
+    [[1, 2], {"seq": 3}, {"id": OLD}, {"id": "", "seq": 1}, {"id": OLD, "seq": "4"}, {"id": 7}],
+)
+def test_a_damaged_transaction_document_is_dropped_not_a_crash(make, tm, tmp_path, doc):
+    Store(str(tmp_path)).save("tx1", doc)
+    (tmp_path / "tx1.mv").write_text("{}\n")
+    st = make()
+    run(st)
+    assert new(st) == [] and not st.txs.bays[0].recovering
+    assert st.store.load("tx1") is None and not (tmp_path / "tx1.mv").exists()
+    ev = started(st, tm)  # the EVSE works as ever
+    assert st.txs.tx_id(ev) is not None
+
+
 def test_recovery_seq_no_continues_after_the_document_when_it_is_ahead(make, tm, tmp_path):
     _last_boot(tmp_path, seq=9)
     st = make(queue=FakeQueue([_queued(6)]))

@@ -766,9 +766,15 @@ class Transactions:
         open_bays = []
         for b in self.bays:
             tx = self.store.load(b.doc)
+            if tx is not None and not _whole(tx):
+                log.error(_TAG, "EVSE %d: transaction document unusable, dropped: %r" % (b.n, tx))
+                tx = None
             if tx is None:
+                self.store.remove(b.doc)
                 _remove(b.samples_path)
                 continue
+            tx.setdefault("why", None)
+            tx.setdefault("st", None)
             b.tx = tx
             b.samples = b.load_samples()
             b.recovering = True
@@ -778,10 +784,11 @@ class Transactions:
         ended = []
         for action, p, tx_id in self.queue.messages():
             b = self._by_tx(tx_id) if action == TRANSACTION_EVENT else None
-            if b is None:
+            seq = p.get("seqNo") if b is not None and type(p) is dict else None
+            if type(seq) is not int:
                 continue
-            b.tx["seq"] = max(b.tx["seq"], p["seqNo"] + 1)
-            if p["eventType"] == ENDED:
+            b.tx["seq"] = max(b.tx["seq"], seq + 1)
+            if p.get("eventType") == ENDED:
                 ended.append(b)
         # A reset the station planned ended its transactions first: this is a power loss,
         # or a reboot it did not plan (watchdog).
@@ -811,6 +818,17 @@ class Transactions:
         b.flowing = b.evse.energy_flowing
         if b.plugged:
             b.try_start("CablePluggedIn")
+
+
+def _whole(tx):
+    """A transaction document as `post` writes it (it may come from a damaged flash)."""
+    return (
+        type(tx) is dict
+        and type(tx.get("id")) is str
+        and 0 < len(tx["id"]) <= 36
+        and type(tx.get("seq")) is int
+        and tx["seq"] >= 0
+    )
 
 
 def _next(last, interval_s, ticks):
