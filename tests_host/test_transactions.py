@@ -1344,6 +1344,7 @@ def _last_boot(tmp_path, seq=4, why=None, samples=None, torn=False):
                 }
                 f.write(json.dumps(mv) + "\n")
             if torn:
+                f.write('{"timestamp": 5, "sampledValue": []}\n[1]\n')  # damaged: dropped
                 f.write('{"timestamp":"2026-11-21T1')
 
 

@@ -416,9 +416,13 @@ class Bay:
             with open(self.samples_path) as f:
                 for line in f:
                     try:
-                        out.append(json.loads(line))
+                        mv = json.loads(line)
                     except ValueError:
-                        pass  # a torn last line
+                        continue  # a torn last line
+                    if _sample_ok(mv):
+                        out.append(mv)
+                    else:
+                        log.error(_TAG, "EVSE %d: a damaged sample dropped" % self.n)
         except OSError:
             pass
         return out
@@ -818,6 +822,17 @@ class Transactions:
         b.flowing = b.evse.energy_flowing
         if b.plugged:
             b.try_start("CablePluggedIn")
+
+
+def _sample_ok(mv):
+    """A meterValue entry as `_sample` writes it (read back from flash)."""
+    return (
+        type(mv) is dict
+        and type(mv.get("timestamp")) is str
+        and type(mv.get("sampledValue")) is list
+        and len(mv["sampledValue"]) > 0
+        and all(type(sv) is dict and "value" in sv for sv in mv["sampledValue"])
+    )
 
 
 def _whole(tx):
