@@ -6,12 +6,8 @@ station would send or answer is validated against the official OCPP 2.0.1 schema
 """
 
 import asyncio
-import json
-from pathlib import Path
 from types import SimpleNamespace
 
-import jsonschema
-import ocpp
 import pytest
 
 import ocppj
@@ -22,25 +18,13 @@ from firmware.blocks.authorization import Authorization, allowed
 from firmware.blocks.local_list import LocalList
 from firmware.device_model import DeviceModel
 from firmware.variables import declarations
+from ocpp_oracle import valid
 from store import Store
 
-SCHEMAS = Path(ocpp.__file__).parent / "v201" / "schemas"
 NOW = 1795285000  # 2026-11-21T18:16:40Z
 STORAGE = "AuthCacheCtrlr/Storage"
 ENTRIES = "LocalAuthListCtrlr/Entries"
 LIST_DPA = "LocalAuthListCtrlr/DisablePostAuthorize"
-
-
-def _validator(name):
-    schema = json.loads((SCHEMAS / (name + ".json")).read_text())
-    cls = jsonschema.validators.validator_for(schema)
-    return cls(schema, format_checker=jsonschema.FormatChecker())
-
-
-def valid(name, payload):
-    wire = json.loads(json.dumps(payload))
-    _validator(name).validate(wire)
-    return wire
 
 
 def iso(t):

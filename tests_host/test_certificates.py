@@ -10,13 +10,10 @@ test_e2e_certificates.py."""
 import asyncio
 import datetime
 import io
-import json
 import os
 from pathlib import Path
 from types import SimpleNamespace
 
-import jsonschema
-import ocpp
 import pytest
 from cryptography import x509 as cx
 from cryptography.hazmat.primitives import hashes, serialization
@@ -35,9 +32,9 @@ from firmware.blocks.network_profile import NetworkProfile
 from firmware.device_model import DeviceModel
 from firmware.network import NetworkProfiles
 from firmware.variables import declarations
+from ocpp_oracle import valid
 from store import Store
 
-SCHEMAS = Path(ocpp.__file__).parent / "v201" / "schemas"
 NOW = 1795285000  # 2026-11-21T18:16:40Z
 DAY = 86400
 CSMS = "CSMSRootCertificate"
@@ -136,18 +133,6 @@ def chain_item(kind, cert):
 
 
 # -- a station with the real store, device model and router --------------------------------------
-
-
-def _validator(name):
-    schema = json.loads((SCHEMAS / (name + ".json")).read_text())
-    cls = jsonschema.validators.validator_for(schema)
-    return cls(schema, format_checker=jsonschema.FormatChecker())
-
-
-def valid(name, payload):
-    wire = json.loads(json.dumps(payload))
-    _validator(name).validate(wire)
-    return wire
 
 
 class Time:

@@ -10,14 +10,10 @@ test moves them, and the timers run by calling Transactions._tick.
 """
 
 import asyncio
-import functools
 import json
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
-import jsonschema
-import ocpp
 import pytest
 
 import ocppj
@@ -31,9 +27,9 @@ from firmware.device_model import DeviceModel
 from firmware.queue import MessageQueue
 from firmware.variables import declarations
 from meter import Reading
+from ocpp_oracle import valid
 from store import Store
 
-SCHEMAS = Path(ocpp.__file__).parent / "v201" / "schemas"
 NOW = 1795285000  # 2026-11-21T18:16:40Z, 100 s past a quarter hour
 TE = "TransactionEvent"
 ENERGY = "Energy.Active.Import.Register"
@@ -45,19 +41,6 @@ QUIET = {  # no periodic or clock-aligned values unless a test asks for them
 }
 START = "TxCtrlr/TxStartPoint"
 STOP = "TxCtrlr/TxStopPoint"
-
-
-@functools.lru_cache(maxsize=None)
-def _validator(name):
-    schema = json.loads((SCHEMAS / (name + ".json")).read_text())
-    cls = jsonschema.validators.validator_for(schema)
-    return cls(schema, format_checker=jsonschema.FormatChecker())
-
-
-def valid(name, payload):
-    wire = json.loads(json.dumps(payload))
-    _validator(name).validate(wire)
-    return wire
 
 
 # -- fakes -----------------------------------------------------------------------------------
