@@ -30,3 +30,16 @@ def sims(tmp_path, request):
     for s in made:
         s.close()
         print("---- wallbox-sim log (%s) ----\n%s" % (s.log_path.name, s.log()))
+
+
+@pytest.fixture
+def logged(monkeypatch):
+    """The log's output, captured (without timestamps) in a StringIO."""
+    import io
+
+    import log
+
+    out = io.StringIO()
+    monkeypatch.setattr(log, "stream", out)
+    monkeypatch.setattr(log, "clock", None)
+    return out

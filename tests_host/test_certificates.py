@@ -9,7 +9,6 @@ test_e2e_certificates.py."""
 
 import asyncio
 import datetime
-import io
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,7 +21,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa as crsa
 from cryptography.x509.ocsp import OCSPRequestBuilder
 from cryptography.x509.oid import NameOID
 
-import log
 import ocppj
 import x509
 from clock import Clock
@@ -213,14 +211,6 @@ def status_of(resp):
     out = dict(resp)
     if "statusInfo" in out:
         out["statusInfo"] = {"reasonCode": out["statusInfo"]["reasonCode"]}
-    return out
-
-
-@pytest.fixture
-def logged(monkeypatch):
-    out = io.StringIO()
-    monkeypatch.setattr(log, "stream", out)
-    monkeypatch.setattr(log, "clock", None)
     return out
 
 

@@ -4,7 +4,6 @@ fake connect and a fake clock), and every answer of SetNetworkProfile."""
 
 import asyncio
 import datetime
-import io
 
 import pytest
 from cryptography import x509 as cx
@@ -12,7 +11,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from ocpp.messages import CallResult, _validate_payload
 
-import log
 import ocppj
 import schema
 from clock import Clock
@@ -73,14 +71,6 @@ def profile(url=URL2, sp=1, **kw):
     }
     p.update(kw)
     return p
-
-
-@pytest.fixture
-def logged(monkeypatch):
-    out = io.StringIO()
-    monkeypatch.setattr(log, "stream", out)
-    monkeypatch.setattr(log, "clock", None)
-    return out
 
 
 # -- slots and order --------------------------------------------------------------------------

@@ -161,7 +161,7 @@ class Bay:
 
     def try_start(self, trigger):
         """Open a transaction if a start point is met now."""
-        if self.tx is not None or not self.usable() or not self.txs.may_start():
+        if self.tx is not None or not self.usable():  # usable: also may_start()
             return
         e = self.evse
         met = {
