@@ -7,6 +7,7 @@ import os
 import log
 
 _TMP = ".tmp"
+_SEP = (",", ":")
 
 
 class Store:
@@ -46,6 +47,41 @@ class Store:
             os.remove(self.path(name))
         except OSError:
             pass
+
+
+# -- line files: a record a line, appended; rewritten whole (temporary file, then rename) ------
+
+
+def append_line(path, doc):
+    """Append `doc` as one JSON line; a power loss can only tear this last line, which the
+    reader skips. False (logged) when the flash refused it."""
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(doc, separators=_SEP) + "\n")
+        return True
+    except OSError as e:
+        log.error("store", "%s: line not kept: %r" % (path, e))
+        return False
+
+
+def write_lines(path, docs):
+    """Replace the file with one JSON line per doc, atomically."""
+    try:
+        with open(path + _TMP, "w") as f:
+            for doc in docs:
+                f.write(json.dumps(doc, separators=_SEP) + "\n")
+        os.rename(path + _TMP, path)
+        return True
+    except OSError as e:
+        log.error("store", "%s not rewritten: %r" % (path, e))
+        return False
+
+
+def remove_file(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass  # already gone
 
 
 def _makedirs(path):

@@ -1,5 +1,6 @@
 """Transactions (block E), RequestStart/StopTransaction and GetTransactionStatus (F), meter
-values in transactions and clock-aligned (J): firmware/blocks/transactions.py under CPython.
+values in transactions and clock-aligned (J): firmware/blocks/transactions.py and
+firmware/bay.py under CPython.
 
 The EVSEs are fakes whose state a test sets; each change calls the on_change callbacks, as the
 safety loop does at the end of its tick. The queue is a fake that records every post and answers
@@ -19,6 +20,7 @@ import pytest
 import ocppj
 import rfc3339
 from clock import Clock
+from firmware import bay as baymod
 from firmware.auth_cache import token_key
 from firmware.blocks import transactions as txmod
 from firmware.blocks.authorization import Authorization
@@ -1097,7 +1099,7 @@ def test_tx_ended_samples_are_thinned_keeping_the_first_and_the_newest(make, tm,
         tm.advance(10)
         ev.read(1000.0 + k)
         st.txs._tick()
-        assert len(bay.samples) <= txmod._MAX_SAMPLES
+        assert len(bay.samples) <= baymod._MAX_SAMPLES
         assert bay.samples[0]["sampledValue"][0]["context"] == "Transaction.Begin"
         assert bay.samples[-1]["sampledValue"][0]["value"] == 1000.0 + k
     kept = [s["sampledValue"][0]["value"] for s in bay.samples]

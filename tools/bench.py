@@ -338,10 +338,10 @@ def queue_flash_bytes_per_charging_hour(hours=10):
 
 def flash_bytes_per_charging_hour(hours=3):
     """Bytes the firmware writes to flash per charging hour with the default sampling: the
-    real transactions block (firmware/blocks/transactions.py) and message queue under CPython,
-    on a fake clock, a fake EVSE charging 11 kW for an hour per session, and a CSMS that
-    answers at once. Counted: the queue journal (bytes_written), the transaction document
-    rewritten with each event, and the TxEnded samples file."""
+    real transactions block (firmware/blocks/transactions.py, firmware/bay.py) and message
+    queue under CPython, on a fake clock, a fake EVSE charging 11 kW for an hour per session,
+    and a CSMS that answers at once. Counted: the queue journal (bytes_written), the
+    transaction document rewritten with each event, and the TxEnded samples file."""
     sys.path.insert(0, str(ROOT / "tests_host"))
     import asyncio
     import types
@@ -351,7 +351,9 @@ def flash_bytes_per_charging_hour(hours=3):
     mpcompat.install()
     import log
     import ocppj
+    import store
     from clock import Clock
+    from firmware import bay as baymod
     from firmware.blocks import transactions as txmod
     from firmware.device_model import DeviceModel
     from firmware.queue import MessageQueue
@@ -383,16 +385,16 @@ def flash_bytes_per_charging_hour(hours=3):
             super().save(name, doc)
 
     def counted(fn):
-        def wrapper(path, entries):
+        def wrapper(path, entries):  # store.append_line (one doc) or write_lines (a list)
             many = entries if isinstance(entries, list) else [entries]
             written[0] += sum(len(json.dumps(e, separators=(",", ":"))) + 1 for e in many)
             return fn(path, entries)
 
         return wrapper
 
-    txmod.time = Ticks
-    txmod._append = counted(txmod._append)
-    txmod._rewrite = counted(txmod._rewrite)
+    txmod.time = baymod.time = Ticks
+    store.append_line = counted(store.append_line)
+    store.write_lines = counted(store.write_lines)
     unix0 = 1717243200
 
     class Csms:
