@@ -172,17 +172,16 @@ class Bay:
         log.info(_TAG, "EVSE %d transaction %s started (%s)" % (self.n, self.tx["id"], trigger))
         self.post(STARTED, trigger, begin)
 
-    def end(self, trigger, reason, now=None, final=False):
+    def end(self, trigger, reason, now=None):
         """Ended, with the TxEnded samples and a Transaction.End one; the bay is free again.
 
         The end value must include the energy up to the contactor's opening: when the last
-        reading is older than that, Ended waits (at most READ_WAIT_MS) for the next one,
-        unless `final` (a reset: the reboot will not wait)."""
+        reading is older than that, Ended waits (at most READ_WAIT_MS) for the next one."""
         tx = self.tx
         if tx is None or self.ending is not None:
             return
         now = self.txs.clock.now() if now is None else now
-        if not final and not self._fresh():
+        if not self._fresh():
             if tx.get("why") is None:
                 tx["why"] = reason  # the first reason holds, whatever comes meanwhile
             self.ending = (trigger, reason, now, time.ticks_ms())  # see tick()

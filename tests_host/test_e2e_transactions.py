@@ -753,3 +753,31 @@ def test_trigger_message_transaction_event_and_immediate_reset(csms, sims):
     assert boot.payload["reason"] == "RemoteReset"
     time.sleep(1.0)
     assert events(st2) == []  # nothing left to recover
+
+
+def test_immediate_reset_cuts_the_energy_before_ended_and_bills_all_of_it(csms, sims):
+    """Reset Immediate while charging: the energy is cut first, Ended carries a register read
+    after the cut (equal to the register after the reboot) and the new chargingState, and the
+    reboot comes only after it."""
+    sim = sims(csms.url, config=config())
+    st = accepted(csms, sim)
+    plug_in(sim)
+    ok(sim, "swipe", token="GOOD")
+    charging(sim)
+    wait_events(csms, st, 3)
+    time.sleep(1.5)  # energy flows at 22 kW: some 9 Wh a second and a half
+    assert csms.call(st, "Reset", {"type": "Immediate"}) == {"status": "Accepted"}
+    evs = wait_ended(csms, st)
+    end = evs[-1]
+    assert shape(end) == ended(
+        len(evs) - 1, "ResetCommand", "EVConnected", "ImmediateReset", meterValue=[BEGIN, END]
+    )
+    st2 = reconnected(csms, st)
+    assert csms.wait_call(st2, "BootNotification").payload["reason"] == "RemoteReset"
+    sim.wait_status(lambda s: s["registration"] == "Accepted" and s["connected"])
+    assert [f.action for f in tx_frames(st2)] == []  # nothing to recover: it ended before
+    req = {"requestedMessage": "MeterValues", "evse": {"id": 1}}
+    assert csms.call(st2, "TriggerMessage", req) == {"status": "Accepted"}
+    after = csms.wait_call(st2, "MeterValues").payload["meterValue"][0]
+    assert abs(energy(after) - energy(end["meterValue"][-1])) <= 0.01
+    assert energy(end["meterValue"][-1]) > energy(end["meterValue"][0])

@@ -564,14 +564,77 @@ def test_a_stop_ends_anyway_when_the_contactor_stays_closed(make, tm):
     assert st.txs.bays[0].tx is None
 
 
-def test_stop_all_ends_at_once_even_while_energy_flows(make, tm):
+def test_stop_all_cuts_the_energy_and_ends_with_a_reading_taken_after_the_cut(make, tm):
     st = make()
     ev = started(st, tm)
     st.txs.stop_all("ResetCommand", "ImmediateReset")
-    assert new(st) == [("Ended", "ResetCommand", 3, {"reason": "ImmediateReset"})]
     assert not ev.permitted and st.txs.bays[0].token is None
-    st.txs.stop_all("ResetCommand", "ImmediateReset")
+    assert new(st) == []  # the energy still flows: Ended waits for the cut
+    ev.read(1400.0)  # a reading while it flows is not the end value
+    st.txs.stop_all("ResetCommand", "ImmediateReset")  # a second reset changes nothing
+    ev.cut()
+    tm.advance(1)
+    st.txs._tick()
     assert new(st) == []
+    ev.read(1450.0)
+    st.txs._tick()
+    assert new(st) == [
+        ("Ended", "ResetCommand", 3, {"state": "EVConnected", "reason": "ImmediateReset"})
+    ]
+    assert values(events(st)[-1])[-1] == (ENERGY, 1450.0, "Transaction.End")
+    assert not st.txs.busy(ev)
+
+
+def test_nothing_starts_after_stop_all(make, tm):
+    st = make()
+    ev = st.evses[0]
+    st.txs.stop_all("ResetCommand", "ImmediateReset")
+    ev.plug()
+    card(st)
+    assert new(st) == [] and not ev.permitted
+    assert request(
+        st,
+        "RequestStartTransaction",
+        {"idToken": {"idToken": "AABBCCDD", "type": "ISO14443"}, "remoteStartId": 1},
+    ) == {"status": "Rejected"}
+
+
+def test_ended_returns_once_every_transaction_ended(make, tm, monkeypatch):
+    st = make()
+    ev = started(st, tm)
+    st.txs.stop_all("ResetCommand", "ImmediateReset")
+    naps = []
+
+    async def nap(ms):
+        naps.append(ms)
+        if len(naps) == 3:  # the cut and a reading after it, while ended() waits
+            ev.cut()
+            tm.advance(1)
+            ev.read(1500.0)
+            st.txs._tick()
+
+    monkeypatch.setattr(asyncio, "sleep_ms", nap)
+    asyncio.run(st.txs.ended(12000))
+    assert len(naps) == 3 and not st.txs.busy(ev)
+    assert [e[:2] for e in new(st)] == [("Ended", "ResetCommand")]
+    naps.clear()
+    ev.plug()  # still nothing open: ended() returns at once
+    asyncio.run(st.txs.ended(12000))
+    assert naps == []
+
+
+def test_ended_gives_up_after_its_limit(make, tm, monkeypatch):
+    st = make()
+    ev = started(st, tm)
+    st.txs.stop_all("ResetCommand", "ImmediateReset")
+    naps = []
+
+    async def nap(ms):
+        naps.append(ms)
+
+    monkeypatch.setattr(asyncio, "sleep_ms", nap)
+    asyncio.run(st.txs.ended(1000))
+    assert sum(naps) == 1000 and st.txs.busy(ev)
 
 
 def test_ended_waits_for_a_meter_reading_taken_after_the_contactor_opened(make, tm):
@@ -624,17 +687,19 @@ def test_a_transaction_without_energy_ends_without_waiting_for_the_meter(make, t
     assert new(st)[-1][:2] == ("Ended", "EVCommunicationLost")
 
 
-def test_stop_all_does_not_wait_for_the_meter(make, tm):
+def test_stop_all_while_ended_waits_for_the_meter_keeps_waiting(make, tm):
     st = make(values={STOP: "EnergyTransfer"})
     ev = started(st, tm)
     ev.set(cp="C", closed=False)  # the EVSE opened: Ended waits for a reading
     assert new(st) == []
     st.txs.stop_all("ResetCommand", "ImmediateReset")
-    assert [e[:2] for e in new(st)] == [("Ended", "ResetCommand")]
-    assert not st.txs.busy(ev)
-    tm.advance(3)
+    assert new(st) == [] and st.txs.busy(ev)
+    tm.advance(ms=100)
+    ev.read(1300.0)
     st.txs._tick()
-    assert new(st) == []
+    assert [e[:2] for e in new(st)] == [("Ended", "ChargingStateChanged")]
+    assert values(events(st)[-1])[-1] == (ENERGY, 1300.0, "Transaction.End")
+    assert not st.txs.busy(ev)
 
 
 # -- stopping by token: same token, group, master pass -----------------------------------------
@@ -1584,6 +1649,7 @@ def test_the_first_stop_reason_holds_while_ended_waits_for_the_meter(make, tm, t
     assert new(st) == []
     if then == "reset":
         st.txs.stop_all("ResetCommand", "ImmediateReset")
+        settle(st, tm)
     else:
         request(st, "RequestStopTransaction", {"transactionId": tx_id})
         settle(st, tm)

@@ -9,6 +9,9 @@ from firmware import device_model as dm_mod
 
 _ACTUAL = "Actual"
 _RESET_GRACE_MS = 500  # time for the Reset response to leave before the reboot
+# An Immediate reset waits this long at most for the sessions to end: the EVSE's stop (the
+# contactor opens within 6 s without the EV's help) plus a meter reading after it.
+_ENDED_WAIT_MS = 12000
 
 
 class Provisioning:
@@ -103,12 +106,14 @@ class Provisioning:
                     e.on_change.append(self._idle_check)
             self._reset_reason = "ScheduledReset"
         elif resp["status"] == "Accepted":
-            # Immediate (also over a scheduled one): the transactions end now (energy off,
-            # Ended queued on flash), then the reboot.
+            # Immediate (also over a scheduled one): the transactions end as any stop does
+            # (energy off, then Ended with a reading taken after the cut, queued on flash),
+            # then the reboot.
             self._reset_reason = "RemoteReset"
             self._rebooting = True
-            self.station.transactions.stop_all("ResetCommand", "ImmediateReset")
-            self.station.spawn(self._reboot())
+            txs = self.station.transactions
+            txs.stop_all("ResetCommand", "ImmediateReset")
+            self.station.spawn(self._reboot(txs.ended(_ENDED_WAIT_MS)))
 
     def _any_busy(self):
         return any(self.station.busy(e) for e in self.station.evses)
@@ -118,8 +123,10 @@ class Provisioning:
             self._rebooting = True
             self.station.spawn(self._reboot())
 
-    async def _reboot(self):
+    async def _reboot(self, first=None):
         self._rebooting = True
+        if first is not None:
+            await first
         await asyncio.sleep_ms(_RESET_GRACE_MS)
         await self.station.connection.close()
         self.station.reboot(self._reset_reason)

@@ -49,6 +49,7 @@ class Transactions:
         self._aligned = None  # the last clock-aligned boundary seen, per interval
         self._aligned_ended = None
         self._reading = False  # a card is being decided: further cards wait their turn
+        self._halted = False  # True once a reset stopped everything: nothing starts any more
         for b in self.bays:
             b.evse.on_change.append(lambda e, b=b: b.changed())
         router = station.router
@@ -78,6 +79,8 @@ class Transactions:
     def may_start(self):
         """Transactions may start: not while the CSMS keeps us Pending or Rejected, unless
         TxBeforeAcceptedEnabled (offline, never registered this boot, is allowed)."""
+        if self._halted:
+            return False  # a reset is on its way
         reg = self.station.connection.registration
         if reg in ("Pending", "Rejected"):
             return self.setting(_TX + "TxBeforeAcceptedEnabled", "false") == "true"
@@ -265,11 +268,22 @@ class Transactions:
             b.post(UPDATED, "Trigger", b.meter("TxUpdatedMeasurands", "Trigger", now))
 
     def stop_all(self, trigger, reason):
-        """End every transaction now (a reset): energy off first."""
+        """End every transaction for a reset, and start no new one before it: as any stop,
+        energy off first (PWM off, the contactor opens at B or after the EVSE's limit), then
+        Ended with a reading taken after the cut. `ended()` waits for that."""
+        self._halted = True
         for b in self.bays:
-            b.drop_token()
-            b.ending = None
-            b.end(trigger, reason, final=True)
+            if b.tx is not None and b.stopping is None and b.ending is None:
+                b.stop(trigger, reason)
+            else:
+                b.drop_token()
+
+    async def ended(self, limit_ms):
+        """Wait (at most `limit_ms`) until no transaction is open: each Ended is on flash."""
+        waited = 0
+        while any(b.tx is not None or b.recovering for b in self.bays) and waited < limit_ms:
+            await asyncio.sleep_ms(100)
+            waited += 100
 
     # -- the CSMS's answers -----------------------------------------------------------------
 
