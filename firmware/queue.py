@@ -123,8 +123,9 @@ class MessageQueue:
     def post(self, action, payload, tx_id=None, kind=None):
         """Queue a message; it is on flash (flushed) when this returns.
 
-        A TransactionEvent posted while the link is not ready is marked `offline` (it
-        happened offline); `kind` defaults to its eventType. Returns False when the queue is
+        A TransactionEvent says whether it happened offline: `offline` is true when it is
+        posted while the link is not ready, else false (optional in the schema, but peers
+        auditing a queue expect it); `kind` defaults to its eventType. Returns False when the queue is
         full of messages it must not drop (see _make_room), True otherwise.
         """
         if tx_id is not None and (type(tx_id) is not str or not tx_id):
@@ -134,8 +135,7 @@ class MessageQueue:
                 kind = payload.get("eventType")
             if kind not in _KINDS:
                 kind = None
-            if not self.connection.ready.is_set():
-                payload["offline"] = True
+            payload["offline"] = not self.connection.ready.is_set()
         else:
             kind = None
         if len(self._live) >= self.capacity and not self._make_room(action, kind):

@@ -115,9 +115,11 @@ def wait_ended(csms, st, start=0, timeout=20):
 
 def shape(p, tx_id=None):
     """`p` with its varying parts checked and replaced: timestamps by "T", the transaction id
-    by "TX" (equal to `tx_id` when given), meterValue by the list of (context, measurands)."""
+    by "TX" (equal to `tx_id` when given), meterValue by the list of (context, measurands).
+    `offline` is always there (tests that care look at it) and removed."""
     p = copy.deepcopy(p)
     assert ISO.match(p.pop("timestamp")), p
+    assert type(p.pop("offline")) is bool, p
     info = p["transactionInfo"]
     assert re.match(r"^[0-9a-f]{32}$", info["transactionId"]), info
     if tx_id is not None:
@@ -226,6 +228,7 @@ def test_plug_in_then_card_then_the_same_card_stops(csms, sims):
             idToken={"idToken": "good", "type": "ISO14443"},
         ),
     ]
+    assert [p["offline"] for p in evs] == [False] * 4  # sent as they happened, online
     # Energy was cut before Ended: its end value is final, and what the meter counted.
     end = evse(sim, lambda e: not e["contactor"] and e["tx_id"] is None)
     billed = energy(evs[3]["meterValue"][1]) - energy(evs[3]["meterValue"][0])
@@ -430,7 +433,7 @@ def test_a_token_the_csms_rejects_in_the_started_answer(csms, sims, stop):
             },
             "meterValue": [BEGIN, END],
         }
-        assert [p.get("offline") for p in evs] == [True] * (len(evs) - 1) + [None]
+        assert [p.get("offline") for p in evs] == [True] * (len(evs) - 1) + [False]
         evse(sim, lambda e: not e["contactor"] and e["tx_id"] is None)
     else:
         # Suspended (MaxEnergyOnInvalidId 0): no energy, the transaction goes on.

@@ -149,8 +149,8 @@ def test_on_flash_before_post_returns(tmp_path):
     # A second queue on the same file, the first never closed: what a reboot finds.
     q2 = make(path)
     assert list(q2.messages()) == [
-        (TE, ev("Started", 0), "T1"),
-        (TE, ev("Updated", 1), "T1"),
+        (TE, dict(ev("Started", 0), offline=False), "T1"),
+        (TE, dict(ev("Updated", 1), offline=False), "T1"),
     ]
     assert q2.pending() == 2 and q2.pending("T1") == 2 and q2.pending("T2") == 0
 
@@ -259,7 +259,7 @@ def test_settings_are_the_device_models(tmp_path):
 # -- offline flag ---------------------------------------------------------------------------
 
 
-def test_offline_flag_only_when_posted_while_not_ready(tmp_path):
+def test_offline_flag_says_whether_posted_while_not_ready(tmp_path):
     conn = FakeConnection(ready=False)
     q = make(tmp_path / "q.jnl", conn=conn)
     a, b, c = ev("Started", 0), ev("Updated", 1), {"type": "TamperDetectionActivated"}
@@ -267,8 +267,8 @@ def test_offline_flag_only_when_posted_while_not_ready(tmp_path):
     q.post(SEC, c)
     conn.ready.set()
     q.post(TE, b, "T1")
-    assert a["offline"] is True and "offline" not in b and "offline" not in c
-    assert [p.get("offline") for _, p, _ in reopen(q).messages()] == [True, None, None]
+    assert a["offline"] is True and b["offline"] is False and "offline" not in c
+    assert [p.get("offline") for _, p, _ in reopen(q).messages()] == [True, None, False]
 
 
 # -- eviction -------------------------------------------------------------------------------
