@@ -89,7 +89,11 @@ class MessageQueue:
         self._compacting = False
         self._busy = None  # seq of the message being sent: never evicted meanwhile
         self._thin = 0  # seq of the last Updated event thinned out (see _thinnable)
-        self._wake = asyncio.Event()  # a message was posted
+        self._wake = asyncio.Event()  # a message was posted, or a hold may have lifted
+        # Order with what goes out beside the queue (StatusNotification, see availability):
+        # `hold(seq)` True keeps message seq back for now; `on_gone()` runs when one leaves.
+        self.hold = None
+        self.on_gone = None
         self._compact_wake = asyncio.Event()  # the journal may be worth compacting
         self._replay()
 
@@ -102,6 +106,18 @@ class MessageQueue:
             if (tx_id is None or e[_TX] == tx_id) and (action is None or e[_ACT] == action):
                 n += 1
         return n
+
+    def mark(self):
+        """Where the queue is now: every message posted from here on comes after it."""
+        return self._next
+
+    def before(self, mark):
+        """Every message posted before `mark` has left the queue (answered or dropped)."""
+        return not self._live or self._live[0][_SEQ] >= mark
+
+    def kick(self):
+        """A `hold` may have lifted: the sender looks again."""
+        self._wake.set()
 
     def messages(self):
         """(action, payload, tx_id) of each queued message, oldest first, read from flash.
@@ -125,8 +141,8 @@ class MessageQueue:
 
         A TransactionEvent says whether it happened offline: `offline` is true when it is
         posted while the link is not ready, else false (optional in the schema, but peers
-        auditing a queue expect it); `kind` defaults to its eventType. Returns False when the queue is
-        full of messages it must not drop (see _make_room), True otherwise.
+        auditing a queue expect it); `kind` defaults to its eventType. Returns False when the
+        queue is full of messages it must not drop (see _make_room), True otherwise.
         """
         if tx_id is not None and (type(tx_id) is not str or not tx_id):
             raise ValueError("tx_id")
@@ -212,6 +228,8 @@ class MessageQueue:
         e[_LEN] = 0  # gone (compaction looks)
         self._ram.pop(seq, None)
         self._check_size()
+        if self.on_gone is not None:
+            self.on_gone()
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -236,6 +254,10 @@ class MessageQueue:
             if not self._live:
                 continue
             e = self._live[0]
+            if self.hold is not None and self.hold(e[_SEQ]):
+                self._wake.clear()
+                await self._wake.wait()  # kick() or the next post
+                continue
             if e[_SEQ] != seq:
                 seq, attempts = e[_SEQ], 0
             if self.heap_probe:

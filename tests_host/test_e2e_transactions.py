@@ -784,3 +784,64 @@ def test_immediate_reset_cuts_the_energy_before_ended_and_bills_all_of_it(csms, 
     after = csms.wait_call(st2, "MeterValues").payload["meterValue"][0]
     assert abs(energy(after) - energy(end["meterValue"][-1])) <= 0.01
     assert energy(end["meterValue"][-1]) > energy(end["meterValue"][0])
+
+
+# -- StatusNotification among the transaction events ---------------------------------------------
+
+
+def calls(st, start=0):
+    """(action, status or eventType) of each CALL the station sent from frame `start` on."""
+    out = []
+    for f in st.frames[start:]:
+        if f.direction == "in" and f.kind == "call" and f.action != "Heartbeat":
+            p = f.payload
+            out.append((f.action, p.get("connectorStatus") or p.get("eventType")))
+    return out
+
+
+def test_a_plug_in_after_a_card_reports_occupied_before_started(csms, sims):
+    sim = sims(csms.url, config=config())
+    st = accepted(csms, sim)
+    csms.wait_frame(st, lambda f: f.action == "StatusNotification" and f.kind == "result")
+    ok(sim, "swipe", token="GOOD")
+    csms.wait_call(st, "Authorize")
+    time.sleep(0.3)
+    start = len(st.frames)
+    plug_in(sim, state=None)
+    wait_events(csms, st, 1, start)
+    time.sleep(0.3)
+    assert calls(st, start)[:2] == [("StatusNotification", "Occupied"), (TX, "Started")]
+
+
+def test_statuses_after_an_outage_carry_the_time_of_the_change_after_earlier_events(csms, sims):
+    sim = sims(csms.url, config=config())
+    st = accepted(csms, sim)
+    plug_in(sim)
+    ok(sim, "swipe", token="GOOD")
+    charging(sim)
+    wait_events(csms, st, 3)
+    ok(sim, "ws_disconnect")
+    sim.wait_status(lambda s: not s["connected"])
+    unplug(sim)  # Ended, then the connector is Available: both offline
+    evse(sim, lambda e: e["tx_id"] is None and e["connector_status"] == "Available")
+    t_change = time.time()
+    time.sleep(2.5)
+    t_connect = time.time()
+    ok(sim, "ws_connect")
+    st2 = reconnected(csms, st)
+    wait_ended(csms, st2)
+    status = csms.wait_call(st2, "StatusNotification")
+    time.sleep(0.5)
+    sent = calls(st2)
+    assert sent[sent.index((TX, "Ended")) :] == [
+        (TX, "Ended"),
+        ("StatusNotification", "Available"),
+    ]
+    ts = rfc3339_seconds(status.payload["timestamp"])
+    assert t_change - 2 <= ts <= t_connect - 2  # when it became Available, not the reconnect
+
+
+def rfc3339_seconds(text):
+    import calendar
+
+    return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))

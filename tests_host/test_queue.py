@@ -186,6 +186,42 @@ def test_waits_for_ready(tmp_path):
     assert len(s.calls) == 1 and q.pending() == 0
 
 
+# -- order with messages sent beside the queue (StatusNotification) --------------------------
+
+
+def test_mark_before_hold_kick_and_on_gone(tmp_path):
+    s = FakeSession()
+    q = make(tmp_path / "q.jnl", s)
+    gone = []
+    q.on_gone = lambda: gone.append(q.pending())
+    assert q.before(q.mark())  # empty
+    q.post(TE, ev("Started", 0), "T1")
+    m = q.mark()  # a change between the two messages
+    q.post(TE, ev("Updated", 1), "T1")
+    assert not q.before(m)
+    held = [True]
+    q.hold = lambda seq: held[0] and seq >= m
+
+    async def go():
+        task = asyncio.create_task(q.run())
+        while q.pending() == 2:
+            await asyncio.sleep(0.002)
+        await asyncio.sleep(0.05)
+        first = [c[2]["seqNo"] for c in s.calls]
+        ok_before = q.before(m)
+        held[0] = False
+        q.kick()
+        while q.pending():
+            await asyncio.sleep(0.002)
+        task.cancel()
+        return first, ok_before
+
+    first, ok_before = asyncio.run(go())
+    assert first == [0] and ok_before  # the message after the mark waited for the kick
+    assert [c[2]["seqNo"] for c in s.calls] == [0, 1]
+    assert gone == [1, 0]
+
+
 # -- E13 retries ----------------------------------------------------------------------------
 
 

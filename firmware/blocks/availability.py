@@ -23,6 +23,11 @@ class Availability:
     whenever the station is online and Accepted. So nothing queues while offline: after a short
     outage only the changed connectors go out, after one longer than OfflineThreshold (or a
     reboot) all of them (B04, G01).
+
+    A StatusNotification tells the time of the change, and keeps its place among the queued
+    messages (TransactionEvents): it goes out after those posted before the change, and those
+    posted after it (the Started that a plug-in causes) wait for it. So the EVSEs' listener of
+    this block runs before the others', and the queue asks `_holds`.
     """
 
     def __init__(self, station):
@@ -32,9 +37,15 @@ class Availability:
         self.wish = station.store.load(_STORE) or {}  # only Inoperative entries are stored
         self.reported = {}  # EVSE id -> the status the CSMS last heard
         self.held = False  # every EVSE kept Unavailable for a while (firmware install); not saved
+        # EVSE id -> (status, time of the change, the queue's mark then): the current status
+        # and where it belongs in the order of messages.
+        self.since = {}
         self._wake = asyncio.Event()
+        self.queue = station.queue
+        self.queue.hold = self._holds
+        self.queue.on_gone = self._wake.set
         for e in self.evses:
-            e.on_change.append(self._changed)
+            e.on_change.insert(0, self._changed)  # first: before the events the change causes
             self._apply(e)
         station.router.on("ChangeAvailability", self.on_change_availability, self._after_change)
         station.connection.on_accepted.append(self.report_all)
@@ -91,7 +102,24 @@ class Availability:
 
     def _changed(self, e):
         self._apply(e)
+        self._note(e)
         self._wake.set()
+
+    def _note(self, e):
+        """(status, time, mark) of `e`'s current status, noted when it changed."""
+        st = self.status(e)
+        cur = self.since.get(e.id)
+        if cur is None or cur[0] != st:
+            cur = self.since[e.id] = (st, self.station.clock.iso(), self.queue.mark())
+        return cur
+
+    def _holds(self, seq):
+        """Queued message `seq` waits: a change before it is not reported yet."""
+        for e in self.evses:
+            cur = self.since.get(e.id)
+            if cur is not None and cur[2] <= seq and self.reported.get(e.id) != cur[0]:
+                return True
+        return False
 
     # -- ChangeAvailability (G03, G04) ----------------------------------------------------------
 
@@ -143,15 +171,19 @@ class Availability:
             self._wake.set()
 
     async def send(self, e):
-        """Send the status of `e`'s connector now (also for TriggerMessage)."""
-        st = self.status(e)
+        """Send the status of `e`'s connector now (also for TriggerMessage), with the time it
+        took that status."""
+        st, t, _ = self._note(e)
         payload = {
-            "timestamp": self.station.clock.iso(),
+            "timestamp": t,
             "connectorStatus": st,
             "evseId": e.id,
             "connectorId": 1,
         }
         self.reported[e.id] = st  # also when refused: a CALLERROR is not worth a retry
+        # What waited for this status may go: the queue's CALL takes the session's lock
+        # after this one, which takes it without a pause.
+        self.queue.kick()
         await self.station.session.call("StatusNotification", payload)
 
     async def run(self):
@@ -161,7 +193,8 @@ class Availability:
             self._wake.clear()
             try:
                 for e in self.evses:
-                    if self.reported.get(e.id) != self.status(e):
+                    st, _, mark = self._note(e)
+                    if self.reported.get(e.id) != st and self.queue.before(mark):
                         await self.send(e)
             except ocppj.CallError as ex:
                 log.warn(_TAG, "StatusNotification refused: %r" % ex)  # not sent again
