@@ -626,7 +626,25 @@ def test_local_list_refuses_bad_lists_and_changes_nothing(tmp_path):
         "status": "Failed",
         "statusInfo": {"reasonCode": "NotEnabled"},
     }
+    st.dm.set("LocalAuthListCtrlr/Enabled", "true")
     assert list_version(st) == {"versionNumber": 2}
+
+
+def test_a_disabled_local_list_has_version_0_and_takes_no_update(tmp_path):
+    st = station(tmp_path, online=False)
+    assert send_list(st, 7, items=[list_item("T1", "Accepted")]) == {"status": "Accepted"}
+    st.dm.set("LocalAuthListCtrlr/Enabled", "false")
+    assert list_version(st) == {"versionNumber": 0}  # D02: no list in use
+    assert status(st, "T1") == "Unknown"
+    not_enabled = {"status": "Failed", "statusInfo": {"reasonCode": "NotEnabled"}}
+    assert send_list(st, 8, "Full", [list_item("T2", "Accepted")]) == not_enabled
+    assert send_list(st, 8, "Differential", [list_item("T1")]) == not_enabled
+    # Kept meanwhile, on flash too: enabled again, the stored list is back as it was.
+    st2 = station(tmp_path, online=False)
+    assert list_version(st2) == {"versionNumber": 0}
+    st2.dm.set("LocalAuthListCtrlr/Enabled", "true")
+    assert list_version(st2) == {"versionNumber": 7}
+    assert status(st2, "T1") == "Accepted"
 
 
 def test_local_list_message_limits_are_callerrors(tmp_path):

@@ -73,7 +73,8 @@ class LocalList:
     # -- GetLocalListVersion (D02) ----------------------------------------------------------
 
     def on_get_local_list_version(self, req):
-        return {"versionNumber": self.version}
+        # A disabled list is no list (D02): 0, though the stored one comes back when enabled.
+        return {"versionNumber": self.version if self.enabled else 0}
 
     # -- SendLocalList (D01) ----------------------------------------------------------------
 
