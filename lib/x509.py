@@ -5,6 +5,7 @@
 #   load_pem(text) -> [Cert]          every CERTIFICATE block of a PEM text (str or bytes)
 #   Cert.from_der(der) -> Cert
 #   cert.verify_signed_by(ca)         CertError unless ca issued and signed cert
+#                                     (anchor=True: ca is a trusted root, see Cert.is_ca)
 #   cert.valid_at(now_s) -> bool      notBefore <= now_s <= notAfter (int Unix seconds)
 #   verify_chain(chain, roots, now_s) CertError unless chain[0] leads to one of roots
 #   verify_data_signature(cert, data, signature, hash_name=None) -> bool
@@ -283,17 +284,27 @@ class Cert:
     def valid_at(self, now_s):
         return self.not_before <= now_s <= self.not_after
 
-    def verify_signed_by(self, ca):
-        """CertError unless ca's subject is this certificate's issuer, ca is a CA allowed to
-        sign certificates, and its key made this certificate's signature. Validity times
-        and path lengths are verify_chain's business."""
-        steps.run(self.signed_by_steps(ca))
+    def is_ca(self, anchor=False):
+        """May issue certificates: basicConstraints cA is true; or, for a trust anchor (a
+        root the station trusts, never an intermediate), a self-issued version 1
+        certificate, which has no extension to say so. RFC 5280 §6.1.4 (k) leaves v1 CAs to
+        the application; OpenSSL and mbedTLS accept such roots, and so do we."""
+        if self.ca:
+            return True
+        return anchor and self.version == 1 and self.issuer_der == self.subject_der
 
-    def signed_by_steps(self, ca):
+    def verify_signed_by(self, ca, anchor=False):
+        """CertError unless ca's subject is this certificate's issuer, ca is a CA allowed to
+        sign certificates (anchor: ca is a trusted root, see is_ca), and its key made this
+        certificate's signature. Validity times and path lengths are verify_chain's
+        business."""
+        steps.run(self.signed_by_steps(ca, anchor))
+
+    def signed_by_steps(self, ca, anchor=False):
         """verify_signed_by as steps (steps.py)."""
         if self.issuer_der != ca.subject_der:
             raise CertError("issuer is not the CA's subject")
-        if not ca.ca:
+        if not ca.is_ca(anchor):
             raise CertError("issuer is not a CA")
         if ca.key_usage is not None and not ca.key_usage & KU_KEY_CERT_SIGN:
             raise CertError("issuer's key usage excludes certificate signing")
@@ -352,7 +363,8 @@ def verify_chain(chain, roots, now_s):
     """CertError unless chain[0] was issued by chain[1], chain[1] by chain[2], ... and the
     last by one of the trusted roots (or is one of them), all valid at now_s, each CA's
     pathLenConstraint kept, and no certificate of the chain has a critical extension not
-    understood here. Names are compared byte for byte."""
+    understood here. Names are compared byte for byte. A root may be a self-issued version 1
+    certificate; an intermediate CA needs basicConstraints cA (Cert.is_ca)."""
     steps.run(chain_steps(chain, roots, now_s))
 
 
@@ -384,7 +396,7 @@ def chain_steps(chain, roots, now_s):
             if not r.valid_at(now_s):
                 raise CertError("root not valid now")
             _check_path_len(r, len(chain) - 1)
-            yield from last.signed_by_steps(r)
+            yield from last.signed_by_steps(r, True)
             return
         except CertError as e:
             errors.append(str(e))

@@ -382,6 +382,48 @@ def test_certificates_that_cannot_be_roots_are_rejected(tmp_path, what, kind):
     assert st.certificates.csms_ca_path() is None
 
 
+def v1_root(cn, key, issuer=None, signer=None):
+    """A version 1 certificate (no extensions), self-signed unless issuer and signer say."""
+    from test_crypto_x509 import v1
+
+    d, _ = v1(
+        make_name(cn),
+        key,
+        make_name(issuer) if issuer else None,
+        signer,
+        not_before=NOW - DAY,
+        not_after=NOW + 365 * DAY,
+    )
+    return cx.load_der_x509_certificate(d)
+
+
+@pytest.mark.parametrize("kind", [CSMS, MFR])
+def test_a_self_signed_v1_root_is_installed_as_openssl_would_trust_it(tmp_path, kind):
+    st = station(tmp_path)
+    rsa_root, ec_root = v1_root("Old RSA Root", RSA_KEY), v1_root("Old EC Root", EC_KEY)
+    assert rsa_root.version == cx.Version.v1
+    assert install(st, kind, pem(rsa_root)) == {"status": "Accepted"}
+    assert install(st, kind, pem(ec_root)) == {"status": "Accepted"}
+    assert listed(st)["certificateHashDataChain"] == [
+        chain_item(kind, rsa_root),
+        chain_item(kind, ec_root),
+    ]
+    # What it issued has its hash data, and it stays trusted after a reboot.
+    leaf = make_root("Signer", P384_KEY, issuer="Old RSA Root", signer=RSA_KEY, ca=False)
+    leaf_cert = x509.Cert.from_der(der(leaf))
+    assert st.certificates.hash_data(leaf_cert) == ocsp_hash_data(leaf, rsa_root)
+    st2 = station(tmp_path)
+    assert [c.der for c in st2.certificates.roots(kind)] == [der(rsa_root), der(ec_root)]
+    x509.verify_chain([leaf_cert], st2.certificates.roots(kind), NOW)
+    # Still refused: a v1 certificate that another CA issued (no root), or whose
+    # self-signature does not verify.
+    sub = v1_root("Sub", EC_KEY, issuer="Old RSA Root", signer=RSA_KEY)
+    assert status_of(install(st2, kind, pem(sub))) == rejected("NotCA")
+    liar = v1_root("Liar", EC_KEY, signer=P384_KEY)
+    assert status_of(install(st2, kind, pem(liar))) == rejected("InvalidSignature")
+    assert entries(st2) == "2"
+
+
 def test_validity_is_judged_by_the_station_clock(tmp_path):
     time = Time()
     st = station(tmp_path, time=time)

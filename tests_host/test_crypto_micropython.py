@@ -8,7 +8,17 @@ import subprocess
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from test_crypto_x509 import FUZZ_CA, FUZZ_DER, NOW, RSA_KEYS, build, ca_cert, pem, sign_data
+from test_crypto_x509 import (
+    FUZZ_CA,
+    FUZZ_DER,
+    NOW,
+    RSA_KEYS,
+    build,
+    ca_cert,
+    pem,
+    sign_data,
+    v1,
+)
 
 import x509
 
@@ -74,6 +84,10 @@ check("chain", x509.verify_chain([leaf, mid], [stranger, root], now) is None)
 check("chain expired", cert_error(x509.verify_chain, [leaf, mid], [root], now + 400 * 86400))
 check("chain stranger", cert_error(x509.verify_chain, [leaf, mid], [stranger], now))
 check("chain missing link", cert_error(x509.verify_chain, [leaf], [root], now))
+v1_root = x509.Cert.from_der(V["v1_root"])
+v1_leaf = x509.Cert.from_der(V["v1_leaf"])
+check("v1 root", v1_root.version == 1 and x509.verify_chain([v1_leaf], [v1_root], now) is None)
+check("v1 no intermediate", cert_error(x509.verify_chain, [v1_leaf, v1_root], [stranger], now))
 tampered = x509.Cert.from_der(flip(leaf.der, leaf.der.find(b"Signer")))  # "Rigner"
 check("leaf tampered", cert_error(tampered.verify_signed_by, mid))
 
@@ -181,6 +195,9 @@ def vectors():
     v["stranger"] = stranger_der
     v["fields"] = (leaf.serial, leaf.not_before, ("CN", "Signer"))
     v["mid_key_hash"] = hashlib.sha256(mid.public_key_bits).digest()
+    v1_key = ec.generate_private_key(ec.SECP256R1())
+    v["v1_root"], _ = v1("Root", v1_key)  # a version 1 root, named as the stranger
+    v["v1_leaf"], _ = build("Signer", leaf_key, "Root", v1_key)
     v["update"] = os.urandom(10000)
     v["update_sig"] = sign_data(leaf_key, v["update"])
 
@@ -206,7 +223,7 @@ def test_crypto_on_micropython(tmp_path):
     lines = out.stdout.splitlines()
     fuzz = lines.pop()
     assert lines and all(line.endswith(" ok") for line in lines), out.stdout
-    assert len(lines) == 6 + 3 * 4 + 4 + 7 + 3 + 1
+    assert len(lines) == 6 + 3 * 4 + 4 + 7 + 2 + 3 + 1
 
     want = []
     for changes in v["fuzz"]:

@@ -103,6 +103,46 @@ def build(
     return der, x509.Cert.from_der(der)
 
 
+def _der_len(n):
+    if n < 0x80:
+        return bytes([n])
+    b = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(b)]) + b
+
+
+def _tlv(tag, body):
+    return bytes([tag]) + _der_len(len(body)) + body
+
+
+def _split(der):
+    """(header length, body length) of the DER element at the start of der."""
+    n = der[1]
+    if n < 0x80:
+        return 2, n
+    k = n & 0x7F
+    return 2 + k, int.from_bytes(der[2 : 2 + k], "big")
+
+
+def v1(subject, key, issuer=None, signer=None, hash_name="sha256", **kw):
+    """A version 1 certificate (no version field, no extensions): (DER, x509.Cert). cryptography
+    writes only v3, so its certificate without extensions is rewritten and signed again."""
+    der3, _ = build(subject, key, issuer, signer, hash_name=hash_name, **kw)
+    c3 = cx.load_der_x509_certificate(der3)
+    tbs = c3.tbs_certificate_bytes
+    head, _ = _split(tbs)
+    body = tbs[head:]
+    assert body[:5] == bytes.fromhex("a003020102")  # [0] EXPLICIT INTEGER 2: v3
+    tbs1 = _tlv(0x30, body[5:])
+    outer, _ = _split(der3)
+    alg_at = outer + len(tbs)
+    h, n = _split(der3[alg_at:])
+    alg = der3[alg_at : alg_at + h + n]
+    sig = sign_data(signer or key, tbs1, hash_name=hash_name)
+    der = _tlv(0x30, tbs1 + alg + _tlv(0x03, b"\x00" + sig))
+    assert cx.load_der_x509_certificate(der).version == cx.Version.v1
+    return der, x509.Cert.from_der(der)
+
+
 def ca_cert(subject, key, issuer=None, signer=None, **kw):
     kw.setdefault("ca", True)
     kw.setdefault("usage", ("key_cert_sign", "crl_sign"))
@@ -457,6 +497,48 @@ def test_known_critical_and_unknown_non_critical_extensions_pass():
     leaf, mid, root = chain3({"extra": extra})
     assert leaf.unknown_critical == ()
     x509.verify_chain([leaf, mid], [root], NOW)
+
+
+@pytest.mark.parametrize("kind", ["ec", "rsa"])
+def test_a_self_signed_v1_certificate_is_a_ca_only_as_a_trust_anchor(kind):
+    key = ec_key() if kind == "ec" else RSA_KEYS[0]
+    _, root = v1("Root", key)
+    assert root.version == 1 and root.ca is False and root.key_usage is None
+    assert root.is_ca(anchor=True) and not root.is_ca()
+    root.verify_signed_by(root, anchor=True)  # its self-signature
+    _, leaf = build("Signer", ec_key(), "Root", key)
+    x509.verify_chain([leaf], [root], NOW)
+    x509.verify_chain([leaf, root], [root], NOW)  # sent with its root
+    x509.verify_chain([root], [root], NOW)
+    leaf.verify_signed_by(root, anchor=True)
+    with pytest.raises(CertError, match="not a CA"):
+        leaf.verify_signed_by(root)  # not known as a trusted root
+    # Still a v3 CA below it: the anchor rule is for the root alone.
+    mid_key = RSA_KEYS[1]
+    _, mid = ca_cert("Mid", mid_key, "Root", key)
+    _, leaf = build("Signer", ec_key(), "Mid", mid_key)
+    x509.verify_chain([leaf, mid], [root], NOW)
+    # Its key must still have made the signature.
+    _, stranger = v1("Root", ec_key() if kind == "ec" else RSA_KEYS[1])
+    with pytest.raises(CertError, match="bad signature"):
+        x509.verify_chain([leaf, mid], [stranger], NOW)
+
+
+def test_a_v1_certificate_is_never_an_intermediate_ca():
+    root_key, mid_key = ec_key("P-384"), RSA_KEYS[1]
+    _, root = ca_cert("Root", root_key)
+    _, mid = v1("Mid", mid_key, "Root", root_key)  # issued by the root: not self-issued
+    _, leaf = build("Signer", ec_key(), "Mid", mid_key)
+    assert not mid.is_ca(anchor=True)
+    with pytest.raises(CertError, match="not a CA"):
+        x509.verify_chain([leaf, mid], [root], NOW)
+    with pytest.raises(CertError, match="not a CA"):
+        x509.verify_chain([leaf, mid, root], [root], NOW)
+    # A self-issued v1 certificate in the middle of a chain is no CA either.
+    _, mid = v1("Root", mid_key, "Root", root_key)
+    _, leaf = build("Signer", ec_key(), "Root", mid_key)
+    with pytest.raises(CertError, match="not a CA"):
+        x509.verify_chain([leaf, mid], [root], NOW)
 
 
 def test_chain_without_its_root_or_with_a_stranger():

@@ -226,3 +226,40 @@ def test_a_csms_root_installed_by_the_csms_is_trusted_from_the_next_connection(p
         assert "Invalid" not in sim.log()
     finally:
         csms.stop()
+
+
+def test_a_v1_csms_root_is_installed_and_trusted_by_tls(pki, sims, tmp_path):
+    """A self-signed version 1 root (no extensions) given by the CSMS: Accepted, and the
+    station's TLS library trusts it as an anchor, as OpenSSL-based stations do."""
+    from cryptography import x509 as cx
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from test_crypto_x509 import v1
+    from tls_certs import LOCAL_NAMES, _name, _save, make_leaf
+
+    now = int(time.time())
+    root_key, server_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    der, _ = v1(_name("v1 CSMS Root"), root_key, not_before=now - 86400, not_after=now + 86400)
+    root = cx.load_der_x509_certificate(der)
+    assert root.version == cx.Version.v1
+    leaf = make_leaf("localhost", server_key, root, root_key, names=LOCAL_NAMES)
+    cert, key = _save(tmp_path, "v1_server", leaf, server_key)
+    csms = tls_csms(pki)
+    try:
+        sim = sims(csms.url, config=profile2(pki))
+        st = accepted(csms, sim)
+        pem = root.public_bytes(serialization.Encoding.PEM).decode()
+        req = {"certificateType": "CSMSRootCertificate", "certificate": pem}
+        assert csms.call(st, "InstallCertificate", req) == {"status": "Accepted"}
+        csms.set_tls(cert, key)  # a server certificate from the v1 root from now on
+        csms.run(st.wait_closed(10), 15)
+        st2 = csms.station("CS1", timeout=20)
+        assert st2 is not st and st2.tls_version == "TLSv1.2"
+        sim.wait_status(lambda s: s["connected"], timeout=20)
+        assert csms.call(st2, "GetVariables", {"getVariableData": [SECURITY]})
+        assert "Invalid" not in sim.log()
+    finally:
+        csms.stop()

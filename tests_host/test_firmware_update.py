@@ -148,6 +148,29 @@ def test_answers_before_anything_starts(tmp_path, pki, change, status, event):
     asyncio.run(go())
 
 
+def test_a_signing_certificate_issued_by_a_v1_manufacturer_root_verifies(tmp_path, pki):
+    from cryptography import x509 as cx
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from test_crypto_x509 import v1
+
+    key = rsa.generate_private_key(65537, 2048)
+    now = int(NOW.timestamp())
+    root_der, root = v1("v1 manufacturer root", key, not_before=now - 60, not_after=now + 86400)
+    assert root.version == 1
+    signer, signer_key = ota.make_signer(cx.load_der_x509_certificate(root_der), key)
+    v1_pki = SimpleNamespace(signer=ota.pem(signer), key=signer_key)
+
+    async def go():
+        st = Station(tmp_path, SimpleNamespace(), [root])
+        fu = fwu.FirmwareUpdate(st)
+        assert (await fu.on_update(request(v1_pki, url="http://127.0.0.1:9/x")))[
+            "status"
+        ] == "Accepted"
+        assert st.events == []
+
+    asyncio.run(go())
+
+
 def test_without_an_installed_root_every_certificate_is_invalid(tmp_path, pki):
     async def go():
         fu = fwu.FirmwareUpdate(Station(tmp_path, SimpleNamespace(), []))

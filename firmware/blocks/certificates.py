@@ -45,7 +45,7 @@ NOT_FOUND = "NotFound"
 # statusInfo.reasonCode of the answers. Ours: the spec predefines none for these messages.
 INVALID_FORMAT = "InvalidFormat"  # not exactly one PEM certificate that parses
 NOT_SUPPORTED = "NotSupported"  # V2G and MO roots: no ISO 15118 here
-NOT_CA = "NotCA"  # basicConstraints cA false or absent, or key usage without keyCertSign
+NOT_CA = "NotCA"  # not a CA (x509.Cert.is_ca), or key usage without keyCertSign
 NOT_SELF_SIGNED = "NotSelfSigned"  # issuer is not the subject: not a root
 UNSUPPORTED_KEY = "UnsupportedKey"  # key x509.py cannot use (RSA < 2048 bits, other curves)
 INVALID_CERT = "InvalidCertificate"  # serial out of range, unknown critical extension
@@ -102,7 +102,7 @@ def _problem(cert, now):
     (reasonCode, why). The self-signature is checked apart: it takes long on a board."""
     if cert.serial < 0 or len(bin(cert.serial)) - 2 > _MAX_SERIAL_BITS:
         return INVALID_CERT, "serial number out of range"
-    if not cert.ca:
+    if not cert.is_ca(True):  # a root: a self-signed v1 certificate counts as a CA
         return NOT_CA, "basicConstraints cA is not true"
     if cert.key_usage is not None and not cert.key_usage & x509.KU_KEY_CERT_SIGN:
         return NOT_CA, "key usage excludes certificate signing"
@@ -180,7 +180,9 @@ class Certificates:
     root is logged and ignored, never trusted.
 
     Only self-signed CA certificates are installed (an intermediate CA's issuerKeyHash would
-    need a key the station does not have). V2G and MO roots are Rejected: no ISO 15118 here.
+    need a key the station does not have); a self-signed version 1 certificate, which has no
+    extensions, counts as a CA here, as OpenSSL-based stations count it. V2G and MO roots are
+    Rejected: no ISO 15118 here.
 
     Factory roots: at boot, the PEM files named by the board settings csms_ca_file and
     manufacturer_root_file are installed for their kind until one install of that kind
@@ -242,7 +244,7 @@ class Certificates:
             for ca in self.roots(kind):
                 if ca.subject_der == cert.issuer_der:
                     try:
-                        cert.verify_signed_by(ca)
+                        cert.verify_signed_by(ca, True)
                     except x509.CertError:
                         continue
                     return _hash_data(cert, ca.public_key_bits, alg)
@@ -261,7 +263,7 @@ class Certificates:
         why = _problem(cert, self.station.clock.now())
         if why is None:
             try:
-                await steps.run_async(cert.signed_by_steps(cert))
+                await steps.run_async(cert.signed_by_steps(cert, True))
             except x509.CertError as e:
                 why = INVALID_SIGNATURE, str(e)
         if why is not None:
@@ -501,7 +503,7 @@ class Certificates:
             why = _problem(cert, None)
             if why is None:
                 try:
-                    cert.verify_signed_by(cert)  # at boot: no task to keep running yet
+                    cert.verify_signed_by(cert, True)  # at boot: no task to keep running yet
                 except x509.CertError as e:
                     why = INVALID_SIGNATURE, str(e)
             if why is not None:
