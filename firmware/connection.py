@@ -21,10 +21,13 @@ _TAG = "link"
 _COMM = "OCPPCommCtrlr/"
 _HEARTBEAT = _COMM + "HeartbeatInterval"
 _PING = _COMM + "WebSocketPingInterval"
+_PASSWORD = "SecurityCtrlr/BasicAuthPassword"
 _DEFAULT_BOOT_RETRY_S = 60  # a Pending/Rejected answer with interval 0 means this (B03)
 # Critical security events of a failed TLS connection (A00.FR.316).
 _BAD_CERT = "InvalidCsmsCertificate"
 _BAD_VERSION = "InvalidTLSVersion"
+# Log-only security event: the CSMS refused our Basic auth credentials (HTTP 401).
+_AUTH_REFUSED = "FailedToAuthenticateAtCsms"
 
 # What the CSMS may call while our registration is Pending (B02.FR.09 and the table in
 # ocpp201-station.md §2.1); RequestStart/StopTransaction get through to answer Rejected.
@@ -101,12 +104,17 @@ class Connection:
         self._ping_wake = asyncio.Event()
         self._boot_wake = asyncio.Event()
         self._hb_now = False  # TriggerMessage(Heartbeat): send one at once
-        # TLS security events reported since the last successful connection: one of each
-        # kind per burst of failed attempts (A00.FR.316).
-        self._tls_reported = []
+        # Security events of failed attempts (TLS, password) reported since the last
+        # successful connection: one of each kind per burst of failed attempts (A00.FR.316).
+        self._reported = []
+        self._closing = None  # the close of a connection for new credentials
+        self._profile = None  # security profile of the open (or last) connection
+        self._new_password = False  # set by SetVariables, used once its answer is out
+        self._at_once = False  # the next connection attempt comes without back-off
         station.router.gate = self.gate
         self.dm.watch(_HEARTBEAT, lambda v: self._hb_wake.set())
         self.dm.watch(_PING, lambda v: self._ping_wake.set())
+        self.dm.watch(_PASSWORD, self._password_set)
 
     @property
     def connected(self):
@@ -129,6 +137,25 @@ class Connection:
         """TriggerMessage(Heartbeat): send one now."""
         self._hb_now = True
         self._hb_wake.set()
+
+    def _password_set(self, value):
+        self._new_password = True
+
+    def credentials_sent(self):
+        """Called once a SetVariablesResponse is on the wire. When it accepted a new
+        BasicAuthPassword and the connection authenticates with Basic auth (security profile
+        1 or 2), the password is used at once (A01, TC_A_09): this connection is closed and a
+        new one opened with it, without back-off and, as nothing rebooted, without
+        BootNotification. Refused, the new password is tried on at the usual back-off."""
+        if not self._new_password:
+            return
+        self._new_password = False
+        sock = self.sock
+        if sock is None or self.stopping or self._profile is None or self._profile >= 3:
+            return  # offline: the next attempt uses it anyway; profile 3: no password
+        log.info(_TAG, "new BasicAuthPassword: reconnecting with it")
+        self._at_once = True
+        self._closing = asyncio.create_task(sock.close(1000, "new credentials"))
 
     def drop(self):
         """The network went away: close the socket at once, without a close handshake."""
@@ -170,17 +197,22 @@ class Connection:
             if self.profiles.active not in (None, slot):
                 # Another CSMS, perhaps: register again (B10.FR.10, errata 2025-04).
                 self.registration = None
-            self._tls_reported = []
+            self._reported = []
             slots.succeeded()
             backoff.reset()
             await self._serve(sock)
-            if not self.stopping:
+            if self._at_once:  # closed to use new credentials: no back-off
+                self._at_once = False
+                delay = 0
+            elif not self.stopping:
                 delay = self._next(backoff)
 
-    def _next(self, backoff):
+    def _next(self, backoff, floor_s=0):
+        """The next delay of `backoff` with the RetryBackOff* settings, the wait minimum at
+        least `floor_s`."""
         get = self.dm.get_int
         return backoff.next(
-            get(_COMM + "RetryBackOffWaitMinimum"),
+            max(get(_COMM + "RetryBackOffWaitMinimum"), floor_s),
             get(_COMM + "RetryBackOffRandomRange"),
             get(_COMM + "RetryBackOffRepeatTimes"),
         )
@@ -203,6 +235,7 @@ class Connection:
         log.info(_TAG, "connecting to %s (slot %d, security profile %d)" % (url, slot, profile))
         self.session.timeout_s = p["messageTimeout"]  # this profile's MessageTimeout
         timeout_ms = self.session.timeout_s * 1000
+        self._profile = profile
         try:
             return await ws.connect(
                 url,
@@ -212,10 +245,14 @@ class Connection:
                 urandom=self.board.urandom,
             )
         except ws.CertificateError as e:
-            self._tls_failed(_BAD_CERT, e, url)
+            self._attempt_failed(_BAD_CERT, e, url)
             raise
         except ws.TlsVersionError as e:
-            self._tls_failed(_BAD_VERSION, e, url)
+            self._attempt_failed(_BAD_VERSION, e, url)
+            raise
+        except ws.WsError as e:
+            if e.status == 401 and auth is not None:
+                self._attempt_failed(_AUTH_REFUSED, e, url)
             raise
 
     def _ca_file(self):
@@ -227,12 +264,13 @@ class Connection:
             return certs.csms_ca_path()
         return self.board.settings.get("csms_ca_file")
 
-    def _tls_failed(self, kind, e, url):
-        """The CSMS's TLS failed our checks: the security event `kind`, once per burst of
-        failed attempts. Critical, so queued: the CSMS gets it once a connection works."""
-        if kind in self._tls_reported:
+    def _attempt_failed(self, kind, e, url):
+        """The security event `kind` of a failed attempt (the CSMS's TLS failed our checks,
+        or it refused our password), once per burst of failed attempts. The critical ones
+        are queued: the CSMS gets them once a connection works."""
+        if kind in self._reported:
             return
-        self._tls_reported.append(kind)
+        self._reported.append(kind)
         host = ws.parse_url(url)[1:3]
         info = "%s (%s:%d)" % (e, host[0], host[1])
         security = getattr(self.station, "security", None)  # the security block, if built
@@ -280,6 +318,9 @@ class Connection:
         return {"reason": reason, "chargingStation": station}
 
     async def _register(self):
+        # Answers we cannot use (a CALLERROR, or a response that breaks the schema) are retried
+        # at the reconnect back-off, doubling from at least a second: never a tight loop.
+        backoff = Backoff(self._rand)
         while True:
             payload = self.boot_payload()
             self._boot_reason = None  # a triggered reason holds for one BootNotification
@@ -288,8 +329,10 @@ class Connection:
             except asyncio.TimeoutError:
                 log.warn(_TAG, "BootNotification unanswered")
                 continue
-            except ocppj.CallError:
-                await self._pause(self.dm.get_int(_COMM + "RetryBackOffWaitMinimum"), None)
+            except ocppj.CallError as e:
+                delay = self._next(backoff, 1)
+                log.warn(_TAG, "BootNotification failed (%s): again in %.1f s" % (e.code, delay))
+                await self._pause(delay, None)
                 continue
             self._set_clock(resp)
             self.registration = resp["status"]

@@ -9,10 +9,14 @@
 #   parse_ms(s)   same -> int milliseconds (fraction truncated to milliseconds)
 #   format(t)     int seconds -> "YYYY-MM-DDTHH:MM:SSZ"
 #   format_ms(t)  int milliseconds -> "YYYY-MM-DDTHH:MM:SS.mmmZ"
+#   assume_utc(s) "2026-12-05T19:40:00.123" -> "2026-12-05T19:40:00.123Z"; None unless s is a
+#                 date-time without its time zone (for lenient readers; logged once)
 #
 # parse accepts exactly YYYY-MM-DD(T|t)HH:MM:SS[.digits](Z|z|+HH:MM|-HH:MM) and raises
 # ValueError for anything else. Second 60 (a leap second) reads as the last millisecond of
 # second 59, since Unix time has no leap seconds.
+
+import log
 
 # Days before the first of each month in a common year.
 _BEFORE = (0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
@@ -154,6 +158,28 @@ def parse(s):
 def parse_ms(s):
     """Milliseconds since 1970-01-01T00:00:00Z of an RFC 3339 date-time string."""
     return _scan(s, 1000)
+
+
+_told = [False]  # assume_utc has logged
+
+
+def assume_utc(s):
+    """s with "Z" added when s is a date-time but for its missing time zone, else None.
+
+    RFC 3339 and OCPP want the offset; some CSMSs leave it out of the times they answer. Where
+    nothing is at stake (a clock, a cache expiry), such a time is read as UTC: better than
+    refusing the answer, which would stop the registration. Logged the first time only."""
+    if not isinstance(s, str) or len(s) < 19:
+        return None
+    s += "Z"
+    try:
+        _scan(s, 0)
+    except ValueError:
+        return None
+    if not _told[0]:
+        _told[0] = True
+        log.warn("time", "date-time without time zone read as UTC: %s" % s[:-1])
+    return s
 
 
 def _fields(t):

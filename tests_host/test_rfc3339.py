@@ -225,6 +225,45 @@ def test_arbitrary_text_only_value_error(s):
         assert oracle_ok(s)
 
 
+@pytest.mark.parametrize(
+    "s", ["2026-12-05T19:40:00.123", "2026-12-05T19:40:00", "2024-02-29t23:59:60.5"]
+)
+def test_assume_utc_reads_a_time_without_zone_as_utc(s, logged, monkeypatch):
+    monkeypatch.setattr(rfc3339, "_told", [False])
+    assert rfc3339.assume_utc(s) == s + "Z"
+    assert rfc3339.parse_ms(rfc3339.assume_utc(s)) == rfc3339.parse_ms(s + "Z")
+    assert logged.getvalue() == " W time: date-time without time zone read as UTC: %s\n" % s
+    rfc3339.assume_utc(s)
+    assert logged.getvalue().count("\n") == 1  # once
+
+
+@pytest.mark.parametrize(
+    "s",
+    [
+        "2026-12-05T19:40:00Z",  # has a zone already
+        "2026-12-05T19:40:00+01:00",
+        "2026-12-05T19:40:00.",
+        "2026-12-05T19:40",
+        "2026-12-05",
+        "2026-02-30T19:40:00",
+        "2026-12-05T24:00:00",
+        "2026-12-05 19:40:00",
+        "now",
+        "",
+        None,
+        1764963600,
+    ]
+    + [b for b in BAD if b not in ("2024-01-01T00:00:00", "2024-01-01T00:00:00.123")],
+)
+def test_assume_utc_leaves_everything_else(s):
+    assert rfc3339.assume_utc(s) is None
+
+
+@given(st.text(max_size=30))
+def test_assume_utc_agrees_with_the_grammar(s):
+    assert (rfc3339.assume_utc(s) is not None) == oracle_ok(s + "Z")
+
+
 MP_SCRIPT = """
 import rfc3339
 for s in ("1970-01-01T00:00:00Z", "2024-02-29T12:00:00.5+01:00", "2106-02-07T06:28:16Z",
@@ -238,6 +277,7 @@ for s in ("2023-02-29T00:00:00Z", "2024-01-01T24:00:00Z", "2024-01-01T00:00:00")
         print("accepted")
     except ValueError:
         print("ValueError")
+print(rfc3339.assume_utc("2026-12-05T19:40:00.123"), rfc3339.assume_utc("2026-12-05T19:40Z"))
 """
 
 
@@ -263,5 +303,7 @@ def test_on_micropython(tmp_path):
     for t in (0, -1, 1709204400, 4294967296, 7258118400):
         expected.append("%s %s" % (rfc3339.format(t), rfc3339.format_ms(t * 1000 + 7)))
     expected += ["ValueError"] * 3
-    assert out.stdout.split("\n")[:-1] == expected
+    expected.append("2026-12-05T19:40:00.123Z None")
+    lines = [x for x in out.stdout.split("\n")[:-1] if " W time: " not in x]  # the log line
+    assert lines == expected
     assert rfc3339.parse("2106-02-07T06:28:16Z") == 2**32

@@ -23,7 +23,7 @@ class Provisioning:
         self._rebooting = False
         router = station.router
         router.on("GetVariables", self.on_get_variables)
-        router.on("SetVariables", self.on_set_variables)
+        router.on("SetVariables", self.on_set_variables, self.after_set_variables)
         router.on("Reset", self.on_reset, self.after_reset)
 
     def _limit(self, msg, items):
@@ -83,6 +83,10 @@ class Provisioning:
         if reason:
             r["attributeStatusInfo"] = {"reasonCode": reason}
         return r
+
+    def after_set_variables(self, req, resp):
+        # The answer is on the wire: a new BasicAuthPassword may be put to use now (A01).
+        self.station.connection.credentials_sent()
 
     # -- Reset (B11, B12) -------------------------------------------------------------------
     # Idle: Accepted, reboot (RemoteReset). OnIdle during a session: Scheduled, reboot when the
