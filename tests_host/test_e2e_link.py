@@ -297,6 +297,7 @@ def test_control_channel_contract(csms, sims):
     assert st == {
         "ok": True,
         "firmware_version": "0.1.0",
+        "target": "host",
         "boot_count": 1,
         "registration": "Accepted",
         "connected": True,

@@ -122,8 +122,14 @@ def sources(board):
     """The source files a board runs, repo-relative, sorted."""
     if board not in boards():
         raise SystemExit("unknown board %r (boards: %s)" % (board, ", ".join(boards())))
-    files = _py("lib") + _py("firmware")
-    files += ["boards/__init__.py", "boards/esp32.py"]
+    return board_files(board)
+
+
+def board_files(board):
+    """The source files `board` runs, sim included (the virtual ESP32 freezes it), sorted."""
+    files = _py("lib") + _py("firmware") + ["boards/__init__.py"]
+    if board != "sim":
+        files.append("boards/esp32.py")  # the sim has its own host clock and network
     files += _py("boards/drivers", recursive=False) + _py("boards/" + board)
     return sorted(files)
 
@@ -160,20 +166,14 @@ def flash_commands(port, firmware):
     ]
 
 
-def manifest(board):
-    """The text of build/freeze/BOARD/manifest.py."""
-    src = sources(board)
+def freeze_lines(src):
+    """Manifest lines freezing the sources `src` (repo-relative): lib/ as top-level modules, the
+    firmware and boards packages, at opt 0 so that tracebacks keep line numbers. Shared by
+    `freeze` and the virtual ESP32 (tools/esp32sim.py)."""
     lib = [s[len("lib/") :] for s in src if s.startswith("lib/")]
     fw = [s[len("firmware/") :] for s in src if s.startswith("firmware/")]
     bd = [s[len("boards/") :] for s in src if s.startswith("boards/")]
-    freeze_dir = (ROOT / FREEZE / board).as_posix()
     lines = [
-        "# manifest: the wallbox firmware for the %s board, frozen into a MicroPython image."
-        % board,
-        "# Written by tools/deploy.py freeze; how to build with it: tools/deploy.py's docstring.",
-        "",
-        'include("$(PORT_DIR)/boards/manifest.py")',
-        "",
         "ROOT = %r" % ROOT.as_posix(),
         "",
         "# lib/: top-level modules on the device, as on the host (lib/ is on sys.path there)",
@@ -185,6 +185,21 @@ def manifest(board):
     lines += ["package(", '    "boards",', "    files=("]
     lines += ['        "%s",' % f for f in bd]
     lines += ["    ),", "    base_path=ROOT,", "    opt=0,", ")", ""]
+    return lines
+
+
+def manifest(board):
+    """The text of build/freeze/BOARD/manifest.py."""
+    freeze_dir = (ROOT / FREEZE / board).as_posix()
+    lines = [
+        "# manifest: the wallbox firmware for the %s board, frozen into a MicroPython image."
+        % board,
+        "# Written by tools/deploy.py freeze; how to build with it: tools/deploy.py's docstring.",
+        "",
+        'include("$(PORT_DIR)/boards/manifest.py")',
+        "",
+    ]
+    lines += freeze_lines(sources(board))
     lines += ["# runs at boot in place of /main.py"]
     lines += ['module("main.py", base_path=%r, opt=0)' % freeze_dir, ""]
     return "\n".join(lines)

@@ -81,7 +81,16 @@ class Sim:
     """One virtual wallbox process group; `cmd` speaks its control channel."""
 
     def __init__(
-        self, tmp, url, sid="CS1", config=None, state_dir=None, heap=None, code=None, evses=None
+        self,
+        tmp,
+        url,
+        sid="CS1",
+        config=None,
+        state_dir=None,
+        heap=None,
+        code=None,
+        evses=None,
+        esp32=False,
     ):
         self.tmp = Path(tmp)
         self.state_dir = Path(state_dir or self.tmp / ("state-" + sid))
@@ -97,6 +106,8 @@ class Sim:
             args += ["--code", str(code)]
         if evses:
             args += ["--evses", str(evses)]
+        if esp32:  # the virtual ESP32 (tools/esp32sim.py)
+            args.append("--esp32")
         self.log_file = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             args,

@@ -12,6 +12,8 @@ from firmware.version import VERSION
 
 _MAX_LINE = 4096  # a longer command line is refused, not buffered without bound
 _CABLES = (13, 20, 32, 63)
+# status "target": only the virtual ESP32 (tools/esp32sim.py) is a 32-bit program
+_TARGET = "esp32" if sys.maxsize < (1 << 32) else "host"
 
 
 class CommandError(Exception):
@@ -150,6 +152,7 @@ class Control:
         return {
             "ok": True,
             "firmware_version": VERSION,
+            "target": _TARGET,
             "boot_count": st.boot_count,
             "registration": reg if reg else "None",
             "connected": st.connection.connected,
