@@ -23,6 +23,7 @@ _METER_POLL_MS = const(1000)
 _METER_READ_MS = const(2000)  # one meter read may take this long
 _METER_LOST_MS = const(8000)  # no good reading for this long: the meter is lost
 _MIN_A = const(6)  # the least current IEC 61851 lets us offer
+_U16 = const(65535)  # the pilot's duty in x1 (steady +12 V)
 # Above ~91 % duty (68 A) the -12 V plateau is too short for the pilot driver to judge the EV
 # diode; until the diode has answered, offer at most this much.
 _DIODE_CHECK_A = const(63)
@@ -37,6 +38,8 @@ DIODE_FAULT = "diode_fault"
 CP_SHORT = "cp_short"
 METER_TIMEOUT = "meter_timeout"
 PP_FAULT = "pp_fault"
+_ALL = (RCD_TRIP, RCD_SELFTEST, WELDED, CONTACTOR_FAULT, DIODE_FAULT, CP_SHORT, METER_TIMEOUT,
+        PP_FAULT)  # fmt: skip
 _HARD = (RCD_TRIP, RCD_SELFTEST, WELDED, CONTACTOR_FAULT, DIODE_FAULT, CP_SHORT)
 _UNTIL_UNPLUG = (RCD_TRIP, RCD_SELFTEST, DIODE_FAULT, CONTACTOR_FAULT, PP_FAULT)
 
@@ -52,8 +55,13 @@ class Evse:
     """One EVSE's charging state machine over its hardware (boards.drivers.EvseHw).
 
     Commands: `permit(on)`, `set_limit(amps)`, `set_available(on)`, `set_config_limit(amps)`.
-    Reports: `cp`, `offered_a`, `faults`, `reading` and the properties below; every change of
-    what they report calls the `on_change(evse)` callbacks at the end of the tick.
+    Reports: `cp`, `offered_a`, `faults`, `reading` and the properties below.
+
+    The safety loop (`run`: `step` every 10 ms) only decides and drives the hardware, and
+    allocates nothing (a test runs it under heap_lock): no logging, no callbacks. A tick that
+    changed what the EVSE reports sets `wake`; `notify`, a task of its own, then logs what
+    changed and calls each `on_change(evse)` callback inside its own error boundary, so that
+    nothing a listener does (OCPP, flash writes, a full flash) can stop or slow the tick.
     """
 
     def __init__(self, evse_id, hw, ticks=time.ticks_ms):
@@ -61,9 +69,15 @@ class Evse:
         self.hw = hw
         self.ticks = ticks
         self.on_change = []
+        self.wake = asyncio.Event()  # set by a tick that changed something; see notify()
         self.cp = "A"  # debounced control pilot state, "A".."F"
-        self.offered_a = 0  # the current the pilot offers now (0 in x1 and F)
-        self.faults = set()
+        self.offered_a = 0  # the current the pilot offers now, whole amperes (0 in x1 and F)
+        # Active fault codes. Made with room for all of them, then emptied: adding one later
+        # never grows the table, so the tick allocates nothing (MicroPython keeps a set's
+        # table on discard).
+        self.faults = set(_ALL)
+        for code in _ALL:
+            self.faults.discard(code)
         self.reading = None  # the meter's last good Reading
         self.reading_ms = None  # ticks when it was taken
         self.cable_a = hw.cable_a  # the cable's rating: tethered, or read by PP at plug-in
@@ -86,6 +100,11 @@ class Evse:
         self._meter_ok_ms = None  # last good meter reading
         self._changed = False
         self.last_step = None  # ticks of the latest safety-loop step (the supervisor reads it)
+        # What notify() last logged, and news the tick leaves for it.
+        self._told_cp = "A"
+        self._told_faults = set()
+        self._told_rcd = None
+        self._forced = False  # the tick opened under load: the EV ignored x1
         self.last_poll = None  # ticks of the latest meter poll, good or not
 
     # -- commands ---------------------------------------------------------------------------
@@ -95,18 +114,19 @@ class Evse:
         self._permitted = bool(on)
 
     def set_limit(self, amps):
-        self._limit_a = amps
+        """The application's limit (A), or None. Offers are whole amperes: rounded down."""
+        self._limit_a = None if amps is None else int(amps)
 
     def set_config_limit(self, amps):
-        self._config_a = amps
+        self._config_a = None if amps is None else int(amps)
 
     def set_available(self, on):
         self._available = bool(on)
 
     def touch(self):
         """Something the application keeps about this EVSE changed (a transaction ended):
-        the on_change callbacks run at the end of the next tick."""
-        self._changed = True
+        the on_change callbacks run again soon."""
+        self.wake.set()
 
     # -- what it reports --------------------------------------------------------------------
 
@@ -143,7 +163,8 @@ class Evse:
     # -- the safety loop --------------------------------------------------------------------
 
     async def run(self):
-        """Sample, decide, switch, every _TICK_MS. If it ever fails, everything opens."""
+        """Sample, decide, switch, every _TICK_MS. If it ever fails, everything opens.
+        Nothing else runs here: see notify()."""
         try:
             while True:
                 self.step(self.ticks())
@@ -157,7 +178,7 @@ class Evse:
         self.last_step = now
         pilot = self.hw.pilot
         state = pilot.read()
-        if pilot.duty_pct > 0:  # while we drive F the EV cannot be seen: keep the last state
+        if pilot.duty > 0:  # while we drive F the EV cannot be seen: keep the last state
             self._debounce(state, now)
             self._check_diode(pilot)
         self._check_rcd(now)
@@ -165,8 +186,43 @@ class Evse:
         self._control(now)
         if self._changed:
             self._changed = False
+            self.wake.set()
+
+    async def notify(self):
+        """Log what the ticks changed and call the on_change callbacks, each inside its own
+        error boundary: a failing listener is logged, the others and the tick go on."""
+        tag = "evse%d" % self.id
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            self._tell(tag)
             for fn in self.on_change:
-                fn(self)
+                try:
+                    fn(self)
+                except Exception as e:  # a full flash, a bug: never the safety loop's end
+                    log.exc(tag, "on_change listener failed", e)
+
+    def _tell(self, tag):
+        """Log the changes since the last look (the tick itself never logs: it allocates)."""
+        if self.cp != self._told_cp:
+            log.info(tag, "CP %s -> %s" % (self._told_cp, self.cp))
+            self._told_cp = self.cp
+        told = self._told_faults
+        for code in _ALL:
+            if (code in self.faults) != (code in told):
+                if code in told:
+                    told.discard(code)
+                    log.info(tag, "fault %s cleared" % code)
+                else:
+                    told.add(code)
+                    log.warn(tag, "fault %s" % code)
+        if self._rcd != self._told_rcd:
+            if self._rcd == _RCD_OK:
+                log.info(tag, "RCD self-test passed")
+            self._told_rcd = self._rcd
+        if self._forced:
+            self._forced = False
+            log.warn(tag, "EV ignored x1 for 6 s: opening under load")
 
     def _debounce(self, state, now):
         if state is None or state == self.cp:
@@ -184,7 +240,6 @@ class Evse:
     def _enter(self, state, now):
         old, self.cp, self._raw = self.cp, state, None
         self._changed = True
-        log.info("evse%d" % self.id, "CP %s -> %s" % (old, state))
         if state == "E":
             self._fault(CP_SHORT, now)
         elif old == "E":
@@ -215,7 +270,6 @@ class Evse:
         if code not in self.faults:
             self.faults.add(code)
             self._changed = True
-            log.warn("evse%d" % self.id, "fault %s" % code)
             if code in _HARD and self._fault_since is None:
                 self._fault_since = now
 
@@ -223,9 +277,10 @@ class Evse:
         if code in self.faults:
             self.faults.discard(code)
             self._changed = True
-            log.info("evse%d" % self.id, "fault %s cleared" % code)
-            if not any(c in _HARD for c in self.faults):
-                self._fault_since = None
+            for c in _HARD:  # a loop, not any(): a generator would allocate
+                if c in self.faults:
+                    return
+            self._fault_since = None
 
     def _check_diode(self, pilot):
         if pilot.diode is None or self.cp not in "BCD":
@@ -252,7 +307,7 @@ class Evse:
         if self._rcd == _RCD_CLEARING:
             if not rcd.tripped():
                 self._rcd = _RCD_OK
-                log.info("evse%d" % self.id, "RCD self-test passed")
+                self._changed = True
             elif time.ticks_diff(now, self._rcd_since) >= _RCD_CLEAR_MS:
                 self._rcd = None
                 self._fault(RCD_SELFTEST, now)
@@ -284,11 +339,17 @@ class Evse:
     # -- decisions --------------------------------------------------------------------------
 
     def _target_a(self):
-        hw = self.hw
-        amps = hw.max_a
-        for lim in (self.cable_a, self._config_a, self._limit_a):
-            if lim is not None and lim < amps:
-                amps = lim
+        # Written out: a loop over a tuple of the limits would allocate that tuple every tick.
+        amps = self.hw.max_a
+        lim = self.cable_a
+        if lim is not None and lim < amps:
+            amps = lim
+        lim = self._config_a
+        if lim is not None and lim < amps:
+            amps = lim
+        lim = self._limit_a
+        if lim is not None and lim < amps:
+            amps = lim
         return amps
 
     def _offer(self, now):
@@ -313,14 +374,14 @@ class Evse:
         wants = self.cp == "C" or (self.cp == "D" and hw.ventilation)
         # The pilot: F for a while after a hard fault, then x1; x2 only while ready to charge.
         if hard and time.ticks_diff(now, self._fault_since) < _F_MS:
-            if pilot.duty_pct != 0:
+            if pilot.duty != 0:
                 pilot.fault()
             self._set_offer(0, now)
         elif offer:
             if offer != self.offered_a:
                 pilot.offer(offer)
                 self._set_offer(offer, now)
-        elif pilot.duty_pct != 100:
+        elif pilot.duty != _U16:
             pilot.standby()
             self._set_offer(0, now)
         # The contactor.
@@ -333,7 +394,7 @@ class Evse:
                 if self._stop_since is None:
                     self._stop_since = now
                 elif time.ticks_diff(now, self._stop_since) >= _STOP_MS:
-                    log.warn("evse%d" % self.id, "EV ignored x1 for 6 s: opening under load")
+                    self._forced = True
                     self._open(now)
         elif offer and wants and self._diode_seen and contactor.feedback() is not True:
             contactor.close()

@@ -122,6 +122,7 @@ class Station:
         self._tasks = tasks = []
         for e in self.evses:
             tasks.append(asyncio.create_task(e.run()))
+            tasks.append(asyncio.create_task(e.notify()))  # the listeners, off the tick
             tasks.append(asyncio.create_task(e.meter_loop()))
             sup.watch("evse%d" % e.id, lambda e=e: e.last_step, _STEP_LATE_MS)
             sup.watch("meter%d" % e.id, lambda e=e: e.last_poll, _POLL_LATE_MS)

@@ -33,6 +33,25 @@ def duty_for_current(amps):
     return amps * 2 / 5 + 64
 
 
+def duty_u16_for(amps):
+    """duty_u16(duty_for_current(amps)), for whole amperes in integer arithmetic: the safety
+    tick offers whole amperes and must not allocate (a float is a heap object). Other
+    values go the float way."""
+    if type(amps) is not int:
+        return duty_u16(duty_for_current(amps))
+    if not 6 <= amps <= 80:
+        raise ValueError("offer must be 6..80 A")
+    if amps <= 52:  # 51 A and the unencodable 52 A: amps / 0.6 %
+        num, den = _U16 * (amps if amps < 51 else 51), 60
+    else:  # amps / 2.5 + 64 %
+        num, den = _U16 * (2 * amps + 320), 500
+    n = num // den  # < 2**25: small ints, also on a 32-bit port
+    r2 = 2 * (num - n * den)
+    if r2 > den or (r2 == den and n & 1):  # round half to even, as duty_u16 does
+        n += 1
+    return n
+
+
 def duty_u16(percent):
     """machine.PWM.duty_u16() value for a duty cycle: round(65535 * percent / 100).
 

@@ -1,6 +1,9 @@
 """The IEC 61851-1 controller (firmware/evse.py) on fake hardware, fake clock, 10 ms ticks."""
 
 import asyncio
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -8,6 +11,9 @@ import iec61851
 from boards.drivers import EvseHw
 from firmware import evse as E
 from meter import MeterError, Reading
+
+ROOT = Path(__file__).resolve().parent.parent
+MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
 
 
 class FakePilot:
@@ -17,18 +23,22 @@ class FakePilot:
         self.ev = "A"
         self.diode_ok = True
         self.duty_pct = 100.0
+        self.duty = 65535  # duty_u16, as the real driver keeps it
         self.history = []  # ("x2", amps) / ("x1",) / ("F",)
 
     def offer(self, amps):
         self.duty_pct = iec61851.duty_for_current(amps)
+        self.duty = iec61851.duty_u16_for(amps)
         self.history.append(("x2", amps))
 
     def standby(self):
         self.duty_pct = 100.0
+        self.duty = 65535
         self.history.append(("x1",))
 
     def fault(self):
         self.duty_pct = 0.0
+        self.duty = 0
         self.history.append(("F",))
 
     def read(self):
@@ -118,13 +128,18 @@ class Rig:
         )
         self.now = 1000
         self.evse = E.Evse(1, self.hw, ticks=lambda: self.now)
-        self.changes = 0
-        self.evse.on_change.append(lambda e: setattr(self, "changes", self.changes + 1))
+        self.changes = 0  # ticks that woke the listeners (Evse.notify)
+
+    def step(self):
+        self.now += 10
+        self.evse.step(self.now)
+        if self.evse.wake.is_set():
+            self.evse.wake.clear()
+            self.changes += 1
 
     def run(self, ms):
         for _ in range(ms // 10):
-            self.now += 10
-            self.evse.step(self.now)
+            self.step()
 
     def until(self, pred, limit_ms=10000):
         """Step until pred() holds; return the ms it took."""
@@ -132,8 +147,7 @@ class Rig:
         while not pred():
             if self.now - start > limit_ms:
                 raise AssertionError("never happened")
-            self.now += 10
-            self.evse.step(self.now)
+            self.step()
         return self.now - start
 
     def charging(self, amps=None):
@@ -425,3 +439,216 @@ def test_offers_above_63_a_wait_until_the_diode_has_answered():
     r.pilot.ev = "C"
     r.until(lambda: r.contactor.closed, 1000)
     r.until(lambda: r.evse.offered_a == 80, 6000)
+
+
+# -- the tick allocates nothing; the listeners run outside it ------------------------------
+
+HEAPLOCK = """
+# The safety tick over whole sessions under micropython.heap_lock(): the real drivers (pilot,
+# contactor with mirror contact, RCD with test output) on allocation-free fake pins.
+import micropython
+
+from boards.drivers import EvseHw
+from boards.drivers.contactor import Contactor
+from boards.drivers.pilot import Pilot
+from boards.drivers.rcd import Rcd
+from boards.sim.ev import CP_THRESHOLDS, MV_FULL
+from firmware.evse import Evse
+
+
+def raw(mv):
+    return mv * 65535 // MV_FULL
+
+
+RAW_A, RAW_B, RAW_C, RAW_LOW = raw(2390), raw(2103), raw(1819), raw(110)
+
+
+class Pin:
+    def __init__(self):
+        self.v = 0
+        self.ups = 0  # times driven to 1
+
+    def value(self, v=None):
+        if v is None:
+            return self.v
+        if v and not self.v:
+            self.ups += 1
+        self.v = v
+
+
+class Follow:  # an input that reads another pin (mirror contact, RCD fault output)
+    def __init__(self, src):
+        self.src = src
+        self.forced = 0
+
+    def value(self, v=None):
+        return 1 if self.forced else self.src.v
+
+
+class PWM:
+    def __init__(self):
+        self.d = 65535
+
+    def duty_u16(self, d=None):
+        if d is None:
+            return self.d
+        self.d = d
+
+
+class ADC:  # 24 samples per 1 kHz period (the pilot reads 43 us apart)
+    def __init__(self, pwm):
+        self.pwm = pwm
+        self.i = 0
+        self.high = RAW_A
+
+    def read_u16(self):
+        i = self.i
+        self.i = i + 1 if i < 23 else 0
+        return self.high if i * 65535 < self.pwm.d * 24 else RAW_LOW
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0
+
+
+class Marks:  # (cp, contactor closed, offered A) at each checkpoint, kept without allocating
+    def __init__(self):
+        self.b = bytearray(60)
+        self.k = 0
+
+
+pwm = PWM()
+adc = ADC(pwm)
+coil, test = Pin(), Pin()
+fault = Follow(test)
+hw = EvseHw(
+    Pilot(pwm, adc, CP_THRESHOLDS, MV_FULL, 48),
+    Contactor([coil], Follow(coil), 1),
+    Rcd(fault, 1, test, 1),
+    None,
+    32,
+    cable_a=32,
+)
+clock = Clock()
+evse = Evse(1, hw, ticks=lambda: clock.t)
+marks = Marks()
+
+
+def run(n):
+    for _ in range(n):
+        clock.t += 10
+        evse.step(clock.t)
+    b, k = marks.b, marks.k
+    b[k] = ord(evse.cp)
+    b[k + 1] = 1 if hw.contactor.closed else 0
+    b[k + 2] = evse.offered_a
+    marks.k = k + 3
+
+
+def sessions():
+    run(30)  # A
+    adc.high = RAW_B  # plugged in
+    run(40)  # B after 200 ms; the RCD self-test passes
+    evse.permit(True)
+    run(5)  # x2: 32 A
+    adc.high = RAW_C
+    run(30)  # closed
+    adc.high = RAW_B
+    run(5)  # the EV stops: open
+    adc.high = RAW_C
+    run(30)  # closed again
+    evse.set_limit(16)
+    run(5)  # the offer falls at once
+    fault.forced = 1  # the RCD trips
+    run(5)  # open, F
+    fault.forced = 0
+    adc.high = RAW_A  # unplugged: the trip clears
+    run(60)
+    adc.high = RAW_B
+    run(40)  # a new session, still permitted: x2 after its self-test
+    adc.high = RAW_C
+    run(30)  # closed
+    evse.permit(False)
+    run(5)  # x1: the EV should stop
+    adc.high = RAW_B
+    run(5)  # open
+    adc.high = RAW_A
+    run(30)
+
+
+micropython.heap_lock()
+try:
+    sessions()
+    result = None
+except MemoryError as e:
+    result = e
+micropython.heap_unlock()
+if result is not None:
+    import sys
+
+    sys.print_exception(result)
+b = marks.b
+print(" ".join("%s%d/%d" % (chr(b[i]), b[i + 1], b[i + 2]) for i in range(0, marks.k, 3)))
+print(coil.ups, test.ups, pwm.d, sorted(evse.faults))
+"""
+
+
+def test_safety_tick_allocates_nothing_over_whole_sessions_on_micropython(tmp_path):
+    """Evse.step under micropython.heap_lock() for two sessions: plug-in, self-test, offer,
+    close, EV stop, limit, RCD trip, unplug, charger stop: any allocation would raise."""
+    if not MICROPYTHON.exists():
+        pytest.skip("no MicroPython unix port in .venv")
+    script = tmp_path / "heaplock_evse.py"
+    script.write_text(HEAPLOCK)
+    env = dict(os.environ, MICROPYPATH=".frozen:%s:%s" % (ROOT / "lib", ROOT))
+    out = subprocess.run(
+        [str(MICROPYTHON), str(script)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == [
+        "A0/0 B0/0 B0/32 C1/32 B0/32 C1/32 C1/16 C0/0 A0/0 B0/16 C1/16 C1/0 B0/0 A0/0",
+        "3 2 65535 []",
+    ], out.stdout
+
+
+def test_listeners_run_outside_the_tick_each_in_its_own_error_boundary(logged):
+    r = Rig()
+    seen = []
+
+    def full_flash(e):
+        raise OSError(28)  # ENOSPC: what a store write does on a full flash
+
+    def counting(e):
+        seen.append(e.cp)
+
+    r.evse.on_change += [full_flash, counting]
+
+    async def go():
+        notifier = asyncio.create_task(r.evse.notify())
+        r.pilot.ev = "B"
+        for _ in range(40):
+            r.now += 10
+            r.evse.step(r.now)  # never calls a listener itself
+            await asyncio.sleep(0)
+        r.evse.permit(True)
+        r.pilot.ev = "C"
+        for _ in range(40):
+            r.now += 10
+            r.evse.step(r.now)
+            await asyncio.sleep(0)
+        closed = r.contactor.closed
+        r.pilot.ev = "B"
+        for _ in range(3):
+            r.now += 10
+            r.evse.step(r.now)
+            await asyncio.sleep(0)
+        notifier.cancel()
+        return closed
+
+    assert asyncio.run(go())  # charging went on although a listener fails every time
+    assert not r.contactor.closed  # and the EV's stop opened it at once
+    assert seen[:2] == ["B", "B"] and "C" in seen and seen[-1] == "B"
+    text = logged.getvalue()
+    assert "CP A -> B" in text and "CP B -> C" in text and "CP C -> B" in text
+    assert text.count("on_change listener failed") == len(seen)

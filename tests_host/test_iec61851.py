@@ -199,3 +199,12 @@ def test_cp_short_reads_e_on_both_levels():
 def test_bad_thresholds(th):
     with pytest.raises(ValueError):
         m.check_thresholds(th)
+
+
+def test_duty_u16_for_whole_amperes_is_the_float_way_in_integers():
+    for amps in range(6, 81):
+        assert m.duty_u16_for(amps) == m.duty_u16(m.duty_for_current(amps)), amps
+    assert m.duty_u16_for(16.5) == m.duty_u16(m.duty_for_current(16.5))
+    for bad in (5, 81, 0):
+        with pytest.raises(ValueError):
+            m.duty_u16_for(bad)

@@ -5,7 +5,8 @@
 class EvseHw:
     """What one EVSE is made of, as a board builds it for the charging controller.
 
-    pilot       Pilot: offer(amps), standby(), fault(), duty_pct, read() -> "A".."F" or None,
+    pilot       Pilot: offer(amps), standby(), fault(), duty (duty_u16 set), duty_pct, read()
+                -> "A".."F" or None,
                 diode (True / False / None when not judged)
     proximity   Proximity: read_amps() -> 13, 20, 32, 63 or None; None for a tethered cable
     contactor   Contactor: close(), open(), closed (commanded), feedback() -> bool or None

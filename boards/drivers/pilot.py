@@ -33,8 +33,10 @@ class Pilot:
     samples  reads per burst (>= 6); the burst lasts ~2.1 ms whatever the count
 
     Output: offer(amps) = x2 (1 kHz PWM), standby() = x1 (steady +12 V), fault() = F (steady
-    -12 V). duty_pct is the duty set (100.0 in x1, 0.0 in F); offered_a the current an EV
-    decodes from it (0 in x1 and F).
+    -12 V). `duty` is the duty_u16 value set (65535 in x1, 0 in F); duty_pct the duty cycle in
+    percent and offered_a the current an EV decodes from it (0 in x1 and F), both computed
+    when asked (floats: not for the safety tick). offer(), standby(), fault() and read()
+    allocate nothing when offers are whole amperes.
 
     Input: read() takes one burst and returns the raw state "A".."F", not debounced. It also
     sets high_mv / low_mv (the plateau levels) and diode: True (low plateau at -12 V), False
@@ -59,8 +61,8 @@ class Pilot:
         self.high_mv = 0
         self.low_mv = 0
         self.diode = None
-        self.duty_pct = 100.0
-        self.offered_a = 0
+        self.duty = _U16
+        self._amps = 0  # the amperes of the last offer, 0 in x1 and F
         self._pwm_on = False  # 0 < duty < 100 %: x2
         self._judge = False  # x2, and the low plateau is long enough to judge the diode
         self.standby()
@@ -71,21 +73,35 @@ class Pilot:
         """x2: 1 kHz PWM offering `amps` (above 80 A: 80 A); below 6 A ValueError: standby()."""
         if amps < 6:
             raise ValueError("offer below 6 A: use standby()")
-        self._set(iec61851.duty_for_current(min(amps, 80)))
+        if amps > 80:
+            amps = 80
+        self._set(iec61851.duty_u16_for(amps))
+        self._amps = amps
 
     def standby(self):
         """x1: steady +12 V, the EVSE is not ready to deliver energy."""
-        self._set(100.0)
+        self._set(_U16)
+        self._amps = 0
 
     def fault(self):
         """State F: steady -12 V, the EVSE is not available (>= 300 ms after a fault)."""
-        self._set(0.0)
+        self._set(0)
+        self._amps = 0
 
-    def _set(self, pct):
-        d = iec61851.duty_u16(pct)
+    @property
+    def duty_pct(self):
+        d = self.duty
+        if d == _U16 or d == 0:
+            return 100.0 if d else 0.0
+        return iec61851.duty_for_current(self._amps)
+
+    @property
+    def offered_a(self):
+        return iec61851.current_for_duty(self.duty_pct)  # 0 for 0 % and 100 %
+
+    def _set(self, d):
         self._pwm.duty_u16(d)
-        self.duty_pct = pct
-        self.offered_a = iec61851.current_for_duty(pct)  # 0 for 0 % and 100 %
+        self.duty = d
         self._pwm_on = 0 < d < _U16
         low_us = (_U16 - d) * 1000 // _U16  # length of the -12 V plateau per period
         self._judge = self._pwm_on and low_us >= 2 * self.gap_us
