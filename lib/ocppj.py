@@ -7,6 +7,7 @@ import time
 
 from micropython import const
 
+import jsonwire
 import log
 import ocpp_schema
 import schema
@@ -14,7 +15,6 @@ import schema
 _CALL = const(2)
 _CALLRESULT = const(3)
 _CALLERROR = const(4)
-_MAX_ID = const(36)  # longest message id the spec allows
 _MAX_DESC = const(255)  # longest errorDescription
 
 # OCPP-J error codes (OCPP 2.0.1 part 4, table 8).
@@ -32,7 +32,6 @@ SECURITY_ERROR = "SecurityError"
 TYPE_CONSTRAINT_VIOLATION = "TypeConstraintViolation"
 
 _TAG = "ocpp"
-_JSON_SEP = (",", ":")
 
 
 class CallError(Exception):
@@ -87,7 +86,7 @@ class Session:
         self.timeout_s = timeout_s  # MessageTimeout, seconds
         self.ws = None
         self.last_call_ms = time.ticks_ms()  # when we last sent a CALL (heartbeat idles on it)
-        self.in_len = 0  # byte length of the incoming CALL being handled (BytesPerMessage)
+        self.in_len = 0  # bytes of the incoming CALL being handled (BytesPerMessage)
         self._lock = asyncio.Lock()
         self._reply = asyncio.Event()
         self._wait_id = None  # id of our outstanding CALL, None when none is
@@ -100,7 +99,9 @@ class Session:
         ws = self.ws
         if ws is None:
             raise NotConnected()
-        await ws.send(json.dumps(frame, separators=_JSON_SEP))
+        # Floats as the decimal text meant, and strict UTF-8 even if a string we hold is
+        # not (one stored before strings were checked): jsonwire.dumps.
+        await ws.send(jsonwire.dumps(frame))
 
     async def call(self, action, payload, timeout_s=None):
         """Send a CALL and return the CALLRESULT payload.
@@ -149,42 +150,96 @@ class Session:
     # -- receiving --------------------------------------------------------------------------
 
     async def run(self, ws):
-        """Serve `ws` until it closes; the exception that closed it propagates."""
+        """Serve `ws` until it closes; the exception that closed it propagates.
+
+        `ws.recv_bytes()` gives each text message as its bytes, unchecked (lib/ws.py); a
+        MemoryError from it that has a `head` (ws.OutOfMemory) stands for a message that was
+        dropped for want of memory, and is answered from those first bytes.
+        """
         self.ws = ws
         try:
             while True:
-                text = await ws.recv()
+                try:
+                    data = await ws.recv_bytes()
+                except MemoryError as e:
+                    if getattr(e, "head", None) is None:
+                        raise
+                    data = e
                 self._handed.clear()
-                if await self._on_text(text):
+                if isinstance(data, MemoryError):
+                    why = "out of memory to read it (%d bytes)" % data.size
+                    r = jsonwire.check_now(data.head)  # the id, if the head holds it
+                    handed = await self._refuse(r, INTERNAL_ERROR, why)
+                else:
+                    handed = await self._on_frame(data)
+                if handed:
                     await self._handed.wait()
         finally:
             self.ws = None
             if self._wait_id is not None:
                 self._reply.set()  # wake call(): no answer will come on this connection
 
-    async def _on_text(self, text):
-        try:
-            msg = json.loads(text)
-        except ValueError:
-            return await self._send_error("-1", RPC_FRAMEWORK_ERROR, "not JSON")
-        if type(msg) is not list or not msg or type(msg[0]) is not int:
+    async def _on_frame(self, data):
+        # One received text message, as bytes. -> True when it was handed to call().
+        if type(data) is str:
+            data = data.encode()
+        r = await jsonwire.check(data)  # strict JSON and UTF-8, bounded; no parsing yet
+        if r.status != jsonwire.OK:
+            code = INTERNAL_ERROR if r.status == jsonwire.NOMEM else FORMAT_VIOLATION
+            return await self._refuse(r, code, r.why)
+        kind = r.kind
+        if kind is None:
             return await self._send_error("-1", RPC_FRAMEWORK_ERROR, "not an OCPP-J frame")
-        uid = msg[1] if len(msg) > 1 else None
-        if type(uid) is not str or not uid or len(uid) > _MAX_ID:
-            uid = None  # unreadable
-        kind = msg[0]
+        uid = r.uid  # None when unreadable
         if kind == _CALL:
             if uid is None:
                 return await self._send_error("-1", RPC_FRAMEWORK_ERROR, "bad message id")
-            self.in_len = len(text)
-            return await self._on_call(uid, msg)
-        if kind == _CALLRESULT or kind == _CALLERROR:
-            return self._on_reply(uid, kind, msg)  # True when handed to call()
-        await self._send_error(uid or "-1", MESSAGE_TYPE_NOT_SUPPORTED, "type %d" % kind)
+            msg = await self._parse(r)
+            if msg is not None:
+                self.in_len = len(data)
+                return await self._on_call(uid, msg)
+        elif kind == _CALLRESULT or kind == _CALLERROR:
+            if uid is None or uid != self._wait_id:
+                # Never answer a reply with a CALLERROR: log it and drop it.
+                log.warn(_TAG, "dropped reply %s" % (uid,))
+                return
+            msg = await self._parse(r)
+            if msg is not None:
+                return self._on_reply(uid, kind, msg)
+            return True  # _parse() failed the call()
+        else:
+            why = "type %d" % kind if kind != jsonwire.LONG else "type of over 9 digits"
+            await self._send_error(uid or "-1", MESSAGE_TYPE_NOT_SUPPORTED, why)
+
+    async def _parse(self, r):
+        # The checked text r.text parsed, or None once out of memory was answered.
+        try:
+            return json.loads(r.text)
+        except MemoryError:
+            r.text = None  # a rewritten copy is garbage now: room for the answer
+            await self._refuse(r, INTERNAL_ERROR, "out of memory to parse it")
+
+    async def _refuse(self, r, code, why):
+        # Answer a frame we cannot take (r: its jsonwire.Checked): a CALL with a readable id
+        # gets `code`; a reply to our outstanding CALL fails it at once; any other reply is
+        # dropped; the rest, with no id to answer, gets RpcFrameworkError "-1".
+        kind = r.kind
+        uid = r.uid
+        if uid is not None and (kind == _CALLRESULT or kind == _CALLERROR):
+            if uid == self._wait_id:
+                log.warn(_TAG, "<- bad reply %s: %s" % (uid, why))
+                self._answer = [_CALLERROR, uid, code, why]
+                self._reply.set()
+                return True
+            log.warn(_TAG, "dropped reply %s" % (uid,))
+            return
+        if uid is not None and kind == _CALL:
+            return await self._send_error(uid, code, why)
+        await self._send_error("-1", RPC_FRAMEWORK_ERROR, why)
 
     def _on_reply(self, uid, kind, msg):
         good = len(msg) == 3 if kind == _CALLRESULT else 4 <= len(msg) <= 5
-        if uid is None or uid != self._wait_id or not good:
+        if not good:
             # Never answer a reply with a CALLERROR: log it and drop it.
             log.warn(_TAG, "dropped reply %s" % (uid,))
             return
@@ -203,7 +258,11 @@ class Session:
         except Exception as e:  # a handler bug or out of memory: answer and live on
             log.exc(_TAG, "handler for %s failed" % (msg[2],), e)
             return await self._send_error(uid, INTERNAL_ERROR, repr(e))
-        await self._send([_CALLRESULT, uid, response])
+        try:
+            await self._send([_CALLRESULT, uid, response])
+        except MemoryError:  # no room to write it out: a short answer may still go
+            response = None  # garbage now: room for that answer
+            return await self._send_error(uid, INTERNAL_ERROR, "out of memory for the answer")
         if after is not None:
             try:
                 after(payload, response)

@@ -28,7 +28,10 @@ _MAX_CTRL = const(125)  # largest control frame payload
 _MAX_HEAD = const(4096)  # largest HTTP response head we accept in the handshake
 _CHUNK = const(256)  # big-int masking works on this many bytes at a time (a multiple of 4)
 _LOOP_MAX = const(4096)  # frames up to this size are masked without allocating
+_WHOLE = const(1024)  # payloads up to this size go out in one buffer with their header;
+# larger ones in pieces of this size (a multiple of 4), never in a buffer of their own size
 _SKIP = const(1024)  # discarded payload is read this many bytes at a time
+_HEAD = const(64)  # bytes kept of a message there is no memory for (an OCPP-J id fits)
 _CLOSE_MS = const(2000)  # how long we wait for the server's side of a close handshake
 # Connection state, WebSocket._state: _OPEN -> _CLOSING (our close frame is sent or being sent,
 # no more data may go out) -> _CLOSED (socket closed; _code/_reason are final).
@@ -80,6 +83,24 @@ class ConnectionClosed(Exception):
 class MessageTooBig(ConnectionClosed):
     def __init__(self, code=1009, reason="message too big"):
         super().__init__(code, reason)
+
+
+class OutOfMemory(MemoryError):
+    # recv(), recv_bytes(): a text message within max_size for which no buffer could be had
+    # (the heap is short or cut up). It was read to its end and dropped; the connection
+    # stays open. head: its first bytes (up to _HEAD), for the caller to answer it; size: its
+    # length in bytes.
+    def __init__(self, head, size):
+        super().__init__("no memory for a message of %d bytes" % size)
+        self.head = head
+        self.size = size
+
+
+class _NoRoom:
+    # Internal: stands for a frame payload that was skipped for want of memory.
+    def __init__(self, head, size):
+        self.head = head
+        self.size = size
 
 
 class _Lost(Exception):
@@ -309,13 +330,13 @@ def _tls_error(e):
     return e
 
 
-def _mask_into(out, off, data, mask):
+def _mask_into(out, off, data, mask, big=False):
     # out[off:off+len(data)] = data XOR the repeated 4-byte mask. Frames up to _LOOP_MAX bytes,
     # nearly all that a station sends, go through a byte loop that allocates nothing (5x slower
-    # than big ints: ~0.3 ms per 4 KB on the unix port). Larger ones use one big-int XOR per
-    # _CHUNK bytes, fast but leaving a few times their size in garbage.
+    # than big ints: ~0.3 ms per 4 KB on the unix port). Larger ones (big: a piece of one) use
+    # one big-int XOR per _CHUNK bytes, fast but leaving a few times their size in garbage.
     n = len(data)
-    if n <= _LOOP_MAX:
+    if n <= _LOOP_MAX and not big:
         m0 = mask[0]  # one by one: a 4-tuple assignment would allocate on MicroPython
         m1 = mask[1]
         m2 = mask[2]
@@ -382,6 +403,7 @@ class WebSocket:
         self._code = 1006  # close code to report; final once _state is _CLOSED
         self._reason = ""
         self._msg = None  # bytearray of a fragmented text message being reassembled, or None
+        self._drop = None  # [head, size] of a fragmented message with no room, being skipped
         self._mid = False  # True while a frame is half read: the stream is out of step
         self._lock = asyncio.Lock()  # held from write() to the end of drain(): one frame at once
         self._done = asyncio.Event()  # set when _state becomes _CLOSED
@@ -401,7 +423,20 @@ class WebSocket:
     # ---- receiving
 
     async def recv(self):
-        # -> the next text message. Raises ConnectionClosed (MessageTooBig) when it ends.
+        # -> the next text message, a str. Raises ConnectionClosed (MessageTooBig) when the
+        # connection ends, OutOfMemory (see there), and UnicodeError for a message that is not
+        # UTF-8, the connection staying open: RFC 6455 would fail it with 1007, but OCPP-J
+        # answers such a message with a CALLERROR, so its layer (ocppj) gets the bytes from
+        # recv_bytes() and checks them itself, strictly, which str() does not on MicroPython.
+        data = await self.recv_bytes()
+        try:
+            return str(data, "utf-8")
+        except UnicodeError:
+            raise UnicodeError("text message is not UTF-8") from None
+
+    async def recv_bytes(self):
+        # -> the payload of the next text message as it came, unchecked: a bytearray (bytes
+        # on CPython). Raises as recv() does, but for UnicodeError.
         if self._state != _OPEN:
             raise ConnectionClosed(self._code, self._reason)
         if self._rtask is not None:
@@ -498,15 +533,27 @@ class WebSocket:
         elif self._state != _OPEN:
             await self._skip(n)
             return op, fin, None
-        elif n + (len(self._msg) if op == _OP_CONT and self._msg else 0) > self._max:
+        elif n + (self._so_far() if op == _OP_CONT else 0) > self._max:
             raise _Fail(1009, "message too big", n)
         return op, fin, (await self._rx(n) if n else b"")
 
+    def _so_far(self):
+        # Bytes of the fragmented message received so far.
+        if self._drop is not None:
+            return self._drop[1]
+        return len(self._msg) if self._msg is not None else 0
+
     async def _rx(self, n):
-        # Exactly n bytes.
+        # Exactly n bytes, or a _NoRoom when there is no memory for them.
         if not self._into:
             return await self._read(self._r.readexactly, n)
-        buf = bytearray(n)
+        try:
+            buf = bytearray(n)
+        except MemoryError:
+            k = n if n < _HEAD else _HEAD
+            head = await self._read(self._r.readexactly, k)
+            await self._skip(n - k)
+            return _NoRoom(head, n)
         mv = memoryview(buf)
         got = 0
         while got < n:
@@ -526,28 +573,57 @@ class WebSocket:
             n -= len(b)
 
     def _data(self, op, fin, data):
-        # -> the text once a message is complete, else None (a fragment was stored).
-        msg = self._msg
+        # -> the payload once a message is complete, else None (a fragment was taken in).
+        # Raises OutOfMemory at the end of a message some part of which had no room.
+        inside = self._msg is not None or self._drop is not None
         if op == _OP_CONT:
-            if msg is None:
+            if not inside:
                 raise _Fail(1002, "continuation frame without a message")
-            msg.extend(data)
         else:
-            if msg is not None:
+            if inside:
                 raise _Fail(1002, "new message inside a fragmented one")
             if op == _OP_BIN:
                 raise _Fail(1003, "binary messages not accepted")
-            if not fin:
-                self._msg = bytearray(data)
-                return None
-            msg = data
+        if isinstance(data, _NoRoom):
+            part, size = data.head, data.size
+        else:
+            part, size = data, len(data)
+            if self._drop is None:
+                if op != _OP_CONT:
+                    if fin:
+                        return data
+                    # MicroPython's _rx() made data: no copy needed.
+                    self._msg = bytearray(data) if type(data) is bytes else data
+                    part = None
+                else:
+                    try:
+                        self._msg.extend(data)
+                        part = None
+                    except MemoryError:
+                        pass
+        if part is not None:  # no room for this part: from here on the message is skipped
+            msg = self._msg
+            if msg is not None:  # the parts before it: the head of the message
+                self._msg = None
+                self._no_room(msg, len(msg))
+            self._no_room(part, size)
         if not fin:
             return None
-        self._msg = None
-        try:
-            return str(msg, "utf-8")
-        except UnicodeError:
-            raise _Fail(1007, "text message is not UTF-8") from None
+        msg, drop = self._msg, self._drop
+        self._msg = self._drop = None
+        if drop is not None:
+            raise OutOfMemory(bytes(drop[0]), drop[1])
+        return msg
+
+    def _no_room(self, part, size):
+        # Part of the message (size bytes, of which `part` came) had no room: skip the rest.
+        drop = self._drop
+        if drop is None:
+            self._drop = [bytes(part[:_HEAD]), size]
+            return
+        if len(drop[0]) < _HEAD:
+            drop[0] += bytes(part[: _HEAD - len(drop[0])])
+        drop[1] += size
 
     async def _control(self, op, data):
         if op == _OP_PING:
@@ -595,10 +671,11 @@ class WebSocket:
     # ---- sending
 
     def _build(self, op, data):
-        # One whole masked frame in one buffer, with a fresh mask.
+        # -> (buffer, mask): the frame with a fresh mask, whole if its payload is at most
+        # _WHOLE bytes, else its header alone (_send_frame() sends the payload in pieces).
         n = len(data)
         h = 6 if n < 126 else (8 if n < 65536 else 14)  # header bytes, mask key included
-        f = bytearray(h + n)
+        f = bytearray(h + n if n <= _WHOLE else h)
         f[0] = _FIN | op
         if n < 126:
             f[1] = _MASKED | n
@@ -610,30 +687,57 @@ class WebSocket:
             struct.pack_into(">Q", f, 2, n)
         mask = self._rand(4)
         f[h - 4 : h] = mask
-        _mask_into(f, h, data, mask)
-        return f
+        if n <= _WHOLE:
+            _mask_into(f, h, data, mask)
+        return f, mask
 
     async def _send_frame(self, op, data):
-        # Frames go out whole and one at a time: a single write() and its drain() under the
-        # lock (MicroPython's drain() is not safe to run from two tasks at once).
-        frame = self._build(op, data)
+        # Frames go out one at a time, under the lock (MicroPython's drain() is not safe to
+        # run from two tasks at once): a small one as one write() and its drain(), a larger
+        # one as its header, then pieces of _WHOLE bytes masked into a buffer of their own,
+        # each written and drained, so that sending n bytes never needs n more bytes in one
+        # block of the heap. A MemoryError from _build() leaves the connection as it was:
+        # nothing went out.
+        frame, mask = self._build(op, data)
+        n = len(data)
         async with self._lock:
             if not (self._state == _OPEN or (op == _OP_CLOSE and self._state == _CLOSING)):
                 raise ConnectionClosed(self._code, self._reason)
             self._wtask = _current_task()
+            midway = False  # part of the frame is out, the rest not yet written
             try:
                 self._w.write(frame)
+                midway = n > _WHOLE
                 await self._w.drain()
+                if midway:
+                    mv = memoryview(data)
+                    big = n > _LOOP_MAX
+                    i = 0
+                    while i < n:
+                        k = n - i if n - i < _WHOLE else _WHOLE
+                        piece = bytearray(k)
+                        _mask_into(piece, 0, mv[i : i + k], mask, big)
+                        self._w.write(piece)
+                        piece = None
+                        await self._w.drain()
+                        i += k
+                    midway = False
             except asyncio.CancelledError:
                 if self._took_cancel():
                     raise ConnectionClosed(self._code, self._reason) from None
-                if getattr(self._w, "out_buf", None):
-                    # MicroPython: the next drain() would start again from the beginning of
-                    # out_buf, part of which may be on the wire already.
+                if midway or getattr(self._w, "out_buf", None):
+                    # Part of the frame is on the wire; or, MicroPython, the next drain()
+                    # would start again from the beginning of out_buf, part of which may be
+                    # on the wire already.
                     self._shut(1006, "send() cancelled inside a frame", True)
                 raise
             except OSError:
                 raise _Lost("connection lost") from None
+            except MemoryError:
+                # A piece had no room, or MicroPython's write() sent part of the frame before
+                # it found no room to buffer the rest: the stream is out of step.
+                self._shut(1006, "out of memory while sending", True)
+                raise ConnectionClosed(self._code, self._reason) from None
             finally:
                 self._wtask = None
 
@@ -656,11 +760,15 @@ class WebSocket:
             raise ConnectionClosed(self._code, self._reason) from None
 
     async def send(self, text):
-        if not isinstance(text, str):
-            raise TypeError("send() takes a str")
+        # A text message: a str, or its UTF-8 bytes (bytes, bytearray, memoryview) when the
+        # caller has them (ocppj does, checked: nothing here checks that bytes are UTF-8).
+        if isinstance(text, str):
+            text = text.encode()
+        elif not isinstance(text, (bytes, bytearray, memoryview)):
+            raise TypeError("send() takes a str or bytes")
         if self._state != _OPEN:
             raise ConnectionClosed(self._code, self._reason)
-        await self._send_data(_OP_TEXT, text.encode())
+        await self._send_data(_OP_TEXT, text)
 
     async def ping(self, payload=b""):
         if isinstance(payload, str):
@@ -731,7 +839,7 @@ class WebSocket:
             return
         self._state = _CLOSED
         self._code, self._reason = code, reason
-        self._msg = None
+        self._msg = self._drop = None
         cur = _current_task()
         for t in (self._rio, self._wtask):
             if t is not None and t is not cur and t.cancel():

@@ -64,6 +64,41 @@ async def too_big():
     check(code == 1009 and c.closed, "too big")
 
 
+def _tight(*args):
+    # bytearray() as on a heap with no 10 kB block left
+    if args and type(args[0]) is int and args[0] >= 10000:
+        raise MemoryError
+    return bytearray(*args)
+
+
+async def no_room():
+    # A message with no room is skipped, its head kept; the connection stays open. Then text
+    # that is not UTF-8: recv_bytes() hands it up as it came (MicroPython's str() would have
+    # let the overlong through), recv() refuses a stray continuation byte.
+    c = await ws.connect(URL, max_size=200000)
+    await c.send("no room please")
+    got = []
+    ws.bytearray = _tight
+    try:
+        for _ in range(4):
+            try:
+                got.append(await c.recv())
+            except ws.OutOfMemory as e:
+                got.append((e.head, e.size))
+    finally:
+        del ws.bytearray
+    want = [(b"x" * 64, 20000), "small", (b"a" * 64, 12100), (b"c" * 64, 12010)]
+    check(got == want, "no room")
+    got = [await c.recv_bytes()]
+    try:
+        await c.recv()
+    except UnicodeError:
+        got.append("UnicodeError")
+    got.append(await c.recv())
+    check(got == [b'["\xc0\xaf"]', "UnicodeError", "after"] and not c.closed, "not utf-8")
+    await c.close()
+
+
 async def closed_port():
     t0 = time.ticks_ms()
     try:
@@ -164,6 +199,7 @@ async def main():
     await session()
     await aborted()
     await too_big()
+    await no_room()
     await closed_port()
     await tls()
     await abort_blocked()

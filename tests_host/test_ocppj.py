@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -22,11 +23,13 @@ class FakeWs:
     def hang_up(self):
         self.inbox.put_nowait(None)
 
-    async def recv(self):
+    async def recv_bytes(self):
         text = await self.inbox.get()
         if text is None:
             raise ConnectionError("closed")
-        return text
+        if isinstance(text, BaseException):
+            raise text
+        return text.encode() if isinstance(text, str) else text
 
     async def send(self, text):
         self.sent.append(text)
@@ -323,3 +326,223 @@ def test_caller_acts_on_its_answer_before_the_next_incoming_call_is_handled():
 
     asyncio.run(go())
     assert state["seen_by_handler"] is True
+
+
+# -- what comes in: strict JSON and UTF-8, bounded (jsonwire), answered by the error table ----
+
+TM = '[2,"r11","TriggerMessage",{"requestedMessage":"Heartbeat",},]'
+
+
+@pytest.mark.parametrize(
+    "data, expect",
+    [
+        # MicroPython's json takes all of these; RFC 8259 and UTF-8 do not.
+        (TM, (4, "r11", "FormatViolation")),
+        ('[2,"m1","GetVariables",{"getVariableData":[]}]}', (4, "m1", "FormatViolation")),
+        ('[2,"m1","GetVariables" {}]', (4, "m1", "FormatViolation")),
+        ('[2,"m1","GetVariables",{"a":02}]', (4, "m1", "FormatViolation")),
+        ('[2,"m1","GetVariables",{"a":"\\q"}]', (4, "m1", "FormatViolation")),
+        ('[2,"m1","GetVariables",{"a":"x\ty"}]', (4, "m1", "FormatViolation")),
+        ('[2,"m1","GetVariables",{"a":"x\ny"}]', (4, "m1", "FormatViolation")),
+        ('[2,"m1","GetVariables",{}]\x00', (4, "m1", "FormatViolation")),
+        ('[2,"m1","GetVariables",{"a":1.}]', (4, "m1", "FormatViolation")),
+        (b'[2,"m1","GetVariables",{"a":"\xc0\xaf"}]', (4, "m1", "FormatViolation")),
+        (b'[2,"m1","GetVariables",{"a":"\xed\xa0\x80"}]', (4, "m1", "FormatViolation")),
+        (b'[2,"m1","GetVariables",{"a":"\xf4\x90\x80\x80"}]', (4, "m1", "FormatViolation")),
+        (b'[2,"m1","GetVariables",{"a":"\x80"}]', (4, "m1", "FormatViolation")),
+        ('[2,"m1","GetVariables",{"a":"\\ud800"}]', (4, "m1", "FormatViolation")),
+        ('[2,"m1","GetVariables",{"a":"\\udc00\\ud800"}]', (4, "m1", "FormatViolation")),
+        (
+            '[2,"m1","GetVariables",{"a":' + "[" * 40 + "]" * 40 + "}]",
+            (4, "m1", "FormatViolation"),
+        ),
+        ('[2,"m1","GetVariables",{"a":1' + "0" * 80 + "}]", (4, "m1", "FormatViolation")),
+        ('[2,"m1","GetVariables",{"a":1e999}]', (4, "m1", "FormatViolation")),
+        # No readable id: "-1".
+        ("[2,,]", (4, "-1", "RpcFrameworkError")),
+        (b'[2,"\xc0\xaf","GetVariables",{}]', (4, "-1", "RpcFrameworkError")),
+        ('[2,"\\ud800","GetVariables",{}]', (4, "-1", "RpcFrameworkError")),
+        ('[2 "m1","GetVariables",{}]', (4, "-1", "RpcFrameworkError")),
+        ("[" * 25000 + "]" * 25000, (4, "-1", "RpcFrameworkError")),
+        (b"\xef\xbb\xbf" + GOOD.encode(), (4, "-1", "RpcFrameworkError")),
+        ('[9,"m1",}', (4, "-1", "RpcFrameworkError")),
+        # JSON: the message type, however long, is read without converting it.
+        ("[" + "7" * 60000 + ',"m1","GetVariables",{}]', (4, "m1", "MessageTypeNotSupported")),
+        ("[" + "7" * 60000 + "]", (4, "-1", "MessageTypeNotSupported")),
+    ],
+)
+def test_what_json_or_utf8_forbid_gets_the_error_table_and_the_session_lives_on(data, expect):
+    sent = exchange([data, GOOD])
+    assert codes(sent)[0] == expect
+    assert sent[0][4] == {} and isinstance(sent[0][3], str) and len(sent[0][3]) <= 255
+    assert sent[1:] == [[3, "m1", GV_RESULT]]
+
+
+def test_a_huge_message_type_is_answered_at_once():
+    t = time.monotonic()
+    sent = exchange(["[" + "7" * 60000 + ',"m1","GetVariables",{}]'])
+    assert time.monotonic() - t < 0.5
+    assert sent == [[4, "m1", "MessageTypeNotSupported", "type of over 9 digits", {}]]
+
+
+def test_surrogate_pairs_become_their_character_and_an_id_may_hold_one():
+    seen = []
+
+    def handler(req):
+        seen.append(req)
+        return GV_RESULT
+
+    item = '{"component":{"name":"\\ud83d\\ude00\\u00e9"},"variable":{"name":"B"}}'
+    frame = '[2,"\\ud83d\\ude00","GetVariables",{"getVariableData":[%s]}]' % item
+    sent = exchange([frame], handler=handler)
+    assert seen[0]["getVariableData"][0]["component"]["name"] == "\U0001f600\u00e9"
+    assert sent == [[3, "\U0001f600", GV_RESULT]]
+
+
+ITEM = (
+    '[2,"m1","GetVariables",{"getVariableData":[{"component":{"name":"%s"},'
+    '"variable":{"name":"B"}}]}]'
+)
+
+
+def test_in_len_counts_the_bytes_of_the_frame():
+    lens = []
+    session = None
+
+    def handler(req):
+        lens.append(session.in_len)
+        return GV_RESULT
+
+    async def go():
+        nonlocal session
+        session, ws = make(handler=handler)
+        task = asyncio.create_task(session.run(ws))
+        ws.feed(ITEM % ("é" * 20))
+        ws.feed(ITEM % ("\\u00e9" * 20))
+        ws.hang_up()
+        with pytest.raises(ConnectionError):
+            await task
+
+    asyncio.run(go())
+    base = len(ITEM % "")
+    assert lens == [base + 40, base + 120]
+
+
+def test_a_broken_reply_to_our_call_fails_it_at_once():
+    async def csms(ws):
+        await ws.next_sent(1)
+        ws.feed('[3,"id0",{"currentTime":"2026-11-21T10:00:00Z",}]')
+
+    t = time.monotonic()
+    with pytest.raises(ocppj.CallError) as e:
+        run_call(csms)
+    assert time.monotonic() - t < 0.2  # not the 0.3 s timeout
+    assert (e.value.code, e.value.remote) == ("FormatViolation", True)
+
+
+def test_a_broken_reply_to_no_call_of_ours_is_dropped_never_answered():
+    frames = ['[3,"nobody",{,}]', b'[4,"nobody","\xc0\xaf"]', '[3,"nobody","\\ud800"]', GOOD]
+    assert exchange(frames) == [[3, "m1", GV_RESULT]]
+
+
+class NoRoom(MemoryError):
+    """What ws.recv_bytes() raises for a message it had no memory for (ws.OutOfMemory)."""
+
+    def __init__(self, head, size):
+        super().__init__()
+        self.head = head
+        self.size = size
+
+
+def test_a_message_without_room_is_answered_from_its_head():
+    head = b'[2,"m1","GetVariables",{"getVariableData":[{"component":{"name":"A'
+    frames = [NoRoom(head[:64], 70000), NoRoom(b'[2,{"x":"', 70000), GOOD]
+    sent = exchange(frames)
+    assert codes(sent) == [
+        (4, "m1", "InternalError"),
+        (4, "-1", "RpcFrameworkError"),
+        (3, "m1", GV_RESULT),
+    ]
+    assert sent[0][3] == "out of memory to read it (70000 bytes)"
+
+
+def test_a_reply_without_room_fails_our_call():
+    async def csms(ws):
+        await ws.next_sent(1)
+        ws.feed(NoRoom(b'[3,"id0",{"currentTime":"', 70000))
+
+    with pytest.raises(ocppj.CallError) as e:
+        run_call(csms)
+    assert (e.value.code, e.value.remote) == ("InternalError", True)
+
+
+def test_a_bare_memory_error_from_the_connection_ends_the_session():
+    async def go():
+        session, ws = make()
+        task = asyncio.create_task(session.run(ws))
+        ws.feed(MemoryError())
+        with pytest.raises(MemoryError):
+            await task
+
+    asyncio.run(go())
+
+
+def test_out_of_memory_while_parsing_is_internal_error(monkeypatch):
+    class Json:
+        @staticmethod
+        def loads(text):
+            raise MemoryError
+
+    monkeypatch.setattr(ocppj, "json", Json)
+    sent = exchange([GOOD])
+    assert sent == [[4, "m1", "InternalError", "out of memory to parse it", {}]]
+
+
+def test_no_room_to_send_the_answer_sends_internal_error_instead():
+    async def go():
+        session, ws = make(handler=lambda req: {"big": "x" * 5000})
+        send = ws.send
+
+        async def tight(data):
+            if len(data) > 1000:
+                raise MemoryError
+            await send(data)
+
+        ws.send = tight
+        task = asyncio.create_task(session.run(ws))
+        ws.feed(GOOD)
+        ws.hang_up()
+        with pytest.raises(ConnectionError):
+            await task
+        return [json.loads(s) for s in ws.sent]
+
+    want = [[4, "m1", "InternalError", "out of memory for the answer", {}]]
+    assert asyncio.run(go()) == want
+
+
+# -- what goes out: floats as meant, UTF-8 always -----------------------------------------------
+
+
+def test_floats_go_out_as_the_decimal_meant_and_the_payload_is_left_as_it_was():
+    values = [round(76.15, 2), round(795.81, 2), 0.1 + 0.2, 1693300.0, -0.0]
+    result = {"v": list(values), "n": {"x": [1.5, 2]}}
+
+    def handler(req):
+        return result
+
+    async def go():
+        session, ws = make(handler=handler)
+        task = asyncio.create_task(session.run(ws))
+        ws.feed(GOOD)
+        await ws.next_sent(1)
+        ws.hang_up()
+        with pytest.raises(ConnectionError):
+            await task
+        return ws.sent[0]
+
+    raw = asyncio.run(go())
+    assert raw == (
+        b'[3,"m1",{"v":[76.15,795.81,0.30000000000000004,1693300.0,-0.0],"n":{"x":[1.5,2]}}]'
+    )
+    assert result == {"v": values, "n": {"x": [1.5, 2]}}
+    assert all(type(v) is float for v in result["v"])

@@ -167,7 +167,7 @@ class Station(ChargePoint):
         text = bytes(raw).decode("utf-8", "replace") if binary else raw
         try:
             parsed = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a fuzzer's deep nesting
             parsed = None
         msg = parsed if isinstance(parsed, list) else None
         kind = _classify(msg)
@@ -352,6 +352,17 @@ class Station(ChargePoint):
     async def send_raw(self, text):
         """Put ``text`` on the wire as is (bytes go out as a binary frame)."""
         await self._send(text)
+
+    async def send_text_bytes(self, data):
+        """Put the bytes ``data`` on the wire in a text frame, UTF-8 or not (fuzzing); the
+        frame is recorded with its invalid bytes shown as U+FFFD."""
+        if self._connection.state is not State.OPEN:
+            raise ConnectionError(f"station {self.id}: the connection is closed")
+        self._record("out", bytes(data).decode("utf-8", "replace"))
+        try:
+            await self._connection.send(bytes(data), text=True)
+        except websockets.ConnectionClosed as exc:
+            raise ConnectionError(f"station {self.id}: the connection is closed") from exc
 
     async def close(self, code=1000, reason=""):
         """Close the WebSocket from the server side and wait for the closing handshake."""
