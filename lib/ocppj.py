@@ -10,6 +10,7 @@ from micropython import const
 import jsonwire
 import log
 import ocpp_schema
+import rfc3339
 import schema
 
 _CALL = const(2)
@@ -32,6 +33,27 @@ SECURITY_ERROR = "SecurityError"
 TYPE_CONSTRAINT_VIOLATION = "TypeConstraintViolation"
 
 _TAG = "ocpp"
+
+
+def _assume_utc(payload, path):
+    """Give the string at `path` ("a.b[2].c", as schema.SchemaError.path) of `payload` the
+    "Z" it lacks, if it is a date-time without time zone; True when it was."""
+    parent, key = None, None
+    node = payload
+    for part in path.replace("[", ".[").split("."):
+        if not part:
+            continue
+        parent = node
+        key = int(part[1:-1]) if part[0] == "[" else part
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return False
+    fixed = rfc3339.assume_utc(node)
+    if parent is None or fixed is None:
+        return False
+    parent[key] = fixed
+    return True
 
 
 class CallError(Exception):
@@ -135,12 +157,16 @@ class Session:
             log.warn(_TAG, "<- CALLERROR %s %s: %s" % (action, frame[2], frame[3]))
             raise CallError(frame[2], frame[3], frame[4] if len(frame) > 4 else None, True)
         payload = frame[2]
-        try:
-            schema.validate(action + "Response", payload)
-        except schema.SchemaError as e:
-            log.warn(_TAG, "<- bad %sResponse: %s" % (action, e))
-            raise CallError(e.code, str(e), None, True)
-        return payload
+        while True:
+            try:
+                schema.validate(action + "Response", payload)
+                return payload
+            except schema.SchemaError as e:
+                # Liberal in what we accept from the CSMS: a time without its offset reads
+                # as UTC (each mend fixes one field, so this ends). Requests stay strict.
+                if e.code != schema.PROPERTY or not _assume_utc(payload, e.path):
+                    log.warn(_TAG, "<- bad %sResponse: %s" % (action, e))
+                    raise CallError(e.code, str(e), None, True)
 
     async def _send_error(self, uid, code, description="", details=None):
         log.warn(_TAG, "CALLERROR %s for %s: %s" % (code, uid, description))

@@ -449,11 +449,6 @@ def raw_boot_answers(csms, *answers):
     csms.csms.handlers["BootNotification"] = boot
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs ocppj.Session._result to read CSMS date-times without offset as UTC "
-    "(rfc3339.assume_utc; see the h2 report)",
-)
 def test_a_boot_answer_time_without_offset_is_read_as_utc(csms, sims):
     answer = '{"currentTime":"2026-12-05T19:40:00.123","interval":1,"status":"Accepted"}'
     raw_boot_answers(csms, answer)

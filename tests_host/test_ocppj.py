@@ -226,6 +226,31 @@ def test_result_breaking_the_schema_raises_without_answering():
     assert e.value.code == "OccurrenceConstraintViolation" and e.value.remote
 
 
+def test_a_result_time_without_offset_reads_as_utc_and_other_bad_times_do_not():
+    async def csms(ws):
+        await ws.next_sent(1)
+        ws.feed(json.dumps([3, "id0", dict(BOOT_OK, currentTime="2026-11-21T10:00:00.123")]))
+
+    result, _ = run_call(csms)
+    assert result == dict(BOOT_OK, currentTime="2026-11-21T10:00:00.123Z")
+
+    async def garbage(ws):
+        await ws.next_sent(1)
+        ws.feed(json.dumps([3, "id0", dict(BOOT_OK, currentTime="yesterday at noon")]))
+
+    with pytest.raises(ocppj.CallError) as e:
+        run_call(garbage)
+    assert e.value.code == "PropertyConstraintViolation" and e.value.remote
+
+
+def test_assume_utc_mends_the_field_at_a_schema_path():
+    p = {"a": [{"t": "2026-11-21T10:00:00"}, {"t": "2026-11-21T10:00:00"}]}
+    assert ocppj._assume_utc(p, "a[1].t")
+    assert p == {"a": [{"t": "2026-11-21T10:00:00"}, {"t": "2026-11-21T10:00:00Z"}]}
+    assert not ocppj._assume_utc(p, "a[1].t")  # has its zone now
+    assert not ocppj._assume_utc(p, "a[5].t") and not ocppj._assume_utc(p, "")
+
+
 def test_unanswered_call_times_out_and_a_late_reply_is_dropped():
     async def go():
         session, ws = make()
