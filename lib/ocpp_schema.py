@@ -25,11 +25,14 @@
 #   8     ARR   array                           (minItems, maxItems or None, item kind, item arg)
 #   9     ANY   any JSON value                  None
 #
-# Each schema definition is emitted once, as a module-level name shared by every table that
-# refers to it (identical definitions from different schemas are one table); identical enum
-# value tuples are shared too. SCHEMAS maps a message name ("BootNotificationResponse",
-# "GetVariablesRequest") to the object table of its payload, which is always a closed object.
-# ACTIONS is the sorted tuple of every OCPP 2.0.1 action name.
+# Each schema definition is emitted once, as a `const()` shared by every table that refers to
+# it (identical definitions from different schemas are one table); identical enum value tuples
+# are shared too. MicroPython folds them into constant tuples at compile time: frozen, the
+# tables cost no RAM at all, not even a global name. table(name) gives the object table of a
+# message ("BootNotificationResponse", "GetVariablesRequest"; None for others), always a closed
+# object; NAMES lists them. ACTIONS is the sorted tuple of every OCPP 2.0.1 action name.
+
+from micropython import const
 
 ACTIONS = (
     "Authorize", "BootNotification", "CancelReservation", "CertificateSigned",
@@ -51,426 +54,545 @@ ACTIONS = (
 )
 
 # APNAuthenticationEnumType
-_APNAuthenticationEnum = ("CHAP", "NONE", "PAP", "AUTO")
+_APNAuthenticationEnum = const(("CHAP", "NONE", "PAP", "AUTO"))
 # AttributeEnumType
-_AttributeEnum = ("Actual", "Target", "MinSet", "MaxSet")
+_AttributeEnum = const(("Actual", "Target", "MinSet", "MaxSet"))
 # AuthorizationStatusEnumType
-_AuthorizationStatusEnum = (
+_AuthorizationStatusEnum = const((
     "Accepted", "Blocked", "ConcurrentTx", "Expired", "Invalid", "NoCredit", "NotAllowedTypeEVSE",
     "NotAtThisLocation", "NotAtThisTime", "Unknown",
-)
+))
 # AuthorizeCertificateStatusEnumType
-_AuthorizeCertificateStatusEnum = (
+_AuthorizeCertificateStatusEnum = const((
     "Accepted", "SignatureError", "CertificateExpired", "CertificateRevoked",
     "NoCertificateAvailable", "CertChainError", "ContractCancelled",
-)
+))
 # ChargingProfileKindEnumType
-_ChargingProfileKindEnum = ("Absolute", "Recurring", "Relative")
+_ChargingProfileKindEnum = const(("Absolute", "Recurring", "Relative"))
 # ChargingProfilePurposeEnumType
-_ChargingProfilePurposeEnum = (
+_ChargingProfilePurposeEnum = const((
     "ChargingStationExternalConstraints", "ChargingStationMaxProfile", "TxDefaultProfile",
     "TxProfile",
-)
+))
 # ChargingRateUnitEnumType
-_ChargingRateUnitEnum = ("W", "A")
+_ChargingRateUnitEnum = const(("W", "A"))
 # ComponentCriterionEnumType
-_ComponentCriterionEnum = ("Active", "Available", "Enabled", "Problem")
+_ComponentCriterionEnum = const(("Active", "Available", "Enabled", "Problem"))
 # CostKindEnumType
-_CostKindEnum = ("CarbonDioxideEmission", "RelativePricePercentage", "RenewableGenerationPercentage")
+_CostKindEnum = const(("CarbonDioxideEmission", "RelativePricePercentage", "RenewableGenerationPercentage"))
 # GetCertificateIdUseEnumType
-_GetCertificateIdUseEnum = (
+_GetCertificateIdUseEnum = const((
     "V2GRootCertificate", "MORootCertificate", "CSMSRootCertificate", "V2GCertificateChain",
     "ManufacturerRootCertificate",
-)
+))
 # HashAlgorithmEnumType
-_HashAlgorithmEnum = ("SHA256", "SHA384", "SHA512")
+_HashAlgorithmEnum = const(("SHA256", "SHA384", "SHA512"))
 # IdTokenEnumType
-_IdTokenEnum = ("Central", "eMAID", "ISO14443", "ISO15693", "KeyCode", "Local", "MacAddress", "NoAuthorization")
+_IdTokenEnum = const(("Central", "eMAID", "ISO14443", "ISO15693", "KeyCode", "Local", "MacAddress", "NoAuthorization"))
 # InstallCertificateUseEnumType
-_InstallCertificateUseEnum = ("V2GRootCertificate", "MORootCertificate", "CSMSRootCertificate", "ManufacturerRootCertificate")
+_InstallCertificateUseEnum = const(("V2GRootCertificate", "MORootCertificate", "CSMSRootCertificate", "ManufacturerRootCertificate"))
 # MessageFormatEnumType
-_MessageFormatEnum = ("ASCII", "HTML", "URI", "UTF8")
+_MessageFormatEnum = const(("ASCII", "HTML", "URI", "UTF8"))
 # MessageTriggerEnumType
-_MessageTriggerEnum = (
+_MessageTriggerEnum = const((
     "BootNotification", "LogStatusNotification", "FirmwareStatusNotification", "Heartbeat",
     "MeterValues", "SignChargingStationCertificate", "SignV2GCertificate", "StatusNotification",
     "TransactionEvent", "SignCombinedCertificate", "PublishFirmwareStatusNotification",
-)
+))
 # OCPPInterfaceEnumType
-_OCPPInterfaceEnum = ("Wired0", "Wired1", "Wired2", "Wired3", "Wireless0", "Wireless1", "Wireless2", "Wireless3")
+_OCPPInterfaceEnum = const(("Wired0", "Wired1", "Wired2", "Wired3", "Wireless0", "Wireless1", "Wireless2", "Wireless3"))
 # OCPPTransportEnumType
-_OCPPTransportEnum = ("JSON", "SOAP")
+_OCPPTransportEnum = const(("JSON", "SOAP"))
 # OCPPVersionEnumType
-_OCPPVersionEnum = ("OCPP12", "OCPP15", "OCPP16", "OCPP20")
+_OCPPVersionEnum = const(("OCPP12", "OCPP15", "OCPP16", "OCPP20"))
 # OperationalStatusEnumType
-_OperationalStatusEnum = ("Inoperative", "Operative")
+_OperationalStatusEnum = const(("Inoperative", "Operative"))
 # RecurrencyKindEnumType
-_RecurrencyKindEnum = ("Daily", "Weekly")
+_RecurrencyKindEnum = const(("Daily", "Weekly"))
 # RegistrationStatusEnumType
-_RegistrationStatusEnum = ("Accepted", "Pending", "Rejected")
+_RegistrationStatusEnum = const(("Accepted", "Pending", "Rejected"))
 # ReportBaseEnumType
-_ReportBaseEnum = ("ConfigurationInventory", "FullInventory", "SummaryInventory")
+_ReportBaseEnum = const(("ConfigurationInventory", "FullInventory", "SummaryInventory"))
 # ResetEnumType
-_ResetEnum = ("Immediate", "OnIdle")
+_ResetEnum = const(("Immediate", "OnIdle"))
 # UpdateEnumType
-_UpdateEnum = ("Differential", "Full")
+_UpdateEnum = const(("Differential", "Full"))
 # VPNEnumType
-_VPNEnum = ("IKEv2", "IPSec", "L2TP", "PPTP")
+_VPNEnum = const(("IKEv2", "IPSec", "L2TP", "PPTP"))
 
 # CustomDataType
-_CustomData = (
-    ("vendorId",),
-    (1,),
-    (255,),
+_CustomData = const(
+    (
+        ("vendorId",),
+        (1,),
+        (255,),
+    )
 )
 # APNType
-_APN = (
+_APN = const(
     (
-        "customData", "apn", "apnUserName", "apnPassword", "simPin", "preferredNetwork",
-        "useOnlyPreferredNetwork", "apnAuthentication",
-    ),
-    (14, 1, 0, 0, 6, 0, 10, 5),
-    (_CustomData, 512, 20, 20, None, 6, None, _APNAuthenticationEnum),
+        (
+            "customData", "apn", "apnUserName", "apnPassword", "simPin", "preferredNetwork",
+            "useOnlyPreferredNetwork", "apnAuthentication",
+        ),
+        (14, 1, 0, 0, 6, 0, 10, 5),
+        (_CustomData, 512, 20, 20, None, 6, None, _APNAuthenticationEnum),
+    )
 )
 # AdditionalInfoType
-_AdditionalInfo = (
-    ("customData", "additionalIdToken", "type"),
-    (14, 1, 1),
-    (_CustomData, 36, 50),
+_AdditionalInfo = const(
+    (
+        ("customData", "additionalIdToken", "type"),
+        (14, 1, 1),
+        (_CustomData, 36, 50),
+    )
 )
 # CertificateHashDataType
-_CertificateHashData = (
-    ("customData", "hashAlgorithm", "issuerNameHash", "issuerKeyHash", "serialNumber"),
-    (14, 5, 1, 1, 1),
-    (_CustomData, _HashAlgorithmEnum, 128, 128, 40),
+_CertificateHashData = const(
+    (
+        ("customData", "hashAlgorithm", "issuerNameHash", "issuerKeyHash", "serialNumber"),
+        (14, 5, 1, 1, 1),
+        (_CustomData, _HashAlgorithmEnum, 128, 128, 40),
+    )
 )
 # ChargingSchedulePeriodType
-_ChargingSchedulePeriod = (
-    ("customData", "startPeriod", "limit", "numberPhases", "phaseToUse"),
-    (14, 7, 9, 6, 6),
-    (_CustomData, None, None, None, None),
+_ChargingSchedulePeriod = const(
+    (
+        ("customData", "startPeriod", "limit", "numberPhases", "phaseToUse"),
+        (14, 7, 9, 6, 6),
+        (_CustomData, None, None, None, None),
+    )
 )
 # ClearCacheRequest, FirmwareStatusNotificationResponse, GetLocalListVersionRequest, LogStatusNotificationResponse, MeterValuesResponse, NotifyReportResponse, SecurityEventNotificationResponse, StatusNotificationResponse
-_ClearCacheRequest = (
-    ("customData",),
-    (14,),
-    (_CustomData,),
+_ClearCacheRequest = const(
+    (
+        ("customData",),
+        (14,),
+        (_CustomData,),
+    )
 )
 # CostType
-_Cost = (
-    ("customData", "costKind", "amount", "amountMultiplier"),
-    (14, 5, 7, 6),
-    (_CustomData, _CostKindEnum, None, None),
+_Cost = const(
+    (
+        ("customData", "costKind", "amount", "amountMultiplier"),
+        (14, 5, 7, 6),
+        (_CustomData, _CostKindEnum, None, None),
+    )
 )
 # DataTransferRequest
-_DataTransferRequest = (
-    ("customData", "messageId", "data", "vendorId"),
-    (14, 0, 18, 1),
-    (_CustomData, 50, None, 255),
+_DataTransferRequest = const(
+    (
+        ("customData", "messageId", "data", "vendorId"),
+        (14, 0, 18, 1),
+        (_CustomData, 50, None, 255),
+    )
 )
 # EVSEType
-_EVSE = (
-    ("customData", "id", "connectorId"),
-    (14, 7, 6),
-    (_CustomData, None, None),
+_EVSE = const(
+    (
+        ("customData", "id", "connectorId"),
+        (14, 7, 6),
+        (_CustomData, None, None),
+    )
 )
 # FirmwareType
-_Firmware = (
+_Firmware = const(
     (
-        "customData", "location", "retrieveDateTime", "installDateTime", "signingCertificate",
-        "signature",
-    ),
-    (14, 1, 3, 2, 0, 0),
-    (_CustomData, 512, None, None, 5500, 800),
+        (
+            "customData", "location", "retrieveDateTime", "installDateTime", "signingCertificate",
+            "signature",
+        ),
+        (14, 1, 3, 2, 0, 0),
+        (_CustomData, 512, None, None, 5500, 800),
+    )
 )
 # GetBaseReportRequest
-_GetBaseReportRequest = (
-    ("customData", "requestId", "reportBase"),
-    (14, 7, 5),
-    (_CustomData, None, _ReportBaseEnum),
+_GetBaseReportRequest = const(
+    (
+        ("customData", "requestId", "reportBase"),
+        (14, 7, 5),
+        (_CustomData, None, _ReportBaseEnum),
+    )
 )
 # GetInstalledCertificateIdsRequest
-_GetInstalledCertificateIdsRequest = (
-    ("customData", "certificateType"),
-    (14, 16),
-    (_CustomData, (1, None, 2, _GetCertificateIdUseEnum)),
+_GetInstalledCertificateIdsRequest = const(
+    (
+        ("customData", "certificateType"),
+        (14, 16),
+        (_CustomData, (1, None, 2, _GetCertificateIdUseEnum)),
+    )
 )
 # GetTransactionStatusRequest
-_GetTransactionStatusRequest = (
-    ("customData", "transactionId"),
-    (14, 0),
-    (_CustomData, 36),
+_GetTransactionStatusRequest = const(
+    (
+        ("customData", "transactionId"),
+        (14, 0),
+        (_CustomData, 36),
+    )
 )
 # HeartbeatResponse
-_HeartbeatResponse = (
-    ("customData", "currentTime"),
-    (14, 3),
-    (_CustomData, None),
+_HeartbeatResponse = const(
+    (
+        ("customData", "currentTime"),
+        (14, 3),
+        (_CustomData, None),
+    )
 )
 # InstallCertificateRequest
-_InstallCertificateRequest = (
-    ("customData", "certificateType", "certificate"),
-    (14, 5, 1),
-    (_CustomData, _InstallCertificateUseEnum, 5500),
+_InstallCertificateRequest = const(
+    (
+        ("customData", "certificateType", "certificate"),
+        (14, 5, 1),
+        (_CustomData, _InstallCertificateUseEnum, 5500),
+    )
 )
 # MessageContentType
-_MessageContent = (
-    ("customData", "format", "language", "content"),
-    (14, 5, 0, 1),
-    (_CustomData, _MessageFormatEnum, 8, 512),
+_MessageContent = const(
+    (
+        ("customData", "format", "language", "content"),
+        (14, 5, 0, 1),
+        (_CustomData, _MessageFormatEnum, 8, 512),
+    )
 )
 # RelativeTimeIntervalType
-_RelativeTimeInterval = (
-    ("customData", "start", "duration"),
-    (14, 7, 6),
-    (_CustomData, None, None),
+_RelativeTimeInterval = const(
+    (
+        ("customData", "start", "duration"),
+        (14, 7, 6),
+        (_CustomData, None, None),
+    )
 )
 # RequestStopTransactionRequest
-_RequestStopTransactionRequest = (
-    ("customData", "transactionId"),
-    (14, 1),
-    (_CustomData, 36),
+_RequestStopTransactionRequest = const(
+    (
+        ("customData", "transactionId"),
+        (14, 1),
+        (_CustomData, 36),
+    )
 )
 # ResetRequest
-_ResetRequest = (
-    ("customData", "type", "evseId"),
-    (14, 5, 6),
-    (_CustomData, _ResetEnum, None),
+_ResetRequest = const(
+    (
+        ("customData", "type", "evseId"),
+        (14, 5, 6),
+        (_CustomData, _ResetEnum, None),
+    )
 )
 # StatusInfoType
-_StatusInfo = (
-    ("customData", "reasonCode", "additionalInfo"),
-    (14, 1, 0),
-    (_CustomData, 20, 512),
+_StatusInfo = const(
+    (
+        ("customData", "reasonCode", "additionalInfo"),
+        (14, 1, 0),
+        (_CustomData, 20, 512),
+    )
 )
 # UnlockConnectorRequest
-_UnlockConnectorRequest = (
-    ("customData", "evseId", "connectorId"),
-    (14, 7, 7),
-    (_CustomData, None, None),
+_UnlockConnectorRequest = const(
+    (
+        ("customData", "evseId", "connectorId"),
+        (14, 7, 7),
+        (_CustomData, None, None),
+    )
 )
 # VPNType
-_VPN = (
-    ("customData", "server", "user", "group", "password", "key", "type"),
-    (14, 1, 1, 0, 1, 1, 5),
-    (_CustomData, 512, 20, 20, 20, 255, _VPNEnum),
+_VPN = const(
+    (
+        ("customData", "server", "user", "group", "password", "key", "type"),
+        (14, 1, 1, 0, 1, 1, 5),
+        (_CustomData, 512, 20, 20, 20, 255, _VPNEnum),
+    )
 )
 # VariableType
-_Variable = (
-    ("customData", "name", "instance"),
-    (14, 1, 0),
-    (_CustomData, 50, 50),
+_Variable = const(
+    (
+        ("customData", "name", "instance"),
+        (14, 1, 0),
+        (_CustomData, 50, 50),
+    )
 )
 # BootNotificationResponse
-_BootNotificationResponse = (
-    ("customData", "currentTime", "interval", "status", "statusInfo"),
-    (14, 3, 7, 5, 12),
-    (_CustomData, None, None, _RegistrationStatusEnum, _StatusInfo),
+_BootNotificationResponse = const(
+    (
+        ("customData", "currentTime", "interval", "status", "statusInfo"),
+        (14, 3, 7, 5, 12),
+        (_CustomData, None, None, _RegistrationStatusEnum, _StatusInfo),
+    )
 )
 # ChangeAvailabilityRequest
-_ChangeAvailabilityRequest = (
-    ("customData", "evse", "operationalStatus"),
-    (14, 12, 5),
-    (_CustomData, _EVSE, _OperationalStatusEnum),
+_ChangeAvailabilityRequest = const(
+    (
+        ("customData", "evse", "operationalStatus"),
+        (14, 12, 5),
+        (_CustomData, _EVSE, _OperationalStatusEnum),
+    )
 )
 # ComponentType
-_Component = (
-    ("customData", "evse", "name", "instance"),
-    (14, 12, 1, 0),
-    (_CustomData, _EVSE, 50, 50),
+_Component = const(
+    (
+        ("customData", "evse", "name", "instance"),
+        (14, 12, 1, 0),
+        (_CustomData, _EVSE, 50, 50),
+    )
 )
 # ConsumptionCostType
-_ConsumptionCost = (
-    ("customData", "startValue", "cost"),
-    (14, 9, 17),
-    (_CustomData, None, (1, 3, 6, _Cost)),
+_ConsumptionCost = const(
+    (
+        ("customData", "startValue", "cost"),
+        (14, 9, 17),
+        (_CustomData, None, (1, 3, 6, _Cost)),
+    )
 )
 # DeleteCertificateRequest
-_DeleteCertificateRequest = (
-    ("customData", "certificateHashData"),
-    (14, 13),
-    (_CustomData, _CertificateHashData),
+_DeleteCertificateRequest = const(
+    (
+        ("customData", "certificateHashData"),
+        (14, 13),
+        (_CustomData, _CertificateHashData),
+    )
 )
 # IdTokenType
-_IdToken = (
-    ("customData", "additionalInfo", "idToken", "type"),
-    (14, 16, 1, 5),
-    (_CustomData, (1, None, 6, _AdditionalInfo), 36, _IdTokenEnum),
+_IdToken = const(
+    (
+        ("customData", "additionalInfo", "idToken", "type"),
+        (14, 16, 1, 5),
+        (_CustomData, (1, None, 6, _AdditionalInfo), 36, _IdTokenEnum),
+    )
 )
 # NetworkConnectionProfileType
-_NetworkConnectionProfile = (
+_NetworkConnectionProfile = const(
     (
-        "customData", "apn", "ocppVersion", "ocppTransport", "ocppCsmsUrl", "messageTimeout",
-        "securityProfile", "ocppInterface", "vpn",
-    ),
-    (14, 12, 5, 5, 1, 7, 7, 5, 12),
-    (
-        _CustomData, _APN, _OCPPVersionEnum, _OCPPTransportEnum, 512, None, None,
-        _OCPPInterfaceEnum, _VPN,
-    ),
+        (
+            "customData", "apn", "ocppVersion", "ocppTransport", "ocppCsmsUrl", "messageTimeout",
+            "securityProfile", "ocppInterface", "vpn",
+        ),
+        (14, 12, 5, 5, 1, 7, 7, 5, 12),
+        (
+            _CustomData, _APN, _OCPPVersionEnum, _OCPPTransportEnum, 512, None, None,
+            _OCPPInterfaceEnum, _VPN,
+        ),
+    )
 )
 # TriggerMessageRequest
-_TriggerMessageRequest = (
-    ("customData", "evse", "requestedMessage"),
-    (14, 12, 5),
-    (_CustomData, _EVSE, _MessageTriggerEnum),
+_TriggerMessageRequest = const(
+    (
+        ("customData", "evse", "requestedMessage"),
+        (14, 12, 5),
+        (_CustomData, _EVSE, _MessageTriggerEnum),
+    )
 )
 # UpdateFirmwareRequest
-_UpdateFirmwareRequest = (
-    ("customData", "retries", "retryInterval", "requestId", "firmware"),
-    (14, 6, 6, 7, 13),
-    (_CustomData, None, None, None, _Firmware),
+_UpdateFirmwareRequest = const(
+    (
+        ("customData", "retries", "retryInterval", "requestId", "firmware"),
+        (14, 6, 6, 7, 13),
+        (_CustomData, None, None, None, _Firmware),
+    )
 )
 # ComponentVariableType
-_ComponentVariable = (
-    ("customData", "component", "variable"),
-    (14, 13, 12),
-    (_CustomData, _Component, _Variable),
+_ComponentVariable = const(
+    (
+        ("customData", "component", "variable"),
+        (14, 13, 12),
+        (_CustomData, _Component, _Variable),
+    )
 )
 # GetVariableDataType
-_GetVariableData = (
-    ("customData", "attributeType", "component", "variable"),
-    (14, 4, 13, 13),
-    (_CustomData, _AttributeEnum, _Component, _Variable),
+_GetVariableData = const(
+    (
+        ("customData", "attributeType", "component", "variable"),
+        (14, 4, 13, 13),
+        (_CustomData, _AttributeEnum, _Component, _Variable),
+    )
 )
 # IdTokenInfoType
-_IdTokenInfo = (
+_IdTokenInfo = const(
     (
-        "customData", "status", "cacheExpiryDateTime", "chargingPriority", "language1", "evseId",
-        "groupIdToken", "language2", "personalMessage",
-    ),
-    (14, 5, 2, 6, 0, 16, 12, 0, 12),
-    (
-        _CustomData, _AuthorizationStatusEnum, None, None, 8, (1, None, 3, None), _IdToken, 8,
-        _MessageContent,
-    ),
+        (
+            "customData", "status", "cacheExpiryDateTime", "chargingPriority", "language1",
+            "evseId", "groupIdToken", "language2", "personalMessage",
+        ),
+        (14, 5, 2, 6, 0, 16, 12, 0, 12),
+        (
+            _CustomData, _AuthorizationStatusEnum, None, None, 8, (1, None, 3, None), _IdToken, 8,
+            _MessageContent,
+        ),
+    )
 )
 # SalesTariffEntryType
-_SalesTariffEntry = (
-    ("customData", "relativeTimeInterval", "ePriceLevel", "consumptionCost"),
-    (14, 13, 6, 16),
-    (_CustomData, _RelativeTimeInterval, (0, None), (1, 3, 6, _ConsumptionCost)),
+_SalesTariffEntry = const(
+    (
+        ("customData", "relativeTimeInterval", "ePriceLevel", "consumptionCost"),
+        (14, 13, 6, 16),
+        (_CustomData, _RelativeTimeInterval, (0, None), (1, 3, 6, _ConsumptionCost)),
+    )
 )
 # SetNetworkProfileRequest
-_SetNetworkProfileRequest = (
-    ("customData", "configurationSlot", "connectionData"),
-    (14, 7, 13),
-    (_CustomData, None, _NetworkConnectionProfile),
+_SetNetworkProfileRequest = const(
+    (
+        ("customData", "configurationSlot", "connectionData"),
+        (14, 7, 13),
+        (_CustomData, None, _NetworkConnectionProfile),
+    )
 )
 # SetVariableDataType
-_SetVariableData = (
-    ("customData", "attributeType", "attributeValue", "component", "variable"),
-    (14, 4, 1, 13, 13),
-    (_CustomData, _AttributeEnum, 1000, _Component, _Variable),
+_SetVariableData = const(
+    (
+        ("customData", "attributeType", "attributeValue", "component", "variable"),
+        (14, 4, 1, 13, 13),
+        (_CustomData, _AttributeEnum, 1000, _Component, _Variable),
+    )
 )
 # AuthorizationData
-_AuthorizationData = (
-    ("customData", "idToken", "idTokenInfo"),
-    (14, 13, 12),
-    (_CustomData, _IdToken, _IdTokenInfo),
+_AuthorizationData = const(
+    (
+        ("customData", "idToken", "idTokenInfo"),
+        (14, 13, 12),
+        (_CustomData, _IdToken, _IdTokenInfo),
+    )
 )
 # AuthorizeResponse
-_AuthorizeResponse = (
-    ("customData", "idTokenInfo", "certificateStatus"),
-    (14, 13, 4),
-    (_CustomData, _IdTokenInfo, _AuthorizeCertificateStatusEnum),
+_AuthorizeResponse = const(
+    (
+        ("customData", "idTokenInfo", "certificateStatus"),
+        (14, 13, 4),
+        (_CustomData, _IdTokenInfo, _AuthorizeCertificateStatusEnum),
+    )
 )
 # GetReportRequest
-_GetReportRequest = (
-    ("customData", "componentVariable", "requestId", "componentCriteria"),
-    (14, 16, 7, 16),
-    (_CustomData, (1, None, 6, _ComponentVariable), None, (1, 4, 2, _ComponentCriterionEnum)),
+_GetReportRequest = const(
+    (
+        ("customData", "componentVariable", "requestId", "componentCriteria"),
+        (14, 16, 7, 16),
+        (_CustomData, (1, None, 6, _ComponentVariable), None, (1, 4, 2, _ComponentCriterionEnum)),
+    )
 )
 # GetVariablesRequest
-_GetVariablesRequest = (
-    ("customData", "getVariableData"),
-    (14, 17),
-    (_CustomData, (1, None, 6, _GetVariableData)),
+_GetVariablesRequest = const(
+    (
+        ("customData", "getVariableData"),
+        (14, 17),
+        (_CustomData, (1, None, 6, _GetVariableData)),
+    )
 )
 # SalesTariffType
-_SalesTariff = (
-    ("customData", "id", "salesTariffDescription", "numEPriceLevels", "salesTariffEntry"),
-    (14, 7, 0, 6, 17),
-    (_CustomData, None, 32, None, (1, 1024, 6, _SalesTariffEntry)),
+_SalesTariff = const(
+    (
+        ("customData", "id", "salesTariffDescription", "numEPriceLevels", "salesTariffEntry"),
+        (14, 7, 0, 6, 17),
+        (_CustomData, None, 32, None, (1, 1024, 6, _SalesTariffEntry)),
+    )
 )
 # SetVariablesRequest
-_SetVariablesRequest = (
-    ("customData", "setVariableData"),
-    (14, 17),
-    (_CustomData, (1, None, 6, _SetVariableData)),
+_SetVariablesRequest = const(
+    (
+        ("customData", "setVariableData"),
+        (14, 17),
+        (_CustomData, (1, None, 6, _SetVariableData)),
+    )
 )
 # TransactionEventResponse
-_TransactionEventResponse = (
-    ("customData", "totalCost", "chargingPriority", "idTokenInfo", "updatedPersonalMessage"),
-    (14, 8, 6, 12, 12),
-    (_CustomData, None, None, _IdTokenInfo, _MessageContent),
+_TransactionEventResponse = const(
+    (
+        ("customData", "totalCost", "chargingPriority", "idTokenInfo", "updatedPersonalMessage"),
+        (14, 8, 6, 12, 12),
+        (_CustomData, None, None, _IdTokenInfo, _MessageContent),
+    )
 )
 # ChargingScheduleType
-_ChargingSchedule = (
+_ChargingSchedule = const(
     (
-        "customData", "id", "startSchedule", "duration", "chargingRateUnit",
-        "chargingSchedulePeriod", "minChargingRate", "salesTariff",
-    ),
-    (14, 7, 2, 6, 5, 17, 8, 12),
-    (
-        _CustomData, None, None, None, _ChargingRateUnitEnum,
-        (1, 1024, 6, _ChargingSchedulePeriod), None, _SalesTariff,
-    ),
+        (
+            "customData", "id", "startSchedule", "duration", "chargingRateUnit",
+            "chargingSchedulePeriod", "minChargingRate", "salesTariff",
+        ),
+        (14, 7, 2, 6, 5, 17, 8, 12),
+        (
+            _CustomData, None, None, None, _ChargingRateUnitEnum,
+            (1, 1024, 6, _ChargingSchedulePeriod), None, _SalesTariff,
+        ),
+    )
 )
 # SendLocalListRequest
-_SendLocalListRequest = (
-    ("customData", "localAuthorizationList", "versionNumber", "updateType"),
-    (14, 16, 7, 5),
-    (_CustomData, (1, None, 6, _AuthorizationData), None, _UpdateEnum),
+_SendLocalListRequest = const(
+    (
+        ("customData", "localAuthorizationList", "versionNumber", "updateType"),
+        (14, 16, 7, 5),
+        (_CustomData, (1, None, 6, _AuthorizationData), None, _UpdateEnum),
+    )
 )
 # ChargingProfileType
-_ChargingProfile = (
+_ChargingProfile = const(
     (
-        "customData", "id", "stackLevel", "chargingProfilePurpose", "chargingProfileKind",
-        "recurrencyKind", "validFrom", "validTo", "chargingSchedule", "transactionId",
-    ),
-    (14, 7, 7, 5, 5, 4, 2, 2, 17, 0),
-    (
-        _CustomData, None, None, _ChargingProfilePurposeEnum, _ChargingProfileKindEnum,
-        _RecurrencyKindEnum, None, None, (1, 3, 6, _ChargingSchedule), 36,
-    ),
+        (
+            "customData", "id", "stackLevel", "chargingProfilePurpose", "chargingProfileKind",
+            "recurrencyKind", "validFrom", "validTo", "chargingSchedule", "transactionId",
+        ),
+        (14, 7, 7, 5, 5, 4, 2, 2, 17, 0),
+        (
+            _CustomData, None, None, _ChargingProfilePurposeEnum, _ChargingProfileKindEnum,
+            _RecurrencyKindEnum, None, None, (1, 3, 6, _ChargingSchedule), 36,
+        ),
+    )
 )
 # RequestStartTransactionRequest
-_RequestStartTransactionRequest = (
-    ("customData", "evseId", "groupIdToken", "idToken", "remoteStartId", "chargingProfile"),
-    (14, 6, 12, 13, 7, 12),
-    (_CustomData, None, _IdToken, _IdToken, None, _ChargingProfile),
+_RequestStartTransactionRequest = const(
+    (
+        ("customData", "evseId", "groupIdToken", "idToken", "remoteStartId", "chargingProfile"),
+        (14, 6, 12, 13, 7, 12),
+        (_CustomData, None, _IdToken, _IdToken, None, _ChargingProfile),
+    )
 )
 
-SCHEMAS = {
-    "AuthorizeResponse": _AuthorizeResponse,
-    "BootNotificationResponse": _BootNotificationResponse,
-    "ChangeAvailabilityRequest": _ChangeAvailabilityRequest,
-    "ClearCacheRequest": _ClearCacheRequest,
-    "DataTransferRequest": _DataTransferRequest,
-    "DeleteCertificateRequest": _DeleteCertificateRequest,
-    "FirmwareStatusNotificationResponse": _ClearCacheRequest,
-    "GetBaseReportRequest": _GetBaseReportRequest,
-    "GetInstalledCertificateIdsRequest": _GetInstalledCertificateIdsRequest,
-    "GetLocalListVersionRequest": _ClearCacheRequest,
-    "GetReportRequest": _GetReportRequest,
-    "GetTransactionStatusRequest": _GetTransactionStatusRequest,
-    "GetVariablesRequest": _GetVariablesRequest,
-    "HeartbeatResponse": _HeartbeatResponse,
-    "InstallCertificateRequest": _InstallCertificateRequest,
-    "LogStatusNotificationResponse": _ClearCacheRequest,
-    "MeterValuesResponse": _ClearCacheRequest,
-    "NotifyReportResponse": _ClearCacheRequest,
-    "RequestStartTransactionRequest": _RequestStartTransactionRequest,
-    "RequestStopTransactionRequest": _RequestStopTransactionRequest,
-    "ResetRequest": _ResetRequest,
-    "SecurityEventNotificationResponse": _ClearCacheRequest,
-    "SendLocalListRequest": _SendLocalListRequest,
-    "SetNetworkProfileRequest": _SetNetworkProfileRequest,
-    "SetVariablesRequest": _SetVariablesRequest,
-    "StatusNotificationResponse": _ClearCacheRequest,
-    "TransactionEventResponse": _TransactionEventResponse,
-    "TriggerMessageRequest": _TriggerMessageRequest,
-    "UnlockConnectorRequest": _UnlockConnectorRequest,
-    "UpdateFirmwareRequest": _UpdateFirmwareRequest,
-}
+NAMES = (
+    "AuthorizeResponse", "BootNotificationResponse", "ChangeAvailabilityRequest",
+    "ClearCacheRequest", "DataTransferRequest", "DeleteCertificateRequest",
+    "FirmwareStatusNotificationResponse", "GetBaseReportRequest",
+    "GetInstalledCertificateIdsRequest", "GetLocalListVersionRequest", "GetReportRequest",
+    "GetTransactionStatusRequest", "GetVariablesRequest", "HeartbeatResponse",
+    "InstallCertificateRequest", "LogStatusNotificationResponse", "MeterValuesResponse",
+    "NotifyReportResponse", "RequestStartTransactionRequest", "RequestStopTransactionRequest",
+    "ResetRequest", "SecurityEventNotificationResponse", "SendLocalListRequest",
+    "SetNetworkProfileRequest", "SetVariablesRequest", "StatusNotificationResponse",
+    "TransactionEventResponse", "TriggerMessageRequest", "UnlockConnectorRequest",
+    "UpdateFirmwareRequest",
+)
+TABLES = (
+    _AuthorizeResponse,
+    _BootNotificationResponse,
+    _ChangeAvailabilityRequest,
+    _ClearCacheRequest,
+    _DataTransferRequest,
+    _DeleteCertificateRequest,
+    _ClearCacheRequest,
+    _GetBaseReportRequest,
+    _GetInstalledCertificateIdsRequest,
+    _ClearCacheRequest,
+    _GetReportRequest,
+    _GetTransactionStatusRequest,
+    _GetVariablesRequest,
+    _HeartbeatResponse,
+    _InstallCertificateRequest,
+    _ClearCacheRequest,
+    _ClearCacheRequest,
+    _ClearCacheRequest,
+    _RequestStartTransactionRequest,
+    _RequestStopTransactionRequest,
+    _ResetRequest,
+    _ClearCacheRequest,
+    _SendLocalListRequest,
+    _SetNetworkProfileRequest,
+    _SetVariablesRequest,
+    _ClearCacheRequest,
+    _TransactionEventResponse,
+    _TriggerMessageRequest,
+    _UnlockConnectorRequest,
+    _UpdateFirmwareRequest,
+)
+
+
+def table(name):
+    """The object table of message `name`, or None (a message not validated)."""
+    for i in range(len(NAMES)):
+        if NAMES[i] == name:
+            return TABLES[i]
+    return None

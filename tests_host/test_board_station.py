@@ -58,7 +58,7 @@ def test_the_station_boots_safe_on_the_devkit_and_feeds_the_watchdog(devkit):
     # Every action the firmware answers has its validation table on the device.
     import ocpp_schema
 
-    missing = [a for a in station.router.handlers if a + "Request" not in ocpp_schema.SCHEMAS]
+    missing = [a for a in station.router.handlers if a + "Request" not in ocpp_schema.NAMES]
     assert missing == []
     assert station.dm.get("SecurityCtrlr/Identity") == "240AC4010203"
     assert hw.pilot.duty_pct == 100.0 and not hw.contactor.closed  # x1, open, from the start

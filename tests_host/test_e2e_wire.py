@@ -365,7 +365,7 @@ def max_length(action, path):
     """The schema's maxLength of the string at `path` in the request of `action`."""
     import ocpp_schema
 
-    table = ocpp_schema.SCHEMAS[action + "Request"]
+    table = ocpp_schema.table(action + "Request")
     arg = None
     for seg in path:
         if isinstance(seg, int):

@@ -445,7 +445,7 @@ def test_actions_and_selection():
     assert "BootNotification" in ocpp_schema.ACTIONS
     assert "GetVariables" in ocpp_schema.ACTIONS
     assert not any(a.endswith(("Request", "Response")) for a in ocpp_schema.ACTIONS)
-    assert sorted(ocpp_schema.SCHEMAS) == SELECTED
+    assert list(ocpp_schema.NAMES) == SELECTED
     assert set(gen_schema.CS_TO_CSMS) | set(gen_schema.CSMS_TO_CS) <= set(ocpp_schema.ACTIONS)
     assert len(SELECTED) == len(gen_schema.CS_TO_CSMS) + len(gen_schema.CSMS_TO_CS)
 
@@ -471,7 +471,7 @@ def test_tables_are_tuples_and_shared():
                 seen.setdefault(id(arg), arg)
                 walk(arg)
 
-    for table in ocpp_schema.SCHEMAS.values():
+    for table in ocpp_schema.TABLES:
         walk(table)
     # CustomDataType, EVSEType, ... each exist once, shared by reference.
     objects = [v for k, v in vars(ocpp_schema).items() if k.startswith("_") and type(v) is tuple]
@@ -533,8 +533,8 @@ def test_every_defect_of_every_message(name):
     s, _ = official(name)
     defs = s.get("definitions", {})
     payload = full(s, defs)
-    saved = schema.SCHEMAS
-    schema.SCHEMAS = all_tables()
+    saved = schema.table
+    schema.table = all_tables()
     try:
         assert oracle_valid(name, payload)
         assert ours(name, payload) is None
@@ -543,7 +543,7 @@ def test_every_defect_of_every_message(name):
             assert not oracle_valid(name, doc), (mutation, doc)
             assert ours(name, doc) == (mutation[3], path), (mutation, doc)
     finally:
-        schema.SCHEMAS = saved
+        schema.table = saved
 
 
 def test_every_defect_kind_is_exercised():
@@ -561,8 +561,8 @@ def all_tables():
     """Tables for every 2.0.1 message, generated in memory: the generator is general."""
     module = types.ModuleType("ocpp_schema_all")
     exec(compile(gen_schema.generate(ALL), "ocpp_schema_all", "exec"), module.__dict__)
-    assert len(module.SCHEMAS) == 128
-    return module.SCHEMAS
+    assert len(module.NAMES) == 128
+    return module.table
 
 
 FEW = settings(SETTINGS, max_examples=5)
@@ -572,14 +572,14 @@ FEW = settings(SETTINGS, max_examples=5)
 @FEW
 @given(data=st.data())
 def test_every_message_agrees(name, data):
-    saved = schema.SCHEMAS
-    schema.SCHEMAS = all_tables()
+    saved = schema.table
+    schema.table = all_tables()
     try:
         _check_valid(name, data)
         _check_mutation(name, data)
         _check_random(name, data)
     finally:
-        schema.SCHEMAS = saved
+        schema.table = saved
 
 
 # ---------------------------------------------------------------- exact cases

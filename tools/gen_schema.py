@@ -33,11 +33,12 @@ An object table is a 3-tuple (names, codes, args), with one entry per property, 
   8     ARR   array                           (minItems, maxItems or None, item kind, item arg)
   9     ANY   any JSON value                  None
 
-Each schema definition is emitted once, as a module-level name shared by every table that
-refers to it (identical definitions from different schemas are one table); identical enum
-value tuples are shared too. SCHEMAS maps a message name ("BootNotificationResponse",
-"GetVariablesRequest") to the object table of its payload, which is always a closed object.
-ACTIONS is the sorted tuple of every OCPP 2.0.1 action name.
+Each schema definition is emitted once, as a `const()` shared by every table that refers to
+it (identical definitions from different schemas are one table); identical enum value tuples
+are shared too. MicroPython folds them into constant tuples at compile time: frozen, the
+tables cost no RAM at all, not even a global name. table(name) gives the object table of a
+message ("BootNotificationResponse", "GetVariablesRequest"; None for others), always a closed
+object; NAMES lists them. ACTIONS is the sorted tuple of every OCPP 2.0.1 action name.
 """
 
 import importlib.resources
@@ -332,12 +333,14 @@ def generate(messages=None):
     items = list(comp.items.values())
     _name_items(items)
     out = [_header()]
+    out.append("from micropython import const")
+    out.append("")
     out.append("ACTIONS = " + _wrap_tuple(all_actions(), 0))
     out.append("")
     enums = sorted((i for i in items if i.is_enum), key=lambda i: i.var)
     for item in enums:
         out.append("# " + ", ".join(sorted(item.sources)))
-        out.append("%s = %s" % (item.var, _wrap_tuple(item.body, 0)))
+        out.append("%s = const(%s)" % (item.var, _wrap_tuple(item.body, 0)))
     out.append("")
     memo = {}
     objects = sorted((i for i in items if not i.is_enum), key=lambda i: (_level(i, memo), i.var))
@@ -346,15 +349,26 @@ def generate(messages=None):
         codes = [e[1] for e in item.body]
         args = [e[2] for e in item.body]
         out.append("# " + ", ".join(sorted(item.sources)))
-        out.append("%s = (" % item.var)
+        out.append("%s = const(" % item.var)
+        out.append("    (")
         for part in (names, codes, args):
-            out.append("    " + _wrap_tuple(part, 4) + ",")
+            out.append("        " + _wrap_tuple(part, 8) + ",")
+        out.append("    )")
         out.append(")")
     out.append("")
-    out.append("SCHEMAS = {")
+    out.append("NAMES = " + _wrap_tuple(messages, 0))
+    out.append("TABLES = (")
     for m in messages:
-        out.append('    "%s": %s,' % (m, roots[m].var))
-    out.append("}")
+        out.append("    %s," % roots[m].var)
+    out.append(")")
+    out.append("")
+    out.append("")
+    out.append("def table(name):")
+    out.append('    """The object table of message `name`, or None (a message not validated)."""')
+    out.append("    for i in range(len(NAMES)):")
+    out.append("        if NAMES[i] == name:")
+    out.append("            return TABLES[i]")
+    out.append("    return None")
     return "\n".join(out) + "\n"
 
 
