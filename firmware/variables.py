@@ -16,30 +16,38 @@
 #         length; valuesList is the comma-separated list for the list types.
 #
 # Everything here is a constant: no object per variable is built at run time, and on a board
-# the tuples stay in flash with the frozen code. Only the EVSE and Connector components, which
-# depend on the hardware, are made at boot by `declarations()` (9 tuples per EVSE).
+# the tuples stay in flash with the frozen code (the shared parts are const(), so that the
+# tables that use them fold into constants too, and they take no global name). Only the EVSE
+# and Connector components, which depend on the hardware, are made at boot by `declarations()`
+# (9 tuples per EVSE).
 
-_S = "s"  # unit: seconds
-_SEC_DAY = (_S, 0, 86400, None)
-_SEC_HOUR = (_S, 0, 3600, None)
-_COUNT_10 = (None, 0, 10, None)
-_COUNT_100 = (None, 1, 100, None)
-_ITEMS = (None, 1, 100, None)
-_BYTES = ("B", 512, 65536, None)
-_TX_POINTS = (None, None, None, "EVConnected,Authorized,PowerPathClosed,EnergyTransfer")
-_MEASURANDS = (
-    None,
-    None,
-    None,
-    "Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage,Current.Offered",
+from micropython import const
+
+_S = const("s")  # unit: seconds
+_SEC_DAY = const((_S, 0, 86400, None))
+_SEC_HOUR = const((_S, 0, 3600, None))
+_COUNT_10 = const((None, 0, 10, None))
+_COUNT_100 = const((None, 1, 100, None))
+_ITEMS = const((None, 1, 100, None))
+_BYTES = const(("B", 512, 65536, None))
+_TX_POINTS = const((None, None, None, "EVConnected,Authorized,PowerPathClosed,EnergyTransfer"))
+_MEASURANDS = const(
+    (
+        None,
+        None,
+        None,
+        "Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage,Current.Offered",
+    )
 )
-_ENERGY = "Energy.Active.Import.Register"
-_TOKEN_TYPES = "NoAuthorization,Local,KeyCode,ISO14443,ISO15693,eMAID,MacAddress"
-_STATES = (None, None, None, "Available,Occupied,Reserved,Unavailable,Faulted")
-_CERTIFICATES = 8  # certificate slots (CSMS and manufacturer roots): CertificateEntries maxLimit
-_LOCAL_LIST = 100  # local authorization list capacity: LocalAuthListCtrlr.Entries maxLimit
-_AUTH_CACHE_BYTES = 4096  # authorization cache capacity: AuthCacheCtrlr.Storage maxLimit
-_VOLTS = 230  # nominal phase voltage, for the rated power of an EVSE
+_ENERGY = const("Energy.Active.Import.Register")
+_TOKEN_TYPES = const("NoAuthorization,Local,KeyCode,ISO14443,ISO15693,eMAID,MacAddress")
+_STATES = const((None, None, None, "Available,Occupied,Reserved,Unavailable,Faulted"))
+_CERTIFICATES = const(
+    8
+)  # certificate slots (CSMS and manufacturer roots): CertificateEntries maxLimit
+_LOCAL_LIST = const(100)  # local authorization list capacity: LocalAuthListCtrlr.Entries maxLimit
+_AUTH_CACHE_BYTES = const(4096)  # authorization cache capacity: AuthCacheCtrlr.Storage maxLimit
+_VOLTS = const(230)  # nominal phase voltage, for the rated power of an EVSE
 
 # The station-wide part: every controller of the Core set (ocpp201-station.md §2.2, §3.1).
 VARIABLES = (
@@ -132,12 +140,19 @@ VARIABLES = (
 )
 
 # Per EVSE n and its connector n.1: (variable, spec, default) of the hardware-independent ones.
-_EVSE = (
-    ("AvailabilityState", "or", "Available", _STATES),
-    ("Available", "br", "true", None),
-    ("AllowReset", "br=", "false", None),
+_EVSE = const(
+    (
+        ("AvailabilityState", "or", "Available", _STATES),
+        ("Available", "br", "true", None),
+        ("AllowReset", "br=", "false", None),
+    )
 )
-_CONNECTOR = _EVSE[:2]
+_CONNECTOR = const(
+    (
+        ("AvailabilityState", "or", "Available", _STATES),
+        ("Available", "br", "true", None),
+    )
+)
 
 
 def declarations(evses):
