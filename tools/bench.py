@@ -52,6 +52,8 @@
   MicroPython unix port (medians of 21 runs; SHA-256 over 1 MiB in 4 KiB pieces).
 - ota_update_peak_heap_bytes: tools/bench_ota.py: the peak GC heap above idle during a whole
   signed update of the virtual wallbox, measured inside the update block.
+- esp32_frozen_bytes, esp32_idle_heap_bytes, esp32_min_heap_kib, esp32_peak_heap_bytes: the
+  virtual ESP32 (tools/bench_esp32.py; the reference scenario is tools/esp32_scenario.py).
 """
 
 import json
@@ -65,7 +67,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tools import bench_crypto, bench_ota  # noqa: E402
+from tools import bench_crypto, bench_esp32, bench_ota  # noqa: E402
 from tools.harness import CsmsThread, Sim  # noqa: E402
 
 GV = {
@@ -554,6 +556,7 @@ def main():
     print("flash_bytes_per_charging_hour: %d bytes" % flash, flush=True)
     bench_crypto.main()  # rsa2048_verify_ms, ecdsa_p256_verify_ms, sha256_mb_per_s
     print("ota_update_peak_heap_bytes: %d bytes" % bench_ota.figure(), flush=True)
+    bench_esp32.main()  # esp32_frozen_bytes, esp32_idle_heap_bytes, esp32_min_heap_kib, ...
 
 
 if __name__ == "__main__":

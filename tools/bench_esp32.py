@@ -1,0 +1,86 @@
+# bench_esp32: the virtual ESP32's figures for `make bench` (issue 11). MIT licence.
+"""The four esp32_* figures, on the virtual ESP32 (tools/esp32sim.py, 32-bit, frozen):
+
+- esp32_frozen_bytes: the flash the frozen firmware adds: text + data of the program minus
+  the same build without the firmware (x86 code of the C parts is the same in both; the
+  difference is the frozen bytecode, strings and constant tables).
+- esp32_idle_heap_bytes: heap in use (after a collection) once booted, accepted and idle for
+  3 s, at 112 KiB (goal: at most 48 KiB = 49152 bytes).
+- esp32_min_heap_kib: the smallest --heap (4 KiB steps) at which the reference scenario
+  (tools/esp32_scenario.py) passes (goal: at most 80 KiB).
+- esp32_peak_heap_bytes: the highest live heap over the reference scenario at 112 KiB, from a
+  sampler that collects and reads every 20 ms (tools/probe/memprobe.py).
+"""
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tools import esp32_scenario, esp32sim  # noqa: E402
+from tools.harness import FAST, CsmsThread, Sim, variables  # noqa: E402
+
+
+def frozen_bytes():
+    return esp32sim.text_data(esp32sim.build()) - esp32sim.text_data(esp32sim.build(bare=True))
+
+
+def idle_heap_bytes(heap="112K"):
+    csms = CsmsThread()
+    with tempfile.TemporaryDirectory() as tmp:
+        sim = Sim(tmp, csms.url, heap=heap, esp32=True, config={"variables": variables(FAST)})
+        try:
+            csms.station(timeout=20)
+            sim.wait_status(lambda s: s["registration"] == "Accepted" and s["connected"])
+            time.sleep(3)
+            return sim.cmd("status")["heap_alloc"]
+        finally:
+            sim.close()
+            csms.stop()
+
+
+def _quiet(_msg):
+    pass
+
+
+def min_heap_kib(lo=48, hi=112):
+    """Binary search in 4 KiB steps; None when the scenario fails even at `hi`."""
+    if not esp32_scenario.run("%dK" % hi, _quiet)[0]:
+        return None
+    while hi - lo > 4:
+        mid = (lo + hi) // 2 // 4 * 4
+        if esp32_scenario.run("%dK" % mid, _quiet)[0]:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def peak_heap_bytes(heap="112K"):
+    ok, status, _ = esp32_scenario.run(heap, _quiet)
+    return status["heap_peak"] if ok and status else None
+
+
+def main():
+    try:
+        esp32sim.check()
+    except esp32sim.Unavailable as e:
+        print("esp32_*: unavailable: %s" % e, flush=True)
+        return
+    os.environ["WALLBOX_SIM_PROBE"] = "1"
+    print("esp32_frozen_bytes: %d bytes" % frozen_bytes(), flush=True)
+    print("esp32_idle_heap_bytes: %d bytes" % idle_heap_bytes(), flush=True)
+    kib = min_heap_kib()
+    print("esp32_min_heap_kib: %s" % ("%d KiB" % kib if kib else "over 112 KiB"), flush=True)
+    peak = peak_heap_bytes()
+    print("esp32_peak_heap_bytes: %s" % ("%d bytes" % peak if peak else "failed"), flush=True)
+    if esp32_scenario.MISSING:
+        print("esp32_scenario_missing: %s" % ", ".join(esp32_scenario.MISSING), flush=True)
+
+
+if __name__ == "__main__":
+    main()
