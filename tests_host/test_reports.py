@@ -390,6 +390,33 @@ def test_a_failed_part_ends_the_report_and_the_next_one_is_accepted(tmp_path):
         assert resp == {"status": "Accepted"} and parts[-1]["tbc"] is False
 
 
+def test_out_of_memory_for_a_part_is_tried_once_more_then_ends_the_report(tmp_path, logged):
+    class Once(FakeSession):
+        def __init__(self, times):
+            super().__init__()
+            self.times = times
+
+        async def call(self, action, payload):
+            if payload.get("seqNo") == 1 and self.times:
+                self.times -= 1
+                self.sent.append(("MemoryError", payload["seqNo"]))
+                raise MemoryError("allocating 3472 bytes")
+            return await super().call(action, payload)
+
+    st = station(tmp_path)
+    st.session = Once(1)
+    st.reports = rp.Reports(st)
+    resp, parts = request(st, "GetBaseReport", {"requestId": 6, "reportBase": "FullInventory"})
+    assert [p["seqNo"] for p in parts] == list(range(len(parts))) and parts[-1]["tbc"] is False
+    assert ("MemoryError", 1) in st.session.sent
+    st = station(tmp_path)
+    st.session = Once(2)
+    st.reports = rp.Reports(st)
+    resp, parts = request(st, "GetBaseReport", {"requestId": 7, "reportBase": "FullInventory"})
+    assert [p["seqNo"] for p in parts] == [0] and st.reports._task is None
+    assert "report 7 stopped at part 1: MemoryError" in logged.getvalue()
+
+
 def test_a_second_request_while_one_is_sent_is_rejected(tmp_path):
     st = station(tmp_path)
 

@@ -345,7 +345,13 @@ class Reports:
                 if part is None:
                     break
                 peak = max(peak, _mem_alloc() - base)
-                await self.session.call("NotifyReport", part)
+                try:
+                    await self.session.call("NotifyReport", part)
+                except MemoryError:
+                    # No room to frame it now (a small heap, fragmented by other work):
+                    # collect and try this part once more; a second failure ends the report.
+                    _collect()
+                    await self.session.call("NotifyReport", part)
                 peak = max(peak, _mem_alloc() - base)
                 part = None
             log.info(
@@ -354,6 +360,9 @@ class Reports:
             )
         except (asyncio.TimeoutError, ocppj.CallError, ocppj.NotConnected) as e:
             log.warn(_TAG, "report %d stopped at part %d: %r" % (rep.request_id, rep.seq - 1, e))
+        except MemoryError as e:
+            part = None
+            log.error(_TAG, "report %d stopped at part %d: %r" % (rep.request_id, rep.seq - 1, e))
         finally:
             self.peak_heap = peak
             self._task = None
