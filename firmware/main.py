@@ -10,13 +10,9 @@ from clock import Clock
 from firmware.blocks.authorization import Authorization
 from firmware.blocks.availability import Availability
 from firmware.blocks.certificates import Certificates
-from firmware.blocks.data_transfer import DataTransfer
 from firmware.blocks.firmware_update import FirmwareUpdate
 from firmware.blocks.local_list import LocalList
-from firmware.blocks.network_profile import NetworkProfile
 from firmware.blocks.provisioning import Provisioning
-from firmware.blocks.remote_control import RemoteControl
-from firmware.blocks.reports import Reports
 from firmware.blocks.security import Security
 from firmware.blocks.transactions import Transactions
 from firmware.connection import Connection
@@ -31,16 +27,20 @@ from store import Store
 BLOCKS = (
     Transactions,  # first: the others ask it whether an EVSE is busy, from the start
     Provisioning,
-    Reports,
     Availability,
     Security,
-    RemoteControl,
-    DataTransfer,
-    Certificates,  # before NetworkProfile, whose profile 2/3 check asks it
-    NetworkProfile,
+    Certificates,
     LocalList,
     Authorization,
     FirmwareUpdate,
+)
+# Blocks that only answer CALLs are imported and built on the first CALL of one of their
+# actions (ocppj.Router.later): (actions, module, class). Until then they cost no RAM.
+LAZY = (
+    (("GetBaseReport", "GetReport"), "firmware.blocks.reports", "Reports"),
+    (("TriggerMessage", "UnlockConnector"), "firmware.blocks.remote_control", "RemoteControl"),
+    (("DataTransfer",), "firmware.blocks.data_transfer", "DataTransfer"),
+    (("SetNetworkProfile",), "firmware.blocks.network_profile", "NetworkProfile"),
 )
 
 _BOOT = "boot"  # store document: {"count": boots so far, "reason": reason for the next boot}
@@ -82,6 +82,14 @@ class Station:
         self.supervisor = Supervisor(board.wdt(_WDT_MS))
         # The OCPP functional blocks, each registering its handlers with the router.
         self.blocks = [block(self) for block in BLOCKS]
+        for actions, module, name in LAZY:
+            self.router.later(actions, lambda m=module, n=name: self._load(m, n))
+
+    def _load(self, module, name):
+        """Import block `name` of `module` and build it: it registers its handlers."""
+        log.info("main", "loading %s" % module)
+        mod = __import__(module, None, None, (name,))
+        self.blocks.append(getattr(mod, name)(self))
 
     def _boot_record(self):
         rec = self.store.load(_BOOT) or {}

@@ -94,6 +94,26 @@ class Router:
             raise ValueError(action)
         self.handlers[action] = (handler, after)
 
+    def later(self, actions, load):
+        """The handlers of `actions` come from `load()`, called on the first CALL of any of
+        them: it imports and builds the block, which registers them with `on`. Until then the
+        block's module costs no RAM (MicroPython's asyncio loads its parts the same way)."""
+        for action in actions:
+            if action not in ocpp_schema.ACTIONS:
+                raise ValueError(action)
+            self.handlers[action] = load  # not a (handler, after) tuple: see entry()
+
+    def entry(self, action):
+        """(handler, after) of `action`, loading its block first if need be; None when the
+        action is not implemented here."""
+        entry = self.handlers.get(action)
+        if entry is not None and type(entry) is not tuple:
+            entry()  # the block registers its handlers, replacing the loader
+            entry = self.handlers.get(action)
+            if type(entry) is not tuple:
+                raise CallError(INTERNAL_ERROR, "no handler after loading " + action)
+        return entry
+
 
 class Session:
     """The RPC session over whichever connection is attached now.
@@ -302,7 +322,7 @@ class Session:
         log.info(_TAG, "<- %s %s" % (action, msg[1]))
         if action not in ocpp_schema.ACTIONS:
             raise CallError(NOT_IMPLEMENTED, "unknown action " + action)
-        entry = self.router.handlers.get(action)
+        entry = self.router.entry(action)
         if entry is None:
             raise CallError(NOT_SUPPORTED, action + " is not supported")
         if type(payload) is not dict:

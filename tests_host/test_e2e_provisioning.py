@@ -365,3 +365,19 @@ def test_every_variable_answers_and_settings_survive_reset_and_power_loss(csms, 
     by = {key_of(it): it["variableAttribute"][0].get("value") for it in items_of(frames)}
     for k, v in CHANGES.items():
         assert by[k] == v, k
+
+
+def test_blocks_that_only_answer_calls_load_on_their_first_call(csms, sims):
+    """Reports, RemoteControl, DataTransfer and NetworkProfile are not imported at boot
+    (firmware/main.py LAZY): each loads on the first CALL of one of its actions, once."""
+    sim = sims(csms.url, config=config())
+    st = accepted(csms, sim)
+    assert "loading firmware.blocks" not in sim.log()
+    req = {"requestedMessage": "Heartbeat"}
+    assert csms.call(st, "TriggerMessage", req) == {"status": "Accepted"}
+    assert csms.call(st, "TriggerMessage", req) == {"status": "Accepted"}
+    assert csms.call(st, "DataTransfer", {"vendorId": "x"}) == {"status": "UnknownVendorId"}
+    log = sim.log()
+    assert log.count("loading firmware.blocks.remote_control") == 1
+    assert log.count("loading firmware.blocks.data_transfer") == 1
+    assert "loading firmware.blocks.reports" not in log

@@ -571,3 +571,46 @@ def test_floats_go_out_as_the_decimal_meant_and_the_payload_is_left_as_it_was():
     )
     assert result == {"v": values, "n": {"x": [1.5, 2]}}
     assert all(type(v) is float for v in result["v"])
+
+
+# -- blocks loaded on their first CALL (Router.later) ----------------------------------------
+
+
+def test_a_lazy_block_is_built_on_the_first_call_of_one_of_its_actions():
+    loads = []
+
+    async def go():
+        session, ws = make()
+
+        def load():
+            loads.append(1)
+            session.router.on("DataTransfer", lambda req: {"status": "UnknownVendorId"})
+            session.router.on("ClearCache", lambda req: {"status": "Accepted"})
+
+        session.router.later(("DataTransfer", "ClearCache"), load)
+        task = asyncio.create_task(session.run(ws))
+        ws.feed('[2,"a","ClearCache",{}]')
+        ws.feed('[2,"b","DataTransfer",{"vendorId":"x"}]')
+        ws.feed('[2,"c","ClearCache",{}]')
+        ws.hang_up()
+        with pytest.raises(ConnectionError):
+            await task
+        return [json.loads(s) for s in ws.sent]
+
+    assert asyncio.run(go()) == [
+        [3, "a", {"status": "Accepted"}],
+        [3, "b", {"status": "UnknownVendorId"}],
+        [3, "c", {"status": "Accepted"}],
+    ]
+    assert loads == [1]  # once, for both actions
+
+
+def test_a_loader_that_registers_nothing_is_an_internal_error_and_bad_actions_are_refused():
+    router = ocppj.Router()
+    router.later(("ClearCache",), lambda: None)
+    with pytest.raises(ocppj.CallError) as e:
+        router.entry("ClearCache")
+    assert e.value.code == "InternalError"
+    assert router.entry("GetVariables") is None
+    with pytest.raises(ValueError):
+        router.later(("NoSuchAction",), lambda: None)
