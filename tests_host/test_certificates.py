@@ -455,6 +455,12 @@ def test_the_same_certificate_twice_is_stored_once(tmp_path):
         chain_item(CSMS, root),
         chain_item(MFR, root),
     ]
+    # Renewed: the same name, key and serial (so the same hash data), another validity.
+    renewed = make_root("Root", RSA_KEY, serial=root.serial_number, not_after=NOW + 900 * DAY)
+    assert install(st, CSMS, pem(renewed)) == {"status": "Accepted"}
+    assert install(station(tmp_path), CSMS, pem(renewed)) == {"status": "Accepted"}
+    assert files(tmp_path) == ["csms-1.pem", "csms-3.pem", "mfr-2.pem"]
+    assert ca_file_certs(st) == [der(root), der(renewed)]
 
 
 def test_storage_full_fails(tmp_path):
@@ -800,3 +806,294 @@ def test_profile_2_needs_an_installed_csms_root(tmp_path):
     assert call(st, "SetNetworkProfile", req) == missing
     assert install(st, CSMS, pem(root)) == {"status": "Accepted"}
     assert call(st, "SetNetworkProfile", req) == {"status": "Accepted"}
+
+
+# -- the index: the boot parses no certificate -------------------------------------------------
+
+
+class PowerLoss(BaseException):
+    """The power goes: nothing after it runs (not an Exception, so nothing catches it)."""
+
+
+def no_parsing(monkeypatch):
+    """Make any certificate parsing fail the test."""
+
+    def refuse(*args):
+        raise AssertionError("a certificate was parsed")
+
+    monkeypatch.setattr(x509, "load_pem", refuse)
+    monkeypatch.setattr(x509.Cert, "from_der", refuse)
+
+
+def index(tmp_path):
+    import json
+
+    return json.loads((tmp_path / "state" / "certificates.json").read_text())
+
+
+def lose_power_at_the_index(st):
+    """The next index write never happens: the power goes just before it."""
+    real = st.store.save
+
+    def save(name, doc):
+        if name == "certificates":
+            raise PowerLoss()
+        real(name, doc)
+
+    st.store.save = save
+
+
+def test_the_boot_reads_the_index_and_parses_nothing(tmp_path, monkeypatch):
+    st = station(tmp_path)
+    a, b, c = make_root("A", RSA_KEY), make_root("B", EC_KEY), make_root("C", P384_KEY)
+    for kind, cert in ((CSMS, a), (MFR, b), (CSMS, c)):
+        assert install(st, kind, pem(cert)) == {"status": "Accepted"}
+    before = listed(st)
+    assert index(tmp_path)["certs"][1][:2] == [MFR, 2]
+    no_parsing(monkeypatch)
+    st2 = station(tmp_path)
+    assert listed(st2) == before and entries(st2) == "3"
+    assert ca_file_certs(st2) == [der(a), der(c)]
+    assert delete(st2, ocsp_hash_data(b)) == {"status": "Accepted"}  # SHA256: from the index
+    st3 = station(tmp_path)
+    assert listed(st3)["certificateHashDataChain"] == [chain_item(CSMS, a), chain_item(CSMS, c)]
+    monkeypatch.undo()
+    assert [r.der for r in st3.certificates.roots(CSMS)] == [der(a), der(c)]  # parsed when asked
+
+
+def test_a_power_loss_before_the_index_is_written_is_recovered(tmp_path, monkeypatch, logged):
+    st = station(tmp_path)
+    a, b = make_root("A"), make_root("B", RSA_KEY)
+    assert install(st, CSMS, pem(a)) == {"status": "Accepted"}
+    # Install: the PEM and CA files are written, the index is not.
+    lose_power_at_the_index(st)
+    with pytest.raises(PowerLoss):
+        install(st, CSMS, pem(b))
+    assert files(tmp_path) == ["csms-1.pem", "csms-2.pem"]
+    assert [e[1] for e in index(tmp_path)["certs"]] == [1]
+    st2 = station(tmp_path)  # the index misses a file: rebuilt from the files
+    assert "index not usable" in logged.getvalue()
+    assert listed(st2)["certificateHashDataChain"] == [chain_item(CSMS, a), chain_item(CSMS, b)]
+    assert ca_file_certs(st2) == [der(a), der(b)]
+    assert [e[1] for e in index(tmp_path)["certs"]] == [1, 2]
+    # Delete: the files are removed, the index is not written.
+    lose_power_at_the_index(st2)
+    with pytest.raises(PowerLoss):
+        delete(st2, ocsp_hash_data(a))
+    assert files(tmp_path) == ["csms-2.pem"]
+    st3 = station(tmp_path)  # the index names a file that is gone: rebuilt
+    assert listed(st3)["certificateHashDataChain"] == [chain_item(CSMS, b)]
+    assert ca_file_certs(st3) == [der(b)]
+    no_parsing(monkeypatch)
+    st4 = station(tmp_path)  # the index is good again
+    assert listed(st4) == listed(st3)
+    monkeypatch.undo()
+    assert install(st4, CSMS, pem(a)) == {"status": "Accepted"}
+    assert files(tmp_path) == ["csms-2.pem", "csms-3.pem"]  # numbers are never used twice
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        '{"v": 1, "factory": []}',  # the firmware before the index
+        '{"v": 1, "factory": [], "seq": 1, "certs": [["CSMSRootCertificate", 1, 5]], "skip": []}',
+        '{"v": 1, "factory": [], "seq": 1, "certs": [["V2GRootCertificate", 1, "", "", "", ""]]'
+        ', "skip": []}',
+        '{"v": 1, "factory": [], "seq": 1, "certs": 7, "skip": []}',
+        "not JSON",
+    ],
+)
+def test_a_missing_or_unusable_index_is_rebuilt(tmp_path, doc):
+    st = station(tmp_path)
+    root = make_root("Root")
+    assert install(st, CSMS, pem(root)) == {"status": "Accepted"}
+    (tmp_path / "state" / "certificates.json").write_text(doc)
+    st2 = station(tmp_path)
+    assert listed(st2)["certificateHashDataChain"] == [chain_item(CSMS, root)]
+    assert [e[:2] for e in index(tmp_path)["certs"]] == [[CSMS, 1]]
+
+
+def test_bad_files_are_recorded_in_the_index(tmp_path, monkeypatch, logged):
+    st = station(tmp_path)
+    good = make_root("Good")
+    assert install(st, CSMS, pem(good)) == {"status": "Accepted"}
+    d = tmp_path / "state" / "certs"
+    (d / "csms-7.pem").write_text("garbage")
+    (d / "mfr-8.pem").write_text(pem(good))
+    (d / "mfr-9.pem").write_text(pem(good))  # the same root again
+    station(tmp_path)
+    assert index(tmp_path)["skip"] == ["csms-7.pem", "mfr-9.pem"]
+    no_parsing(monkeypatch)
+    logged.truncate(0)
+    st3 = station(tmp_path)
+    assert entries(st3) == "2" and "index not usable" not in logged.getvalue()
+    monkeypatch.undo()
+    assert install(st3, MFR, pem(make_root("New"))) == {"status": "Accepted"}
+    assert (d / "mfr-10.pem").exists()
+
+
+def test_a_factory_file_is_not_read_once_a_root_of_its_kind_is_installed(tmp_path, monkeypatch):
+    s = {"csms_ca_file": str(tmp_path / "late.pem")}
+    st = station(tmp_path, s)  # the factory file is missing
+    root = make_root("From the CSMS")
+    assert install(st, CSMS, pem(root)) == {"status": "Accepted"}
+    (tmp_path / "late.pem").write_text(pem(make_root("Factory")))
+    no_parsing(monkeypatch)
+    st2 = station(tmp_path, s)
+    assert listed(st2)["certificateHashDataChain"] == [chain_item(CSMS, root)]
+    assert index(tmp_path)["factory"] == [CSMS]
+    assert delete(st2, ocsp_hash_data(root)) == {"status": "Accepted"}
+    assert entries(station(tmp_path, s)) == "0"  # nor once the CSMS deleted it
+
+
+# -- on MicroPython: the real station boots without the certificate and update code ----------
+
+MICROPYTHON = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "micropython"
+HEAVY = ["x509", "asn1", "rsa", "ecdsa", "sha2", "steps", "httpc", "bundle"]
+
+# Boots firmware.main.Station on the sim board (not run: no CSMS needed), then reports the
+# heavy modules loaded, after the boot and after what the boot hands other blocks (the TLS CA
+# file, GetInstalledCertificateIds, the report of a firmware update once Accepted). Then the
+# installs asked for; "die": one more install, the power lost just before its index write.
+MP_BOOT = """
+import asyncio
+import json
+import sys
+
+import bootsel
+
+V = json.load(open(sys.argv[1]))
+bootsel.running = V["slot"]  # the slot a firmware update installed runs now
+
+
+def heavy():
+    return [m for m in V["heavy"] if m in sys.modules]
+
+
+from boards.sim import Board
+from firmware.main import Station
+
+st = Station(Board(["--state-dir", V["state"], "--config", V["config"], "--id", "CS1"]))
+out = {"boot": heavy()}
+certs = st.certificates
+out["ca"] = st.connection._ca_file()
+out["ids"] = certs.on_get_installed_certificate_ids({})
+n = len(st._waiting)
+st.firmware._accepted()  # the CSMS accepted the boot: the update's report
+for coro in st._waiting[n:]:
+    asyncio.run(coro)
+out["fw"] = (st.firmware.doc or {}).get("status")
+out["after"] = heavy()
+
+
+def install(kind, text):
+    req = {"certificateType": kind, "certificate": text}
+    return asyncio.run(certs.on_install_certificate(req))
+
+
+out["installed"] = [install(kind, text) for kind, text in V["install"]]
+print(json.dumps(out))
+if V["die"]:
+    save = st.store.save
+
+    def power_loss(name, doc):
+        if name == "certificates":
+            sys.exit(9)
+        save(name, doc)
+
+    st.store.save = power_loss
+    install(*V["die"])
+"""
+
+
+def mp_boot(tmp_path, settings, install=(), die=None, slot=None, rc=0):
+    import json
+    import subprocess
+
+    v = {
+        "state": str(tmp_path / "state"),
+        "config": str(tmp_path / "config.json"),
+        "slot": slot,
+        "heavy": HEAVY,
+        "install": list(install),
+        "die": die,
+    }
+    (tmp_path / "config.json").write_text(json.dumps(settings))
+    (tmp_path / "v.json").write_text(json.dumps(v))
+    (tmp_path / "mp_boot.py").write_text(MP_BOOT)
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, MICROPYPATH=".frozen:%s:%s" % (root / "lib", root))
+    out = subprocess.run(
+        [str(MICROPYTHON), str(tmp_path / "mp_boot.py"), str(tmp_path / "v.json")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert out.returncode == rc, out.stdout + out.stderr
+    return json.loads(out.stdout)
+
+
+def test_micropython_boots_without_the_certificate_and_update_code(tmp_path):
+    import time
+
+    now = int(time.time())  # the sim's clock is the host's
+    roots = [
+        make_root(cn, key, not_before=now - DAY, not_after=now + 365 * DAY)
+        for cn, key in (("Factory CSMS", EC_KEY), ("Factory Mfr", EC_KEY), ("C", RSA_KEY))
+    ]
+    roots.append(make_root("M", EC_KEY, not_before=now - DAY, not_after=now + 365 * DAY))
+    roots.append(make_root("N", EC_KEY, not_before=now - DAY, not_after=now + 365 * DAY))
+    f_csms, f_mfr, c, m, n = roots
+    (tmp_path / "csms.pem").write_text(pem(f_csms))
+    (tmp_path / "mfr.pem").write_text(pem(f_mfr))
+    s = {
+        "csms_ca_file": str(tmp_path / "csms.pem"),
+        "manufacturer_root_file": str(tmp_path / "mfr.pem"),
+    }
+    four = [
+        chain_item(CSMS, f_csms),
+        chain_item(MFR, f_mfr),
+        chain_item(CSMS, c),
+        chain_item(MFR, m),
+    ]
+
+    # First boot: the factory roots are parsed and installed; then two from the CSMS.
+    out = mp_boot(tmp_path, s, install=[(CSMS, pem(c)), (MFR, pem(m))])
+    assert "x509" in out["boot"]
+    assert out["installed"] == [{"status": "Accepted"}] * 2
+
+    # An update rebooted into its new slot, to be reported once Accepted.
+    Store(str(tmp_path / "state")).save(
+        "firmware",
+        {
+            "v": 1,
+            "id": 7,
+            "step": "reboot",
+            "status": "InstallRebooting",
+            "sent": True,
+            "req": {},
+            "tries": 1,
+            "installs": 1,
+            "kind": "bundle",
+            "slot": "b",
+            "reboots": 1,
+        },
+    )
+    out = mp_boot(tmp_path, s, slot="b", die=(CSMS, pem(n)), rc=9)
+    assert out["boot"] == [] and out["after"] == []
+    assert out["ids"] == {"status": "Accepted", "certificateHashDataChain": four}
+    assert out["fw"] == "Installed"
+    assert out["ca"] == str(tmp_path / "state" / "csms_ca.pem")
+    assert files(tmp_path) == ["csms-1.pem", "csms-3.pem", "csms-5.pem", "mfr-2.pem", "mfr-4.pem"]
+
+    # The power went between N's file and the index: this boot parses the files again.
+    out = mp_boot(tmp_path, s)
+    five = four + [chain_item(CSMS, n)]
+    assert out["ids"] == {"status": "Accepted", "certificateHashDataChain": five}
+    ca = [der(x) for x in cx.load_pem_x509_certificates(Path(out["ca"]).read_bytes())]
+    assert ca == [der(f_csms), der(c), der(n)]
+    out = mp_boot(tmp_path, s)  # ... and the next one parses nothing
+    assert out["boot"] == [] and out["after"] == []
+    assert out["ids"] == {"status": "Accepted", "certificateHashDataChain": five}

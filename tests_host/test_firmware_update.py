@@ -380,3 +380,10 @@ def test_an_unaccepted_trial_reboots_but_never_during_a_session(tmp_path, pki, m
 
     asyncio.run(go())
     assert st.reboots == ["FirmwareUpdate"]
+
+
+def test_the_kinds_known_without_bundle_are_bundles():
+    # firmware_update names the kinds itself, so the boot need not import bundle.
+    import bundle
+
+    assert (fwu._BUNDLE, fwu._IMAGE) == (bundle.BUNDLE, bundle.IMAGE)

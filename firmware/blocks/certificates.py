@@ -8,14 +8,17 @@
 #                                       context), rewritten atomically on every change; None
 #                                       while there is none
 #   station.certificates.hash_data(cert)  its certificateHashData (SHA256)
+#
+# x509 (with asn1, rsa, ecdsa), sha2 and steps are imported inside the functions that parse or
+# hash a certificate, never at module level: the boot reads the index (see Certificates) and
+# parses nothing, so none of them takes heap on a station that is only running. MicroPython
+# keeps a module once imported, so a local import costs a dict lookup after the first one.
 
 import binascii
+import hashlib
 import os
 
 import log
-import sha2
-import steps
-import x509
 
 CSMS = "CSMSRootCertificate"
 MANUFACTURER = "ManufacturerRootCertificate"
@@ -30,7 +33,13 @@ _TAG = "certs"
 _DIR = "certs"  # in the state directory: one "<prefix>-<seq>.pem" per certificate
 _CA_FILE = "csms_ca.pem"  # in the state directory: all CSMS roots, for the TLS context
 _TMP = ".tmp"
-# Store document: {"v": 1, "factory": [certificateTypes whose factory file was installed]}.
+# Store document: {"v": 1, "factory": [certificateTypes whose factory file was installed],
+#  "seq": highest file number used, "certs": [[certificateType, seq, issuerNameHash,
+#  issuerKeyHash, serialNumber], ...] (the entries, see Certificates) in install order,
+#  "skip": [file names that do not read as a root]}: the index the boot reads instead of the
+#  PEM files.
+# "seq", "certs" and "skip" are new in the same version: a document without them (the firmware
+# before the index) only has no index, and older firmware reading this one ignores them.
 _STORE = "certificates"
 _VERSION = 1
 _ENTRIES = "SecurityCtrlr/CertificateEntries"
@@ -72,6 +81,8 @@ def _hex(b):
 
 
 def _digest(alg, data):
+    import sha2
+
     return _hex(sha2.new(_HASHES[alg], data).digest())
 
 
@@ -84,6 +95,24 @@ def _hash_data(cert, issuer_key_bits, alg="SHA256"):
         "issuerNameHash": _digest(alg, cert.issuer_der),
         "issuerKeyHash": _digest(alg, issuer_key_bits),
         "serialNumber": "%x" % cert.serial,
+    }
+
+
+def _entry(kind, seq, cert):
+    """The RAM entry of a root: (certificateType, seq, issuerNameHash, issuerKeyHash,
+    serialNumber), its SHA256 certificateHashData in three strings (a dict per entry would
+    take about 100 B more of the heap)."""
+    hd = _hash_data(cert, cert.public_key_bits)
+    return (kind, seq, hd["issuerNameHash"], hd["issuerKeyHash"], hd["serialNumber"])
+
+
+def _hd(e):
+    """The certificateHashData (SHA256) of an entry."""
+    return {
+        "hashAlgorithm": "SHA256",
+        "issuerNameHash": e[2],
+        "issuerKeyHash": e[3],
+        "serialNumber": e[4],
     }
 
 
@@ -100,6 +129,8 @@ def _same(a, b):
 def _problem(cert, now):
     """None when cert can be a trusted root at Unix time `now` (None: any time), else
     (reasonCode, why). The self-signature is checked apart: it takes long on a board."""
+    import x509
+
     if cert.serial < 0 or len(bin(cert.serial)) - 2 > _MAX_SERIAL_BITS:
         return INVALID_CERT, "serial number out of range"
     if not cert.is_ca(True):  # a root: a self-signed v1 certificate counts as a CA
@@ -121,6 +152,8 @@ def _problem(cert, now):
 
 def _one(pem):
     """The one certificate of a PEM text; CertError when there is none or more."""
+    import x509
+
     certs = x509.load_pem(pem)
     if len(certs) != 1:
         raise x509.CertError("PEM: %d certificates, one expected" % len(certs))
@@ -169,15 +202,31 @@ def _exists(path):
         return False
 
 
+def _size(path):
+    """Size of the file at `path` in bytes, -1 when there is none."""
+    try:
+        return os.stat(path)[6]
+    except OSError:
+        return -1
+
+
 class Certificates:
     """The root certificates the station trusts: CSMS roots for the TLS connection,
     manufacturer roots for signed firmware.
 
     Each is a file `certs/<prefix>-<seq>.pem` in the state directory, written atomically;
     `seq` grows with every install, so the files sort in install order. RAM holds one entry per
-    certificate: (certificateType, seq, SHA-256 of the DER, certificateHashData); the
-    certificates themselves are read from flash when asked for. A file that does not read as a
+    certificate (_entry: its type, seq and SHA256 certificateHashData); the certificates
+    themselves are read from flash when asked for. A file that does not read as a
     root is logged and ignored, never trusted.
+
+    The boot parses no certificate: it reads the entries from the index in the store document
+    (_STORE), written after every change, and checks that it names exactly the files of the
+    folder. Every change writes the files first and the index last (install: the PEM file, the
+    CA file, the index; delete: the CA file, the removals, the index), each file whole or not at
+    all; a power loss in between leaves a file the index does not name, or names one that is
+    gone, and the next boot rebuilds the index by parsing the files (_scan), as it does when
+    there is no index (the firmware before it). The index never names a file not yet written.
 
     Only self-signed CA certificates are installed (an intermediate CA's issuerKeyHash would
     need a key the station does not have); a self-signed version 1 certificate, which has no
@@ -186,7 +235,8 @@ class Certificates:
 
     Factory roots: at boot, the PEM files named by the board settings csms_ca_file and
     manufacturer_root_file are installed for their kind until one install of that kind
-    succeeds, once per state directory: roots the CSMS deleted later stay deleted. Their
+    succeeds, once per state directory: roots the CSMS deleted later stay deleted. Once a root
+    of the kind is installed, by the CSMS too, the factory file is not read again. Their
     validity times are not checked then (a board without RTC does not know the date before it
     talks to the CSMS; the TLS handshake and verify_chain check them in use).
     """
@@ -205,10 +255,18 @@ class Certificates:
         except OSError:
             pass  # exists already
         self.entries = []
-        self._seq = 0  # highest file number seen
-        self._load()
+        self._seq = 0  # highest file number seen or used
+        self._skip = []  # names of the certificate files that do not read as a root
+        self._done = []  # certificateTypes whose factory file is installed
+        doc = self._doc()
+        found = self._list()
+        if self._from_index(doc, found):
+            self._check_ca()
+        else:
+            self._scan(found)
+            self._write_ca(self.entries)
+            self._save()
         self._factory(station.board.settings)
-        self._write_ca(self.entries)
         self.dm.provide(_ENTRIES, lambda: str(len(self.entries)))
         r = station.router
         r.on("InstallCertificate", self.on_install_certificate)
@@ -238,6 +296,8 @@ class Certificates:
         installed root whose subject is cert's issuer and whose key signed it (checked here,
         at once: up to a second for a P-384 root on an ESP32). CertError when there is no
         such issuer."""
+        import x509
+
         if cert.issuer_der == cert.subject_der:
             return _hash_data(cert, cert.public_key_bits, alg)
         for kind, _, _ in _KINDS:
@@ -253,6 +313,9 @@ class Certificates:
     # -- InstallCertificate (M05) -----------------------------------------------------------
 
     async def on_install_certificate(self, req):
+        import steps
+        import x509
+
         kind = req["certificateType"]
         if self._prefix(kind) is None:
             return _answer(REJECTED, NOT_SUPPORTED, "%s: no ISO 15118 here" % kind)
@@ -271,18 +334,20 @@ class Certificates:
             return _answer(REJECTED, why[0], why[1])
         return self._install(kind, cert)
 
-    def _install(self, kind, cert):
-        """Store a checked root; the InstallCertificateResponse."""
-        fp = sha2.new("sha256", cert.der).digest()
+    def _install(self, kind, cert, save=True):
+        """Store a checked root; the InstallCertificateResponse. save: write the index (the
+        factory roots write it once, after all of them)."""
+        seq = self._seq + 1
+        entry = _entry(kind, seq, cert)
         for e in self.entries:
-            if e[0] == kind and e[2] == fp:
+            # The same hash data: the same certificate, unless they differ in validity or
+            # extensions; the installed file tells.
+            if e[0] == kind and e[2:] == entry[2:] and self._is(e, cert):
                 log.info(_TAG, "%s %s installed already" % (kind, _name(cert)))
                 return _answer(ACCEPTED)
         if len(self.entries) >= self.capacity:
             log.warn(_TAG, "no room for %s %s" % (kind, _name(cert)))
             return _answer(FAILED, STORAGE_FULL, "%d certificates installed" % self.capacity)
-        seq = self._seq + 1
-        entry = (kind, seq, fp, _hash_data(cert, cert.public_key_bits))
         path = self._path(entry)
         try:
             _write(path, _pem(cert.der))
@@ -296,6 +361,8 @@ class Certificates:
             return _answer(FAILED, WRITE_FAILED)
         self._seq = seq
         self.entries = entries
+        if save:
+            self._save()  # last: see the class's docstring
         log.info(_TAG, "installed %s %d: %s" % (kind, seq, _name(cert)))
         return _answer(ACCEPTED)
 
@@ -306,7 +373,7 @@ class Certificates:
         chain = []
         for e in self.entries:
             if kinds is None or e[0] in kinds:
-                chain.append({"certificateType": e[0], "certificateHashData": dict(e[3])})
+                chain.append({"certificateType": e[0], "certificateHashData": _hd(e)})
         if not chain:
             return _answer(NOT_FOUND)
         return {"status": ACCEPTED, "certificateHashDataChain": chain}
@@ -330,7 +397,7 @@ class Certificates:
 
     def _matches(self, e, want, alg):
         if alg == "SHA256":
-            return _same(e[3], want)
+            return _same(_hd(e), want)
         cert = self._cert(e)  # other algorithms: computed when asked for
         return cert is not None and _same(_hash_data(cert, cert.public_key_bits, alg), want)
 
@@ -354,6 +421,7 @@ class Certificates:
         self.entries = [e for e in self.entries if e not in victims or e in stuck]
         if stuck:
             self._write_ca(self.entries)
+        self._save()
         return not stuck
 
     def _own_certificate(self, want, alg):
@@ -363,6 +431,8 @@ class Certificates:
         path = self.station.board.settings.get("client_cert_file")
         if not path:
             return False
+        import x509
+
         try:
             certs = x509.load_pem(_read(path))
         except (OSError, x509.CertError):
@@ -387,6 +457,8 @@ class Certificates:
 
     def _cert(self, e):
         """The certificate of entry `e` from flash; None (logged) when it no longer reads."""
+        import x509
+
         path = self._path(e)
         try:
             return _one(_read(path))
@@ -394,9 +466,15 @@ class Certificates:
             log.error(_TAG, "%s unreadable: %r" % (path, err))
             return None
 
-    def _load(self):
-        entries = []
-        found = []  # (seq, kind) of every certificate file, to be read in install order
+    def _is(self, e, cert):
+        """Entry `e` holds `cert`."""
+        old = self._cert(e)
+        return old is not None and old.der == cert.der
+
+    def _list(self):
+        """[(seq, certificateType)] of the certificate files, in install order; removes what
+        an interrupted write left, logs what is not a certificate file."""
+        found = []
         for name in os.listdir(self._dir):
             path = self._dir + "/" + name
             if name.endswith(_TMP):
@@ -409,24 +487,99 @@ class Certificates:
             self._seq = max(self._seq, seq)
             found.append((seq, kind))
         found.sort()
+        return found
+
+    def _from_index(self, doc, found):
+        """Take the entries from the index `doc`; False when it is missing, unusable or names
+        other files than `found` (then the files are parsed)."""
+        if "certs" not in doc:
+            return not found  # no index (a first boot, an older firmware's document)
         entries = []
+        try:
+            for kind, seq, name_hash, key_hash, serial in doc["certs"]:
+                if self._prefix(kind) is None or type(seq) is not int:
+                    raise ValueError("entry %r" % seq)
+                for v in (name_hash, key_hash, serial):
+                    if type(v) is not str:
+                        raise ValueError("entry %d" % seq)
+                entries.append((kind, seq, name_hash, key_hash, serial))
+            skip = [n for n in doc["skip"] if type(n) is str]
+            top = doc["seq"]
+            if type(top) is not int:
+                raise ValueError("seq %r" % top)
+            names = sorted([self._path(e) for e in entries] + [self._dir + "/" + n for n in skip])
+            if names != sorted([self._path((kind, seq)) for seq, kind in found]):
+                raise ValueError("it names other files than %s holds" % self._dir)
+            self._seq = max(self._seq, top)
+        except (KeyError, TypeError, ValueError) as e:
+            log.warn(_TAG, "index not usable, reading the certificates: %s" % e)
+            return False
+        self.entries = entries
+        self._skip = skip
+        return True
+
+    def _scan(self, found):
+        """The entries from parsing the certificate files `found` (from _list): the index's
+        rebuild."""
+        import x509
+
+        entries = []
+        fps = []  # SHA-256 of each entry's DER, to find the same certificate twice
+        skip = []
         for seq, kind in found:
             path = self._path((kind, seq))
+            cert = why = None
             try:
                 cert = _one(_read(path))
             except (OSError, x509.CertError) as e:
                 log.error(_TAG, "%s unreadable, ignored: %r" % (path, e))
-                continue
-            why = _problem(cert, None)
-            if why is not None:
-                log.error(_TAG, "%s ignored: %s" % (path, why[1]))
-                continue
-            fp = sha2.new("sha256", cert.der).digest()
-            if any(e[0] == kind and e[2] == fp for e in entries):
-                log.warn(_TAG, "%s ignored: the same certificate twice" % path)
-                continue
-            entries.append((kind, seq, fp, _hash_data(cert, cert.public_key_bits)))
+            if cert is not None:
+                why = _problem(cert, None)
+                if why is not None:
+                    log.error(_TAG, "%s ignored: %s" % (path, why[1]))
+            fp = None
+            if cert is not None and why is None:
+                fp = (kind, hashlib.sha256(cert.der).digest())
+                if fp in fps:
+                    log.warn(_TAG, "%s ignored: the same certificate twice" % path)
+                    fp = None
+            if fp is None:
+                skip.append(path[len(self._dir) + 1 :])
+            else:
+                fps.append(fp)
+                entries.append(_entry(kind, seq, cert))
         self.entries = entries
+        self._skip = skip
+
+    def _doc(self):
+        """The store document, {} when there is none or it is unusable; takes its factory
+        record."""
+        doc = self.station.store.load(_STORE)
+        if doc is None:
+            return {}
+        try:
+            if doc["v"] != _VERSION:
+                raise ValueError("version %r" % doc["v"])
+            self._done = [k for k in doc["factory"] if type(k) is str]
+            return doc
+        except (KeyError, TypeError, ValueError) as e:
+            log.error(_TAG, "stored state unusable, factory roots again: %r" % e)
+            return {}
+
+    def _save(self):
+        """Write the index (and the factory record). A failure is logged only: the next boot
+        finds the index does not match the files and rebuilds it."""
+        doc = {
+            "v": _VERSION,
+            "factory": self._done,
+            "seq": self._seq,
+            "certs": self.entries,  # tuples: JSON arrays
+            "skip": self._skip,
+        }
+        try:
+            self.station.store.save(_STORE, doc)
+        except OSError as e:
+            log.error(_TAG, "writing the index: %r" % e)
 
     def _parse_name(self, name):
         """(certificateType, seq) of a file name "<prefix>-<seq>.pem", or (None, None)."""
@@ -436,6 +589,19 @@ class Certificates:
                 if prefix == stem:
                     return kind, int(seq)
         return None, None
+
+    def _check_ca(self):
+        """At a boot from the index: rewrite the CA file only when it is missing or stale,
+        without reading it. Its size tells: it is the CSMS roots' files joined, and a power loss
+        can only leave it short of or beyond them by whole files."""
+        want = 0
+        for e in self.entries:
+            if e[0] == CSMS:
+                want += max(_size(self._path(e)), 0)
+        if want and _size(self._ca_path) == want:
+            self._ca_ok = True
+        else:
+            self._write_ca(self.entries)
 
     def _write_ca(self, entries):
         """Make the CA file hold exactly the CSMS roots of `entries` (none: no file); written
@@ -466,37 +632,35 @@ class Certificates:
     # -- factory roots ----------------------------------------------------------------------
 
     def _factory(self, settings):
-        done = self._factory_done()
         changed = False
         for kind, _, key in _KINDS:
             path = settings.get(key)
-            if kind in done or not path:
+            if kind in self._done or not path:
                 continue
-            if self._install_file(kind, path):
-                done.append(kind)
+            # A root of the kind installed already (by the CSMS, or by a boot that lost power
+            # before it recorded the factory file) ends the factory file's turn unread.
+            if any(e[0] == kind for e in self.entries) or self._install_file(kind, path):
+                self._done.append(kind)
                 changed = True
         if changed:
-            self.station.store.save(_STORE, {"v": _VERSION, "factory": done})
-
-    def _factory_done(self):
-        doc = self.station.store.load(_STORE)
-        if doc is None:
-            return []
-        try:
-            if doc["v"] != _VERSION:
-                raise ValueError("version %r" % doc["v"])
-            return [k for k in doc["factory"] if type(k) is str]
-        except (KeyError, TypeError, ValueError) as e:
-            log.error(_TAG, "stored state unusable, factory roots again: %r" % e)
-            return []
+            self._save()  # the index and the factory record together
 
     def _install_file(self, kind, path):
-        """Install every root of the PEM file `path` as `kind`; True when one was."""
+        """Install every root of the PEM file `path` as `kind`; True when one was. The index
+        is left to the caller."""
         try:
-            certs = x509.load_pem(_read(path))
-        except (OSError, x509.CertError) as e:
+            text = _read(path)  # first: a missing file imports nothing
+        except OSError as e:
             log.error(_TAG, "factory %s %s skipped: %r" % (kind, path, e))
             return False
+        import x509
+
+        try:
+            certs = x509.load_pem(text)
+        except x509.CertError as e:
+            log.error(_TAG, "factory %s %s skipped: %r" % (kind, path, e))
+            return False
+        del text
         now = self.station.clock.now()
         ok = False
         for cert in certs:
@@ -513,6 +677,6 @@ class Certificates:
                 continue
             if not cert.valid_at(now):
                 log.warn(_TAG, "factory %s %s not valid at the clock's %d" % (kind, path, now))
-            if self._install(kind, cert)["status"] == ACCEPTED:
+            if self._install(kind, cert, False)["status"] == ACCEPTED:
                 ok = True
         return ok

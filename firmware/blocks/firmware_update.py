@@ -35,14 +35,15 @@ import hashlib
 import os
 
 import bootsel
-import bundle
-import httpc
 import log
 import ocppj
 import rfc3339
-import steps
-import x509
 from firmware.version import VERSION
+
+# bundle, httpc, steps and x509 (with asn1, rsa, ecdsa, sha2, url) are imported inside the
+# functions of an update, never at module level: the boot, the trial slot's watch and its
+# confirmation need none of them, and an idle station should not keep their heap. MicroPython
+# keeps a module once imported, so each later import is a dict lookup.
 
 # The heap an update takes above the idle heap (logged; tools/bench_ota.py reads it):
 # MicroPython only, as in the reports block.
@@ -64,6 +65,8 @@ _TRIAL_S = 600  # a trial slot not Accepted within this long reboots (and so may
 _GRACE_MS = 500  # time for the last status to leave before the reboot
 _RESUME_WAIT_MS = 30000  # after a power loss, how long an update waits to be online again
 _ROOT = "ManufacturerRootCertificate"
+_BUNDLE = "bundle"  # bundle.BUNDLE and bundle.IMAGE, the update record's "kind", known here
+_IMAGE = "image"  # without importing bundle (test_firmware_update checks they agree)
 _FINAL = ("done",)
 _CANCELLABLE = ("download", "verify", "install")  # ... until Installing was sent
 
@@ -187,6 +190,9 @@ class FirmwareUpdate:
     async def _check_certificate(self, pem):
         """None when the signing certificate is good (valid now, issued directly by an
         installed manufacturer root), else why not."""
+        import steps
+        import x509
+
         try:
             certs = x509.load_pem(pem)
         except x509.CertError as e:
@@ -246,7 +252,7 @@ class FirmwareUpdate:
         self._heap = [_mem_alloc(), 0]
         try:
             d = self.doc
-            if d["step"] == "verify" and d.get("kind") != bundle.BUNDLE:
+            if d["step"] == "verify" and d.get("kind") != _BUNDLE:
                 d["step"] = "download"  # an image is checked while in RAM: fetch it again
             if d["step"] == "download":
                 await self._download()
@@ -361,6 +367,8 @@ class FirmwareUpdate:
             d["slot"] = writer.label()
         else:
             os.rename(self._path(_PART), self._path(_FILE))
+            import bundle
+
             with open(self._path(_FILE), "rb") as f:
                 kind = bundle.kind(f.read(8)) or "unknown"
         d["kind"] = kind
@@ -371,6 +379,8 @@ class FirmwareUpdate:
     async def _fetch(self, url):
         """Download url: a bundle (or anything but an image) into fw.part, an image into the
         board's next app partition, hashing as it comes. (SHA-256 object, kind, writer)."""
+        import httpc
+
         h = hashlib.sha256()
         resp = await httpc.get(url, timeout_ms=_HTTP_TIMEOUT_MS)
         buf = bytearray(_CHUNK)
@@ -386,9 +396,9 @@ class FirmwareUpdate:
                 if kind is None:
                     # An image starts with 0xE9; anything else goes to the file, its kind
                     # read from the file's head afterwards.
-                    kind = bundle.IMAGE if chunk[0] == 0xE9 else bundle.BUNDLE
+                    kind = _IMAGE if chunk[0] == 0xE9 else _BUNDLE
                     part = None
-                    if kind == bundle.IMAGE:
+                    if kind == _IMAGE:
                         part = getattr(self.station.board, "app_partition", lambda: None)()
                     if part is not None:
                         from ota_image import Writer
@@ -420,6 +430,9 @@ class FirmwareUpdate:
     async def _verify(self, digest):
         """Check the signature over the downloaded file (digest: its SHA-256 object, or None
         to hash the file again)."""
+        import steps
+        import x509
+
         d = self.doc
         r = d["req"]
         ok = False
@@ -490,7 +503,9 @@ class FirmwareUpdate:
     async def _put(self):
         d = self.doc
         kind = d.get("kind")
-        if kind == bundle.BUNDLE:
+        if kind == _BUNDLE:
+            import bundle
+
             if bootsel.root is None:
                 raise OSError("no boot selector on this station")
             slot = bootsel.inactive()
@@ -501,7 +516,7 @@ class FirmwareUpdate:
             d["slot"] = slot
             self._save()
             bootsel.set_trial(slot)
-        elif kind == bundle.IMAGE:
+        elif kind == _IMAGE:
             part = getattr(self.station.board, "app_partition", lambda: None)()
             if part is None:
                 raise OSError("this board takes no firmware image")
@@ -538,7 +553,7 @@ class FirmwareUpdate:
 
     def _new_code_runs(self):
         d = self.doc
-        if d.get("kind") == bundle.IMAGE:
+        if d.get("kind") == _IMAGE:
             running = getattr(self.station.board, "running_app", lambda: None)()
             return running == d.get("slot")
         return bootsel.running == d.get("slot")
@@ -552,7 +567,7 @@ class FirmwareUpdate:
                 await self._finish(INSTALLED)
             slot = d.get("slot")
             if (
-                d.get("kind") == bundle.BUNDLE
+                d.get("kind") == _BUNDLE
                 and not bootsel.failed(slot)
                 and d["reboots"] < _MAX_REBOOTS
             ):
