@@ -96,8 +96,9 @@ freeze: $(STAMP) ## build/freeze/BOARD/manifest.py for a custom image: BOARD=...
 # Signed updates (tools/ota.py): development certificates, bundles, signatures.
 .PHONY: ota
 
-ota: $(STAMP) ## update the virtual wallbox to the next version over the air, printing each step
-	$(PY) tools/ota.py demo
+# TARGET=esp32: the virtual ESP32 (below), updated with a full image instead of a bundle.
+ota: $(STAMP) $(if $(filter esp32,$(TARGET)),build/esp32sim/micropython-esp32sim) ## update the virtual wallbox over the air, printing each step; TARGET=esp32
+	$(PY) tools/ota.py demo $(if $(filter esp32,$(TARGET)),--esp32)
 
 # The virtual ESP32 (tools/esp32sim.py, `tools/wallbox-sim --esp32`): the unix port built 32-bit
 # with the firmware and the sim board frozen in, under build/esp32sim. The manifest is rewritten

@@ -6,6 +6,7 @@
     python tools/esp32sim.py manifest        write build/esp32sim/manifest.py (if it changed)
     python tools/esp32sim.py build [--bare]  build build/esp32sim/micropython-esp32sim
     python tools/esp32sim.py size            text+data the frozen firmware adds to the program
+    python tools/esp32sim.py boot STATE_DIR  the program to start now (the emulated OTA slots)
 
 The MicroPython source is $MPY_SRC: a v1.28.0 checkout (with its submodules), a source
 tarball, or a folder holding one (default: ../shared/micropython beside the repository). A
@@ -19,10 +20,17 @@ what the firmware adds.
 
 Frozen bytecode stays in the program's read-only data, as it stays in flash on a board, so
 `-X heapsize=112K` gives the firmware the GC heap of an ESP32-WROOM.
+
+Updates on the virtual ESP32 are full images, as on a board with a frozen build: the program
+itself (tools/ota.py image, built by build_variant from a patched copy of the sources). The sim
+board emulates the two OTA app partitions in the state directory (boards/sim/ota.py), and
+tools/wallbox-sim asks `boot` before each start which program runs: the built one (factory),
+or the image the emulated otadata selects, rolled back after two unconfirmed boots.
 """
 
 import argparse
 import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -185,6 +193,14 @@ def _same_source(build_dir, tag):
 
 def build(bare=False):
     """Build the program (or the bare one); incremental: make only redoes what changed."""
+    name = "bare" if bare else "esp32sim"
+    man = BUILD / ("manifest-bare.py" if bare else "manifest.py")
+    return _build(name, man, manifest_text(bare), BARE if bare else PROG)
+
+
+def _build(name, man, text, out):
+    """Build the port into build/esp32sim/port-NAME from manifest `text` (written to `man`);
+    the program copied to `out`."""
     if not cc32_ok():
         raise Unavailable(missing_cc())
     BUILD.mkdir(parents=True, exist_ok=True)
@@ -194,9 +210,7 @@ def build(bare=False):
         mpy_cross = BUILD / "mpy-cross" / "mpy-cross"
         _same_source(mpy_cross.parent, tag)
         _run(["make", "-s", "-C", tree / "mpy-cross", JOBS, "BUILD=%s" % mpy_cross.parent])
-        name = "bare" if bare else "esp32sim"
-        man = BUILD / ("manifest-bare.py" if bare else "manifest.py")
-        write_if_changed(man, manifest_text(bare))
+        write_if_changed(man, text)
         port = BUILD / ("port-" + name)
         _same_source(port, tag)
         _run(
@@ -204,12 +218,108 @@ def build(bare=False):
             + ["MICROPY_MPYCROSS=%s" % mpy_cross, "MICROPY_MPYCROSS_DEPENDENCY=%s" % mpy_cross]
             + ["FROZEN_MANIFEST=%s" % man, "BUILD=%s" % port, "PROG=micropython"]
         )
-        out = BARE if bare else PROG
         tmp = out.with_name(out.name + ".tmp")
         shutil.copy(port / "micropython", tmp)  # dated now: make sees it is new
         os.replace(tmp, out)  # a running copy keeps its file; the next start takes the new one
         RUN_DIR.mkdir(exist_ok=True)
     return out
+
+
+def build_variant(out, overrides):
+    """Build the program from a copy of the sources, `overrides` mapping a repo path to its
+    replacement text (tools/ota.py image: version.py), into file `out`. The copy and the port
+    build live in build/esp32sim/variant-src and port-variant, so the normal build stays as
+    it is; one variant build at a time (the lock), each recompiling the frozen code."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    with open(BUILD / ".variant.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        src = BUILD / "variant-src"
+        shutil.rmtree(src, ignore_errors=True)
+        files = deploy.board_files("sim")
+        for rel in files:
+            dest = src / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if rel in overrides:
+                dest.write_text(overrides[rel])
+            else:
+                shutil.copy(ROOT / rel, dest)  # dated now: the frozen code is compiled again
+        lines = manifest_text().splitlines()
+        i = lines.index("ROOT = %r" % ROOT.as_posix())
+        lines[i] = "ROOT = %r" % src.as_posix()
+        text = "\n".join(lines)
+        return _build("variant", BUILD / "manifest-variant.py", text, Path(out))
+
+
+# ---- the emulated OTA partitions: which program starts (tools/wallbox-sim) -------------------
+# boards/sim/ota.py writes them from the firmware; these names and the header layout are its.
+
+OTADATA = "otadata.json"
+FACTORY = "factory"
+MAX_TRIES = 2
+HEADER = 64
+ELF = b"\x7fELF"
+
+
+def _save_otadata(state, doc):
+    path = Path(state) / OTADATA
+    tmp = path.with_name(OTADATA + ".tmp")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, path)
+
+
+def boot(state):
+    """Before each start of the virtual ESP32: the program to run for state directory `state`,
+    the otadata updated (atomically) as an ESP32 bootloader with rollback does it: the factory
+    program without otadata; an image just set to boot runs on trial, MAX_TRIES starts (a crash
+    or a power loss counts) to confirm itself, then the previous program runs again. An image
+    run is copied out of its partition file into STATE/ota_N.run."""
+    state = Path(state)
+    try:
+        doc = json.loads((state / OTADATA).read_text())
+    except (OSError, ValueError):
+        doc = None
+    if not isinstance(doc, dict):
+        return PROG
+    label = doc.get("boot") or FACTORY
+    if label != FACTORY and doc.get("trial"):
+        if doc.get("tries", 0) >= MAX_TRIES:
+            print(
+                "esp32sim: %s not confirmed after %d boots: rolling back" % (label, MAX_TRIES),
+                file=sys.stderr,
+            )
+            doc["failed"] = label
+            label = doc.get("prev") or FACTORY
+            doc.update(boot=label, trial=False, tries=0)
+        else:
+            doc["tries"] = doc.get("tries", 0) + 1  # counted before the start: a crash counts
+    if label != FACTORY and not _extract(state, doc, label):
+        print("esp32sim: %s holds no valid program: factory program" % label, file=sys.stderr)
+        doc["failed"] = label
+        label = FACTORY
+        doc.update(boot=label, trial=False, tries=0)
+    doc["running"] = label
+    _save_otadata(state, doc)
+    return PROG if label == FACTORY else state / (label + ".run")
+
+
+def _extract(state, doc, label):
+    """Copy the program of partition `label` into STATE/LABEL.run (an executable); False when
+    the partition holds no valid program."""
+    n = (doc.get("len") or {}).get(label)
+    try:
+        with open(state / (label + ".img"), "rb") as f:
+            f.seek(HEADER)
+            data = f.read(n or 0)
+    except OSError:
+        return False
+    if not n or len(data) != n or data[:4] != ELF:
+        return False
+    out = state / (label + ".run")
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.chmod(0o755)
+    os.replace(tmp, out)
+    return True
 
 
 def text_data(prog):
@@ -227,6 +337,8 @@ def main(argv=None):
     p = sub.add_parser("build", help="build the program")
     p.add_argument("--bare", action="store_true", help="without the firmware")
     sub.add_parser("size", help="text+data the frozen firmware adds (builds both programs)")
+    p = sub.add_parser("boot", help="the program to start for a state directory (wallbox-sim)")
+    p.add_argument("state_dir")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "check":
@@ -234,6 +346,8 @@ def main(argv=None):
             print("esp32sim: can build from %s" % find_source()[1])
         elif args.cmd == "manifest":
             write_if_changed(BUILD / "manifest.py", manifest_text())
+        elif args.cmd == "boot":
+            print(boot(args.state_dir))
         elif args.cmd == "build":
             print("esp32sim: built %s" % build(args.bare).relative_to(ROOT))
         else:

@@ -9,12 +9,16 @@
     python tools/ota.py bundle OUT --version V
         an application bundle of firmware/, lib/ (not bootsel), boards/ compiled with mpy-cross,
         firmware/version.py replaced by VERSION = V (lib/bundle.py describes the format)
+    python tools/ota.py image OUT [--version V]
+        a full image of the virtual ESP32 (tools/esp32sim.py): the program with the firmware
+        frozen in, firmware/version.py saying V, behind the header boards/sim/ota.py checks
     python tools/ota.py sign FILE --key KEY [--pss]
         writes FILE.sig: the base64 signature over SHA-256 of FILE (RSA PKCS #1 v1.5 or PSS,
         or ECDSA, by the key), and copies the signing certificate to FILE.pem when --cert is
         given
-    python tools/ota.py demo
+    python tools/ota.py demo [--esp32]
         what `make ota` runs: the virtual wallbox updated from the current version to the next
+        (--esp32, `make ota TARGET=esp32`: the virtual ESP32, with an image)
 
 The development CSMS serves a folder over HTTP (tools/csms.py --serve DIR) and its console's
 `update FILE` command sends UpdateFirmware for a served FILE with FILE.sig and FILE.pem.
@@ -23,6 +27,7 @@ The development CSMS serves a folder over HTTP (tools/csms.py --serve DIR) and i
 import argparse
 import base64
 import datetime
+import hashlib
 import json
 import struct
 import subprocess
@@ -205,17 +210,22 @@ def sources(root=ROOT):
     return sorted(out)
 
 
+def version_source(version):
+    """The text of firmware/version.py saying `version`."""
+    return (
+        "# version: the firmware version reported in BootNotification and by the simulator's\n"
+        "# status. MIT licence. Written by tools/ota.py for an update.\n\n"
+        "VERSION = %r\n" % version
+    )
+
+
 def compile_tree(out, version, overrides=None, root=ROOT):
     """Compile the sources into folder out (.mpy), version.py saying `version`; overrides maps
     a source path to replacement source text (tests use it to break a module)."""
     out = Path(out)
     srcs = dict.fromkeys(sources(root))
     over = dict(overrides or {})
-    over["firmware/version.py"] = (
-        "# version: the firmware version reported in BootNotification and by the simulator's\n"
-        "# status. MIT licence. Written by tools/ota.py for a bundle.\n\n"
-        "VERSION = %r\n" % version
-    )
+    over["firmware/version.py"] = version_source(version)
     with tempfile.TemporaryDirectory() as tmp:
         for rel in srcs:
             src = root / rel
@@ -248,6 +258,35 @@ def build_bundle(out, version, overrides=None, root=ROOT):
     with tempfile.TemporaryDirectory() as tmp:
         compile_tree(tmp, version, overrides, root)
         data = pack(tmp, version)
+    Path(out).write_bytes(data)
+    return data
+
+
+# ---- images (the virtual ESP32) -------------------------------------------------------------
+
+IMAGE_MAGIC = b"\xe9MPWBSIM"  # boards/sim/ota.py reads this layout
+IMAGE_HEADER = 64
+
+
+def pack_image(program):
+    """The image of a program (bytes of an ELF file): the header boards/sim/ota.py checks
+    (magic, length, SHA-256), then the program."""
+    head = IMAGE_MAGIC + struct.pack("<I", len(program)) + hashlib.sha256(program).digest()
+    return head + bytes(IMAGE_HEADER - len(head)) + program
+
+
+def build_image(out, version, overrides=None):
+    """Write the virtual ESP32's image at `version` to out: the program with the firmware
+    frozen in (tools/esp32sim.py), version.py saying `version`; overrides as compile_tree's.
+    Its bytes. Raises esp32sim.Unavailable when the program cannot be built here."""
+    sys.path.insert(0, str(ROOT))
+    from tools import esp32sim
+
+    over = dict(overrides or {})
+    over["firmware/version.py"] = version_source(version)
+    with tempfile.TemporaryDirectory() as tmp:
+        prog = esp32sim.build_variant(Path(tmp) / "program", over)
+        data = pack_image(prog.read_bytes())
     Path(out).write_bytes(data)
     return data
 
@@ -333,9 +372,10 @@ def statuses(seen):
 # ---- make ota -------------------------------------------------------------------------------
 
 
-def demo(workdir=ROOT / "build" / "ota", timeout=120):
+def demo(workdir=ROOT / "build" / "ota", timeout=120, esp32=False):
     """Update a fresh virtual wallbox from the current version to the next; print the
-    statuses. 0 when Installed and the new version booted."""
+    statuses. 0 when Installed and the new version booted. esp32: the virtual ESP32 (`make
+    ota TARGET=esp32`), updated with a full image instead of a bundle."""
     sys.path.insert(0, str(ROOT))
     from tools.harness import CsmsThread, Sim
 
@@ -348,16 +388,20 @@ def demo(workdir=ROOT / "build" / "ota", timeout=120):
     old = current_version()
     new = next_version(old)
     certs = write_certs(workdir / "certs")
-    name = "mpwallbox-%s.bundle" % new
+    kind = "image" if esp32 else "bundle"
+    name = "mpwallbox-%s.%s" % (new, kind)
     bundle = workdir / "www" / name
-    data = build_bundle(bundle, new)
+    data = (build_image if esp32 else build_bundle)(bundle, new)
     sign_file(bundle, certs["signer.key"], certs["signer.pem"])
-    print("bundle %s: version %s, %d bytes, signed" % (bundle, new, len(data)))
+    print("%s %s: version %s, %d bytes, signed" % (kind, bundle, new, len(data)))
     csms = CsmsThread(serve=str(workdir / "www"))
     sim = None
     try:
         config = {"manufacturer_root_file": str(certs["root.pem"])}
-        sim = Sim(workdir, csms.url, sid="OTA1", config=config, state_dir=workdir / "state")
+        # esp32: with the board's heap (wallbox-sim --esp32's 112K)
+        sim = Sim(
+            workdir, csms.url, sid="OTA1", config=config, state_dir=workdir / "state", esp32=esp32
+        )
         st = csms.station("OTA1", timeout=20)
         boot = csms.wait_call(st, "BootNotification", timeout=20)
         print("station booted: firmwareVersion %s" % _version(boot.payload))
@@ -402,12 +446,16 @@ def main(argv=None):
     p = sub.add_parser("bundle", help="an application bundle of the tree")
     p.add_argument("out")
     p.add_argument("--version", default=None, help="default: the tree's version")
+    p = sub.add_parser("image", help="a full image of the virtual ESP32 (unsigned)")
+    p.add_argument("out")
+    p.add_argument("--version", default=None, help="default: the tree's version")
     p = sub.add_parser("sign", help="FILE.sig (base64) and, with --cert, FILE.pem")
     p.add_argument("file")
     p.add_argument("--key", required=True)
     p.add_argument("--cert")
     p.add_argument("--pss", action="store_true", help="RSASSA-PSS instead of PKCS #1 v1.5")
-    sub.add_parser("demo", help="update the virtual wallbox to the next version (make ota)")
+    p = sub.add_parser("demo", help="update the virtual wallbox to the next version (make ota)")
+    p.add_argument("--esp32", action="store_true", help="the virtual ESP32, with an image")
     args = ap.parse_args(argv)
     if args.cmd == "certs":
         for path in write_certs(args.dir, args.ec, args.days, args.expired).values():
@@ -416,10 +464,14 @@ def main(argv=None):
         version = args.version or current_version()
         data = build_bundle(args.out, version)
         print("%s: version %s, %d bytes" % (args.out, version, len(data)))
+    elif args.cmd == "image":
+        version = args.version or current_version()
+        data = build_image(args.out, version)
+        print("%s: version %s, %d bytes" % (args.out, version, len(data)))
     elif args.cmd == "sign":
         print(sign_file(args.file, args.key, args.cert, args.pss))
     elif args.cmd == "demo":
-        return demo()
+        return demo(esp32=args.esp32)
     return 0
 
 

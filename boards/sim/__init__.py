@@ -20,6 +20,9 @@ _WORLD = "sim_world"  # the simulated world's document, beside the station's own
 REBOOT_EXIT = 3  # exit status asking tools/wallbox-sim to start the firmware again in place
 WATCHDOG_EXIT = 4  # exit status of a starved watchdog
 MAX_A = 32  # the virtual installation's limit per phase
+# Only the virtual ESP32 (tools/esp32sim.py) is a 32-bit program: it updates by full images into
+# emulated OTA partitions (boards/sim/ota.py); the host target installs bundles (lib/bootsel.py).
+ESP32 = sys.maxsize < (1 << 32)
 PHASES = 3
 
 # PP bands for the proximity driver, ascending (max mV at the pin, cable amps): the midpoints
@@ -116,6 +119,31 @@ class Board:
 
     def reboot(self):
         sys.exit(REBOOT_EXIT)
+
+    # -- firmware images, esp32 target only (as boards/esp32.py; the firmware's block L) -------
+
+    def app_partition(self):
+        """The emulated OTA partition the next image goes to; None on the host target."""
+        if not ESP32:
+            return None
+        from boards.sim import ota
+
+        return ota.running(self.state_dir).get_next_update()
+
+    def running_app(self):
+        """The label of the program running now ("factory", "ota_0", "ota_1")."""
+        if not ESP32:
+            return None
+        from boards.sim import ota
+
+        return ota.load(self.state_dir).get("running") or ota.FACTORY
+
+    def confirm_app(self):
+        """The running image was Accepted: cancel its rollback."""
+        if ESP32:
+            from boards.sim import ota
+
+            ota.mark_app_valid_cancel_rollback(self.state_dir)
 
 
 class SimWdt:
