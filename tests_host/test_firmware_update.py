@@ -382,6 +382,27 @@ def test_an_unaccepted_trial_reboots_but_never_during_a_session(tmp_path, pki, m
     assert st.reboots == ["FirmwareUpdate"]
 
 
+def test_an_image_booted_on_trial_and_never_accepted_reboots_after_the_trial(
+    tmp_path, pki, esp32_board
+):
+    board, flash = esp32_board
+    _update_image(tmp_path, pki, board, _image())
+    flash.reset()  # into the new image, pending verification
+    st = Station(tmp_path / "state", board, pki.roots)
+    st.connection.registration = "Pending"  # the CSMS never accepts this boot
+
+    async def go():
+        fw = fwu.FirmwareUpdate(st)  # spawns the watch with the real trial time: cancelled
+        assert fw._on_trial() and not fwu.bootsel.trial and len(st.tasks) == 1
+        st.tasks[0].cancel()
+        await asyncio.wait_for(fw._trial_watch(trial_s=0, poll_ms=10), 1)
+
+    asyncio.run(go())
+    assert st.reboots == ["FirmwareUpdate"]
+    flash.reset()  # the bootloader rolls the unconfirmed image back
+    assert board.running_app() == "ota_0"
+
+
 def test_the_kinds_known_without_bundle_are_bundles():
     # firmware_update names the kinds itself, so the boot need not import bundle.
     import bundle

@@ -111,7 +111,7 @@ class FirmwareUpdate:
         conn = station.connection
         conn.on_accepted.append(self._accepted)
         conn.on_online.append(lambda offline_ms: self._kick())
-        if bootsel.trial:
+        if self._on_trial():
             station.spawn(self._trial_watch())
         self._resume()
 
@@ -582,12 +582,24 @@ class FirmwareUpdate:
         except _Stop:
             pass
 
+    def _on_trial(self):
+        """This boot runs an update on trial: a bundle slot the boot selector tries, or an
+        image an install of ours rebooted into (the ESP32 rolls it back at the next reset
+        unless it is confirmed, as _accepted does once the CSMS accepts the boot)."""
+        if bootsel.trial:
+            return True
+        d = self.doc
+        return (
+            self._rebooted and d is not None and d["step"] == "reboot" and d.get("kind") == _IMAGE
+        )
+
     async def _trial_watch(self, trial_s=_TRIAL_S, poll_ms=1000):
-        """A trial slot not Accepted within trial_s reboots (the boot selector may then roll
-        back), but never in the middle of a charging session: it waits for the sessions."""
+        """A trial not Accepted within trial_s reboots (the boot selector or the ESP32's
+        bootloader may then roll back), but never in the middle of a charging session: it
+        waits for the sessions."""
         await asyncio.sleep_ms(trial_s * 1000)
         st = self.station
-        while bootsel.trial and st.connection.registration != "Accepted":
+        while self._on_trial() and st.connection.registration != "Accepted":
             if not any(st.busy(e) for e in st.evses):
                 log.warn(_TAG, "trial slot not accepted within %d s: rebooting" % trial_s)
                 st.reboot("FirmwareUpdate")
