@@ -44,7 +44,8 @@ _DEFAULT_ATTEMPTS = const(3)  # when the device model lacks the variable
 _DEFAULT_INTERVAL_S = const(60)
 _COMPACT_BYTES = const(16384)  # compact once the journal is larger than this ...
 _COMPACT_RATIO = const(3)  # ... and than this many times the live records
-_PAUSE_MS = const(1000)  # after a send found the link gone while `ready` was still set
+_PAUSE_MS = const(1000)  # after a send found the link gone while `ready` was still set, or
+# found no memory to load or send the message
 _CHUNK = const(512)  # replay reads the journal in pieces of this size
 
 # An entry: what RAM knows of one queued message (a list, so compaction can move it).
@@ -262,7 +263,16 @@ class MessageQueue:
                 seq, attempts = e[_SEQ], 0
             if self.heap_probe:
                 self._probe(True)
-            m = self._load(None, e)
+            try:
+                m = self._load(None, e)
+            except MemoryError:
+                # No room to read it back now (a small, fragmented heap): the message stays
+                # on flash; collect, give the other tasks a moment, and read it again.
+                m = None
+                log.warn(_TAG, "%d: no memory to load it, again soon" % seq)
+                gc.collect()
+                await asyncio.sleep_ms(self.pause_ms)
+                continue
             if m is None:
                 log.error(_TAG, "%d unreadable: dropped" % seq)
                 self._remove(e)
@@ -276,6 +286,16 @@ class MessageQueue:
                 response = await self.session.call(action, payload)  # MessageTimeout bounds it
             except Exception as err:
                 self._busy = None
+                if isinstance(err, MemoryError):
+                    # Ours, not the CSMS's: no failed attempt (E13 would drop the message
+                    # after MessageAttempts); collect and send it again.
+                    payload = m = None
+                    log.warn(
+                        _TAG, "%d: no memory to send it, again in %d ms" % (seq, self.pause_ms)
+                    )
+                    gc.collect()
+                    await asyncio.sleep_ms(self.pause_ms)
+                    continue
                 if _link_lost(err):
                     # No failed attempt: the same message goes again once the link is back.
                     if ready.is_set():

@@ -282,6 +282,26 @@ def test_dropped_link_is_not_an_attempt(tmp_path):
     assert min(gaps_ms(s.calls)[:2]) >= 30  # resent only once the link was back
 
 
+def test_out_of_memory_is_no_attempt_and_the_sender_lives_on(tmp_path, monkeypatch):
+    s = FakeSession([MemoryError(), MemoryError(), {}])
+    q = make(tmp_path / "q.jnl", s, dm=FakeDM(attempts=1, interval=1))  # one failure drops
+    replies = []
+    q.on_reply[TE] = lambda p, r: replies.append(p["seqNo"])
+    load = q._load
+    fails = [1]
+
+    def short_of_memory(src, e):
+        if fails[0]:
+            fails[0] -= 1
+            raise MemoryError("allocating 2624 bytes")
+        return load(src, e)
+
+    monkeypatch.setattr(q, "_load", short_of_memory)
+    q.post(TE, ev("Ended", 4), "T1")
+    run_until(q, lambda: q.pending() == 0)
+    assert [c[2]["seqNo"] for c in s.calls] == [4] * 3 and replies == [4]
+
+
 def test_settings_are_the_device_models(tmp_path):
     from firmware.device_model import DeviceModel
     from firmware.variables import VARIABLES
