@@ -26,6 +26,7 @@ _RSV = const(0x70)
 _MASKED = const(0x80)
 _MAX_CTRL = const(125)  # largest control frame payload
 _MAX_HEAD = const(4096)  # largest HTTP response head we accept in the handshake
+_HEAD_START = const(512)  # the head's buffer to begin with (it doubles up to _MAX_HEAD)
 _CHUNK = const(256)  # big-int masking works on this many bytes at a time (a multiple of 4)
 _LOOP_MAX = const(4096)  # frames up to this size are masked without allocating
 _WHOLE = const(1024)  # payloads up to this size go out in one buffer with their header;
@@ -179,12 +180,16 @@ def _request(tls, host, port, path, key, subprotocol, auth):
 
 async def _read_head(r):
     # The HTTP response head up to its blank line, byte by byte so that nothing after it (a
-    # first frame) is consumed, into one buffer of bounded size.
-    buf = bytearray(_MAX_HEAD)
+    # first frame) is consumed, into one buffer of bounded size. The buffer starts small and
+    # doubles: a usual head is a few hundred bytes, and on a board's fragmented heap a 4 KB
+    # block may not be there when a reconnect needs it.
+    buf = bytearray(_HEAD_START)
     n = 0
     while True:
-        if n == _MAX_HEAD:
-            raise WsError("handshake response head too large")
+        if n == len(buf):
+            if n >= _MAX_HEAD:
+                raise WsError("handshake response head too large")
+            buf.extend(bytes(n))  # twice the size; rare
         b = await r.read(1)
         if not b:
             raise WsError("connection closed during handshake")

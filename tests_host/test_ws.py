@@ -1307,3 +1307,19 @@ def test_masking_a_station_sized_frame_allocates_nothing_on_micropython(tmp_path
         timeout=30,
     )
     assert out.stdout.strip() == "OK True", out.stderr
+
+
+def test_a_long_handshake_head_grows_its_buffer_up_to_the_limit():
+    class Reader:
+        def __init__(self, data):
+            self.data = data
+
+        async def read(self, n):
+            out, self.data = self.data[:n], self.data[n:]
+            return out
+
+    head = "HTTP/1.1 101 Switching Protocols\r\nX-Junk: " + "a" * 3000
+    got = run(ws._read_head(Reader((head + "\r\n\r\n").encode() + b"\x81\x00")))
+    assert got == head  # past the first 512-byte buffer, within the 4096 limit
+    with pytest.raises(ws.WsError, match="too large"):
+        run(ws._read_head(Reader(("X" * 5000 + "\r\n\r\n").encode())))
