@@ -35,6 +35,24 @@ SEQUENCE = const(0x30)
 SET = const(0x31)
 
 
+def bit_length(n):
+    """The bits of integer n >= 0 (0 for 0). MicroPython's int has no bit_length(), and
+    len(bin(n)) builds a string of one character per bit: 4 KB for an RSA-4096 modulus, which
+    a board's fragmented heap may not have. Here the largest allocation is n shifted."""
+    if n <= 0:
+        return 0
+    top = 64
+    while n >> top:
+        top <<= 1
+    k = 0  # n >> k is not 0
+    step = top >> 1
+    while step:
+        if n >> (k + step):
+            k += step
+        step >>= 1
+    return k + 1
+
+
 def explicit(n):
     """The tag of a constructed context-specific [n] (an EXPLICIT tag)."""
     return 0xA0 | n

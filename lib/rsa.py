@@ -18,6 +18,7 @@
 # is the caller's mistake: ValueError. A signature that does not verify, whatever its bytes,
 # is False.
 
+import asn1
 import sha2
 import steps
 
@@ -54,7 +55,7 @@ class PublicKey:
     default_hash = "sha256"
 
     def __init__(self, n, e):
-        bits = len(bin(n)) - 2 if n > 0 else 0
+        bits = asn1.bit_length(n)
         if not MIN_BITS <= bits <= MAX_BITS or n % 2 == 0:
             raise ValueError("RSA modulus of %d bits not supported" % bits)
         if e < 3 or e % 2 == 0 or e >= n:
@@ -122,7 +123,7 @@ class PublicKey:
         db = (int.from_bytes(em[:db_len], "big") ^ mask) & ((1 << db_bits) - 1)
         # DB = zeros || 0x01 || salt: its highest set bit is the 0x01, a byte boundary above
         # the salt.
-        top = len(bin(db)) - 3 if db else -1
+        top = asn1.bit_length(db) - 1
         if top % 8:
             return False
         n_salt = top // 8

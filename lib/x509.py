@@ -171,7 +171,7 @@ def _public_key(r):
             seq.finish()
             if n <= 0 or e <= 0:
                 raise CertError("bad RSA key")
-            if rsa.MIN_BITS <= len(bin(n)) - 2 <= rsa.MAX_BITS:
+            if rsa.MIN_BITS <= asn1.bit_length(n) <= rsa.MAX_BITS:
                 key = rsa.PublicKey(n, e)
         elif alg == _EC and params and params[0] == asn1.OID:
             p = asn1.Reader(params)

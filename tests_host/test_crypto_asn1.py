@@ -243,3 +243,8 @@ def test_mangled_structures_raise_only_der_error(ints, at, byte):
         walk(Reader(bytes(der)))
     except DerError:
         pass
+
+
+@given(st.integers(min_value=0, max_value=1 << 9000))
+def test_bit_length_is_pythons(n):
+    assert asn1.bit_length(n) == n.bit_length()
