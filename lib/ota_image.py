@@ -5,17 +5,22 @@
 # .get_next_update()`, a fake in tests), so this module never imports esp32.
 #
 #   w = Writer(part)
-#   w.write(data)        # as the download delivers it; full 4096-byte blocks go to flash
-#   w.finish()           # the last block, padded with 0xFF (erased flash); the byte count
+#   w.write(data)        # as the download delivers it; written in 512-byte pieces
+#   w.finish()           # the last piece, padded with 0xFF (erased flash); the byte count
 #   w.set_boot()         # after the signature check: ESP-IDF checks the image (OSError when
 #                        # it is not valid) and boots it at the next reset
 #
-# writeblocks(block, buf) erases and writes one block and blocks for tens of milliseconds: the
-# caller yields between writes, and a station installs only while no EVSE charges.
+# The extended block protocol of esp32.Partition: ioctl(6, block) erases a 4096-byte block,
+# writeblocks(block, buf, offset) then writes into it without erasing. So the buffer is one
+# 512-byte piece, not a whole block: a board's fragmented heap may hold no free 4 KB block by
+# the time an update comes. An erase blocks for tens of milliseconds: the caller yields
+# between writes, and a station installs only while no EVSE charges.
 
 from micropython import const
 
 BLOCK = const(4096)
+_PIECE = const(512)  # bytes written at once; BLOCK is a multiple of it
+_ERASE = const(6)  # MP_BLOCKDEV_IOCTL_BLOCK_ERASE
 
 
 class ImageError(ValueError):
@@ -28,33 +33,40 @@ class Writer:
         if part.ioctl(5, 0) != BLOCK:
             raise ImageError("block size is not %d" % BLOCK)
         self.blocks = part.ioctl(4, 0)
-        self.buf = bytearray(BLOCK)
+        self.buf = bytearray(_PIECE)
         self.n = 0  # bytes in buf not yet written
-        self.block = 0  # the next block to write
+        self.block = 0  # the block the next piece goes to
+        self.offset = 0  # and where in it
         self.total = 0
 
     def write(self, data):
         mv = memoryview(data)
         i = 0
         while i < len(mv):
-            k = min(BLOCK - self.n, len(mv) - i)
+            k = min(_PIECE - self.n, len(mv) - i)
             self.buf[self.n : self.n + k] = mv[i : i + k]
             self.n += k
             i += k
-            if self.n == BLOCK:
+            if self.n == _PIECE:
                 self._flush()
         self.total += len(mv)
 
     def _flush(self):
         if self.block >= self.blocks:
             raise ImageError("image larger than the partition")
-        self.part.writeblocks(self.block, self.buf)
-        self.block += 1
+        part = self.part
+        if self.offset == 0:
+            part.ioctl(_ERASE, self.block)
+        part.writeblocks(self.block, self.buf, self.offset)
         self.n = 0
+        self.offset += _PIECE
+        if self.offset == BLOCK:
+            self.block += 1
+            self.offset = 0
 
     def finish(self):
         if self.n:
-            for i in range(self.n, BLOCK):
+            for i in range(self.n, _PIECE):
                 self.buf[i] = 0xFF
             self._flush()
         if not self.total:

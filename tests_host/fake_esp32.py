@@ -22,7 +22,8 @@ class Flash:
         self.boot = "ota_0"
         self.previous = None  # the image to return to while `running` is pending verify
         self.pending = False
-        self.writes = []  # block numbers written, in order
+        self.writes = []  # block numbers written to, in order (once per write)
+        self.erases = []  # block numbers erased, in order
 
     def reset(self):
         """A hard reset: boot the boot partition, or roll back an unconfirmed image."""
@@ -62,12 +63,28 @@ def _module(flash):
                 return flash.blocks
             if op == 5:
                 return BLOCK
+            if op == 6 and 0 <= arg < flash.blocks:  # erase a block
+                flash.data[self.label][arg * BLOCK : (arg + 1) * BLOCK] = b"\xff" * BLOCK
+                flash.erases.append(arg)
+                return 0
             raise OSError(22)
 
         def writeblocks(self, block, buf, offset=None):
-            if offset is not None or len(buf) != BLOCK or not 0 <= block < flash.blocks:
+            # Without offset: erase, then write whole blocks; with it (the extended block
+            # protocol): write within a block, no erase, so bits only go from 1 to 0.
+            if not 0 <= block < flash.blocks:
                 raise OSError(22)
-            flash.data[self.label][block * BLOCK : (block + 1) * BLOCK] = buf
+            data = flash.data[self.label]
+            if offset is None:
+                if len(buf) % BLOCK:
+                    raise OSError(22)
+                data[block * BLOCK : block * BLOCK + len(buf)] = buf
+            else:
+                start = block * BLOCK + offset
+                if offset < 0 or offset + len(buf) > BLOCK:
+                    raise OSError(22)
+                for i in range(len(buf)):
+                    data[start + i] &= buf[i]
             flash.writes.append(block)
 
         def readblocks(self, block, buf):

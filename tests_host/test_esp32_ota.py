@@ -61,7 +61,7 @@ def test_partitions_from_the_factory_program(tmp_path):
     assert nxt.get_next_update().get_next_update().info()[4] == "ota_0"
     assert nxt.ioctl(4, 0) * nxt.ioctl(5, 0) == simota.SIZE == nxt.info()[3]
     with pytest.raises(OSError):
-        nxt.ioctl(6, 0)
+        nxt.ioctl(7, 0)  # not an operation of the block protocol here
     with pytest.raises(ValueError):
         simota.Partition(str(tmp_path), "nvs")
     # never written: erased flash, and no file made for reading it
@@ -382,3 +382,18 @@ def test_an_image_crashing_at_boot_is_rolled_back(served, sims, images):
     doc = otadata(sim.state_dir)
     assert (doc["boot"], doc["running"], doc["failed"]) == ("factory", "factory", "ota_0")
     assert sim.cmd("status")["firmware_version"] == OLD
+
+
+def test_the_extended_block_protocol_erases_then_writes_pieces(tmp_path):
+    nxt = simota.running(str(tmp_path)).get_next_update()
+    nxt.writeblocks(2, b"\x00" * simota.BLOCK)  # a whole block, the simple protocol
+    assert nxt.ioctl(6, 2) == 0  # erase it again
+    nxt.writeblocks(2, b"\x12" * 512, 512)  # a piece within it
+    buf = bytearray(1024)
+    nxt.readblocks(2, buf)
+    assert buf == b"\xff" * 512 + b"\x12" * 512
+    for bad in ((2, b"x" * 16, 4090), (2, b"x" * 16, -1), (simota.SIZE // simota.BLOCK, b"x", 0)):
+        with pytest.raises(OSError):
+            nxt.writeblocks(*bad)
+    with pytest.raises(OSError):
+        simota.running(str(tmp_path)).ioctl(6, 0)  # the factory program is never written

@@ -87,7 +87,23 @@ class Partition:
             return SIZE // BLOCK
         if op == 5:
             return BLOCK
+        if op == 6:  # erase a block (the extended block protocol)
+            self._writable(arg)
+            with self._open(True) as f:
+                f.seek(arg * BLOCK)
+                blank = b"\xff" * _CHUNK
+                for _ in range(BLOCK // _CHUNK):
+                    f.write(blank)
+            return 0
         raise OSError(_EINVAL)
+
+    def _writable(self, block):
+        if self.label == FACTORY:
+            raise OSError(_EPERM)
+        if not 0 <= block < SIZE // BLOCK:
+            raise OSError(_EINVAL)
+        if load(self.root).get("running") == self.label:
+            raise OSError(_CONFLICT)
 
     def _open(self, write):
         path = image_path(self.root, self.label)
@@ -116,14 +132,18 @@ class Partition:
             f.readinto(buf)
 
     def writeblocks(self, block, buf, offset=None):
-        if self.label == FACTORY:
-            raise OSError(_EPERM)
-        if offset is not None or len(buf) != BLOCK or not 0 <= block < SIZE // BLOCK:
+        """Whole blocks (erased first) without `offset`; with it, bytes within one block
+        that ioctl(6) erased: the extended block protocol lib/ota_image.py uses. (Real flash
+        would AND the bits; the image writer only writes erased places.)"""
+        self._writable(block)
+        if offset is None:
+            if len(buf) != BLOCK:
+                raise OSError(_EINVAL)
+            offset = 0
+        elif offset < 0 or offset + len(buf) > BLOCK:
             raise OSError(_EINVAL)
-        if load(self.root).get("running") == self.label:
-            raise OSError(_CONFLICT)
         with self._open(True) as f:
-            f.seek(block * BLOCK)
+            f.seek(block * BLOCK + offset)
             f.write(buf)
 
     def get_next_update(self):
