@@ -253,6 +253,10 @@ def test_rsa_and_ec_roots_are_installed_listed_and_given_to_other_blocks(tmp_pat
     assert ca_file_certs(st) == [der(rsa_root), der(p384_root)]
     assert block.csms_ca_path() == str(tmp_path / "state" / "csms_ca.pem")
     assert files(tmp_path) == ["csms-1.pem", "csms-3.pem", "mfr-2.pem"]
+    # Written line by line, each file is the canonical PEM of its certificate.
+    for name, cert in (("csms-1.pem", rsa_root), ("mfr-2.pem", ec_root)):
+        text = (tmp_path / "state" / "certs" / name).read_bytes()
+        assert text == cert.public_bytes(serialization.Encoding.PEM)
 
 
 @pytest.mark.parametrize("kinds", [["V2GRootCertificate"], ["MORootCertificate"]])

@@ -160,11 +160,21 @@ def _one(pem):
     return certs[0]
 
 
-def _pem(der):
-    b64 = binascii.b2a_base64(der).decode().strip()
-    lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
-    text = "-----BEGIN CERTIFICATE-----\n%s\n-----END CERTIFICATE-----\n" % "\n".join(lines)
-    return text.encode()
+def _write_pem(path, der):
+    """Write `der` to `path` as a PEM certificate, atomically, one 64-character line (48
+    bytes) at a time: the whole text never is in RAM at once (five copies of it were, and an
+    RSA-4096 root's did not fit a fragmented 112 KiB heap)."""
+    mv = memoryview(der)
+    try:
+        with open(path + _TMP, "wb") as f:
+            f.write(b"-----BEGIN CERTIFICATE-----\n")
+            for i in range(0, len(der), 48):
+                f.write(binascii.b2a_base64(mv[i : i + 48]))  # with its newline
+            f.write(b"-----END CERTIFICATE-----\n")
+        os.rename(path + _TMP, path)
+    except OSError:
+        _remove(path + _TMP)
+        raise
 
 
 def _name(cert):
@@ -350,7 +360,7 @@ class Certificates:
             return _answer(FAILED, STORAGE_FULL, "%d certificates installed" % self.capacity)
         path = self._path(entry)
         try:
-            _write(path, _pem(cert.der))
+            _write_pem(path, cert.der)
         except OSError as e:
             log.error(_TAG, "writing %s: %r" % (path, e))
             return _answer(FAILED, WRITE_FAILED)
