@@ -4,13 +4,13 @@
 import asyncio
 import binascii
 
+import bootsel
 import log
 import ocppj
 from clock import Clock
 from firmware.blocks.authorization import Authorization
 from firmware.blocks.availability import Availability
 from firmware.blocks.certificates import Certificates
-from firmware.blocks.firmware_update import FirmwareUpdate
 from firmware.blocks.local_list import LocalList
 from firmware.blocks.provisioning import Provisioning
 from firmware.blocks.security import Security
@@ -32,7 +32,6 @@ BLOCKS = (
     Certificates,
     LocalList,
     Authorization,
-    FirmwareUpdate,
 )
 # Blocks that only answer CALLs are imported and built on the first CALL of one of their
 # actions (ocppj.Router.later): (actions, module, class). Until then they cost no RAM.
@@ -42,6 +41,11 @@ LAZY = (
     (("DataTransfer",), "firmware.blocks.data_transfer", "DataTransfer"),
     (("SetNetworkProfile",), "firmware.blocks.network_profile", "NetworkProfile"),
 )
+# The firmware update block has work at boot only while an update is under way (its record
+# on flash: firmware_update._STORE) or a new bundle slot is on trial; else it loads with the
+# first UpdateFirmware. (TriggerMessage(FirmwareStatusNotification) says Idle without it.)
+_UPDATE = (("UpdateFirmware",), "firmware.blocks.firmware_update", "FirmwareUpdate")
+_UPDATE_DOC = "firmware"
 
 _BOOT = "boot"  # store document: {"count": boots so far, "reason": reason for the next boot}
 _WDT_MS = 5000  # watchdog timeout; the supervisor feeds it every 100 ms while all is well
@@ -84,6 +88,11 @@ class Station:
         self.blocks = [block(self) for block in BLOCKS]
         for actions, module, name in LAZY:
             self.router.later(actions, lambda m=module, n=name: self._load(m, n))
+        actions, module, name = _UPDATE
+        if bootsel.trial or self.store.load(_UPDATE_DOC) is not None:
+            self._load(module, name)
+        else:
+            self.router.later(actions, lambda: self._load(module, name))
 
     def _load(self, module, name):
         """Import block `name` of `module` and build it: it registers its handlers."""

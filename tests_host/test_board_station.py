@@ -75,3 +75,12 @@ def test_the_station_boots_safe_on_the_devkit_and_feeds_the_watchdog(devkit):
     assert station.evses[0].last_step is not None
     # Stopping the station leaves the hardware safe: contactor open, pilot in F.
     assert not hw.contactor.closed and hw.pilot.duty_pct == 0.0
+
+
+def test_main_knows_the_update_blocks_record_without_importing_it():
+    # firmware/main.py loads the update block at boot only when its record is on flash.
+    from firmware import main
+    from firmware.blocks import firmware_update
+
+    assert main._UPDATE_DOC == firmware_update._STORE
+    assert main._UPDATE[1:] == ("firmware.blocks.firmware_update", "FirmwareUpdate")
