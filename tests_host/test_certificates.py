@@ -983,10 +983,12 @@ certs = st.certificates
 out["ca"] = st.connection._ca_file()
 out["ids"] = certs.on_get_installed_certificate_ids({})
 n = len(st._waiting)
-st.firmware._accepted()  # the CSMS accepted the boot: the update's report
+fw = getattr(st, "firmware", None)  # loaded at boot only while an update is under way
+if fw is not None:
+    fw._accepted()  # the CSMS accepted the boot: the update's report
 for coro in st._waiting[n:]:
     asyncio.run(coro)
-out["fw"] = (st.firmware.doc or {}).get("status")
+out["fw"] = ((fw and fw.doc) or {}).get("status")
 out["after"] = heavy()
 
 
