@@ -107,7 +107,6 @@ class Connection:
         # Security events of failed attempts (TLS, password) reported since the last
         # successful connection: one of each kind per burst of failed attempts (A00.FR.316).
         self._reported = []
-        self._closing = None  # the close of a connection for new credentials
         self._profile = None  # security profile of the open (or last) connection
         self._new_password = False  # set by SetVariables, used once its answer is out
         self._at_once = False  # the next connection attempt comes without back-off
@@ -155,7 +154,7 @@ class Connection:
             return  # offline: the next attempt uses it anyway; profile 3: no password
         log.info(_TAG, "new BasicAuthPassword: reconnecting with it")
         self._at_once = True
-        self._closing = asyncio.create_task(sock.close(1000, "new credentials"))
+        self.station.spawn(sock.close(1000, "new credentials"))  # bounded: ws's close limit
 
     def drop(self):
         """The network went away: close the socket at once, without a close handshake."""

@@ -89,7 +89,7 @@ class Station:
         for actions, module, name in LAZY:
             self.router.later(actions, lambda m=module, n=name: self._load(m, n))
         actions, module, name = _UPDATE
-        if bootsel.trial or self.store.load(_UPDATE_DOC) is not None:
+        if bootsel.trial or self.store.exists(_UPDATE_DOC):
             self._load(module, name)
         else:
             self.router.later(actions, lambda: self._load(module, name))

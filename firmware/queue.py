@@ -27,6 +27,7 @@ from micropython import const
 
 import log
 import ocppj
+import store
 
 TRANSACTION_EVENT = "TransactionEvent"
 STARTED = "Started"
@@ -504,7 +505,7 @@ class MessageQueue:
             _close(src)
             _close(dst)
             if not done:
-                _remove(tmp)
+                store.remove_file(tmp)
                 if self._f is None:
                     self._open()
             self._compacting = False
@@ -533,7 +534,8 @@ class MessageQueue:
     # -- replay -----------------------------------------------------------------------------
 
     def _replay(self):
-        _remove(self.path + _TMP)  # an interrupted compaction; the journal itself is whole
+        # An interrupted compaction; the journal itself is whole.
+        store.remove_file(self.path + _TMP)
         f = self._reader()
         repair = True  # no journal yet: compaction creates one with its header
         if f is not None:
@@ -672,13 +674,6 @@ def _is_updated(e):
 
 def _not_tx(e):
     return e[_ACT] != TRANSACTION_EVENT
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
 
 
 def _close(f):

@@ -42,6 +42,14 @@ class Store:
             json.dump(doc, f)
         os.rename(path + _TMP, path)
 
+    def exists(self, name):
+        """A document `name` is saved (without reading it)."""
+        try:
+            os.stat(self.path(name))
+            return True
+        except OSError:
+            return False
+
     def remove(self, name):
         try:
             os.remove(self.path(name))
@@ -65,16 +73,35 @@ def append_line(path, doc):
 
 
 def write_lines(path, docs):
-    """Replace the file with one JSON line per doc, atomically."""
+    """Replace the file with one JSON line per doc, atomically. False (logged) when the flash
+    refused it."""
     try:
-        with open(path + _TMP, "w") as f:
-            for doc in docs:
-                f.write(json.dumps(doc, separators=_SEP) + "\n")
-        os.rename(path + _TMP, path)
+        write_file(path, (json.dumps(doc, separators=_SEP) + "\n" for doc in docs))
         return True
     except OSError as e:
         log.error("store", "%s not rewritten: %r" % (path, e))
         return False
+
+
+def write_file(path, parts):
+    """Replace `path` atomically with `parts` (str or bytes, all of one kind) written one after
+    the other, so that a large file never has to be in RAM whole: `<path>.tmp` first, then
+    the rename. OSError as it came, the temporary file removed."""
+    try:
+        f = None
+        for part in parts:
+            if f is None:
+                f = open(path + _TMP, "wb" if type(part) is not str else "w")
+            f.write(part)
+        if f is None:
+            f = open(path + _TMP, "wb")  # no parts: an empty file
+        f.close()
+        os.rename(path + _TMP, path)
+    except OSError:
+        if f is not None:
+            f.close()
+        remove_file(path + _TMP)
+        raise
 
 
 def remove_file(path):

@@ -491,10 +491,10 @@ def test_a_flash_write_failure_fails_and_changes_nothing(tmp_path, monkeypatch, 
     first = make_root("First")
     assert install(st, CSMS, pem(first)) == {"status": "Accepted"}
 
-    def refuse(path, text):
+    def refuse(path, parts):
         raise OSError(28, "no space")
 
-    monkeypatch.setattr(certs_mod, "_write", refuse)
+    monkeypatch.setattr(certs_mod.store, "write_file", refuse)
     resp = install(st, CSMS, pem(make_root("Second")))
     assert status_of(resp) == {"status": "Failed", "statusInfo": {"reasonCode": "WriteFailed"}}
     assert entries(st) == "1" and files(tmp_path) == ["csms-1.pem"]
@@ -506,14 +506,14 @@ def test_a_ca_file_write_failure_takes_the_new_root_back(tmp_path, monkeypatch):
     st = station(tmp_path)
     first = make_root("First")
     assert install(st, CSMS, pem(first)) == {"status": "Accepted"}
-    real = certs_mod._write
+    real = certs_mod.store.write_file
 
-    def refuse_ca(path, text):
+    def refuse_ca(path, parts):
         if path.endswith("csms_ca.pem"):
             raise OSError(28, "no space")
-        real(path, text)
+        real(path, parts)
 
-    monkeypatch.setattr(certs_mod, "_write", refuse_ca)
+    monkeypatch.setattr(certs_mod.store, "write_file", refuse_ca)
     resp = install(st, CSMS, pem(make_root("Second")))
     assert resp["status"] == "Failed"
     assert entries(st) == "1" and files(tmp_path) == ["csms-1.pem"]

@@ -19,6 +19,7 @@ import hashlib
 import os
 
 import log
+import store
 
 CSMS = "CSMSRootCertificate"
 MANUFACTURER = "ManufacturerRootCertificate"
@@ -160,21 +161,15 @@ def _one(pem):
     return certs[0]
 
 
-def _write_pem(path, der):
-    """Write `der` to `path` as a PEM certificate, atomically, one 64-character line (48
-    bytes) at a time: the whole text never is in RAM at once (five copies of it were, and an
-    RSA-4096 root's did not fit a fragmented 112 KiB heap)."""
+def _pem_lines(der):
+    """The PEM text of certificate `der`, one 64-character line (48 bytes) at a time: for
+    store.write_file, so that the whole text never is in RAM at once (an RSA-4096 root's
+    five copies did not fit a fragmented 112 KiB heap)."""
     mv = memoryview(der)
-    try:
-        with open(path + _TMP, "wb") as f:
-            f.write(b"-----BEGIN CERTIFICATE-----\n")
-            for i in range(0, len(der), 48):
-                f.write(binascii.b2a_base64(mv[i : i + 48]))  # with its newline
-            f.write(b"-----END CERTIFICATE-----\n")
-        os.rename(path + _TMP, path)
-    except OSError:
-        _remove(path + _TMP)
-        raise
+    yield b"-----BEGIN CERTIFICATE-----\n"
+    for i in range(0, len(der), 48):
+        yield binascii.b2a_base64(mv[i : i + 48])  # with its newline
+    yield b"-----END CERTIFICATE-----\n"
 
 
 def _name(cert):
@@ -184,24 +179,6 @@ def _name(cert):
 def _read(path):
     with open(path, "rb") as f:  # bytes: whatever is on flash, load_pem judges it
         return f.read()
-
-
-def _write(path, text):
-    """Replace `path` atomically: a power loss leaves the old or the new file, never half."""
-    try:
-        with open(path + _TMP, "wb") as f:
-            f.write(text)
-        os.rename(path + _TMP, path)
-    except OSError:
-        _remove(path + _TMP)
-        raise
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
 
 
 def _exists(path):
@@ -360,13 +337,13 @@ class Certificates:
             return _answer(FAILED, STORAGE_FULL, "%d certificates installed" % self.capacity)
         path = self._path(entry)
         try:
-            _write_pem(path, cert.der)
+            store.write_file(path, _pem_lines(cert.der))
         except OSError as e:
             log.error(_TAG, "writing %s: %r" % (path, e))
             return _answer(FAILED, WRITE_FAILED)
         entries = self.entries + [entry]
         if kind == CSMS and not self._write_ca(entries):
-            _remove(path)
+            store.remove_file(path)
             self._write_ca(self.entries)
             return _answer(FAILED, WRITE_FAILED)
         self._seq = seq
@@ -488,7 +465,7 @@ class Certificates:
         for name in os.listdir(self._dir):
             path = self._dir + "/" + name
             if name.endswith(_TMP):
-                _remove(path)  # an interrupted write
+                store.remove_file(path)  # an interrupted write
                 continue
             kind, seq = self._parse_name(name)
             if kind is None:
@@ -631,7 +608,7 @@ class Certificates:
                     os.remove(self._ca_path)
                 return True
             if not _exists(self._ca_path) or _read(self._ca_path) != text:
-                _write(self._ca_path, text)
+                store.write_file(self._ca_path, (text,))
             self._ca_ok = True
             return True
         except OSError as err:
