@@ -43,3 +43,22 @@ def logged(monkeypatch):
     monkeypatch.setattr(log, "stream", out)
     monkeypatch.setattr(log, "clock", None)
     return out
+
+
+@pytest.fixture(scope="session")
+def program():
+    """build/esp32sim/micropython-esp32sim, up to date (`make esp32sim`); a skip where the
+    virtual ESP32 cannot be built here."""
+    import subprocess
+
+    from tools import esp32sim
+
+    try:
+        esp32sim.check()
+    except esp32sim.Unavailable as e:
+        pytest.skip("virtual ESP32 not buildable here: %s" % e)
+    out = subprocess.run(
+        ["make", "esp32sim"], cwd=esp32sim.ROOT, capture_output=True, text=True, timeout=1800
+    )
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    return esp32sim.PROG

@@ -12,7 +12,6 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_esp32sim import program  # noqa: F401  (the virtual ESP32, built; or a skip)
 
 from tools.harness import FAST, variables
 

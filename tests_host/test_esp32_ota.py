@@ -304,17 +304,9 @@ CRASH = {"boards/sim/run.py": "raise RuntimeError('image crashes at boot')\n"}
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory):
+def images(tmp_path_factory, program):
     """The served folder: a good image of the next version and one crashing at boot, signed;
-    the factory program built (`make esp32sim`)."""
-    try:
-        esp32sim.check()
-    except esp32sim.Unavailable as e:
-        pytest.skip("virtual ESP32 not buildable here: %s" % e)
-    out = subprocess.run(
-        ["make", "esp32sim"], cwd=ROOT, capture_output=True, text=True, timeout=1800
-    )
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    the factory program built (conftest's `program`)."""
     d = tmp_path_factory.mktemp("esp32ota")
     www = d / "www"
     www.mkdir()

@@ -30,20 +30,6 @@ BOOT = {
 HB_VAR = {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}
 
 
-@pytest.fixture(scope="session")
-def program():
-    """build/esp32sim/micropython-esp32sim, up to date (`make esp32sim`)."""
-    try:
-        esp32sim.check()
-    except esp32sim.Unavailable as e:
-        pytest.skip("virtual ESP32 not buildable here: %s" % e)
-    out = subprocess.run(
-        ["make", "esp32sim"], cwd=ROOT, capture_output=True, text=True, timeout=1800
-    )
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
-    return esp32sim.PROG
-
-
 def run_program(prog, code, cwd):
     out = subprocess.run(
         [str(prog), "-c", code],
