@@ -250,7 +250,7 @@ def test_a_small_heap_costs_an_answer_at_worst_never_the_link(csms, sims, heap):
     raw = json.dumps([2, "g20", "GetVariables", {"getVariableData": [item] * 20}])
     assert len(raw) < 4096
     got = answer(csms, st, raw, "g20")
-    assert got.kind == "result" and len(got.msg[2]["getVariableResult"]) == 20
+    assert got.kind == "result" and len(got.msg[2]["getVariableResult"]) == 20, got.raw
     # Larger frames, up to the WebSocket limit: an answer with their id, whatever memory
     # allows (the result, or InternalError when no buffer could be had), and the same link.
     for n in (5000, 16000, 30000, 60000):
