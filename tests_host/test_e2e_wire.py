@@ -241,7 +241,10 @@ def test_meter_values_go_out_with_the_decimals_meant(csms, sims):
     assert bad == []
 
 
-@pytest.mark.parametrize("heap", ["512K"])
+# 576K: the 64-bit host runs sources, compiled into this heap (444 KiB just to boot); at 512K a
+# 4.5 KB answer found no block about one run in four under a full `make test`. The board's
+# case is test_on_the_virtual_esp32_no_frame_costs_the_link.
+@pytest.mark.parametrize("heap", ["576K"])
 def test_a_small_heap_costs_an_answer_at_worst_never_the_link(csms, sims, heap):
     sim = sims(csms.url, config=config(), heap=heap)
     st = accepted(csms, sim)
