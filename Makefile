@@ -43,9 +43,23 @@ setup: $(STAMP) ## create .venv with the pinned tools; gcc-multilib (as root) fo
 run: $(STAMP) ## the virtual wallbox against the development CSMS, interactive
 	$(PY) tools/run.py
 
-test: $(STAMP) compile ## mpy-cross compile check, unit and end-to-end tests (host, esp32)
-	$(ESP32SIM_NOTE)
-	$(PY) -m pytest
+# The two targets' tests (tests_host/conftest.py) run in parallel: the host's (unit and
+# end-to-end) in the foreground, the virtual ESP32's in the background into
+# build/test-esp32.log, shown once both have ended.
+test: $(STAMP) compile ## mpy-cross compile check, unit and end-to-end tests (host and esp32, in parallel)
+	@if msg=$$($(PY) tools/esp32sim.py check 2>&1); then \
+	  $(MAKE) -s esp32sim || exit 1; \
+	  $(PY) -m pytest --target esp32 -p no:cacheprovider --basetemp=build/pytest-esp32 \
+	    > build/test-esp32.log 2>&1 & pid=$$!; \
+	  trap "kill $$pid 2>/dev/null" INT TERM; \
+	  $(PY) -m pytest --target host; host=$$?; \
+	  wait $$pid; esp32=$$?; \
+	  echo "---- the esp32 target (build/test-esp32.log) ----"; cat build/test-esp32.log; \
+	  [ $$host = 0 ] && [ $$esp32 = 0 ]; \
+	else \
+	  echo "$$msg: the esp32 target is skipped, testing the host target only"; \
+	  $(PY) -m pytest --target host; \
+	fi
 
 test-unit: $(STAMP) ## unit tests only (CPython)
 	$(PY) -m pytest -m "not e2e"

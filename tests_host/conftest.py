@@ -1,8 +1,58 @@
+"""Fixtures, and the targets: every end-to-end test that starts virtual wallboxes (`sims`) runs
+on each target, `host` (the 64-bit unix port, sources) and `esp32` (the virtual ESP32: 32-bit,
+frozen, 112 KiB heap), as `test_x[host]` and `test_x[esp32]`; `@pytest.mark.targets("host")`
+keeps a test to the targets named. `--target T` (repeatable; default both) runs one target's
+tests only: the unit tests count as host tests, the tests of the virtual ESP32 itself (those
+using `program`) as esp32 tests, so that `make test` runs the two in parallel."""
+
 import mpcompat
 
 mpcompat.install()
 
 import pytest  # noqa: E402
+
+TARGETS = ("host", "esp32")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--target",
+        action="append",
+        choices=TARGETS,
+        dest="targets",
+        help="run this target's tests only (repeatable; default: both)",
+    )
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "targets(*names): run only on these targets")
+
+
+def _targets(config):
+    return config.getoption("targets") or TARGETS
+
+
+def pytest_generate_tests(metafunc):
+    if "target" in metafunc.fixturenames:
+        mark = metafunc.definition.get_closest_marker("targets")
+        chosen = _targets(metafunc.config)
+        names = [t for t in TARGETS if t in chosen and (mark is None or t in mark.args)]
+        # session scope: module fixtures (built artefacts) may depend on the target
+        metafunc.parametrize("target", names, scope="session")
+
+
+def pytest_collection_modifyitems(config, items):
+    chosen = _targets(config)
+    keep, drop = [], []
+    for item in items:
+        spec = getattr(item, "callspec", None)
+        target = spec.params.get("target") if spec else None
+        if target is None:
+            target = "esp32" if "program" in item.fixturenames else "host"
+        (keep if target in chosen else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture
@@ -15,13 +65,19 @@ def csms():
 
 
 @pytest.fixture
-def sims(tmp_path, request):
-    """Factory of virtual wallboxes; all are killed at the end and their logs shown on failure."""
+def sims(tmp_path, request, target):
+    """Factory of virtual wallboxes on the test's target; all are killed at the end and their
+    logs shown on failure."""
     from tools.harness import Sim
 
     made = []
+    esp32 = target == "esp32"
+    if esp32:
+        request.getfixturevalue("program")  # built, or the test skips
 
     def make(url, **kw):
+        if esp32 and "code" not in kw:
+            kw.setdefault("esp32", True)
         s = Sim(tmp_path, url, **kw)
         made.append(s)
         return s

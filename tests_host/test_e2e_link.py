@@ -288,7 +288,7 @@ def test_wrong_password_is_refused_and_retried(sims):
         c.stop()
 
 
-def test_control_channel_contract(csms, sims):
+def test_control_channel_contract(csms, sims, target):
     sim = sims(csms.url, config=config())
     csms.wait_call(csms.station(), "BootNotification")
     st = sim.wait_status(lambda s: s["registration"] == "Accepted")
@@ -297,7 +297,7 @@ def test_control_channel_contract(csms, sims):
     assert st == {
         "ok": True,
         "firmware_version": "0.1.0",
-        "target": "host",
+        "target": target,
         "boot_count": 1,
         "registration": "Accepted",
         "connected": True,

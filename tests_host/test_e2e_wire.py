@@ -244,6 +244,7 @@ def test_meter_values_go_out_with_the_decimals_meant(csms, sims):
 # 576K: the 64-bit host runs sources, compiled into this heap (444 KiB just to boot); at 512K a
 # 4.5 KB answer found no block about one run in four under a full `make test`. The board's
 # case is test_on_the_virtual_esp32_no_frame_costs_the_link.
+@pytest.mark.targets("host")
 @pytest.mark.parametrize("heap", ["576K"])
 def test_a_small_heap_costs_an_answer_at_worst_never_the_link(csms, sims, heap):
     sim = sims(csms.url, config=config(), heap=heap)
@@ -497,11 +498,11 @@ def next_answer(csms, st, raw, timeout=15):
     )
 
 
-@pytest.mark.usefixtures("program")
+@pytest.mark.targets("esp32")
 def test_on_the_virtual_esp32_no_frame_costs_the_link(csms, sims):
     """On the board's 112K heap: frames it has no room for get InternalError with their id
     (RpcFrameworkError "-1" when the id is not in their first 64 bytes) and the link lives on."""
-    sim = sims(csms.url, config=config(), esp32=True)
+    sim = sims(csms.url, config=config())
     st = accepted(csms, sim)
     assert sim.cmd("status")["target"] == "esp32"
     frames = [(raw, uid, want) for raw, uid, want in FUZZ]

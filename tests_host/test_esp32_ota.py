@@ -1,8 +1,7 @@
 """Full-image updates on the virtual ESP32: the emulated OTA partitions of the sim board
 (boards/sim/ota.py), the boot decision tools/wallbox-sim asks before each start
-(tools/esp32sim.py boot), tools/ota.py image, and end to end on `--esp32`: a signed image
-update that installs and is confirmed, and a new image crashing at boot, rolled back after two
-boots. The end-to-end tests skip when the virtual ESP32 cannot be built here.
+(tools/esp32sim.py boot) and tools/ota.py image. End to end, the image updates run in
+test_e2e_firmware.py on the esp32 target.
 """
 
 import hashlib
@@ -18,7 +17,6 @@ import boards.sim
 from boards.sim import ota as simota
 from ota_image import ImageError, Writer
 from tools import esp32sim, ota
-from tools.harness import FAST, CsmsThread, variables
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = b"\x7fELF" + bytes(range(256)) * 40 + b"end"
@@ -296,84 +294,6 @@ def test_pack_image():
 
 
 # -- end to end on the virtual ESP32 --------------------------------------------------------------
-
-OLD = ota.current_version()
-NEW = ota.next_version(OLD)
-HAPPY = ["Downloading", "Downloaded", "SignatureVerified", "Installing", "InstallRebooting"]
-CRASH = {"boards/sim/run.py": "raise RuntimeError('image crashes at boot')\n"}
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory, program):
-    """The served folder: a good image of the next version and one crashing at boot, signed;
-    the factory program built (conftest's `program`)."""
-    d = tmp_path_factory.mktemp("esp32ota")
-    www = d / "www"
-    www.mkdir()
-    certs = ota.write_certs(d / "certs")
-    for name, over in (("good.image", None), ("crash.image", CRASH)):
-        ota.build_image(www / name, NEW, overrides=over)
-        ota.sign_file(www / name, certs["signer.key"], certs["signer.pem"])
-    return {"www": www, "root": certs["root.pem"]}
-
-
-@pytest.fixture
-def served(images):
-    c = CsmsThread(serve=str(images["www"]))
-    yield c
-    c.stop()
-
-
-def start(served, sims, images):
-    cfg = {"variables": variables(dict(FAST)), "manufacturer_root_file": str(images["root"])}
-    sim = sims(served.url, config=cfg, heap="512K", esp32=True)
-    st = served.station("CS1", timeout=20)
-    served.wait_call(st, "BootNotification", timeout=20)
-    sim.wait_status(lambda s: s["registration"] == "Accepted" and s["connected"])
-    return sim, st
-
-
-def boots(seen):
-    return [(p["reason"], ota._version(p)) for a, p in seen if a == "BootNotification"]
-
-
-@pytest.mark.e2e
-def test_signed_image_update_installs_and_is_confirmed(served, sims, images):
-    sim, st = start(served, sims, images)
-    assert sim.cmd("status")["firmware_version"] == OLD
-    resp = served.run(served.csms.send_update(st, "good.image", request_id=5))
-    assert resp == {"status": "Accepted"}
-    seen = ota.watch(served, "CS1", timeout=120)
-    assert ota.statuses(seen) == HAPPY + ["Installed"]
-    assert all(p["requestId"] == 5 for a, p in seen if a == "FirmwareStatusNotification")
-    assert boots(seen) == [("FirmwareUpdate", NEW)]
-    status = sim.wait_status(lambda s: s["registration"] == "Accepted" and s["connected"])
-    assert (status["firmware_version"], status["target"]) == (NEW, "esp32")
-    doc = otadata(sim.state_dir)
-    assert (doc["boot"], doc["running"], doc["trial"]) == ("ota_0", "ota_0", False)
-    # Confirmed: a power loss boots the new image again.
-    sim.kill()
-    served.run(st.wait_closed())
-    sim = sims(served.url, config=None, heap="512K", esp32=True, state_dir=sim.state_dir)
-    st = served.station("CS1", timeout=20)
-    boot = served.wait_call(st, "BootNotification", timeout=20)
-    assert ota._version(boot.payload) == NEW
-
-
-@pytest.mark.e2e
-def test_an_image_crashing_at_boot_is_rolled_back(served, sims, images):
-    sim, st = start(served, sims, images)
-    resp = served.run(served.csms.send_update(st, "crash.image", request_id=6))
-    assert resp == {"status": "Accepted"}
-    seen = ota.watch(served, "CS1", timeout=120)
-    assert ota.statuses(seen) == HAPPY + ["InstallVerificationFailed"]
-    assert [v for r, v in boots(seen)] == [OLD]
-    log = sim.log()
-    assert log.count("image crashes at boot") == 2
-    assert "ota_0 not confirmed after 2 boots: rolling back" in log
-    doc = otadata(sim.state_dir)
-    assert (doc["boot"], doc["running"], doc["failed"]) == ("factory", "factory", "ota_0")
-    assert sim.cmd("status")["firmware_version"] == OLD
 
 
 def test_the_extended_block_protocol_erases_then_writes_pieces(tmp_path):

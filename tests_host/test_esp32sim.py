@@ -144,9 +144,10 @@ def _child(sim, prog, timeout=10):
 
 
 @pytest.mark.e2e
+@pytest.mark.targets("esp32")
 @pytest.mark.skipif(not Path("/proc/self/exe").exists(), reason="needs Linux /proc")
 def test_wallbox_sim_runs_it_with_the_board_heap_from_an_empty_folder(program, csms, sims):
-    sim = sims(csms.url, config={"variables": variables(FAST)}, esp32=True)
+    sim = sims(csms.url, config={"variables": variables(FAST)})
     p = _child(sim, program)
     argv = (p / "cmdline").read_bytes().split(b"\0")[:-1]
     assert argv[1:5] == [b"-X", b"heapsize=112K", b"-m", b"boards.sim.run"]
@@ -156,8 +157,9 @@ def test_wallbox_sim_runs_it_with_the_board_heap_from_an_empty_folder(program, c
 
 
 @pytest.mark.e2e
+@pytest.mark.targets("esp32")
 def test_boots_against_the_csms_says_esp32_and_reboots_in_place(program, csms, sims):
-    sim = sims(csms.url, config={"variables": variables(FAST)}, heap="512K", esp32=True)
+    sim = sims(csms.url, config={"variables": variables(FAST)})
     st = csms.station(timeout=20)
     boot = csms.wait_call(st, "BootNotification", timeout=20)
     assert boot.msg[3] == BOOT
@@ -177,10 +179,3 @@ def test_boots_against_the_csms_says_esp32_and_reboots_in_place(program, csms, s
     assert status["boot_count"] == 2 and status["target"] == "esp32"
     assert sim.cmd("quit") == {"ok": True}
     assert sim.proc.wait(10) == 0
-
-
-@pytest.mark.e2e
-def test_host_target_says_host(csms, sims):
-    sim = sims(csms.url, config={"variables": variables(FAST)})
-    csms.wait_call(csms.station(), "BootNotification")
-    assert sim.wait_status(lambda s: s["registration"] == "Accepted")["target"] == "host"
