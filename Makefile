@@ -80,8 +80,8 @@ schema: $(STAMP) ## regenerate lib/ocpp_schema.py from the official OCPP 2.0.1 s
 bench: $(STAMP) compile ## print size, memory and speed figures
 	$(PY) tools/bench.py
 
-soak: $(STAMP) ## sessions with random outages and power losses: MINUTES=10 [SEED=n]
-	$(PY) tools/soak.py --minutes $(or $(MINUTES),10) $(if $(SEED),--seed $(SEED))
+soak: $(STAMP) ## sessions with random outages and power losses: MINUTES=10 [SEED=n] [TARGET=esp32]
+	$(PY) tools/soak.py --minutes $(or $(MINUTES),10) $(if $(SEED),--seed $(SEED)) $(if $(filter esp32,$(TARGET)),--esp32)
 
 lint: $(STAMP) ## ruff check and format check
 	$(VENV)/bin/ruff check .

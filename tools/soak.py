@@ -17,7 +17,9 @@ end the network comes back and the queue drains; then, on the CSMS side:
 - the energy billed (Ended's Transaction.End minus Started's Transaction.Begin, summed) is
   the energy the simulated meter counted over the whole run.
 
-Usage: tools/soak.py [--minutes 10] [--seed N]   (`make soak MINUTES=10`)
+Usage: tools/soak.py [--minutes 10] [--seed N] [--esp32]   (`make soak MINUTES=10`)
+(--esp32: on the virtual ESP32 at 112 KiB; tests_host/test_e2e_soak.py runs a short one on
+each target.)
 Exit status 0 when every check holds; the findings are printed either way.
 """
 
@@ -49,7 +51,8 @@ TOKENS = ("SOAK01", "SOAK02", "SOAK03")
 
 
 class Run:
-    def __init__(self, seed, workdir):
+    def __init__(self, seed, workdir, esp32=False):
+        self.esp32 = esp32
         self.rng = random.Random(seed)
         self.workdir = Path(workdir)
         self.state = self.workdir / "state"
@@ -73,7 +76,9 @@ class Run:
     # -- the station --------------------------------------------------------------------------
 
     def start(self):
-        self.sim = Sim(self.workdir, self.csms.url, config=self.config, state_dir=self.state)
+        self.sim = Sim(
+            self.workdir, self.csms.url, config=self.config, state_dir=self.state, esp32=self.esp32
+        )
         self.status(timeout=20)
         if not self.online:
             self.cmd("ws_disconnect")  # a new process starts with the network up
@@ -250,19 +255,14 @@ def _register(p, context):
     return None
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--minutes", type=float, default=10.0)
-    ap.add_argument("--seed", type=int, default=None)
-    args = ap.parse_args(argv)
-    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
-    print("soak: %.1f min, seed %d" % (args.minutes, seed), flush=True)
+def soak(minutes, seed, esp32=False, say=print):
+    """Sessions for `minutes`, then the checks: (problems, counts, run, the station's log)."""
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
-        run = Run(seed, tmp)
+        run = Run(seed, tmp, esp32)
         try:
             run.start()
             first = run.status(timeout=30)["evse"][0]["energy_wh"]
-            stop = time.monotonic() + args.minutes * 60
+            stop = time.monotonic() + minutes * 60
             while time.monotonic() < stop:
                 run.session()
             drained = run.drain()
@@ -273,11 +273,24 @@ def main(argv=None):
         finally:
             log = run.sim.log() if run.sim else ""
             run.close()
-    print(
+    say(
         "soak: %d sessions, %d transactions, %d outages, %d power losses, %d messages resent"
         % (run.sessions, counts["transactions"], run.outages, run.kills, counts["resent"])
     )
-    print("soak: billed %.2f Wh, meter %.2f Wh" % (counts["billed_wh"], last - first))
+    say("soak: billed %.2f Wh, meter %.2f Wh" % (counts["billed_wh"], last - first))
+    return problems, counts, run, log
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--esp32", action="store_true", help="on the virtual ESP32 at 112 KiB")
+    args = ap.parse_args(argv)
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    where = " on the virtual ESP32" if args.esp32 else ""
+    print("soak: %.1f min%s, seed %d" % (args.minutes, where, seed), flush=True)
+    problems, _, _, log = soak(args.minutes, seed, args.esp32)
     for p in problems:
         print("soak: FAIL " + p)
     if problems:
