@@ -95,9 +95,10 @@ def station(tmp_path, online=True, values=None, time=None, **kw):
     st.spawn = st.spawned.append
     if online:
         st.connection.ready.set()
-    st.local_list = LocalList(st)
-    st.auth = Authorization(st)
-    assert st.authorization is st.auth
+    st.local_list = LocalList(st.router, st.session, dm, store, st.clock)
+    st.auth = st.authorization = Authorization(
+        st.router, st.session, st.connection, dm, store, st.clock, st.spawn, lambda: st.local_list
+    )
     flush_loop = st.spawned.pop(0)  # the cache's flush loop: not run here
     flush_loop.close()
     return st
