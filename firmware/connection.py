@@ -7,7 +7,6 @@ import time
 
 import log
 import ocppj
-import pem
 import rfc3339
 import ws
 from firmware.network import NetworkProfiles, Rotation
@@ -446,6 +445,8 @@ def _tls_context(ca_file, settings, profile):
 def _ders(path):
     """The DER contents of every PEM block in the file `path` (any label), in order; the
     file itself when it is not PEM. OSError when it cannot be read or holds nothing."""
+    import pem  # only for TLS: a ws:// station never needs it
+
     with open(path, "rb") as f:
         data = f.read()
     if not data:

@@ -4,6 +4,8 @@
 import asyncio
 import binascii
 
+from micropython import const
+
 import bootsel
 import log
 import ocppj
@@ -98,27 +100,26 @@ LAZY = (
     (("DataTransfer",), "firmware.blocks.data_transfer", _data_transfer),
     (("SetNetworkProfile",), "firmware.blocks.network_profile", _network_profile),
 )
-# The local list is needed at boot only when a list is on flash (its document: local_list._STORE;
-# authorization asks it for tokens); else it loads with the first SendLocalList or
-# GetLocalListVersion.
+# Blocks built at boot only when their store document is on flash: (actions, module,
+# factory, document). The local list when a list is there (local_list._STORE; authorization
+# asks it for tokens), else it loads with the first SendLocalList or GetLocalListVersion.
 _LOCAL_LIST = (
     ("SendLocalList", "GetLocalListVersion"),
     "firmware.blocks.local_list",
     _local_list,
+    "local_list",
 )
-_LOCAL_LIST_DOC = "local_list"
-# The firmware update block has work at boot only while an update is under way (its record
-# on flash: firmware_update._STORE) or a new bundle slot is on trial; else it loads with the
-# first UpdateFirmware. (TriggerMessage(FirmwareStatusNotification) says Idle without it.)
-_UPDATE = (("UpdateFirmware",), "firmware.blocks.firmware_update", _firmware_update)
-_UPDATE_DOC = "firmware"
+# The firmware update block while an update is under way (its record: firmware_update._STORE)
+# or a new bundle slot is on trial; else it loads with the first UpdateFirmware.
+# (TriggerMessage(FirmwareStatusNotification) says Idle without it.)
+_UPDATE = (("UpdateFirmware",), "firmware.blocks.firmware_update", _firmware_update, "firmware")
 
 _BOOT = "boot"  # store document: {"count": boots so far, "reason": reason for the next boot}
-_WDT_MS = 5000  # watchdog timeout; the supervisor feeds it every 100 ms while all is well
-_STEP_LATE_MS = 500  # a safety loop silent this long is dead
-_POLL_LATE_MS = 10000  # a meter loop silent this long is dead
-_GRACE_MS = 500  # before a reboot: time for the last answer or status to leave
-_CLOSE_MS = 3000  # the longest a reboot or shutdown waits for the WebSocket close handshake
+_WDT_MS = const(5000)  # watchdog timeout; the supervisor feeds it every 100 ms while all is well
+_STEP_LATE_MS = const(500)  # a safety loop silent this long is dead
+_POLL_LATE_MS = const(10000)  # a meter loop silent this long is dead
+_GRACE_MS = const(500)  # before a reboot: time for the last answer or status to leave
+_CLOSE_MS = const(3000)  # the longest a reboot or shutdown waits for the WebSocket close
 
 
 class Station:
@@ -191,25 +192,23 @@ class Station:
             router, session, conn, queue, dm, store, clock, evses, txs.busy, spawn
         )
         self.security = Security(dm, clock, queue, conn, self.boot_reason)
+        # A default argument, not a closure over the loop's variable: each loader costs less.
         for entry in LAZY:
-            self._lazy(entry, False)
-        self._lazy(_LOCAL_LIST, store.exists(_LOCAL_LIST_DOC))
-        self._lazy(_UPDATE, bootsel.trial or store.exists(_UPDATE_DOC))
+            router.later(entry[0], lambda e=entry: self._load(e))
+        for entry, now in (
+            (_LOCAL_LIST, store.exists(_LOCAL_LIST[3])),
+            (_UPDATE, bootsel.trial or store.exists(_UPDATE[3])),
+        ):
+            if now:
+                self._load(entry)
+            else:
+                router.later(entry[0], lambda e=entry: self._load(e))
 
-    def _lazy(self, entry, now):
-        """Build the block of `entry` (actions, module, factory) now, or on the first CALL of
-        one of its actions."""
-        actions, module, make = entry
-        if now:
-            self._load(module, make)
-        else:
-            self.router.later(actions, lambda: self._load(module, make))
-
-    def _load(self, module, make):
-        """Import and build the block of `module` with its factory: it registers its
-        handlers."""
-        log.info("main", "loading %s" % module)
-        make(self)
+    def _load(self, entry):
+        """Import and build the block of `entry` (actions, module, factory, ...) with its
+        factory: it registers its handlers."""
+        log.info("main", "loading %s" % entry[1])
+        entry[2](self)
 
     def _security_event(self, kind, tech_info=None):
         self.security.event(kind, tech_info)  # built before the connection runs

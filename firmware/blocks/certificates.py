@@ -8,7 +8,7 @@
 #                       rewritten atomically on every change; None while there is none
 #   hash_data(cert)     its certificateHashData (SHA256)
 #
-# x509 (with asn1, rsa, ecdsa), sha2 and steps are imported inside the functions that parse or
+# x509 (with asn1, rsa, ecdsa, pem), sha2 and steps are imported inside the functions that parse or
 # hash a certificate, never at module level: the boot reads the index (see Certificates) and
 # parses nothing, so none of them takes heap on a station that is only running. MicroPython
 # keeps a module once imported, so a local import costs a dict lookup after the first one.
@@ -18,7 +18,6 @@ import hashlib
 import os
 
 import log
-import pem
 import store
 
 CSMS = "CSMSRootCertificate"
@@ -306,6 +305,8 @@ class Certificates:
             log.warn(_TAG, "no room for %s %s" % (kind, _name(cert)))
             return _answer(FAILED, STORAGE_FULL, "%d certificates installed" % self.capacity)
         path = self._path(entry)
+        import pem
+
         try:
             # Line by line: the whole text is never in RAM at once (an RSA-4096 root's five
             # copies did not fit a fragmented 112 KiB heap).
