@@ -316,6 +316,17 @@ def test_offline_local_list_comes_before_the_cache(tmp_path):
     assert status(st, "T1") == "Accepted" and status(st, "T2") == "Unknown"
 
 
+def test_without_the_local_list_block_loaded_the_cache_decides(tmp_path):
+    # firmware/main.py builds the local list only when a list is on flash or the CSMS asks.
+    st = station(tmp_path, online=False)
+    st.local_list = None
+    st.auth.remember(tok("T1"), info("Accepted"))
+    assert status(st, "T1") == "Accepted" and status(st, "T2") == "Unknown"
+    st.connection.ready.set()
+    st.session.answers = [answer("Accepted")]
+    assert status(st, "T3") == "Accepted" and cached(st, "T3") == {"status": "Accepted"}
+
+
 def test_local_list_expiry_date_makes_an_entry_expired(tmp_path):
     time = Time()
     st = station(tmp_path, online=False, time=time)

@@ -150,3 +150,45 @@ def test_both_boards_are_boards(devkit, tmp_path):
     assert sim.app_partition() is None and sim.running_app() is None
     assert sim.factory_variables()[1] == ("SecurityCtrlr/SecurityProfile", "1")
     assert devkit.factory_variables()[0] == ("SecurityCtrlr/Identity", "240AC4010203")
+
+
+def test_blocks_get_what_they_use_and_nothing_probes_for_it():
+    # The wiring is explicit (firmware/main.py): no part of the firmware but main is handed
+    # the station, so none registers itself on it, and nothing asks getattr whether a
+    # station, block or board has something (boards.Board declares the optional capabilities).
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    for path in sorted((root / "firmware").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                assert node.func.id != "getattr", "%s:%d" % (path, node.lineno)
+            if path.name == "main.py":
+                continue
+            if isinstance(node, ast.arg):
+                assert node.arg != "station", "%s:%d" % (path, node.lineno)
+            if isinstance(node, ast.Attribute):
+                assert node.attr != "station", "%s:%d" % (path, node.lineno)
+    # The sim's control channel may dispatch on its own commands, nothing else.
+    src = (root / "boards" / "sim" / "control.py").read_text()
+    assert src.count("getattr(") == src.count('getattr(self, "cmd_"') == 1
+
+
+def test_a_reboot_is_one_path_closing_the_link_and_the_contactors(devkit, monkeypatch):
+    from firmware import main
+
+    station = main.Station(devkit)
+    _unstarted(station)
+    done = []
+    monkeypatch.setattr(devkit, "reboot", lambda: done.append("reset"))
+
+    async def close():
+        done.append("close")
+
+    monkeypatch.setattr(station.connection, "close", close)
+    hw = devkit.evse_hw(1)
+    hw.contactor.close()
+    asyncio.run(station.reboot("RemoteReset"))
+    assert done == ["close", "reset"] and not hw.contactor.closed
+    assert station.store.load("boot") == {"count": 1, "reason": "RemoteReset"}
