@@ -147,9 +147,8 @@ class Station:
         timeout = dm.get_int("OCPPCommCtrlr/MessageTimeout:Default")
         self.session = session = ocppj.Session(router, self.new_id, timeout)
         spawn = self.spawn
-        # The OCPP functional blocks register their handlers with the router. The certificates
-        # come first: the connection's TLS trusts their CSMS roots.
-        self.certificates = certs = Certificates(router, dm, store, clock, board.settings)
+        # The connection's TLS trusts the CSMS roots of the certificates block, and it reports
+        # failed attempts as security events: both blocks are built below, before it runs.
         self.connection = conn = Connection(
             board,
             dm,
@@ -158,8 +157,8 @@ class Station:
             clock,
             spawn,
             self.boot_reason,
-            certs.csms_ca_path,
-            self._security_event,
+            lambda: self.certificates.csms_ca_path(),
+            lambda kind, info: self.security.event(kind, info),
         )
         router.gate = conn.gate
         # Durable, ordered delivery of transaction and critical security messages.
@@ -169,6 +168,7 @@ class Station:
         self.supervisor = Supervisor(board.wdt(_WDT_MS))
         self.local_list = None  # see _LOCAL_LIST
         self.firmware = None  # see _UPDATE
+        # The OCPP functional blocks, each registering its handlers with the router.
         self.authorization = auth = Authorization(
             router, session, conn, dm, store, clock, spawn, lambda: self.local_list
         )
@@ -192,6 +192,7 @@ class Station:
             router, session, conn, queue, dm, store, clock, evses, txs.busy, spawn
         )
         self.security = Security(dm, clock, queue, conn, self.boot_reason)
+        self.certificates = Certificates(router, dm, store, clock, board.settings)
         # A default argument, not a closure over the loop's variable: each loader costs less.
         for entry in LAZY:
             router.later(entry[0], lambda e=entry: self._load(e))
@@ -209,9 +210,6 @@ class Station:
         factory: it registers its handlers."""
         log.info("main", "loading %s" % entry[1])
         entry[2](self)
-
-    def _security_event(self, kind, tech_info=None):
-        self.security.event(kind, tech_info)  # built before the connection runs
 
     def firmware_status(self):
         """(status, requestId) of the firmware update for TriggerMessage: Idle while its block
