@@ -1,0 +1,42 @@
+# boards: what the firmware asks of a board, declared once: Board, which every board subclasses
+# (boards/esp32.py, boards/sim). MIT licence.
+
+
+class Board:
+    """A board as the firmware sees it (firmware/main.py and its blocks).
+
+    Every board gives: MODEL, VENDOR, serial, identity, state_dir, settings (the
+    installation's /config.json: a dict), evses (how many); unix_time() (seconds since 1970),
+    urandom(n), evse_hw(evse_id) (boards.drivers.EvseHw, 1-based, built once), wdt(timeout_ms)
+    (started; feed() it), network_up(), boot_reason() ("Watchdog" or None), tasks(station)
+    (coroutines of its own: Wi-Fi, the sim's control channel) and reboot() (restarts the
+    program; firmware/main.Station.reboot prepares it).
+
+    What not every board has is here, with a default a board overrides: the firmware calls it
+    without asking first whether it exists. (Kept small: each method costs heap on a device.)
+    """
+
+    def factory_variables(self):
+        """Device model values a fresh station starts with: its identity and the security
+        profile of the installation (settings "security_profile", 1 by default)."""
+        return (
+            ("SecurityCtrlr/Identity", self.identity),
+            ("SecurityCtrlr/SecurityProfile", str(self.settings.get("security_profile", 1))),
+        )
+
+    def safe(self):
+        """Contactors open, CP in F: for a crash handler before it resets. None here."""
+
+    # -- firmware images (block L, lib/ota_image.py): none by default -------------------------
+
+    def app_partition(self):
+        """The OTA app partition the next firmware image goes to, None when the board takes no
+        images (then only bundles: lib/bootsel.py)."""
+        return None
+
+    def running_app(self):
+        """The label of the app partition running now, None without OTA partitions."""
+        return None
+
+    def confirm_app(self):
+        """The running image works (its boot was Accepted): cancel a pending rollback."""

@@ -37,6 +37,7 @@ import time
 import machine
 from micropython import const
 
+import boards
 import log
 from boards.drivers import EvseHw
 from boards.drivers.contactor import Contactor
@@ -226,13 +227,12 @@ def load_settings(path):
 # -- the board ---------------------------------------------------------------------------------
 
 
-class Board:
+class Board(boards.Board):
     """An ESP32 wallbox built from `data` (a board module's BOARD dict).
 
-    The same attributes as the sim board (MODEL, VENDOR, serial, state_dir, settings, evses,
-    unix_time, urandom, factory_variables, network_up, tasks, reboot, boot_reason) plus
-    evse_hw(evse_id) and wdt(timeout_ms). All hardware is built here, at once, so that the
-    contactors are held open and the CP sits in x1 from the first moment.
+    The interface of boards.Board, firmware images included (app_partition, running_app,
+    confirm_app). All hardware is built here, at once, so that the contactors are held open
+    and the CP sits in x1 from the first moment.
     """
 
     def __init__(self, data, config=None, state_dir=None):
@@ -266,13 +266,6 @@ class Board:
 
     def wdt(self, timeout_ms):
         return wdt(timeout_ms)
-
-    def factory_variables(self):
-        profile = self.settings.get("security_profile", 1)
-        return (
-            ("SecurityCtrlr/Identity", self.identity),
-            ("SecurityCtrlr/SecurityProfile", str(profile)),
-        )
 
     def boot_reason(self):
         """Watchdog after a watchdog reset, else None (the firmware's own record decides)."""

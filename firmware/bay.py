@@ -262,7 +262,7 @@ class Bay:
 
     def meter(self, name, context, now, ctrlr=_SAMPLED):
         """[meterValue] of the measurands in `ctrlr + name` at `now`, or None (no reading)."""
-        values = sampled(self.evse, self.txs.setting(ctrlr + name, ""), context)
+        values = sampled(self.evse, self.txs.dm.setting(ctrlr + name, ""), context)
         if not values:
             return None
         return [{"timestamp": rfc3339.format(now), "sampledValue": values}]
@@ -285,7 +285,7 @@ class Bay:
     def tick(self, ticks, now, updated_s, ended_s):
         """Timers of this bay: EVConnectionTimeOut, periodic Updated, TxEnded samples."""
         if self.auth_ms is not None and not self.evse.plugged:
-            limit_ms = self.txs.setting(_TX + "EVConnectionTimeOut", 120) * 1000
+            limit_ms = self.txs.dm.setting(_TX + "EVConnectionTimeOut", 120) * 1000
             if time.ticks_diff(ticks, self.auth_ms) >= limit_ms:
                 self._timed_out()
         if self.tx is None:
@@ -339,7 +339,7 @@ class Bay:
         if not self.invalid or not self.evse.permitted:
             return
         r = self.evse.reading
-        cap = self.txs.setting(_TX + "MaxEnergyOnInvalidId", 0)
+        cap = self.txs.dm.setting(_TX + "MaxEnergyOnInvalidId", 0)
         if r is None or r.energy_wh - self.tx.get("e0", r.energy_wh) >= cap:
             self.evse.permit(False)
             log.info(_TAG, "EVSE %d: MaxEnergyOnInvalidId reached" % self.n)

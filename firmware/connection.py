@@ -3,7 +3,6 @@
 # MIT licence.
 
 import asyncio
-import binascii
 import time
 
 import log
@@ -83,11 +82,21 @@ class Connection:
     status the CSMS gave (Accepted, Pending or Rejected).
     """
 
-    def __init__(self, station):
-        self.station = station
-        self.board = station.board
-        self.dm = station.dm
-        self.session = station.session
+    def __init__(
+        self, board, dm, session, store, clock, spawn, boot_reason, ca_path=None, event=None
+    ):
+        """ca_path(): the PEM file of the CSMS roots TLS trusts (the certificates block's),
+        None: the board setting csms_ca_file. event(kind, tech_info): a security event (the
+        security block's), None: logged only. The station sets router.gate to `gate`."""
+        self.board = board
+        self.dm = dm
+        self.session = session
+        self.store = store
+        self.clock = clock
+        self.spawn = spawn
+        self.boot_reason = boot_reason
+        self._ca_path = ca_path
+        self._event = event
         self.registration = None
         self.sock = None  # the open WebSocket, None while offline
         self.stopping = False  # set by an orderly shutdown: no reconnect after it
@@ -110,7 +119,6 @@ class Connection:
         self._profile = None  # security profile of the open (or last) connection
         self._new_password = False  # set by SetVariables, used once its answer is out
         self._at_once = False  # the next connection attempt comes without back-off
-        station.router.gate = self.gate
         self.dm.watch(_HEARTBEAT, lambda v: self._hb_wake.set())
         self.dm.watch(_PING, lambda v: self._ping_wake.set())
         self.dm.watch(_PASSWORD, self._password_set)
@@ -154,7 +162,7 @@ class Connection:
             return  # offline: the next attempt uses it anyway; profile 3: no password
         log.info(_TAG, "new BasicAuthPassword: reconnecting with it")
         self._at_once = True
-        self.station.spawn(sock.close(1000, "new credentials"))  # bounded: ws's close limit
+        self.spawn(sock.close(1000, "new credentials"))  # bounded: ws's close limit
 
     def drop(self):
         """The network went away: close the socket at once, without a close handshake."""
@@ -176,7 +184,7 @@ class Connection:
         # The profiles are read here, once per boot: NetworkConfigurationPriority is
         # RebootRequired. Failed attempts move through its slots (network.Rotation); the
         # back-off between attempts runs on across slot changes and restarts on success.
-        self.profiles = NetworkProfiles(self.station.store, self.dm, self.board.settings)
+        self.profiles = NetworkProfiles(self.store, self.dm, self.board.settings)
         slots = Rotation(self.profiles)
         backoff = Backoff(self._rand)
         delay = 0
@@ -258,9 +266,8 @@ class Connection:
         """The PEM file of the CSMS roots TLS trusts: the certificates block's (the factory
         root and those InstallCertificate added, so a new root counts from the next connection
         on), or without that block the board setting csms_ca_file."""
-        certs = getattr(self.station, "certificates", None)
-        if certs is not None:
-            return certs.csms_ca_path()
+        if self._ca_path is not None:
+            return self._ca_path()
         return self.board.settings.get("csms_ca_file")
 
     def _attempt_failed(self, kind, e, url):
@@ -272,9 +279,8 @@ class Connection:
         self._reported.append(kind)
         host = ws.parse_url(url)[1:3]
         info = "%s (%s:%d)" % (e, host[0], host[1])
-        security = getattr(self.station, "security", None)  # the security block, if built
-        if security is not None:
-            security.event(kind, info)
+        if self._event is not None:
+            self._event(kind, info)
         else:
             log.warn("security", "event %s (%s)" % (kind, info))
 
@@ -313,7 +319,7 @@ class Connection:
             "serialNumber": board.serial,
             "firmwareVersion": VERSION,
         }
-        reason = self._boot_reason or self.station.boot_reason
+        reason = self._boot_reason or self.boot_reason
         return {"reason": reason, "chargingStation": station}
 
     async def _register(self):
@@ -365,7 +371,7 @@ class Connection:
 
     def _set_clock(self, resp):
         if "Heartbeat" in self.dm.get("ClockCtrlr/TimeSource").split(","):
-            self.station.clock.set(rfc3339.parse(resp["currentTime"]))
+            self.clock.set(rfc3339.parse(resp["currentTime"]))
 
     async def _heartbeats(self):
         while True:
@@ -439,22 +445,14 @@ def _tls_context(ca_file, settings, profile):
 def _ders(path):
     """The DER contents of every PEM block in the file `path` (any label), in order; the
     file itself when it is not PEM. OSError when it cannot be read or holds nothing."""
+    import pem  # only for TLS: a ws:// station never needs it
+
     with open(path, "rb") as f:
         data = f.read()
-    if b"-----BEGIN " not in data:
-        if not data:
-            raise OSError("%s is empty" % path)
-        return [data]
-    out = []
-    i = data.find(b"-----BEGIN ")
-    while i >= 0:
-        start = data.find(b"-----", i + 11)  # the end of the BEGIN line's label
-        end = data.find(b"-----END ", i)
-        if start < 0 or end < 0:
-            raise OSError("%s: PEM block without END" % path)
-        try:
-            out.append(binascii.a2b_base64(data[start + 5 : end]))
-        except ValueError:
-            raise OSError("%s: bad base64" % path)
-        i = data.find(b"-----BEGIN ", end)
-    return out
+    if not data:
+        raise OSError("%s is empty" % path)
+    try:
+        ders = pem.decode(data)
+    except ValueError as e:
+        raise OSError("%s: %s" % (path, e))
+    return ders or [data]

@@ -128,6 +128,17 @@ class DeviceModel:
     def get_bool(self, key):
         return self.get(key) == "true"
 
+    def setting(self, key, default):
+        """The value of `key` as the type of `default` (str, int or bool), or `default` when
+        this device model does not declare `key` (an optional variable)."""
+        try:
+            v = self.get(key)
+        except KeyError:
+            return default
+        if type(default) is bool:
+            return v == "true"
+        return int(v) if type(default) is int else v
+
     def provide(self, key, fn):
         """Serve `key` from `fn()` (a value kept elsewhere, such as the clock)."""
         self._dynamic[self.decl(key)[0]] = fn

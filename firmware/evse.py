@@ -43,6 +43,11 @@ _ALL = (RCD_TRIP, RCD_SELFTEST, WELDED, CONTACTOR_FAULT, DIODE_FAULT, CP_SHORT, 
 _HARD = (RCD_TRIP, RCD_SELFTEST, WELDED, CONTACTOR_FAULT, DIODE_FAULT, CP_SHORT)
 _UNTIL_UNPLUG = (RCD_TRIP, RCD_SELFTEST, DIODE_FAULT, CONTACTOR_FAULT, PP_FAULT)
 
+# What unlock() did (the controller's words; the remote control block answers OCPP with them).
+UNLOCKED = "unlocked"  # released, or a socket without a lock, which holds nothing
+UNLOCK_FAILED = "unlock_failed"  # the lock's position switch did not confirm it
+FIXED_CABLE = "fixed_cable"  # a tethered cable without a lock: nothing to release
+
 # RCD self-test progress, self._rcd: None (not run this session) -> _RCD_TESTING (test output
 # on, waiting for the trip) -> _RCD_CLEARING (output off, waiting for the trip to clear) ->
 # _RCD_OK; a failure raises RCD_SELFTEST instead.
@@ -54,7 +59,8 @@ _RCD_OK = const(3)
 class Evse:
     """One EVSE's charging state machine over its hardware (boards.drivers.EvseHw).
 
-    Commands: `permit(on)`, `set_limit(amps)`, `set_available(on)`, `set_config_limit(amps)`.
+    Commands: `permit(on)`, `set_limit(amps)`, `set_available(on)`, `set_config_limit(amps)`,
+    `unlock()` (the cable lock).
     Reports: `cp`, `offered_a`, `faults`, `reading` and the properties below.
 
     The safety loop (`run`: `step` every 10 ms) only decides and drives the hardware, and
@@ -122,6 +128,16 @@ class Evse:
 
     def set_available(self, on):
         self._available = bool(on)
+
+    async def unlock(self):
+        """Release the cable from the socket's lock: UNLOCKED, UNLOCK_FAILED or FIXED_CABLE.
+        Whether a session forbids it is the caller's business."""
+        lock = self.hw.lock
+        if lock is None:
+            return FIXED_CABLE if self.hw.cable_a is not None else UNLOCKED
+        ok = await lock.unlock()
+        log.info("evse%d" % self.id, "unlock %s" % ("done" if ok else "failed"))
+        return UNLOCKED if ok else UNLOCK_FAILED
 
     def touch(self):
         """Something the application keeps about this EVSE changed (a transaction ended):

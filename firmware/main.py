@@ -4,6 +4,8 @@
 import asyncio
 import binascii
 
+from micropython import const
+
 import bootsel
 import log
 import ocppj
@@ -11,7 +13,6 @@ from clock import Clock
 from firmware.blocks.authorization import Authorization
 from firmware.blocks.availability import Availability
 from firmware.blocks.certificates import Certificates
-from firmware.blocks.local_list import LocalList
 from firmware.blocks.provisioning import Provisioning
 from firmware.blocks.security import Security
 from firmware.blocks.transactions import Transactions
@@ -23,82 +24,198 @@ from firmware.supervisor import Supervisor
 from firmware.variables import declarations
 from store import Store
 
-# One class per OCPP functional block, constructed with the station once it has its EVSEs.
-BLOCKS = (
-    Transactions,  # first: the others ask it whether an EVSE is busy, from the start
-    Provisioning,
-    Availability,
-    Security,
-    Certificates,
-    LocalList,
-    Authorization,
-)
-# Blocks that only answer CALLs are imported and built on the first CALL of one of their
-# actions (ocppj.Router.later): (actions, module, class). Until then they cost no RAM.
+# Blocks that are not always needed are imported and built on the first CALL of one of their
+# actions (ocppj.Router.later), or at boot when their document is on flash: until then they
+# cost no RAM. Each has a factory below that hands it what it uses: (actions, module, factory).
+
+
+def _reports(st):
+    from firmware.blocks.reports import Reports
+
+    return Reports(st.router, st.session, st.dm, st.clock)
+
+
+def _remote_control(st):
+    from firmware.blocks.remote_control import RemoteControl
+
+    return RemoteControl(
+        st.router,
+        st.session,
+        st.dm,
+        st.clock,
+        st.connection,
+        st.evses,
+        st.transactions,
+        st.availability,
+        st.spawn,
+        st.firmware_status,
+    )
+
+
+def _data_transfer(st):
+    from firmware.blocks.data_transfer import DataTransfer
+
+    return DataTransfer(st.router)
+
+
+def _network_profile(st):
+    from firmware.blocks.network_profile import NetworkProfile
+
+    return NetworkProfile(
+        st.router, st.dm, st.connection, st.certificates, st.security, st.board.settings
+    )
+
+
+def _local_list(st):
+    from firmware.blocks.local_list import LocalList
+
+    st.local_list = LocalList(st.router, st.session, st.dm, st.store, st.clock)
+    return st.local_list
+
+
+def _firmware_update(st):
+    from firmware.blocks.firmware_update import FirmwareUpdate
+
+    st.firmware = FirmwareUpdate(
+        st.router,
+        st.session,
+        st.connection,
+        st.store,
+        st.clock,
+        st.board,
+        st.spawn,
+        st.reboot,
+        st.security,
+        st.certificates,
+        st.availability,
+        st.transactions,
+    )
+    return st.firmware
+
+
+# Blocks that only answer CALLs.
 LAZY = (
-    (("GetBaseReport", "GetReport"), "firmware.blocks.reports", "Reports"),
-    (("TriggerMessage", "UnlockConnector"), "firmware.blocks.remote_control", "RemoteControl"),
-    (("DataTransfer",), "firmware.blocks.data_transfer", "DataTransfer"),
-    (("SetNetworkProfile",), "firmware.blocks.network_profile", "NetworkProfile"),
+    (("GetBaseReport", "GetReport"), "firmware.blocks.reports", _reports),
+    (("TriggerMessage", "UnlockConnector"), "firmware.blocks.remote_control", _remote_control),
+    (("DataTransfer",), "firmware.blocks.data_transfer", _data_transfer),
+    (("SetNetworkProfile",), "firmware.blocks.network_profile", _network_profile),
 )
-# The firmware update block has work at boot only while an update is under way (its record
-# on flash: firmware_update._STORE) or a new bundle slot is on trial; else it loads with the
-# first UpdateFirmware. (TriggerMessage(FirmwareStatusNotification) says Idle without it.)
-_UPDATE = (("UpdateFirmware",), "firmware.blocks.firmware_update", "FirmwareUpdate")
-_UPDATE_DOC = "firmware"
+# Blocks built at boot only when their store document is on flash: (actions, module,
+# factory, document). The local list when a list is there (local_list._STORE; authorization
+# asks it for tokens), else it loads with the first SendLocalList or GetLocalListVersion.
+_LOCAL_LIST = (
+    ("SendLocalList", "GetLocalListVersion"),
+    "firmware.blocks.local_list",
+    _local_list,
+    "local_list",
+)
+# The firmware update block while an update is under way (its record: firmware_update._STORE)
+# or a new bundle slot is on trial; else it loads with the first UpdateFirmware.
+# (TriggerMessage(FirmwareStatusNotification) says Idle without it.)
+_UPDATE = (("UpdateFirmware",), "firmware.blocks.firmware_update", _firmware_update, "firmware")
 
 _BOOT = "boot"  # store document: {"count": boots so far, "reason": reason for the next boot}
-_WDT_MS = 5000  # watchdog timeout; the supervisor feeds it every 100 ms while all is well
-_STEP_LATE_MS = 500  # a safety loop silent this long is dead
-_POLL_LATE_MS = 10000  # a meter loop silent this long is dead
+_WDT_MS = const(5000)  # watchdog timeout; the supervisor feeds it every 100 ms while all is well
+_STEP_LATE_MS = const(500)  # a safety loop silent this long is dead
+_POLL_LATE_MS = const(10000)  # a meter loop silent this long is dead
+_GRACE_MS = const(500)  # before a reboot: time for the last answer or status to leave
+_CLOSE_MS = const(3000)  # the longest a reboot or shutdown waits for the WebSocket close
 
 
 class Station:
-    """Everything one charging station is made of, wired together once at boot."""
+    """Everything one charging station is made of, wired together once at boot: each part is
+    handed what it uses, in the order below."""
 
     def __init__(self, board):
         self.board = board
         self._stopped = asyncio.Event()
         self._tasks = None  # background tasks once running; before that, coroutines waiting
         self._waiting = []
-        self.clock = Clock(board.unix_time)
-        log.clock = self.clock
-        self.store = Store(board.state_dir)
+        self.clock = clock = Clock(board.unix_time)
+        log.clock = clock
+        self.store = store = Store(board.state_dir)
         self.boot_count, self.boot_reason = self._boot_record()
         hws = [board.evse_hw(i) for i in range(1, board.evses + 1)]  # built once
-        self.dm = DeviceModel(
-            self.store,
+        self.dm = dm = DeviceModel(
+            store,
             declarations(hws),
             board.factory_variables(),
             board.settings.get("variables", ()),
         )
-        self.dm.provide("ClockCtrlr/DateTime", self.clock.iso)
-        self.router = ocppj.Router()
-        timeout = self.dm.get_int("OCPPCommCtrlr/MessageTimeout:Default")
-        self.session = ocppj.Session(self.router, self.new_id, timeout)
-        self.connection = Connection(self)
-        # Durable, ordered delivery of transaction and critical security messages.
-        self.queue = MessageQueue(
-            self.store.root + "/queue.jnl", self.session, self.connection, self.dm
+        dm.provide("ClockCtrlr/DateTime", clock.iso)
+        self.router = router = ocppj.Router()
+        timeout = dm.get_int("OCPPCommCtrlr/MessageTimeout:Default")
+        self.session = session = ocppj.Session(router, self.new_id, timeout)
+        spawn = self.spawn
+        # The connection's TLS trusts the CSMS roots of the certificates block, and it reports
+        # failed attempts as security events: both blocks are built below, before it runs.
+        self.connection = conn = Connection(
+            board,
+            dm,
+            session,
+            store,
+            clock,
+            spawn,
+            self.boot_reason,
+            lambda: self.certificates.csms_ca_path(),
+            lambda kind, info: self.security.event(kind, info),
         )
-        self.spawn(self.queue.run())
-        self.evses = [Evse(i, hw) for i, hw in enumerate(hws, 1)]
+        router.gate = conn.gate
+        # Durable, ordered delivery of transaction and critical security messages.
+        self.queue = queue = MessageQueue(store.root + "/queue.jnl", session, conn, dm)
+        spawn(queue.run())
+        self.evses = evses = [Evse(i, hw) for i, hw in enumerate(hws, 1)]
         self.supervisor = Supervisor(board.wdt(_WDT_MS))
+        self.local_list = None  # see _LOCAL_LIST
+        self.firmware = None  # see _UPDATE
         # The OCPP functional blocks, each registering its handlers with the router.
-        self.blocks = [block(self) for block in BLOCKS]
-        for actions, module, name in LAZY:
-            self.router.later(actions, lambda m=module, n=name: self._load(m, n))
-        actions, module, name = _UPDATE
-        if bootsel.trial or self.store.exists(_UPDATE_DOC):
-            self._load(module, name)
-        else:
-            self.router.later(actions, lambda: self._load(module, name))
+        self.authorization = auth = Authorization(
+            router, session, conn, dm, store, clock, spawn, lambda: self.local_list
+        )
+        # Before the blocks that ask it whether an EVSE is busy, from the start.
+        self.transactions = txs = Transactions(
+            router,
+            session,
+            conn,
+            queue,
+            dm,
+            store,
+            clock,
+            evses,
+            auth,
+            spawn,
+            board.urandom,
+            self.boot_reason,
+        )
+        self.provisioning = Provisioning(router, session, dm, conn, txs, evses, spawn, self.reboot)
+        self.availability = Availability(
+            router, session, conn, queue, dm, store, clock, evses, txs.busy, spawn
+        )
+        self.security = Security(dm, clock, queue, conn, self.boot_reason)
+        self.certificates = Certificates(router, dm, store, clock, board.settings)
+        # A default argument, not a closure over the loop's variable: each loader costs less.
+        for entry in LAZY:
+            router.later(entry[0], lambda e=entry: self._load(e))
+        for entry, now in (
+            (_LOCAL_LIST, store.exists(_LOCAL_LIST[3])),
+            (_UPDATE, bootsel.trial or store.exists(_UPDATE[3])),
+        ):
+            if now:
+                self._load(entry)
+            else:
+                router.later(entry[0], lambda e=entry: self._load(e))
 
-    def _load(self, module, name):
-        """Import block `name` of `module` and build it: it registers its handlers."""
-        log.info("main", "loading %s" % module)
-        mod = __import__(module, None, None, (name,))
-        self.blocks.append(getattr(mod, name)(self))
+    def _load(self, entry):
+        """Import and build the block of `entry` (actions, module, factory, ...) with its
+        factory: it registers its handlers."""
+        log.info("main", "loading %s" % entry[1])
+        entry[2](self)
+
+    def firmware_status(self):
+        """(status, requestId) of the firmware update for TriggerMessage: Idle while its block
+        is not loaded (no update under way)."""
+        fw = self.firmware
+        return fw.status() if fw is not None else ("Idle", None)
 
     def _boot_record(self):
         rec = self.store.load(_BOOT) or {}
@@ -117,16 +234,16 @@ class Station:
         self._tasks = [t for t in self._tasks if not t.done()]
         self._tasks.append(asyncio.create_task(_guarded(coro)))
 
-    def busy(self, evse):
-        """A transaction is open on `evse`."""
-        return self.transactions.busy(evse)
-
     def new_id(self):
         """A fresh OCPP message id: 128 random bits, so never reused, not even after a reboot."""
         return binascii.hexlify(self.board.urandom(16)).decode()
 
-    def reboot(self, reason):
-        """Reboot the station; the next BootNotification will carry `reason`."""
+    async def reboot(self, reason):
+        """Reboot the station, the one way every block does it; the next BootNotification will
+        carry `reason`. The last answers get _GRACE_MS to leave, then the CSMS connection is
+        closed (bounded in time) and the contactors opened."""
+        await asyncio.sleep_ms(_GRACE_MS)
+        await self._close()
         self.store.save(_BOOT, {"count": self.boot_count, "reason": reason})
         for e in self.evses:
             e.hw.contactor.open()  # never leave it to the reset
@@ -157,11 +274,14 @@ class Station:
 
     async def shutdown(self):
         """Orderly stop: close the CSMS connection (bounded in time), then let `run` return."""
-        try:
-            await asyncio.wait_for_ms(self.connection.close(), 3000)
-        except Exception as e:
-            log.warn("main", "close on shutdown: %r" % e)
+        await self._close()
         self._stopped.set()
+
+    async def _close(self):
+        try:
+            await asyncio.wait_for_ms(self.connection.close(), _CLOSE_MS)
+        except Exception as e:
+            log.warn("main", "closing the connection: %r" % e)
 
 
 async def _guarded(coro):

@@ -57,7 +57,8 @@ class Store:
             pass
 
 
-# -- line files: a record a line, appended; rewritten whole (temporary file, then rename) ------
+# -- files: line files (a record a line, appended), files rewritten whole (temporary file, then
+# rename), read, sized and removed --------------------------------------------------------------
 
 
 def append_line(path, doc):
@@ -105,10 +106,29 @@ def write_file(path, parts):
 
 
 def remove_file(path):
+    """Remove `path`; True when it is gone (also when there was none), False (logged) when it
+    stays."""
     try:
         os.remove(path)
+    except OSError as e:
+        if file_size(path) >= 0:
+            log.error("store", "removing %s: %r" % (path, e))
+            return False
+    return True
+
+
+def read_file(path):
+    """The bytes of `path`; OSError when it cannot be read."""
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def file_size(path):
+    """The size of `path` in bytes, -1 when there is none."""
+    try:
+        return os.stat(path)[6]
     except OSError:
-        pass  # already gone
+        return -1
 
 
 def _makedirs(path):

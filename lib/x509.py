@@ -33,10 +33,10 @@
 # MGF1 of the same hash), ecdsa-with-SHA256/384/512. Keys: RSA 2048 to 4096 bits, EC P-256
 # and P-384 (uncompressed points).
 
-import binascii
 
 import asn1
 import ecdsa
+import pem
 import rfc3339
 import rsa
 import sha2
@@ -82,8 +82,6 @@ _NAMES = {
     "1.2.840.113549.1.9.1": "emailAddress",
     "0.9.2342.19200300.100.1.25": "DC",
 }
-_BEGIN = "-----BEGIN CERTIFICATE-----"
-_END = "-----END CERTIFICATE-----"
 
 
 class CertError(ValueError):
@@ -91,28 +89,15 @@ class CertError(ValueError):
 
 
 def load_pem(text):
-    """The certificates of every BEGIN/END CERTIFICATE block, in order; text around them
-    is ignored (RFC 7468). CertError when there is none."""
-    if not isinstance(text, str):
-        try:
-            text = bytes(text).decode()
-        except UnicodeError:
-            raise CertError("PEM: not text")
-    certs = []
-    i = text.find(_BEGIN)
-    while i >= 0:
-        j = text.find(_END, i)
-        if j < 0:
-            raise CertError("PEM: no END line")
-        try:
-            der = binascii.a2b_base64(text[i + len(_BEGIN) : j])
-        except ValueError:
-            raise CertError("PEM: bad base64")
-        certs.append(Cert.from_der(der))
-        i = text.find(_BEGIN, j)
-    if not certs:
+    """The certificates of every BEGIN/END CERTIFICATE block of `text` (str or bytes), in
+    order; text around them is ignored (RFC 7468). CertError when there is none."""
+    try:
+        ders = pem.decode(text, b"CERTIFICATE")
+    except ValueError as e:  # UnicodeError too: str with a character UTF-8 cannot encode
+        raise CertError("PEM: %s" % e)
+    if not ders:
         raise CertError("PEM: no certificate")
-    return certs
+    return [Cert.from_der(der) for der in ders]
 
 
 def _time(r):

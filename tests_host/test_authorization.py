@@ -95,9 +95,10 @@ def station(tmp_path, online=True, values=None, time=None, **kw):
     st.spawn = st.spawned.append
     if online:
         st.connection.ready.set()
-    st.local_list = LocalList(st)
-    st.auth = Authorization(st)
-    assert st.authorization is st.auth
+    st.local_list = LocalList(st.router, st.session, dm, store, st.clock)
+    st.auth = st.authorization = Authorization(
+        st.router, st.session, st.connection, dm, store, st.clock, st.spawn, lambda: st.local_list
+    )
     flush_loop = st.spawned.pop(0)  # the cache's flush loop: not run here
     flush_loop.close()
     return st
@@ -313,6 +314,17 @@ def test_offline_local_list_comes_before_the_cache(tmp_path):
     assert status(st, "T2") == "Accepted"
     st.dm.set("LocalAuthListCtrlr/Enabled", "false")
     assert status(st, "T1") == "Accepted" and status(st, "T2") == "Unknown"
+
+
+def test_without_the_local_list_block_loaded_the_cache_decides(tmp_path):
+    # firmware/main.py builds the local list only when a list is on flash or the CSMS asks.
+    st = station(tmp_path, online=False)
+    st.local_list = None
+    st.auth.remember(tok("T1"), info("Accepted"))
+    assert status(st, "T1") == "Accepted" and status(st, "T2") == "Unknown"
+    st.connection.ready.set()
+    st.session.answers = [answer("Accepted")]
+    assert status(st, "T3") == "Accepted" and cached(st, "T3") == {"status": "Accepted"}
 
 
 def test_local_list_expiry_date_makes_an_entry_expired(tmp_path):

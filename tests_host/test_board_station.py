@@ -77,10 +77,118 @@ def test_the_station_boots_safe_on_the_devkit_and_feeds_the_watchdog(devkit):
     assert not hw.contactor.closed and hw.pilot.duty_pct == 0.0
 
 
-def test_main_knows_the_update_blocks_record_without_importing_it():
-    # firmware/main.py loads the update block at boot only when its record is on flash.
-    from firmware import main
-    from firmware.blocks import firmware_update
+def _unstarted(station):
+    """Close the coroutines a station built for `run`, which these tests never start."""
+    for coro in station._waiting:
+        coro.close()
 
-    assert main._UPDATE_DOC == firmware_update._STORE
-    assert main._UPDATE[1:] == ("firmware.blocks.firmware_update", "FirmwareUpdate")
+
+def test_main_knows_the_lazy_blocks_records_without_importing_them():
+    # firmware/main.py loads the update block and the local list at boot only when their
+    # record is on flash.
+    from firmware import main
+    from firmware.blocks import firmware_update, local_list
+
+    assert main._UPDATE[1] == "firmware.blocks.firmware_update"
+    assert main._UPDATE[3] == firmware_update._STORE
+    assert main._LOCAL_LIST[1] == "firmware.blocks.local_list"
+    assert main._LOCAL_LIST[3] == local_list._STORE
+
+
+def test_each_lazy_block_is_built_by_its_factory_on_its_first_call(devkit):
+    from firmware import main
+
+    station = main.Station(devkit)
+    lazy = main.LAZY + (main._LOCAL_LIST, main._UPDATE)
+    for actions, *_ in lazy:
+        for action in actions:
+            assert type(station.router.handlers[action]) is not tuple  # a loader: not built
+    assert station.local_list is None and station.firmware is None
+    assert station.firmware_status() == ("Idle", None)
+    for actions, module, *_ in lazy:
+        handler, _ = station.router.entry(actions[0])
+        assert handler.__self__.__class__.__module__ == module
+        for action in actions:
+            assert type(station.router.handlers[action]) is tuple
+    assert type(station.local_list).__name__ == "LocalList"
+    assert station.firmware_status() == station.firmware.status() == ("Idle", None)
+    _unstarted(station)
+
+
+def test_a_stored_local_list_loads_its_block_at_boot(devkit):
+    from firmware import main
+    from store import Store
+
+    Store(devkit.state_dir).save("local_list", {"version": 3, "list": {}})
+    station = main.Station(devkit)
+    assert station.local_list is not None and station.local_list.version == 3
+    assert type(station.router.handlers["SendLocalList"]) is tuple
+    _unstarted(station)
+
+
+def test_the_base_board_declares_the_optional_capabilities_as_none():
+    from boards import Board
+
+    b = Board()
+    b.identity, b.settings = "X1", {"security_profile": 2}
+    assert b.app_partition() is None and b.running_app() is None
+    assert b.confirm_app() is None and b.safe() is None
+    assert b.factory_variables() == (
+        ("SecurityCtrlr/Identity", "X1"),
+        ("SecurityCtrlr/SecurityProfile", "2"),
+    )
+
+
+def test_both_boards_are_boards(devkit, tmp_path):
+    import boards
+    from boards.sim import Board as SimBoard
+
+    sim = SimBoard(["--state-dir", str(tmp_path / "sim"), "--id", "S1"])
+    for b in (devkit, sim):
+        assert isinstance(b, boards.Board)
+    # The sim's host target takes no images: the base's answers; the devkit has OTA slots.
+    assert sim.app_partition() is None and sim.running_app() is None
+    assert sim.factory_variables()[1] == ("SecurityCtrlr/SecurityProfile", "1")
+    assert devkit.factory_variables()[0] == ("SecurityCtrlr/Identity", "240AC4010203")
+
+
+def test_blocks_get_what_they_use_and_nothing_probes_for_it():
+    # The wiring is explicit (firmware/main.py): no part of the firmware but main is handed
+    # the station, so none registers itself on it, and nothing asks getattr whether a
+    # station, block or board has something (boards.Board declares the optional capabilities).
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    for path in sorted((root / "firmware").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                assert node.func.id != "getattr", "%s:%d" % (path, node.lineno)
+            if path.name == "main.py":
+                continue
+            if isinstance(node, ast.arg):
+                assert node.arg != "station", "%s:%d" % (path, node.lineno)
+            if isinstance(node, ast.Attribute):
+                assert node.attr != "station", "%s:%d" % (path, node.lineno)
+    # The sim's control channel may dispatch on its own commands, nothing else.
+    src = (root / "boards" / "sim" / "control.py").read_text()
+    assert src.count("getattr(") == src.count('getattr(self, "cmd_"') == 1
+
+
+def test_a_reboot_is_one_path_closing_the_link_and_the_contactors(devkit, monkeypatch):
+    from firmware import main
+
+    station = main.Station(devkit)
+    _unstarted(station)
+    done = []
+    monkeypatch.setattr(devkit, "reboot", lambda: done.append("reset"))
+
+    async def close():
+        done.append("close")
+
+    monkeypatch.setattr(station.connection, "close", close)
+    hw = devkit.evse_hw(1)
+    hw.contactor.close()
+    asyncio.run(station.reboot("RemoteReset"))
+    assert done == ["close", "reset"] and not hw.contactor.closed
+    assert station.store.load("boot") == {"count": 1, "reason": "RemoteReset"}

@@ -161,8 +161,7 @@ def station(tmp_path, settings=None, sp=1, capacity=None, time=None):
         router=ocppj.Router(),
         board=SimpleNamespace(settings=dict(settings or {})),
     )
-    block = Certificates(st)
-    assert st.certificates is block
+    st.certificates = Certificates(st.router, dm, store, st.clock, st.board.settings)
     return st
 
 
@@ -790,8 +789,9 @@ def test_an_unreadable_factory_record_installs_again_without_duplicates(tmp_path
 
 def test_profile_2_needs_an_installed_csms_root(tmp_path):
     st = station(tmp_path, {"csms_url": "ws://csms.example/ocpp"})
-    st.connection = SimpleNamespace(profiles=NetworkProfiles(st.store, st.dm, st.board.settings))
-    NetworkProfile(st)
+    conn = SimpleNamespace(profiles=NetworkProfiles(st.store, st.dm, st.board.settings))
+    security = SimpleNamespace(event=lambda kind, info=None: None)
+    NetworkProfile(st.router, st.dm, conn, st.certificates, security, st.board.settings)
     req = {
         "configurationSlot": 2,
         "connectionData": {

@@ -33,15 +33,20 @@ class FakeStation:
             "variable": {"name": "WebSocketPingInterval"},
             "attributeValue": str(ping_s),
         }
+        self.tmp_path = tmp_path
         self.dm = DeviceModel(Store(str(tmp_path)), VARIABLES, (), [ping])
         self.router = ocppj.Router()
         self.session = ocppj.Session(self.router, lambda: "x", 1)
         self.board = None
 
+    def link(self):
+        store = Store(str(self.tmp_path))
+        return Connection(None, self.dm, self.session, store, None, None, "PowerUp")
+
 
 def run_pinger(tmp_path, answer_pings, seconds):
     async def go():
-        conn = Connection(FakeStation(tmp_path, 1))
+        conn = FakeStation(tmp_path, 1).link()
         sock = FakeSock(answer_pings)
         task = asyncio.create_task(conn._pinger(sock))
         await asyncio.sleep(seconds)
@@ -65,7 +70,7 @@ def test_no_pong_by_the_next_ping_drops_the_link(tmp_path):
 def test_interval_zero_sends_no_pings_and_a_change_takes_effect(tmp_path):
     async def go():
         station = FakeStation(tmp_path, 0)
-        conn = Connection(station)
+        conn = station.link()
         sock = FakeSock(True)
         task = asyncio.create_task(conn._pinger(sock))
         await asyncio.sleep(1.2)

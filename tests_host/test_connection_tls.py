@@ -10,13 +10,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_network import FakeStation, fast, settings
+from test_network import FakeStation, fast, link, settings
 from tls_certs import make_pki
 
 import log
 import ws
 from firmware import connection as connection_mod
-from firmware.connection import Connection, _ders
+from firmware.connection import _ders
 
 ROOT = Path(__file__).resolve().parent.parent
 WSS = "wss://127.0.0.1:8443/ocpp"
@@ -43,7 +43,7 @@ def drive(monkeypatch, st, outcomes):
     """Run Connection.run through `outcomes`, one per connection attempt: an exception for
     ws.connect to raise, or None to connect (the connection then drops at once). Returns the
     connection and the seconds slept before each attempt."""
-    conn = Connection(st)
+    conn = link(st)
     outcomes = list(outcomes)
     sleeps, contexts = [], []
     slept = [0]
@@ -109,7 +109,7 @@ def test_without_the_security_block_the_event_is_logged(tmp_path, monkeypatch):
     out = io.StringIO()
     monkeypatch.setattr(log, "stream", out)
     st = station(tmp_path)
-    del st.security
+    st.security = None
     drive(monkeypatch, st, [bad_cert()])
     assert (
         " W security: event InvalidCsmsCertificate (The certificate validity has expired"

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import asn1
+import pem as pemlib
 import sha2
 import x509
 from x509 import CertError
@@ -743,3 +744,51 @@ def test_times(tag, text, want):
 def test_bad_times(tag, text):
     with pytest.raises(ValueError):
         read_time(tag, text)
+
+
+# -- PEM (lib/pem.py): the one codec of x509, the TLS files and the certificate files ----------
+
+
+def test_pem_lines_and_decode_round_trip_and_match_the_canonical_pem():
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = cx.Name([cx.NameAttribute(NameOID.COMMON_NAME, "PEM")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        cx.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    der = cert.public_bytes(serialization.Encoding.DER)
+    text = b"".join(pemlib.lines(der))
+    assert text == cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    both = b"a key\n" + key_pem + b"and a certificate\n" + text
+    ders = pemlib.decode(both)
+    assert len(ders) == 2 and ders[1] == der and ders[0][:1] == b"\x30"
+    assert pemlib.decode(both, b"CERTIFICATE") == [der]
+    assert pemlib.decode(both.decode(), b"CERTIFICATE") == [der]  # str as bytes
+    assert pemlib.decode(b"no PEM here") == []
+    assert [c.der for c in x509.load_pem(both)] == [der]  # the key's block is not a certificate
+
+
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        (b"-----BEGIN CERTIFICATE-----\nAAAA\n", "without END"),
+        (b"-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n", "bad base64"),
+    ],
+)
+def test_pem_refuses_broken_blocks(text, why):
+    with pytest.raises(ValueError, match=why):
+        pemlib.decode(text)
+    with pytest.raises(CertError, match=why):
+        x509.load_pem(text)

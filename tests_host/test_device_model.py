@@ -210,3 +210,15 @@ def test_device_model_heap_on_micropython(tmp_path):
     assert n == 88
     assert decls_bytes < 3000  # the EVSE part and one tuple of references
     assert dm_bytes < 5000  # two dicts of references: no per-variable objects, no key copies
+
+
+def test_setting_reads_an_optional_variable_as_its_defaults_type(tmp_path):
+    dm = model(tmp_path)
+    dm.set("TxCtrlr/EVConnectionTimeOut", "45")
+    assert dm.setting("TxCtrlr/EVConnectionTimeOut", 120) == 45
+    assert dm.setting("TxCtrlr/StopTxOnInvalidId", False) is True  # default value "true"
+    assert dm.setting("TxCtrlr/TxStartPoint", "") == dm.get("TxCtrlr/TxStartPoint")
+    # Not declared in this device model: the default, of any type.
+    assert dm.setting("LocalButton/IdToken", "") == ""
+    assert dm.setting("Nope/Nothing", 7) == 7
+    assert dm.setting("Nope/Nothing", True) is True

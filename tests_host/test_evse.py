@@ -441,6 +441,36 @@ def test_offers_above_63_a_wait_until_the_diode_has_answered():
     r.until(lambda: r.evse.offered_a == 80, 6000)
 
 
+# -- the cable lock (UnlockConnector asks the controller) ------------------------------------
+
+
+class FakeLock:
+    def __init__(self, works=True):
+        self.works = works
+        self.unlocks = 0
+
+    async def unlock(self):
+        self.unlocks += 1
+        return self.works
+
+
+@pytest.mark.parametrize(
+    "works, tethered_a, want",
+    [
+        (True, None, E.UNLOCKED),
+        (False, None, E.UNLOCK_FAILED),
+        (True, 32, E.UNLOCKED),  # a lock is driven whatever the cable
+        (None, None, E.UNLOCKED),  # a socket without a lock holds nothing
+        (None, 32, E.FIXED_CABLE),
+    ],
+)
+def test_unlock_drives_the_lock_and_says_what_came_of_it(works, tethered_a, want):
+    r = Rig(tethered_a=tethered_a)
+    lock = r.hw.lock = None if works is None else FakeLock(works)
+    assert asyncio.run(r.evse.unlock()) == want
+    assert lock is None or lock.unlocks == 1
+
+
 # -- the tick allocates nothing; the listeners run outside it ------------------------------
 
 HEAPLOCK = """

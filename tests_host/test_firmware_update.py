@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 import ocppj
 import x509
+from boards import Board
 from clock import Clock
 from firmware.blocks import firmware_update as fwu
 from store import Store
@@ -71,14 +72,31 @@ class Station:
         self.reboots = []
         self.tasks = []
 
-    def busy(self, e):
-        return self.tx
+    def idle(self):  # the transactions block's
+        return not self.tx
 
     def spawn(self, coro):
         self.tasks.append(asyncio.ensure_future(coro))
 
-    def reboot(self, reason):
+    async def reboot(self, reason):
         self.reboots.append(reason)
+
+    def block(self):
+        """The update block, as firmware/main.py builds it."""
+        return fwu.FirmwareUpdate(
+            self.router,
+            self.session,
+            self.connection,
+            self.store,
+            self.clock,
+            self.board,
+            self.spawn,
+            self.reboot,
+            self.security,
+            self.certificates,
+            self.availability,
+            self,  # transactions: idle()
+        )
 
     def statuses(self):
         return [p["status"] for a, p in self.session.calls if a == "FirmwareStatusNotification"]
@@ -138,8 +156,8 @@ def test_answers_before_anything_starts(tmp_path, pki, change, status, event):
     change = {k: getattr(pki, v, v) if isinstance(v, str) else v for k, v in change.items()}
 
     async def go():
-        st = Station(tmp_path, SimpleNamespace(), pki.roots)
-        fu = fwu.FirmwareUpdate(st)
+        st = Station(tmp_path, Board(), pki.roots)
+        fu = st.block()
         resp = await fu.on_update(request(pki, **change))
         assert resp["status"] == status
         assert st.events == (["InvalidFirmwareSigningCertificate"] if event else [])
@@ -161,8 +179,8 @@ def test_a_signing_certificate_issued_by_a_v1_manufacturer_root_verifies(tmp_pat
     v1_pki = SimpleNamespace(signer=ota.pem(signer), key=signer_key)
 
     async def go():
-        st = Station(tmp_path, SimpleNamespace(), [root])
-        fu = fwu.FirmwareUpdate(st)
+        st = Station(tmp_path, Board(), [root])
+        fu = st.block()
         assert (await fu.on_update(request(v1_pki, url="http://127.0.0.1:9/x")))[
             "status"
         ] == "Accepted"
@@ -173,7 +191,7 @@ def test_a_signing_certificate_issued_by_a_v1_manufacturer_root_verifies(tmp_pat
 
 def test_without_an_installed_root_every_certificate_is_invalid(tmp_path, pki):
     async def go():
-        fu = fwu.FirmwareUpdate(Station(tmp_path, SimpleNamespace(), []))
+        fu = Station(tmp_path, Board(), []).block()
         assert (await fu.on_update(request(pki)))["status"] == "InvalidCertificate"
 
     asyncio.run(go())
@@ -181,8 +199,8 @@ def test_without_an_installed_root_every_certificate_is_invalid(tmp_path, pki):
 
 def test_a_waiting_update_is_cancelled_an_installing_one_is_not(tmp_path, pki):
     async def go():
-        st = Station(tmp_path, SimpleNamespace(), pki.roots)
-        fu = fwu.FirmwareUpdate(st)
+        st = Station(tmp_path, Board(), pki.roots)
+        fu = st.block()
         st.connection.ready.set()
         later = (NOW + datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
         req = request(pki, retrieveDateTime=later)
@@ -242,8 +260,8 @@ def _doc(**kw):
 def test_after_a_power_loss(tmp_path, pki, doc, statuses):
     async def go():
         Store(str(tmp_path)).save("firmware", doc)
-        st = Station(tmp_path, SimpleNamespace(), pki.roots)
-        fu = fwu.FirmwareUpdate(st)
+        st = Station(tmp_path, Board(), pki.roots)
+        fu = st.block()
         await asyncio.sleep(0.05)
         assert st.statuses() == []  # nothing before the CSMS accepted this boot
         st.connection.accept()
@@ -286,7 +304,7 @@ def _update_image(tmp_path, pki, board, data, signature=None):
         await files.start()
         try:
             st = Station(tmp_path / "state", board, pki.roots)
-            fu = fwu.FirmwareUpdate(st)
+            fu = st.block()
             st.connection.ready.set()
             req = request(pki, files.url("fw.bin"), data)
             if signature is not None:
@@ -305,7 +323,7 @@ def _update_image(tmp_path, pki, board, data, signature=None):
 def _boot(tmp_path, pki, board):
     async def go():
         st = Station(tmp_path / "state", board, pki.roots)
-        fu = fwu.FirmwareUpdate(st)
+        fu = st.block()
         st.connection.accept()
         await until(lambda: fu.doc["step"] == "done")
         await asyncio.sleep(0.05)
@@ -354,7 +372,7 @@ def test_a_bad_image_signature_never_sets_the_boot_partition(tmp_path, pki, esp3
 
 
 def test_an_image_on_a_board_without_ota_partitions_fails_to_install(tmp_path, pki):
-    st = _update_image(tmp_path, pki, SimpleNamespace(), _image(5000))
+    st = _update_image(tmp_path, pki, Board(), _image(5000))
     assert st.statuses() == fwu_happy()[:4] + ["InstallationFailed"]
     assert st.holds == [True, False]  # the EVSEs were held during the install, then released
     assert not st.reboots
@@ -365,10 +383,10 @@ def fwu_happy():
 
 
 def test_an_unaccepted_trial_reboots_but_never_during_a_session(tmp_path, pki, monkeypatch):
-    st = Station(tmp_path, SimpleNamespace(), pki.roots)
+    st = Station(tmp_path, Board(), pki.roots)
     st.connection.registration = "Pending"
     st.tx = True  # a charging session runs
-    fw = fwu.FirmwareUpdate(st)
+    fw = st.block()
     monkeypatch.setattr(fwu.bootsel, "trial", True)
 
     async def go():
@@ -392,7 +410,7 @@ def test_an_image_booted_on_trial_and_never_accepted_reboots_after_the_trial(
     st.connection.registration = "Pending"  # the CSMS never accepts this boot
 
     async def go():
-        fw = fwu.FirmwareUpdate(st)  # spawns the watch with the real trial time: cancelled
+        fw = st.block()  # spawns the watch with the real trial time: cancelled
         assert fw._on_trial() and not fwu.bootsel.trial and len(st.tasks) == 1
         st.tasks[0].cancel()
         await asyncio.wait_for(fw._trial_watch(trial_s=0, poll_ms=10), 1)

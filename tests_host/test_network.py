@@ -4,6 +4,7 @@ fake connect and a fake clock), and every answer of SetNetworkProfile."""
 
 import asyncio
 import datetime
+from types import SimpleNamespace
 
 import pytest
 from cryptography import x509 as cx
@@ -18,6 +19,7 @@ from firmware import connection as connection_mod
 from firmware import network
 from firmware.blocks.certificates import Certificates
 from firmware.blocks.network_profile import NetworkProfile
+from firmware.blocks.security import Security
 from firmware.connection import Connection
 from firmware.device_model import DeviceModel
 from firmware.network import NetworkProfiles, Rotation
@@ -251,6 +253,26 @@ class FakeStation:
         self.router = ocppj.Router()
         self.session = ocppj.Session(self.router, lambda: "x", 30)
         self.board = FakeBoard(s)
+        self.clock = Clock(lambda: 1795285000)
+        self.spawned = []
+        self.certificates = None  # a test may give it a certificates block
+        self.security = None  # ... and a security block
+
+
+def link(st):
+    """The connection of station `st`, as firmware/main.py builds it: its TLS trusts the CSMS
+    roots of the certificates block, if it has one, and it reports to the security block."""
+    return Connection(
+        st.board,
+        st.dm,
+        st.session,
+        st.store,
+        st.clock,
+        st.spawned.append,
+        "PowerUp",
+        st.certificates.csms_ca_path if st.certificates is not None else None,
+        st.security.event if st.security is not None else None,
+    )
 
 
 def fast(attempts, priority):
@@ -269,7 +291,7 @@ def drive(monkeypatch, station, ok, connections=1):
     attempts as [(url, seconds slept before it, handshake timeout ms)], the connection and the
     active slot of each connection served."""
     events = []  # ("sleep", s) and ("connect", url, timeout_ms), in order
-    conn = Connection(station)
+    conn = link(station)
     served = []
 
     async def connect(url, basic_auth=None, ssl_ctx=None, timeout_ms=0, urandom=None):
@@ -334,7 +356,7 @@ def test_run_keeps_the_slot_while_our_own_network_is_down(tmp_path, monkeypatch)
     st = FakeStation(tmp_path, settings(), fast(1, "2,1"))
     NetworkProfiles(st.store, st.dm, st.board.settings).put(2, profile(url="ws://10.0.0.2/b"))
     st.board.up = False
-    conn = Connection(st)
+    conn = link(st)
     seen = []
     real_open = conn._open
 
@@ -364,7 +386,7 @@ def test_run_keeps_the_slot_while_our_own_network_is_down(tmp_path, monkeypatch)
 def test_run_registers_again_after_moving_to_another_slot(tmp_path, monkeypatch):
     st = FakeStation(tmp_path, settings(), fast(1, "1,2"))
     NetworkProfiles(st.store, st.dm, st.board.settings).put(2, profile(url="ws://10.0.0.2/b"))
-    conn = Connection(st)
+    conn = link(st)
     results = iter([True, False, True])  # slot 1 connects, then fails, slot 2 connects
     regs = []
 
@@ -401,7 +423,21 @@ class BlockStation:
         self.connection = type("C", (), {})()
         self.connection.profiles = NetworkProfiles(self.store, self.dm, self.board.settings)
         self.clock = Clock(lambda: 1795285000)
-        Certificates(self)  # installs the board's csms_ca_file as the CSMS root, if valid
+        # Installs the board's csms_ca_file as the CSMS root, if valid.
+        self.certificates = Certificates(
+            self.router, self.dm, self.store, self.clock, self.board.settings
+        )
+        queue = SimpleNamespace(post=lambda *a, **kw: True)  # log-only events never post
+        self.security = Security(
+            self.dm, self.clock, queue, SimpleNamespace(on_accepted=[]), "PowerUp"
+        )
+
+
+def block(st):
+    """The SetNetworkProfile block of station `st`, as firmware/main.py builds it."""
+    return NetworkProfile(
+        st.router, st.dm, st.connection, st.certificates, st.security, st.board.settings
+    )
 
 
 def answer(station, slot, data):
@@ -449,7 +485,7 @@ def _ca_pem():
 
 def test_accepted_profile_is_stored_and_the_security_event_logged(tmp_path, logged):
     st = BlockStation(tmp_path)
-    NetworkProfile(st)
+    block(st)
     st.connection.profiles.active = 1
     assert answer(st, 2, profile()) == {"status": "Accepted"}
     assert st.store.load("network")["slots"] == {"2": profile()}
@@ -460,11 +496,11 @@ def test_accepted_profile_is_stored_and_the_security_event_logged(tmp_path, logg
     assert st.connection.profiles.profile(2)["ocppCsmsUrl"] == URL1
 
 
-def test_the_security_block_gets_the_event_when_there_is_one(tmp_path):
+def test_the_security_block_gets_the_event(tmp_path):
     st = BlockStation(tmp_path)
     events = []
     st.security = type("S", (), {"event": lambda self, k, i=None: events.append((k, i))})()
-    NetworkProfile(st)
+    block(st)
     assert answer(st, 3, profile()) == {"status": "Accepted"}
     assert events == [("ReconfigurationOfSecurityParameters", "slot 3, security profile 1")]
 
@@ -472,14 +508,14 @@ def test_the_security_block_gets_the_event_when_there_is_one(tmp_path):
 @pytest.mark.parametrize("slot", [999, 0, 4, -1])
 def test_a_slot_outside_the_values_list_is_rejected(tmp_path, slot):
     st = BlockStation(tmp_path)
-    NetworkProfile(st)
+    block(st)
     assert answer(st, slot, profile()) == rejected("InvalidConfSlot")
     assert st.store.load("network") is None
 
 
 def test_the_active_slot_is_rejected(tmp_path):
     st = BlockStation(tmp_path)
-    NetworkProfile(st)
+    block(st)
     st.connection.profiles.connected(1)
     assert answer(st, 1, profile()) == rejected("ActiveConfSlot")
     assert answer(st, 2, profile()) == {"status": "Accepted"}
@@ -487,7 +523,7 @@ def test_the_active_slot_is_rejected(tmp_path):
 
 def test_a_lower_security_profile_is_rejected(tmp_path, pki):
     st = BlockStation(tmp_path, sp=2, s=settings(security_profile=2, csms_ca_file=pki["ca"]))
-    NetworkProfile(st)
+    block(st)
     assert answer(st, 2, profile(sp=1)) == rejected("NoSecurityDowngrade")
     assert answer(st, 2, profile(url="wss://x.example/ocpp", sp=2)) == {"status": "Accepted"}
 
@@ -511,7 +547,7 @@ def test_a_higher_profile_needs_its_certificates(tmp_path, pki, sp, have, code):
         # A file that is named but missing counts as absent.
         s[names[k]] = pki[k] if k in have else str(tmp_path / "missing.pem")
     st = BlockStation(tmp_path, s=s)
-    NetworkProfile(st)
+    block(st)
     got = answer(st, 2, profile(url="wss://csms.example/ocpp", sp=sp))
     assert got == (rejected(code) if code else {"status": "Accepted"})
 
@@ -532,13 +568,13 @@ def test_a_higher_profile_needs_its_certificates(tmp_path, pki, sp, have, code):
 )
 def test_an_invalid_network_configuration_is_rejected(tmp_path, change):
     st = BlockStation(tmp_path)
-    NetworkProfile(st)
+    block(st)
     assert answer(st, 2, profile(**change)) == rejected("InvalidNetworkConf")
 
 
 def test_profile_2_needs_wss(tmp_path, pki):
     st = BlockStation(tmp_path, s=settings(csms_ca_file=pki["ca"]))
-    NetworkProfile(st)
+    block(st)
     assert answer(st, 2, profile(url="ws://csms.example/ocpp", sp=2)) == rejected(
         "InvalidNetworkConf"
     )

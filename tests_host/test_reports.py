@@ -55,7 +55,7 @@ def station(tmp_path, evses=(hw(),), decls=None, fail=None):
         clock=Clock(lambda: NOW),
         router=ocppj.Router(),
     )
-    st.reports = rp.Reports(st)
+    st.reports = rp.Reports(st.router, st.session, st.dm, st.clock)
     return st
 
 
@@ -405,13 +405,13 @@ def test_out_of_memory_for_a_part_is_tried_once_more_then_ends_the_report(tmp_pa
 
     st = station(tmp_path)
     st.session = Once(1)
-    st.reports = rp.Reports(st)
+    st.reports = rp.Reports(st.router, st.session, st.dm, st.clock)
     resp, parts = request(st, "GetBaseReport", {"requestId": 6, "reportBase": "FullInventory"})
     assert [p["seqNo"] for p in parts] == list(range(len(parts))) and parts[-1]["tbc"] is False
     assert ("MemoryError", 1) in st.session.sent
     st = station(tmp_path)
     st.session = Once(2)
-    st.reports = rp.Reports(st)
+    st.reports = rp.Reports(st.router, st.session, st.dm, st.clock)
     resp, parts = request(st, "GetBaseReport", {"requestId": 7, "reportBase": "FullInventory"})
     assert [p["seqNo"] for p in parts] == [0] and st.reports._task is None
     assert "report 7 stopped at part 1: MemoryError" in logged.getvalue()

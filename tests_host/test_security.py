@@ -34,7 +34,7 @@ def station(tmp_path, now=1_800_000_000):
         connection=SimpleNamespace(on_accepted=[], ready=asyncio.Event()),
         boot_reason="PowerUp",
     )
-    Security(st)
+    Security(st.dm, st.clock, st.queue, st.connection, st.boot_reason)
     return st
 
 

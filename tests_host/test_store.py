@@ -41,3 +41,23 @@ def test_line_files_and_exists(tmp_path, logged):
     store.remove_file(path)
     store.remove_file(path)  # already gone: no error
     assert not (tmp_path / "l.mv").exists()
+
+
+def test_read_size_and_remove_files(tmp_path, monkeypatch, logged):
+    p = str(tmp_path / "f.bin")
+    assert store.file_size(p) == -1
+    store.write_file(p, (b"abc", b"de"))
+    assert store.read_file(p) == b"abcde" and store.file_size(p) == 5
+    assert store.remove_file(p) is True and store.file_size(p) == -1
+    assert store.remove_file(p) is True  # none: gone as well
+    with pytest.raises(OSError):
+        store.read_file(p)
+    # A file that stays says so, and is logged.
+    store.write_file(p, (b"x",))
+
+    def stuck(path):
+        raise OSError(5, "EIO")
+
+    monkeypatch.setattr(store.os, "remove", stuck)
+    assert store.remove_file(p) is False
+    assert "removing %s" % p in logged.getvalue()

@@ -245,9 +245,23 @@ def make(tmp_path, tm):
         st.spawn = st.spawned.append
         if online:
             st.connection.ready.set()
-        Authorization(st)
-        st.txs = Transactions(st)
-        assert st.transactions is st.txs
+        st.authorization = Authorization(
+            st.router, st.session, st.connection, dm, store, st.clock, st.spawn, lambda: None
+        )
+        st.txs = st.transactions = Transactions(
+            st.router,
+            st.session,
+            st.connection,
+            st.queue,
+            dm,
+            store,
+            st.clock,
+            st.evses,
+            st.authorization,
+            st.spawn,
+            st.board.urandom,
+            boot_reason,
+        )
         loops = [c for c in st.spawned if c.__name__ in ("_timers", "_flush_loop")]
         assert len(loops) == 2
         for c in loops:

@@ -426,20 +426,21 @@ def flash_bytes_per_charging_hour(hours=3):
         )
         evse.permit = lambda on: setattr(evse, "permitted", on)
         evse.touch = lambda: None
-        station = types.SimpleNamespace(
-            dm=dm,
-            store=store,
-            clock=Clock(lambda: unix0 + Ticks.ms // 1000),
-            queue=q,
-            router=ocppj.Router(),
-            connection=link,
-            evses=[evse],
-            boot_reason="PowerUp",
-            board=types.SimpleNamespace(urandom=os.urandom),
-            spawn=lambda c: c.close(),
+        auth = types.SimpleNamespace(remember=lambda t, i: None)
+        txs = txmod.Transactions(
+            ocppj.Router(),
+            Csms(),
+            link,
+            q,
+            dm,
+            store,
+            Clock(lambda: unix0 + Ticks.ms // 1000),
+            [evse],
+            auth,
+            lambda c: c.close(),
+            os.urandom,
+            "PowerUp",
         )
-        station.authorization = types.SimpleNamespace(remember=lambda t, i: None)
-        txs = txmod.Transactions(station)
         bay = txs.bays[0]
         sender = asyncio.create_task(q.run())
         first = q.bytes_written

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 
+import boards
 import log
 from boards.drivers import EvseHw
 from boards.sim.ev import CP_THRESHOLDS, MV_FULL, PP_MV, SimEV
@@ -35,7 +36,7 @@ PP_BANDS = (
 )
 
 
-class Board:
+class Board(boards.Board):
     MODEL = MODEL
     VENDOR = VENDOR
 
@@ -69,13 +70,6 @@ class Board:
         """Persist the simulated world (car, cable, faults, meter register): it is not part of
         the station, so a reboot or a power loss of the firmware leaves it as it was."""
         self._world.save(_WORLD, [ev.state_doc() for ev in self.evs])
-
-    def factory_variables(self):
-        profile = self.settings.get("security_profile", 1)
-        return (
-            ("SecurityCtrlr/Identity", self.identity),
-            ("SecurityCtrlr/SecurityProfile", str(profile)),
-        )
 
     def evse_hw(self, evse_id):
         from boards.drivers.contactor import Contactor

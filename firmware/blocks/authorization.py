@@ -53,22 +53,16 @@ class Authorization:
     EVSEs than the one asked for is refused with NotAtThisLocation.
     """
 
-    def __init__(self, station):
-        self.station = station
-        self.dm = station.dm
-        station.authorization = self
-        self.cache = AuthCache(station.store, station.dm, station.clock)
-        station.router.on("ClearCache", self.on_clear_cache)
-        station.spawn(self._flush_loop())
-
-    def _flag(self, name):
-        try:
-            return self.dm.get_bool(name)
-        except KeyError:  # an optional variable this device model does not declare
-            return False
-
-    def _local_list(self):
-        return getattr(self.station, "local_list", None)
+    def __init__(self, router, session, connection, dm, store, clock, spawn, local_list):
+        """local_list(): the local list block, or None while it is not loaded (no list on
+        flash: nothing to find there)."""
+        self.session = session
+        self.connection = connection
+        self.dm = dm
+        self._local_list = local_list
+        self.cache = AuthCache(store, dm, clock)
+        router.on("ClearCache", self.on_clear_cache)
+        spawn(self._flush_loop())
 
     # -- ClearCache (C11) -------------------------------------------------------------------
 
@@ -108,7 +102,7 @@ class Authorization:
         if info is None:
             info = self.cache.get(key)
             where = _CACHE
-        online = self.station.connection.ready.is_set()
+        online = self.connection.ready.is_set()
         if online:
             if info is not None and info["status"] == ACCEPTED:
                 if dm.get_bool(_AUTH + "LocalPreAuthorize"):
@@ -118,7 +112,7 @@ class Authorization:
                     return _UNKNOWN_INFO
                 return self._used(where, key, info)
             if info is not None and info["status"] != ACCEPTED:
-                if self._flag(where + "DisablePostAuthorize"):
+                if dm.setting(where + "DisablePostAuthorize", False):
                     return info
             answer = await self._ask(id_token)
             if answer is not None:
@@ -143,7 +137,7 @@ class Authorization:
 
     async def _ask(self, id_token):
         """The CSMS's idTokenInfo for `id_token`, or None when there is no answer."""
-        session = self.station.session
+        session = self.session
         req = {"idToken": {"idToken": id_token["idToken"], "type": id_token["type"]}}
         # session.call times the reply out after MessageTimeout; the bound here also covers
         # the wait for the CALL slot while another CALL of ours is outstanding.

@@ -30,31 +30,36 @@ class Availability:
     this block runs before the others', and the queue asks `_holds`.
     """
 
-    def __init__(self, station):
-        self.station = station
-        station.availability = self
-        self.evses = station.evses
-        self.wish = station.store.load(_STORE) or {}  # only Inoperative entries are stored
+    def __init__(self, router, session, connection, queue, dm, store, clock, evses, busy, spawn):
+        """busy(evse): a transaction is open on it (the transactions block's busy)."""
+        self.session = session
+        self.connection = connection
+        self.dm = dm
+        self.store = store
+        self.clock = clock
+        self.evses = evses
+        self.busy = busy
+        self.wish = store.load(_STORE) or {}  # only Inoperative entries are stored
         self.reported = {}  # EVSE id -> the status the CSMS last heard
         self.held = False  # every EVSE kept Unavailable for a while (firmware install); not saved
         # EVSE id -> (status, time of the change, the queue's mark then): the current status
         # and where it belongs in the order of messages.
         self.since = {}
         self._wake = asyncio.Event()
-        self.queue = station.queue
-        self.queue.hold = self._holds
-        self.queue.on_gone = self._wake.set
-        for e in self.evses:
+        self.queue = queue
+        queue.hold = self._holds
+        queue.on_gone = self._wake.set
+        for e in evses:
             e.on_change.insert(0, self._changed)  # first: before the events the change causes
             self._apply(e)
-        station.router.on("ChangeAvailability", self.on_change_availability, self._after_change)
-        station.connection.on_accepted.append(self.report_all)
-        station.connection.on_online.append(self._online)
+        router.on("ChangeAvailability", self.on_change_availability, self._after_change)
+        connection.on_accepted.append(self.report_all)
+        connection.on_online.append(self._online)
         self._provide()
-        station.spawn(self.run())
+        spawn(self.run())
 
     def _provide(self):
-        dm = self.station.dm
+        dm = self.dm
         pairs = [("ChargingStation/", lambda: self._station_state())]
         for e in self.evses:
             pairs.append(("EVSE.%d/" % e.id, lambda e=e: self.status(e)))
@@ -89,14 +94,14 @@ class Availability:
             return "Faulted"  # also while Inoperative: a fault is news
         if not e.available:
             return "Unavailable"
-        if e.plugged or self.station.busy(e):
+        if e.plugged or self.busy(e):
             return "Occupied"
         return "Available"
 
     def _apply(self, e):
         """Make the wish real on `e` where it can be: going unavailable waits for idle."""
         want = self.operative(e)
-        if want != e.available and (want or not self.station.busy(e)):
+        if want != e.available and (want or not self.busy(e)):
             e.set_available(want)
             log.info(_TAG, "EVSE %d %s" % (e.id, "operative" if want else "inoperative"))
 
@@ -110,7 +115,7 @@ class Availability:
         st = self.status(e)
         cur = self.since.get(e.id)
         if cur is None or cur[0] != st:
-            cur = self.since[e.id] = (st, self.station.clock.iso(), self.queue.mark())
+            cur = self.since[e.id] = (st, self.clock.iso(), self.queue.mark())
         return cur
 
     def _holds(self, seq):
@@ -146,7 +151,7 @@ class Availability:
             self.wish[key] = _INOPERATIVE
         else:
             self.wish.pop(key, None)
-        self.station.store.save(_STORE, self.wish)
+        self.store.save(_STORE, self.wish)
         waiting = False
         for e in affected:
             self._apply(e)
@@ -164,7 +169,7 @@ class Availability:
         self._wake.set()
 
     def _online(self, offline_ms):
-        threshold = self.station.dm.get_int("OCPPCommCtrlr/OfflineThreshold") * 1000
+        threshold = self.dm.get_int("OCPPCommCtrlr/OfflineThreshold") * 1000
         if offline_ms is not None and offline_ms > threshold:
             self.report_all()
         else:
@@ -184,10 +189,10 @@ class Availability:
         # What waited for this status may go: the queue's CALL takes the session's lock
         # after this one, which takes it without a pause.
         self.queue.kick()
-        await self.station.session.call("StatusNotification", payload)
+        await self.session.call("StatusNotification", payload)
 
     async def run(self):
-        ready = self.station.connection.ready
+        ready = self.connection.ready
         while True:
             await ready.wait()
             self._wake.clear()

@@ -1,15 +1,14 @@
 # certificates: OCPP block A (use cases M03-M05), the CSMS and manufacturer root certificates:
 # InstallCertificate, GetInstalledCertificateIds, DeleteCertificate, kept on flash. MIT licence.
 #
-# For other blocks:
-#   station.certificates.roots(kind)    [x509.Cert] installed of kind CSMS or MANUFACTURER,
-#                                       in install order, read from flash at each call
-#   station.certificates.csms_ca_path() a PEM file with every installed CSMS root (for the TLS
-#                                       context), rewritten atomically on every change; None
-#                                       while there is none
-#   station.certificates.hash_data(cert)  its certificateHashData (SHA256)
+# For other blocks (firmware/main.py hands them this block):
+#   roots(kind)         [x509.Cert] installed of kind CSMS or MANUFACTURER, in install order,
+#                       read from flash at each call
+#   csms_ca_path()      a PEM file with every installed CSMS root (for the TLS context),
+#                       rewritten atomically on every change; None while there is none
+#   hash_data(cert)     its certificateHashData (SHA256)
 #
-# x509 (with asn1, rsa, ecdsa), sha2 and steps are imported inside the functions that parse or
+# x509 (with asn1, rsa, ecdsa, pem), sha2 and steps are imported inside the functions that parse or
 # hash a certificate, never at module level: the boot reads the index (see Certificates) and
 # parses nothing, so none of them takes heap on a station that is only running. MicroPython
 # keeps a module once imported, so a local import costs a dict lookup after the first one.
@@ -161,40 +160,8 @@ def _one(pem):
     return certs[0]
 
 
-def _pem_lines(der):
-    """The PEM text of certificate `der`, one 64-character line (48 bytes) at a time: for
-    store.write_file, so that the whole text never is in RAM at once (an RSA-4096 root's
-    five copies did not fit a fragmented 112 KiB heap)."""
-    mv = memoryview(der)
-    yield b"-----BEGIN CERTIFICATE-----\n"
-    for i in range(0, len(der), 48):
-        yield binascii.b2a_base64(mv[i : i + 48])  # with its newline
-    yield b"-----END CERTIFICATE-----\n"
-
-
 def _name(cert):
     return ",".join("%s=%s" % a for a in cert.subject)
-
-
-def _read(path):
-    with open(path, "rb") as f:  # bytes: whatever is on flash, load_pem judges it
-        return f.read()
-
-
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
-def _size(path):
-    """Size of the file at `path` in bytes, -1 when there is none."""
-    try:
-        return os.stat(path)[6]
-    except OSError:
-        return -1
 
 
 class Certificates:
@@ -228,11 +195,13 @@ class Certificates:
     talks to the CSMS; the TLS handshake and verify_chain check them in use).
     """
 
-    def __init__(self, station):
-        self.station = station
-        self.dm = station.dm
-        station.certificates = self
-        root = station.store.root
+    def __init__(self, router, dm, store, clock, settings):
+        """settings: the board's (factory files, the client certificate)."""
+        self.dm = dm
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+        root = store.root
         self._dir = root + "/" + _DIR
         self._ca_path = root + "/" + _CA_FILE
         self._ca_ok = False  # the CA file holds exactly the installed CSMS roots
@@ -253,9 +222,9 @@ class Certificates:
             self._scan(found)
             self._write_ca(self.entries)
             self._save()
-        self._factory(station.board.settings)
+        self._factory(settings)
         self.dm.provide(_ENTRIES, lambda: str(len(self.entries)))
-        r = station.router
+        r = router
         r.on("InstallCertificate", self.on_install_certificate)
         r.on("GetInstalledCertificateIds", self.on_get_installed_certificate_ids)
         r.on("DeleteCertificate", self.on_delete_certificate)
@@ -310,7 +279,7 @@ class Certificates:
             cert = _one(req["certificate"])
         except x509.CertError as e:
             return _answer(REJECTED, INVALID_FORMAT, str(e))
-        why = _problem(cert, self.station.clock.now())
+        why = _problem(cert, self.clock.now())
         if why is None:
             try:
                 await steps.run_async(cert.signed_by_steps(cert, True))
@@ -336,8 +305,12 @@ class Certificates:
             log.warn(_TAG, "no room for %s %s" % (kind, _name(cert)))
             return _answer(FAILED, STORAGE_FULL, "%d certificates installed" % self.capacity)
         path = self._path(entry)
+        import pem
+
         try:
-            store.write_file(path, _pem_lines(cert.der))
+            # Line by line: the whole text is never in RAM at once (an RSA-4096 root's five
+            # copies did not fit a fragmented 112 KiB heap).
+            store.write_file(path, pem.lines(cert.der))
         except OSError as e:
             log.error(_TAG, "writing %s: %r" % (path, e))
             return _answer(FAILED, WRITE_FAILED)
@@ -397,13 +370,9 @@ class Certificates:
         stuck = []
         for e in victims:
             path = self._path(e)
-            try:
-                os.remove(path)
-            except OSError as err:
-                if _exists(path):
-                    log.error(_TAG, "removing %s: %r" % (path, err))
-                    stuck.append(e)
-            if e not in stuck:
+            if not store.remove_file(path):  # logged there
+                stuck.append(e)
+            else:
                 log.info(_TAG, "deleted %s %d" % (e[0], e[1]))
         self.entries = [e for e in self.entries if e not in victims or e in stuck]
         if stuck:
@@ -415,13 +384,13 @@ class Certificates:
         """The station's client certificate (board setting client_cert_file, the leaf first,
         maybe with its chain) matches `want`. When its issuer is in neither, the issuer's name
         and the serial decide."""
-        path = self.station.board.settings.get("client_cert_file")
+        path = self.settings.get("client_cert_file")
         if not path:
             return False
         import x509
 
         try:
-            certs = x509.load_pem(_read(path))
+            certs = x509.load_pem(store.read_file(path))
         except (OSError, x509.CertError):
             return False
         leaf = certs[0]
@@ -448,7 +417,7 @@ class Certificates:
 
         path = self._path(e)
         try:
-            return _one(_read(path))
+            return _one(store.read_file(path))
         except (OSError, x509.CertError) as err:
             log.error(_TAG, "%s unreadable: %r" % (path, err))
             return None
@@ -517,7 +486,7 @@ class Certificates:
             path = self._path((kind, seq))
             cert = why = None
             try:
-                cert = _one(_read(path))
+                cert = _one(store.read_file(path))
             except (OSError, x509.CertError) as e:
                 log.error(_TAG, "%s unreadable, ignored: %r" % (path, e))
             if cert is not None:
@@ -541,7 +510,7 @@ class Certificates:
     def _doc(self):
         """The store document, {} when there is none or it is unusable; takes its factory
         record."""
-        doc = self.station.store.load(_STORE)
+        doc = self.store.load(_STORE)
         if doc is None:
             return {}
         try:
@@ -564,7 +533,7 @@ class Certificates:
             "skip": self._skip,
         }
         try:
-            self.station.store.save(_STORE, doc)
+            self.store.save(_STORE, doc)
         except OSError as e:
             log.error(_TAG, "writing the index: %r" % e)
 
@@ -584,8 +553,8 @@ class Certificates:
         want = 0
         for e in self.entries:
             if e[0] == CSMS:
-                want += max(_size(self._path(e)), 0)
-        if want and _size(self._ca_path) == want:
+                want += max(store.file_size(self._path(e)), 0)
+        if want and store.file_size(self._ca_path) == want:
             self._ca_ok = True
         else:
             self._write_ca(self.entries)
@@ -597,17 +566,16 @@ class Certificates:
         for e in entries:
             if e[0] == CSMS:
                 try:
-                    texts.append(_read(self._path(e)))
+                    texts.append(store.read_file(self._path(e)))
                 except OSError as err:
                     log.error(_TAG, "%s unreadable: %r" % (self._path(e), err))
         text = b"".join(texts)
         try:
             if not text:
                 self._ca_ok = False
-                if _exists(self._ca_path):
-                    os.remove(self._ca_path)
-                return True
-            if not _exists(self._ca_path) or _read(self._ca_path) != text:
+                return store.remove_file(self._ca_path)  # logged there when it stays
+            ca = self._ca_path
+            if store.file_size(ca) != len(text) or store.read_file(ca) != text:
                 store.write_file(self._ca_path, (text,))
             self._ca_ok = True
             return True
@@ -636,7 +604,7 @@ class Certificates:
         """Install every root of the PEM file `path` as `kind`; True when one was. The index
         is left to the caller."""
         try:
-            text = _read(path)  # first: a missing file imports nothing
+            text = store.read_file(path)  # first: a missing file imports nothing
         except OSError as e:
             log.error(_TAG, "factory %s %s skipped: %r" % (kind, path, e))
             return False
@@ -648,7 +616,7 @@ class Certificates:
             log.error(_TAG, "factory %s %s skipped: %r" % (kind, path, e))
             return False
         del text
-        now = self.station.clock.now()
+        now = self.clock.now()
         ok = False
         for cert in certs:
             why = _problem(cert, None)

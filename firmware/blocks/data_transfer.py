@@ -3,8 +3,8 @@
 
 
 class DataTransfer:
-    def __init__(self, station):
-        station.router.on("DataTransfer", self.on_data_transfer)
+    def __init__(self, router):
+        router.on("DataTransfer", self.on_data_transfer)
 
     def on_data_transfer(self, req):
         return {"status": "UnknownVendorId"}

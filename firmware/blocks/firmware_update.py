@@ -38,6 +38,7 @@ import bootsel
 import log
 import ocppj
 import rfc3339
+import store
 from firmware.version import VERSION
 
 # bundle, httpc, steps and x509 (with asn1, rsa, ecdsa, sha2, url) are imported inside the
@@ -62,7 +63,6 @@ _HTTP_TIMEOUT_MS = 30000  # per network wait of a download
 _MAX_INSTALLS = 2  # install attempts (a power loss during one starts another)
 _MAX_REBOOTS = 2  # reboots into an installed slot before giving up on it
 _TRIAL_S = 600  # a trial slot not Accepted within this long reboots (and so may roll back)
-_GRACE_MS = 500  # time for the last status to leave before the reboot
 _RESUME_WAIT_MS = 30000  # after a power loss, how long an update waits to be online again
 _ROOT = "ManufacturerRootCertificate"
 _BUNDLE = "bundle"  # bundle.BUNDLE and bundle.IMAGE, the update record's "kind", known here
@@ -89,12 +89,35 @@ class _Stop(Exception):
 
 
 class FirmwareUpdate:
-    def __init__(self, station):
-        self.station = station
-        station.firmware = self
-        self.store = station.store
-        self.clock = station.clock
-        self.base = station.store.root
+    def __init__(
+        self,
+        router,
+        session,
+        connection,
+        store,
+        clock,
+        board,
+        spawn,
+        reboot,
+        security,
+        certificates,
+        availability,
+        transactions,
+    ):
+        """board: its firmware image capabilities (boards.Board: app_partition, running_app,
+        confirm_app); reboot(reason): the station's (async) reboot, main.Station.reboot."""
+        self.session = session
+        self.connection = connection
+        self.store = store
+        self.clock = clock
+        self.board = board
+        self.spawn = spawn
+        self.reboot = reboot
+        self.security = security
+        self.certificates = certificates
+        self.availability = availability
+        self.transactions = transactions
+        self.base = store.root
         self.doc = self.store.load(_STORE)
         if self.doc is not None and self.doc.get("v") != 1:
             log.warn(_TAG, "update record of an unknown format dropped")
@@ -107,12 +130,11 @@ class FirmwareUpdate:
         self._heap = None  # [idle heap when the update started, peak above it], this boot
         # An install rebooted into this boot: its result is reported once Accepted.
         self._rebooted = self.doc is not None and self.doc["step"] == "reboot"
-        station.router.on("UpdateFirmware", self.on_update, self._after_update)
-        conn = station.connection
-        conn.on_accepted.append(self._accepted)
-        conn.on_online.append(lambda offline_ms: self._kick())
+        router.on("UpdateFirmware", self.on_update, self._after_update)
+        connection.on_accepted.append(self._accepted)
+        connection.on_online.append(lambda offline_ms: self._kick())
         if self._on_trial():
-            station.spawn(self._trial_watch())
+            spawn(self._trial_watch())
         self._resume()
 
     # -- state ----------------------------------------------------------------------------
@@ -132,10 +154,7 @@ class FirmwareUpdate:
 
     def _remove_files(self):
         for name in (_FILE, _PART):
-            try:
-                os.remove(self._path(name))
-            except OSError:
-                pass
+            store.remove_file(self._path(name))
 
     # -- UpdateFirmware (L01) ------------------------------------------------------------------
 
@@ -146,7 +165,7 @@ class FirmwareUpdate:
         why = await self._check_certificate(fw["signingCertificate"])
         if why:
             log.warn(_TAG, "signing certificate refused: %s" % why)
-            self.station.security.event("InvalidFirmwareSigningCertificate", why)
+            self.security.event("InvalidFirmwareSigningCertificate", why)
             return {"status": "InvalidCertificate"}
         try:
             retrieve = rfc3339.parse(fw["retrieveDateTime"])
@@ -197,8 +216,7 @@ class FirmwareUpdate:
             certs = x509.load_pem(pem)
         except x509.CertError as e:
             return "unreadable: %s" % e
-        store = getattr(self.station, "certificates", None)
-        roots = store.roots(_ROOT) if store is not None else []
+        roots = self.certificates.roots(_ROOT)
         if not roots:
             return "no ManufacturerRootCertificate installed"
         try:
@@ -232,13 +250,13 @@ class FirmwareUpdate:
         step = d["step"]
         log.info(_TAG, "update %s found at step %s" % (d["id"], step))
         if step in ("download", "verify", "install"):
-            self.station.spawn(self._later())
+            self.spawn(self._later())
         # reboot: decided once Accepted; done: its status goes out once online.
 
     async def _later(self):
         # Let the CSMS hear the steps: wait (a while) to be online before going on.
         try:
-            await asyncio.wait_for_ms(self.station.connection.ready.wait(), _RESUME_WAIT_MS)
+            await asyncio.wait_for_ms(self.connection.ready.wait(), _RESUME_WAIT_MS)
         except asyncio.TimeoutError:
             pass
         if self._task is None and self.doc is not None and self.doc["step"] != "done":
@@ -301,12 +319,12 @@ class FirmwareUpdate:
         d = self.doc
         if d is None or d["sent"] or self._sending:
             return
-        if not self.station.connection.ready.is_set():
+        if not self.connection.ready.is_set():
             return
         status = d["status"]
         self._sending = True
         try:
-            await self.station.session.call(
+            await self.session.call(
                 "FirmwareStatusNotification", {"status": status, "requestId": d["id"]}
             )
         except ocppj.CallError as e:
@@ -325,7 +343,7 @@ class FirmwareUpdate:
     def _kick(self):
         d = self.doc
         if d is not None and not d["sent"]:
-            self.station.spawn(self._send())
+            self.spawn(self._send())
 
     async def _finish(self, status):
         self._remove_files()
@@ -399,7 +417,7 @@ class FirmwareUpdate:
                     kind = _IMAGE if chunk[0] == 0xE9 else _BUNDLE
                     part = None
                     if kind == _IMAGE:
-                        part = getattr(self.station.board, "app_partition", lambda: None)()
+                        part = self.board.app_partition()
                     if part is not None:
                         from ota_image import Writer
 
@@ -451,20 +469,17 @@ class FirmwareUpdate:
             if f is not None:
                 f.close()
         if not ok:
-            self.station.security.event("InvalidFirmwareSignature", "request %d" % d["id"])
+            self.security.event("InvalidFirmwareSignature", "request %d" % d["id"])
             await self._finish(INVALID_SIGNATURE)
         d["step"] = "install"
         await self._notify(SIGNATURE_VERIFIED)
 
     # -- install ------------------------------------------------------------------------------
 
-    def _any_busy(self):
-        return any(self.station.busy(e) for e in self.station.evses)
-
     def _hold(self, on):
         if on != self._held:
             self._held = on
-            self.station.availability.hold(on)
+            self.availability.hold(on)
 
     async def _install(self):
         d = self.doc
@@ -475,11 +490,11 @@ class FirmwareUpdate:
             scheduled = True
             await self._until(when)
         self._hold(True)  # no new session while installing; idle EVSEs Unavailable
-        if self._any_busy():
+        if not self.transactions.idle():
             log.info(_TAG, "install waits for the transactions to end")
             if not scheduled:
                 await self._notify(INSTALL_SCHEDULED)
-            while self._any_busy():
+            while not self.transactions.idle():
                 await asyncio.sleep_ms(1000)
         if d["installs"] >= _MAX_INSTALLS:
             self._hold(False)
@@ -517,7 +532,7 @@ class FirmwareUpdate:
             self._save()
             bootsel.set_trial(slot)
         elif kind == _IMAGE:
-            part = getattr(self.station.board, "app_partition", lambda: None)()
+            part = self.board.app_partition()
             if part is None:
                 raise OSError("this board takes no firmware image")
             from ota_image import Writer
@@ -533,9 +548,7 @@ class FirmwareUpdate:
         d = self.doc
         d["reboots"] += 1
         self._save()
-        await asyncio.sleep_ms(_GRACE_MS)
-        await self.station.connection.close()
-        self.station.reboot("FirmwareUpdate")
+        await self.reboot("FirmwareUpdate")
 
     # -- after the reboot ---------------------------------------------------------------------
 
@@ -543,19 +556,16 @@ class FirmwareUpdate:
         # The CSMS accepted this boot: the code running now is good.
         if bootsel.confirm():
             log.info(_TAG, "slot %s confirmed" % bootsel.running)
-        confirm = getattr(self.station.board, "confirm_app", None)
-        if confirm is not None:
-            confirm()
+        self.board.confirm_app()
         d = self.doc
         if self._rebooted and d is not None and d["step"] == "reboot":
             self._rebooted = False
-            self.station.spawn(self._report_install())
+            self.spawn(self._report_install())
 
     def _new_code_runs(self):
         d = self.doc
         if d.get("kind") == _IMAGE:
-            running = getattr(self.station.board, "running_app", lambda: None)()
-            return running == d.get("slot")
+            return self.board.running_app() == d.get("slot")
         return bootsel.running == d.get("slot")
 
     async def _report_install(self):
@@ -563,7 +573,7 @@ class FirmwareUpdate:
         try:
             if self._new_code_runs():
                 log.info(_TAG, "version %s runs" % VERSION)
-                self.station.security.event("FirmwareUpdated", "version " + VERSION)
+                self.security.event("FirmwareUpdated", "version " + VERSION)
                 await self._finish(INSTALLED)
             slot = d.get("slot")
             if (
@@ -577,7 +587,7 @@ class FirmwareUpdate:
                 await self._reboot()
                 return
             log.warn(_TAG, "the new firmware did not start: %s still runs" % VERSION)
-            self.station.security.event("FirmwareUpdated", "rolled back to " + VERSION)
+            self.security.event("FirmwareUpdated", "rolled back to " + VERSION)
             await self._finish(INSTALL_VERIFICATION_FAILED)
         except _Stop:
             pass
@@ -598,10 +608,9 @@ class FirmwareUpdate:
         bootloader may then roll back), but never in the middle of a charging session: it
         waits for the sessions."""
         await asyncio.sleep_ms(trial_s * 1000)
-        st = self.station
-        while self._on_trial() and st.connection.registration != "Accepted":
-            if not any(st.busy(e) for e in st.evses):
+        while self._on_trial() and self.connection.registration != "Accepted":
+            if self.transactions.idle():
                 log.warn(_TAG, "trial slot not accepted within %d s: rebooting" % trial_s)
-                st.reboot("FirmwareUpdate")
+                await self.reboot("FirmwareUpdate")
                 return
             await asyncio.sleep_ms(poll_ms)

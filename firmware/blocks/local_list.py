@@ -33,23 +33,24 @@ class LocalList:
     An update that fails changes nothing: it is built on a copy and swapped in when valid.
     """
 
-    def __init__(self, station):
-        self.station = station
-        self.dm = station.dm
-        station.local_list = self
-        self.capacity = self.dm.decl(_ENTRIES)[3][2]  # entries: maxLimit of Entries
+    def __init__(self, router, session, dm, store, clock):
+        self.session = session
+        self.dm = dm
+        self.store = store
+        self.clock = clock
+        self.capacity = dm.decl(_ENTRIES)[3][2]  # entries: maxLimit of Entries
         self.version = 0
         self.entries = {}
-        doc = station.store.load(_STORE)
+        doc = store.load(_STORE)
         if doc is not None:
             if _valid(doc):
                 self.version = doc["version"]
                 self.entries = doc["list"]
             else:
                 log.error(_TAG, "stored list unreadable, starting without one")
-        self.dm.provide(_ENTRIES, lambda: str(len(self.entries)))
-        station.router.on("SendLocalList", self.on_send_local_list)
-        station.router.on("GetLocalListVersion", self.on_get_local_list_version)
+        dm.provide(_ENTRIES, lambda: str(len(self.entries)))
+        router.on("SendLocalList", self.on_send_local_list)
+        router.on("GetLocalListVersion", self.on_get_local_list_version)
 
     @property
     def enabled(self):
@@ -65,7 +66,7 @@ class LocalList:
         if info is None:
             return None
         exp = expiry(info)
-        if exp is not None and self.station.clock.now() >= exp:
+        if exp is not None and self.clock.now() >= exp:
             info = dict(info)
             info["status"] = "Expired"
         return info
@@ -82,7 +83,7 @@ class LocalList:
         items = req.get("localAuthorizationList", ())
         if len(items) > self.dm.get_int(_ITEMS):
             raise ocppj.CallError(ocppj.OCCURRENCE_CONSTRAINT_VIOLATION, "ItemsPerMessage")
-        if self.station.session.in_len > self.dm.get_int(_BYTES):
+        if self.session.in_len > self.dm.get_int(_BYTES):
             raise ocppj.CallError(ocppj.FORMAT_VIOLATION, "BytesPerMessage")
         if not self.enabled:
             return _answer(_FAILED, "NotEnabled")
@@ -109,7 +110,7 @@ class LocalList:
         if len(new) > self.capacity:
             log.warn(_TAG, "%d entries do not fit in %d" % (len(new), self.capacity))
             return _answer(_FAILED)
-        self.station.store.save(_STORE, {"version": version, "list": new})
+        self.store.save(_STORE, {"version": version, "list": new})
         self.version = version
         self.entries = new
         log.info(_TAG, "version %d, %d entries (%s)" % (version, len(new), req["updateType"]))

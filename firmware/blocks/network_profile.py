@@ -2,9 +2,8 @@
 # profile for the connection to try (firmware/network.py; B10 migration and fallback there).
 # MIT licence.
 
-import os
-
 import log
+import store
 import ws
 from firmware import network
 from firmware.blocks.certificates import CSMS as CSMS_ROOT
@@ -19,18 +18,19 @@ NO_DOWNGRADE = "NoSecurityDowngrade"  # securityProfile below the one in use
 ACTIVE_SLOT = "ActiveConfSlot"  # the slot of the connection in use
 NO_CERTIFICATE = "MissingCertificate"  # profile 2/3 without CSMS root, 3 without client cert
 
-_EVENT = "ReconfigurationOfSecurityParameters"  # a log-only security event
-
 
 class NetworkProfile:
-    def __init__(self, station):
-        self.station = station
-        self.dm = station.dm
-        self.settings = station.board.settings
-        station.router.on("SetNetworkProfile", self.on_set_network_profile)
+    def __init__(self, router, dm, connection, certificates, security, settings):
+        """settings: the board's (the client certificate and key files)."""
+        self.dm = dm
+        self.connection = connection
+        self.certificates = certificates
+        self.security = security
+        self.settings = settings
+        router.on("SetNetworkProfile", self.on_set_network_profile)
 
     def on_set_network_profile(self, req):
-        profiles = self.station.connection.profiles  # made when the connection started
+        profiles = self.connection.profiles  # made when the connection started
         slot = req["configurationSlot"]
         data = req["connectionData"]
         why = self._check(profiles, slot, data)
@@ -38,7 +38,8 @@ class NetworkProfile:
             log.info("network", "SetNetworkProfile slot %d rejected: %s" % (slot, why))
             return {"status": REJECTED, "statusInfo": {"reasonCode": why}}
         profiles.put(slot, data)
-        self._event("slot %d, security profile %d" % (slot, data["securityProfile"]))
+        info = "slot %d, security profile %d" % (slot, data["securityProfile"])
+        self.security.event("ReconfigurationOfSecurityParameters", info)  # log-only
         return {"status": ACCEPTED}
 
     def _check(self, profiles, slot, data):
@@ -52,7 +53,7 @@ class NetworkProfile:
             return NO_DOWNGRADE
         if sp not in (1, 2, 3):
             return INVALID_CONF
-        if sp >= 2 and not self.station.certificates.roots(CSMS_ROOT):
+        if sp >= 2 and not self.certificates.roots(CSMS_ROOT):
             return NO_CERTIFICATE  # an installed CSMS root, the one TLS will trust
         if sp == 3 and not (
             _exists(self.settings.get("client_cert_file"))
@@ -71,19 +72,6 @@ class NetworkProfile:
             return INVALID_CONF  # profile 1 is ws://, profiles 2 and 3 are wss:// (§1.2)
         return None
 
-    def _event(self, tech_info):
-        security = getattr(self.station, "security", None)  # the security block, if built
-        if security is not None:
-            security.event(_EVENT, tech_info)
-        else:
-            log.info("security", "event %s (%s)" % (_EVENT, tech_info))
-
 
 def _exists(path):
-    if not path:
-        return False
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
+    return bool(path) and store.file_size(path) >= 0

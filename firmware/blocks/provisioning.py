@@ -1,27 +1,28 @@
 # provisioning: OCPP block B handlers: GetVariables and SetVariables over the device model, and
 # Reset. The reports (GetBaseReport, GetReport) are in reports.py. MIT licence.
 
-import asyncio
-
 import log
 import ocppj
 from firmware import device_model as dm_mod
 
 _ACTUAL = "Actual"
-_RESET_GRACE_MS = 500  # time for the Reset response to leave before the reboot
 # An Immediate reset waits this long at most for the sessions to end: the EVSE's stop (the
 # contactor opens within 6 s without the EV's help) plus a meter reading after it.
 _ENDED_WAIT_MS = 12000
 
 
 class Provisioning:
-    def __init__(self, station):
-        self.station = station
-        self.session = station.session
-        self.dm = station.dm
+    def __init__(self, router, session, dm, connection, transactions, evses, spawn, reboot):
+        """reboot(reason): the station's (async) reboot, main.Station.reboot."""
+        self.session = session
+        self.dm = dm
+        self.connection = connection
+        self.transactions = transactions
+        self.evses = evses
+        self.spawn = spawn
+        self.reboot = reboot
         self._reset_reason = None  # the boot reason of a reset under way, else None
         self._rebooting = False
-        router = station.router
         router.on("GetVariables", self.on_get_variables)
         router.on("SetVariables", self.on_set_variables, self.after_set_variables)
         router.on("Reset", self.on_reset, self.after_reset)
@@ -86,7 +87,7 @@ class Provisioning:
 
     def after_set_variables(self, req, resp):
         # The answer is on the wire: a new BasicAuthPassword may be put to use now (A01).
-        self.station.connection.credentials_sent()
+        self.connection.credentials_sent()
 
     # -- Reset (B11, B12) -------------------------------------------------------------------
     # Idle: Accepted, reboot (RemoteReset). OnIdle during a session: Scheduled, reboot when the
@@ -96,7 +97,7 @@ class Provisioning:
     def on_reset(self, req):
         if "evseId" in req:
             return {"status": "Rejected", "statusInfo": {"reasonCode": "UnsupportedRequest"}}
-        if req["type"] == "OnIdle" and self._any_busy():
+        if req["type"] == "OnIdle" and not self.transactions.idle():
             return {"status": "Scheduled"}
         return {"status": "Accepted"}
 
@@ -106,7 +107,7 @@ class Provisioning:
         if resp["status"] == "Scheduled":
             if self._reset_reason is None:
                 log.info("reset", "scheduled: waiting for the sessions to end")
-                for e in self.station.evses:
+                for e in self.evses:
                     e.on_change.append(self._idle_check)
             self._reset_reason = "ScheduledReset"
         elif resp["status"] == "Accepted":
@@ -115,22 +116,17 @@ class Provisioning:
             # then the reboot.
             self._reset_reason = "RemoteReset"
             self._rebooting = True
-            txs = self.station.transactions
+            txs = self.transactions
             txs.stop_all("ResetCommand", "ImmediateReset")
-            self.station.spawn(self._reboot(txs.ended(_ENDED_WAIT_MS)))
-
-    def _any_busy(self):
-        return any(self.station.busy(e) for e in self.station.evses)
+            self.spawn(self._reboot(txs.ended(_ENDED_WAIT_MS)))
 
     def _idle_check(self, evse):
-        if not self._any_busy() and not self._rebooting:
+        if self.transactions.idle() and not self._rebooting:
             self._rebooting = True
-            self.station.spawn(self._reboot())
+            self.spawn(self._reboot())
 
     async def _reboot(self, first=None):
         self._rebooting = True
         if first is not None:
             await first
-        await asyncio.sleep_ms(_RESET_GRACE_MS)
-        await self.station.connection.close()
-        self.station.reboot(self._reset_reason)
+        await self.reboot(self._reset_reason)

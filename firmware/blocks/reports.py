@@ -201,15 +201,13 @@ class Report:
 
 
 class Reports:
-    def __init__(self, station):
-        self.station = station
-        self.session = station.session
-        self.dm = station.dm
-        self.clock = station.clock
+    def __init__(self, router, session, dm, clock):
+        self.session = session
+        self.dm = dm
+        self.clock = clock
         self._task = None  # the task sending the current report, None while none is
         self._next = None  # the report just accepted, started by the after-hook
         self.peak_heap = None  # bytes above the idle heap at the worst moment of the last one
-        router = station.router
         router.on("GetBaseReport", self.on_get_base_report, self.after_report)
         router.on("GetReport", self.on_get_report, self.after_report)
 

@@ -34,14 +34,16 @@ class Security:
     """Security events: all logged; the critical ones posted to the station's durable queue,
     so they survive a power loss and reach the CSMS in order once it is online."""
 
-    def __init__(self, station):
-        self.station = station
-        station.connection.on_accepted.append(self._booted)
-        station.security = self
-        station.clock.on_step.append(self._clock_stepped)
+    def __init__(self, dm, clock, queue, connection, boot_reason):
+        self.dm = dm
+        self.clock = clock
+        self.queue = queue
+        self.boot_reason = boot_reason
+        connection.on_accepted.append(self._booted)
+        clock.on_step.append(self._clock_stepped)
         for key in _RECONFIGURED:
             try:
-                station.dm.watch(key, lambda value, key=key: self._reconfigured(key))
+                dm.watch(key, lambda value, key=key: self._reconfigured(key))
             except KeyError:
                 pass  # not declared on this station
 
@@ -50,20 +52,17 @@ class Security:
         log.info(_TAG, "event %s%s" % (kind, " (%s)" % tech_info if tech_info else ""))
         if kind not in CRITICAL:
             return
-        payload = {"type": kind, "timestamp": self.station.clock.iso()}
+        payload = {"type": kind, "timestamp": self.clock.iso()}
         if tech_info:
             payload["techInfo"] = tech_info[:255]
-        if not self.station.queue.post("SecurityEventNotification", payload):
+        if not self.queue.post("SecurityEventNotification", payload):
             log.error(_TAG, "queue full: %s not kept" % kind)
 
     def _clock_stepped(self, step_s, old):
         """SettingSystemTime when the clock moved by more than
         ClockCtrlr.TimeAdjustmentReportingThreshold seconds (the first time from the CSMS
         after a boot without a real-time clock counts too)."""
-        try:
-            limit = self.station.dm.get_int("ClockCtrlr/TimeAdjustmentReportingThreshold")
-        except (KeyError, ValueError):
-            limit = 0
+        limit = self.dm.setting("ClockCtrlr/TimeAdjustmentReportingThreshold", 0)
         if abs(step_s) > limit:
             self.event("SettingSystemTime", "moved %+d s" % step_s)
 
@@ -72,5 +71,5 @@ class Security:
         self.event("ReconfigurationOfSecurityParameters", key + " changed")
 
     def _booted(self):
-        power_up = self.station.boot_reason == "PowerUp"
+        power_up = self.boot_reason == "PowerUp"
         self.event("StartupOfTheDevice" if power_up else "ResetOrReboot")

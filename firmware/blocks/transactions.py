@@ -37,14 +37,32 @@ _METER_WAIT_MS = const(5000)  # at boot, how long an ended transaction waits for
 
 
 class Transactions:
-    def __init__(self, station):
-        self.station = station
-        station.transactions = self
-        self.dm = station.dm
-        self.store = station.store
-        self.clock = station.clock
-        self.queue = station.queue
-        self.bays = [Bay(self, e) for e in station.evses]
+    def __init__(
+        self,
+        router,
+        session,
+        connection,
+        queue,
+        dm,
+        store,
+        clock,
+        evses,
+        authorization,
+        spawn,
+        urandom,
+        boot_reason,
+    ):
+        self.session = session
+        self.connection = connection
+        self.queue = queue
+        self.dm = dm
+        self.store = store
+        self.clock = clock
+        self.authorization = authorization
+        self.spawn = spawn
+        self.urandom = urandom
+        self.boot_reason = boot_reason
+        self.bays = [Bay(self, e) for e in evses]
         self._timed = []  # bays with an open transaction (the timers look at these)
         self._aligned = None  # the last clock-aligned boundary seen, per interval
         self._aligned_ended = None
@@ -52,25 +70,17 @@ class Transactions:
         self._halted = False  # True once a reset stopped everything: nothing starts any more
         for b in self.bays:
             b.evse.on_change.append(lambda e, b=b: b.changed())
-        router = station.router
         router.on("RequestStartTransaction", self.on_request_start, self._after_start)
         router.on("RequestStopTransaction", self.on_request_stop, self._after_stop)
         router.on("GetTransactionStatus", self.on_get_status)
-        self.queue.on_reply[TRANSACTION_EVENT] = self._on_reply
+        queue.on_reply[TRANSACTION_EVENT] = self._on_reply
         self._recover()
-        station.spawn(self._timers())
+        spawn(self._timers())
 
     # -- settings ---------------------------------------------------------------------------
 
-    def setting(self, key, default):
-        try:
-            v = self.dm.get(key)
-        except KeyError:
-            return default
-        return int(v) if type(default) is int else v
-
     def points(self, key):
-        return self.setting(key, "").split(",")
+        return self.dm.setting(key, "").split(",")
 
     def stop_points(self, which):
         pts = self.points(_TX + "TxStopPoint")
@@ -81,14 +91,14 @@ class Transactions:
         TxBeforeAcceptedEnabled (offline, never registered this boot, is allowed)."""
         if self._halted:
             return False  # a reset is on its way
-        reg = self.station.connection.registration
+        reg = self.connection.registration
         if reg in ("Pending", "Rejected"):
-            return self.setting(_TX + "TxBeforeAcceptedEnabled", "false") == "true"
+            return self.dm.setting(_TX + "TxBeforeAcceptedEnabled", False)
         return True
 
     def new_tx_id(self):
         """128 random bits in hex: unique across reboots without keeping a counter."""
-        return binascii.hexlify(self.station.board.urandom(16)).decode()
+        return binascii.hexlify(self.urandom(16)).decode()
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -99,6 +109,13 @@ class Transactions:
         """A transaction is open on `evse` (or one of the last boot is being ended)."""
         b = self.bays[evse.id - 1]
         return b.tx is not None or b.recovering
+
+    def idle(self):
+        """No transaction is open (nor one of the last boot being ended) on any EVSE."""
+        for b in self.bays:
+            if b.tx is not None or b.recovering:
+                return False
+        return True
 
     def authorized(self, evse):
         return self.bays[evse.id - 1].token is not None
@@ -122,24 +139,24 @@ class Transactions:
             log.warn(_TAG, "card ignored: the last one is still being decided")
             return
         self._reading = True
-        self.station.spawn(self._card({"idToken": token, "type": kind}))
+        self.spawn(self._card({"idToken": token, "type": kind}))
 
     def button(self, evse):
         """The start/stop button of `evse`: stops what runs there, else presents the
         button's token (LocalButton.IdToken / IdTokenType) for this EVSE."""
         b = self.bay(evse)
         tok = {
-            "idToken": self.setting("LocalButton/IdToken", ""),
-            "type": self.setting("LocalButton/IdTokenType", "NoAuthorization"),
+            "idToken": self.dm.setting("LocalButton/IdToken", ""),
+            "type": self.dm.setting("LocalButton/IdTokenType", "NoAuthorization"),
         }
         if b.token is not None:
             b.deauthorize("StopAuthorized", "Local", tok)
             return
-        self.station.spawn(self._start_at(b, tok))
+        self.spawn(self._start_at(b, tok))
 
     async def _start_at(self, b, id_token):
         await self._settled()
-        info = await self.station.authorization.authorize(id_token, b.n)
+        info = await self.authorization.authorize(id_token, b.n)
         if allowed(info, b.n) and b.token is None and b.usable():
             b.authorize(id_token, info)
         else:
@@ -167,10 +184,10 @@ class Transactions:
                 b.deauthorize("StopAuthorized", "Local", id_token)  # its own card: no Authorize
                 return
         target = self._waiting()
-        info = await self.station.authorization.authorize(id_token, target.n if target else None)
+        info = await self.authorization.authorize(id_token, target.n if target else None)
         group = info.get("groupIdToken")
         group = group["idToken"].lower() if group else None
-        master = self.setting("AuthCtrlr/MasterPassGroupId", "").lower()
+        master = self.dm.setting("AuthCtrlr/MasterPassGroupId", "").lower()
         if info["status"] != "Accepted":
             log.info(_TAG, "card refused (%s)" % info["status"])
             return
@@ -223,15 +240,15 @@ class Transactions:
 
     def _after_start(self, req, resp):
         if resp["status"] == "Accepted":
-            self.station.spawn(self._remote_start(self.bays[req["evseId"] - 1], req))
+            self.spawn(self._remote_start(self.bays[req["evseId"] - 1], req))
 
     async def _remote_start(self, b, req):
         id_token = req["idToken"]
         info = {"status": "Accepted"}
         if "groupIdToken" in req:
             info["groupIdToken"] = req["groupIdToken"]
-        if self.setting("AuthCtrlr/AuthorizeRemoteStart", "false") == "true":
-            info = await self.station.authorization.authorize(id_token, b.n)
+        if self.dm.setting("AuthCtrlr/AuthorizeRemoteStart", False):
+            info = await self.authorization.authorize(id_token, b.n)
         if not allowed(info, b.n) or b.token is not None or not b.usable():
             log.info(_TAG, "remote start on EVSE %d refused (%s)" % (b.n, info["status"]))
             return
@@ -281,7 +298,7 @@ class Transactions:
     async def ended(self, limit_ms):
         """Wait (at most `limit_ms`) until no transaction is open: each Ended is on flash."""
         waited = 0
-        while any(b.tx is not None or b.recovering for b in self.bays) and waited < limit_ms:
+        while not self.idle() and waited < limit_ms:
             await asyncio.sleep_ms(100)
             waited += 100
 
@@ -292,14 +309,14 @@ class Transactions:
         tok = payload.get("idToken")
         if info is None or tok is None:
             return
-        self.station.authorization.remember(tok, info)
+        self.authorization.remember(tok, info)
         b = self._by_tx(payload["transactionInfo"]["transactionId"])
         if b is None or b.token is None or token_key(b.token) != token_key(tok):
             return
         if info["status"] == "Accepted":
             return
         log.warn(_TAG, "EVSE %d: the CSMS deauthorized the token (%s)" % (b.n, info["status"]))
-        if self.setting(_TX + "StopTxOnInvalidId", "true") == "true":
+        if self.dm.setting(_TX + "StopTxOnInvalidId", True):
             b.stop("Deauthorized", "DeAuthorized")
         else:
             b.invalid = True
@@ -331,8 +348,8 @@ class Transactions:
     def _tick(self):
         ticks = time.ticks_ms()
         now = self.clock.now()
-        updated_s = self.setting(_SAMPLED + "TxUpdatedInterval", 0)
-        ended_s = self.setting(_SAMPLED + "TxEndedInterval", 0)
+        updated_s = self.dm.setting(_SAMPLED + "TxUpdatedInterval", 0)
+        ended_s = self.dm.setting(_SAMPLED + "TxEndedInterval", 0)
         for b in self.bays:
             b.tick(ticks, now, updated_s, ended_s)
         self._aligned = self._align(now, "Interval", self._aligned, self._clock_values)
@@ -343,7 +360,7 @@ class Transactions:
     def _align(self, now, name, last, fn):
         """Call `fn(boundary)` when `now` passed a multiple of AlignedDataCtrlr.<name> (from
         UTC midnight); the boundary seen now."""
-        interval = self.setting(_ALIGNED + name, 0)
+        interval = self.dm.setting(_ALIGNED + name, 0)
         if interval <= 0:
             return None
         boundary = now - now % interval
@@ -358,7 +375,7 @@ class Transactions:
     def _clock_values(self, boundary):
         """Clock-aligned values of every EVSE (J01): in an Updated for a transaction's EVSE,
         in MeterValues for the others; with SendDuringIdle, none while any transaction runs."""
-        if self._timed and self.setting(_ALIGNED + "SendDuringIdle", "false") == "true":
+        if self._timed and self.dm.setting(_ALIGNED + "SendDuringIdle", False):
             return
         idle = []
         for b in self.bays:
@@ -370,16 +387,16 @@ class Transactions:
                     idle.append({"evseId": b.n, "meterValue": mv})
         if not idle:
             return
-        if self.setting("OCPPCommCtrlr/QueueAllMessages", "false") == "true":
+        if self.dm.setting("OCPPCommCtrlr/QueueAllMessages", False):
             for p in idle:
                 self.queue.post("MeterValues", p)
-        elif self.station.connection.ready.is_set():
-            self.station.spawn(self._send_meter_values(idle))
+        elif self.connection.ready.is_set():
+            self.spawn(self._send_meter_values(idle))
 
     async def _send_meter_values(self, payloads):
         for p in payloads:
             try:
-                await self.station.session.call("MeterValues", p)
+                await self.session.call("MeterValues", p)
             except Exception as e:  # offline or no answer: clock values are not kept
                 log.warn(_TAG, "MeterValues: %r" % (e,))
                 return
@@ -418,7 +435,7 @@ class Transactions:
                 ended.append(b)
         # A reset the station planned ended its transactions first: this is a power loss,
         # or a reboot it did not plan (watchdog).
-        reason = "PowerLoss" if self.station.boot_reason == "PowerUp" else "Reboot"
+        reason = "PowerLoss" if self.boot_reason == "PowerUp" else "Reboot"
         for b in open_bays:
             if b in ended:  # the power went between its Ended and the document's removal
                 self.store.remove(b.doc)
@@ -427,7 +444,7 @@ class Transactions:
                 b.samples = []
                 b.recovering = False
             else:
-                self.station.spawn(self._end_after_boot(b, reason))
+                self.spawn(self._end_after_boot(b, reason))
 
     async def _end_after_boot(self, b, reason):
         waited = 0
