@@ -24,6 +24,11 @@ class Board:
             ("SecurityCtrlr/SecurityProfile", str(self.settings.get("security_profile", 1))),
         )
 
+    # How many TLS connections fit beside the GC heap at once (mbedTLS lives outside it);
+    # None: no limit known. An ESP32 without PSRAM holds one: firmware_update then closes a
+    # wss:// CSMS link for the length of an https:// download.
+    tls_links = None
+
     def safe(self):
         """Contactors open, CP in F: for a crash handler before it resets. None here."""
 

@@ -246,6 +246,9 @@ class Board(boards.Board):
         self.serial = binascii.hexlify(uid).decode().upper()  # the MAC on the ESP32
         self.state_dir = state_dir
         self.settings = load_settings(config)
+        # A WROOM without PSRAM holds one TLS connection beside its 112 KiB heap
+        # (boards.Board.tls_links); a board with PSRAM may say more in its settings.
+        self.tls_links = self.settings.get("tls_links", 1)
         self.identity = self.settings.get("id") or self.serial
         self.evses = len(data["evses"])
         self._held = [_output(g) for g in data.get("hold_low", ())]

@@ -119,6 +119,9 @@ class Connection:
         self._profile = None  # security profile of the open (or last) connection
         self._new_password = False  # set by SetVariables, used once its answer is out
         self._at_once = False  # the next connection attempt comes without back-off
+        self.tls = False  # the open (or last) link is wss://
+        self._free = asyncio.Event()  # cleared while `away`: the link stays closed
+        self._free.set()
         self.dm.watch(_HEARTBEAT, lambda v: self._hb_wake.set())
         self.dm.watch(_PING, lambda v: self._ping_wake.set())
         self.dm.watch(_PASSWORD, self._password_set)
@@ -172,8 +175,24 @@ class Connection:
     async def close(self):
         """Orderly close (shutdown, reboot): WebSocket close handshake, no reconnect after."""
         self.stopping = True
+        self._free.set()
         if self.sock:
             await self.sock.close()
+
+    async def away(self):
+        """Close the link and keep it closed until `back`: the board's one TLS connection is
+        wanted for something else (an https:// download, boards.Board.tls_links). Returns
+        once the link is closed (the WebSocket's close is bounded in time)."""
+        self._free.clear()
+        sock = self.sock
+        if sock is not None:
+            log.info(_TAG, "closing the link until the board's TLS connection is free again")
+            self._at_once = True
+            await sock.close(1000, "back soon")
+
+    def back(self):
+        """After `away`: the link opens again at once."""
+        self._free.set()
 
     # -- connecting -------------------------------------------------------------------------
 
@@ -189,6 +208,10 @@ class Connection:
         backoff = Backoff(self._rand)
         delay = 0
         while not self.stopping:
+            if not self._free.is_set():  # away: no attempt, no back-off, until back
+                await self._free.wait()
+                delay = 0
+                continue
             if delay:
                 log.info(_TAG, "reconnecting in %.1f s" % delay)
                 await asyncio.sleep_ms(int(delay * 1000))
@@ -237,7 +260,8 @@ class Connection:
         password = self.dm.get("SecurityCtrlr/BasicAuthPassword")
         auth = (identity, password) if password and profile < 3 else None
         ctx = None
-        if url.startswith("wss:"):
+        self.tls = url.startswith("wss:")
+        if self.tls:
             ctx = _tls_context(self._ca_file(), self.board.settings, profile)
         log.info(_TAG, "connecting to %s (slot %d, security profile %d)" % (url, slot, profile))
         self.session.timeout_s = p["messageTimeout"]  # this profile's MessageTimeout

@@ -33,6 +33,16 @@ class Conn:
         self.on_online = []
         self.ready = asyncio.Event()
         self.registration = "Accepted"
+        self.tls = False  # the link is wss://
+        self.log = []  # away / back, as firmware/connection.py's
+
+    async def away(self):
+        self.log.append("away")
+        self.ready.clear()
+
+    def back(self):
+        self.log.append("back")
+        asyncio.get_event_loop().call_later(0.2, self.ready.set)  # reconnected soon after
 
     async def close(self):
         pass
@@ -426,3 +436,58 @@ def test_the_kinds_known_without_bundle_are_bundles():
     import bundle
 
     assert (fwu._BUNDLE, fwu._IMAGE) == (bundle.BUNDLE, bundle.IMAGE)
+
+
+# -- one TLS connection: an https:// download beside a wss:// link ----------------------------
+
+
+@pytest.mark.parametrize(
+    "links, url, tls, alone",
+    [
+        (1, "https", True, True),  # a WROOM: the link closes for the download
+        (1, "http", True, False),  # plain HTTP needs no second TLS connection
+        (1, "https", False, False),  # a ws:// link holds none
+        (None, "https", True, False),  # a board without the limit
+    ],
+)
+def test_a_board_with_one_tls_link_closes_the_wss_link_for_an_https_download(
+    tmp_path, pki, monkeypatch, links, url, tls, alone
+):
+    board = Board()
+    board.tls_links = links
+    seen = []
+    fetch = fwu.FirmwareUpdate._fetch
+
+    async def watched(self, location):
+        seen.append((location[: len(url) + 1], list(self.connection.log)))
+        # the local file server speaks http: the scheme only decides the pause
+        return await fetch(self, "http:" + location.split(":", 1)[1])
+
+    monkeypatch.setattr(fwu.FirmwareUpdate, "_fetch", watched)
+    data = b"the bundle"
+
+    async def go():
+        (tmp_path / "www").mkdir()
+        (tmp_path / "www" / "fw.bin").write_bytes(data)
+        files = FileServer(tmp_path / "www")
+        await files.start()
+        try:
+            st = Station(tmp_path / "state", board, pki.roots)
+            st.connection.tls = tls
+            fu = st.block()
+            st.connection.ready.set()
+            location = url + ":" + files.url("fw.bin").split(":", 1)[1]
+            req = request(pki, location, data)
+            resp = await fu.on_update(req)
+            assert resp["status"] == "Accepted"
+            fu._after_update(req, resp)
+            await until(lambda: "SignatureVerified" in st.statuses() or fu.doc is None)
+            return st
+        finally:
+            await files.stop()
+
+    st = asyncio.run(go())
+    assert seen == [(url + ":", ["away"] if alone else [])]
+    assert st.connection.log == (["away", "back"] if alone else [])
+    # Downloaded went out on the link that came back, none skipped
+    assert st.statuses()[:3] == ["Downloading", "Downloaded", "SignatureVerified"]

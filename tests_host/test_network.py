@@ -583,3 +583,46 @@ def test_profile_2_needs_wss(tmp_path, pki):
 def test_allowed_slots_come_from_the_values_list(tmp_path):
     assert network.allowed_slots(make_dm(tmp_path)) == [1, 2, 3]
     assert network.parse_slots("2, 1,x,,2") == [2, 1]
+
+
+def test_away_closes_the_link_and_no_attempt_comes_until_back(tmp_path, monkeypatch):
+    # firmware_update's https download on a board with one TLS connection (Board.tls_links)
+    st = FakeStation(tmp_path, settings(), fast(2, "1"))
+    conn = link(st)
+    attempts = []
+    closed = []
+
+    class Sock:
+        def __init__(self):
+            self.done = asyncio.Event()
+
+        async def close(self, code=1000, reason=""):
+            closed.append((code, reason))
+            self.done.set()
+
+    async def connect(url, **kw):
+        attempts.append(url)
+        return Sock()
+
+    async def serve(sock):
+        conn.sock = sock
+        await sock.done.wait()
+        conn.sock = None
+
+    async def go():
+        task = asyncio.create_task(conn.run())
+        await asyncio.sleep(0.05)
+        assert len(attempts) == 1
+        await conn.away()
+        assert closed == [(1000, "back soon")]
+        await asyncio.sleep(0.3)  # no attempt while away, whatever the back-off says
+        assert len(attempts) == 1
+        conn.back()
+        await asyncio.sleep(0.05)  # at once, without back-off
+        assert len(attempts) == 2
+        await conn.close()
+        await asyncio.wait_for(task, 1)
+
+    monkeypatch.setattr(connection_mod.ws, "connect", connect)
+    conn._serve = serve
+    asyncio.run(go())

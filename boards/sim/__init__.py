@@ -65,6 +65,7 @@ class Board(boards.Board):
 
     unix_time = staticmethod(time.time)
     urandom = staticmethod(os.urandom)
+    tls_links = 1 if ESP32 else None  # as a WROOM on the esp32 target (boards.Board.tls_links)
 
     def save_world(self):
         """Persist the simulated world (car, cable, faults, meter register): it is not part of

@@ -60,6 +60,7 @@ _PART = "/fw.part"  # ... while it downloads
 _CHUNK = 1024  # download buffer
 _PROBE_CHUNKS = 8  # heap sampled, then collected, every this many pieces downloaded
 _HTTP_TIMEOUT_MS = 30000  # per network wait of a download
+_BACK_MS = 30000  # the most an update waits for the link after a download that closed it
 _MAX_INSTALLS = 2  # install attempts (a power loss during one starts another)
 _MAX_REBOOTS = 2  # reboots into an installed slot before giving up on it
 _TRIAL_S = 600  # a trial slot not Accepted within this long reboots (and so may roll back)
@@ -367,17 +368,27 @@ class FirmwareUpdate:
         if self.clock.now() < r["retrieve"]:
             await self._notify(DOWNLOAD_SCHEDULED)
             await self._until(r["retrieve"])
+        # A board that holds one TLS connection (boards.Board.tls_links: an ESP32 without
+        # PSRAM) cannot download over https:// beside a wss:// CSMS link: the link closes for
+        # the download and opens again after it. (http:// needs no such pause, and is as safe:
+        # the signature, not the transport, vouches for the file.)
+        alone = r["url"][:6] == "https:" and self.board.tls_links == 1 and self.connection.tls
         while True:
             if d["tries"] > r["retries"]:  # all used, the last one by a power loss perhaps
                 await self._finish(DOWNLOAD_FAILED)
             d["tries"] += 1
             await self._notify(DOWNLOADING)
             try:
+                if alone:
+                    await self.connection.away()
                 digest, kind, writer = await self._fetch(r["url"])
                 break
             except Exception as e:  # network, HTTP, timeout, file system, partition
                 log.warn(_TAG, "download attempt %d failed: %r" % (d["tries"], e))
                 self._remove_files()
+            finally:
+                if alone:
+                    self.connection.back()
             if d["tries"] > r["retries"]:
                 await self._finish(DOWNLOAD_FAILED)
             await asyncio.sleep_ms(r["interval"] * 1000)
@@ -391,6 +402,11 @@ class FirmwareUpdate:
                 kind = bundle.kind(f.read(8)) or "unknown"
         d["kind"] = kind
         d["step"] = "verify"
+        if alone:  # the link back first, so that Downloaded is sent, not skipped
+            try:
+                await asyncio.wait_for_ms(self.connection.ready.wait(), _BACK_MS)
+            except asyncio.TimeoutError:
+                pass  # then it waits for the link, as any status offline
         await self._notify(DOWNLOADED)
         await self._verify(digest)
 
