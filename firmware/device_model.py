@@ -45,20 +45,21 @@ class DeviceModel:
         # dict, the others fall back to a scan (see _lookup).
         self.declared = decls if type(decls) is tuple else tuple(decls)
         self._index = {}  # key (as declared) -> declaration tuple
-        self.values = {}  # key (as declared) -> current value string
+        # key (as declared) -> current value string, for the values that are not the
+        # declared default (most are: a dict of every value would cost RAM for nothing)
+        self.values = {}
         self._watch = {}  # key -> [callback(value)]
         self._dynamic = {}  # key -> () -> value string, for values read from elsewhere
         for d in self.declared:
             self._index[d[0]] = d
-            self.values[d[0]] = d[2]
         for key, value in factory:
-            self.values[self.decl(key)[0]] = value
+            self._put(self.decl(key), value)
         saved = store.load(_STORE)
         self._apply_config(config, first_boot=saved is None)
         for key, value in (saved or {}).items():
             d = self._lookup(key)
             if d and d[1][1] != "r":
-                self.values[d[0]] = value
+                self._put(d, value)
         if saved is None:
             self._save()
 
@@ -76,7 +77,7 @@ class DeviceModel:
                 if why:
                     log.error("dm", "config %s: %s" % (d[0], why))
                 else:
-                    self.values[d[0]] = value
+                    self._put(d, value)
 
     def _lookup(self, key):
         """The declaration of `key` (any case), or None."""
@@ -120,7 +121,10 @@ class DeviceModel:
 
     def get(self, key):
         fn = self._dynamic.get(key)
-        return fn() if fn else self.values[key]
+        if fn:
+            return fn()
+        v = self.values.get(key)
+        return self._index[key][2] if v is None else v
 
     def get_int(self, key):
         return int(self.get(key))
@@ -139,7 +143,7 @@ class DeviceModel:
     def set(self, key, value):
         """Store a value that `check` accepted; persist it; tell the watchers."""
         d = self.decl(key)
-        self.values[d[0]] = value
+        self._put(d, value)
         if d[1][1] != "r":
             self._save()
         for fn in self._watch.get(d[0], ()):
@@ -150,8 +154,14 @@ class DeviceModel:
         doc = {}
         for d in self.declared:
             if d[1][1] != "r":
-                doc[d[0]] = self.values[d[0]]
+                doc[d[0]] = self.values.get(d[0], d[2])
         self.store.save(_STORE, doc)
+
+    def _put(self, d, value):
+        if value == d[2]:
+            self.values.pop(d[0], None)
+        else:
+            self.values[d[0]] = value
 
     # -- checks -----------------------------------------------------------------------------
 
