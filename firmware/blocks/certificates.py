@@ -12,11 +12,14 @@
 # x509 (with asn1, rsa, ecdsa), sha2 and steps are imported inside the functions that parse or
 # hash a certificate, never at module level: the boot reads the index (see Certificates) and
 # parses nothing, so none of them takes heap on a station that is only running. MicroPython
-# keeps a module once imported, so a local import costs a dict lookup after the first one.
+# keeps a module once imported: _unload() drops them again after each use (they are some 5 KB of
+# heap), so the next use imports them anew.
 
 import binascii
+import gc
 import hashlib
 import os
+import sys
 
 import log
 import store
@@ -75,6 +78,21 @@ def _answer(status, reason=None, info=None):
     if info:
         si["additionalInfo"] = info[:512]
     return {"status": status, "statusInfo": si}
+
+
+_CRYPTO = ("x509", "ecdsa", "rsa", "asn1", "sha2", "steps")
+
+
+def _unload():
+    """Forget the crypto modules a certificate operation imported: RAM for the rare next one.
+    Not while the firmware update block is loaded: it may hold objects of theirs (two copies of
+    a module at once would not know each other's exceptions); not on CPython (tests hold them).
+    """
+    mods = sys.modules
+    if sys.implementation.name != "micropython" or "firmware.blocks.firmware_update" in mods:
+        return
+    for m in _CRYPTO:
+        mods.pop(m, None)
 
 
 def _hex(b):
@@ -254,6 +272,7 @@ class Certificates:
             self._write_ca(self.entries)
             self._save()
         self._factory(station.board.settings)
+        _unload()
         self.dm.provide(_ENTRIES, lambda: str(len(self.entries)))
         r = station.router
         r.on("InstallCertificate", self.on_install_certificate)
@@ -300,26 +319,31 @@ class Certificates:
     # -- InstallCertificate (M05) -----------------------------------------------------------
 
     async def on_install_certificate(self, req):
-        import steps
-        import x509
-
-        kind = req["certificateType"]
-        if self._prefix(kind) is None:
-            return _answer(REJECTED, NOT_SUPPORTED, "%s: no ISO 15118 here" % kind)
         try:
-            cert = _one(req["certificate"])
-        except x509.CertError as e:
-            return _answer(REJECTED, INVALID_FORMAT, str(e))
-        why = _problem(cert, self.station.clock.now())
-        if why is None:
+            import steps
+            import x509
+
+            kind = req["certificateType"]
+            if self._prefix(kind) is None:
+                return _answer(REJECTED, NOT_SUPPORTED, "%s: no ISO 15118 here" % kind)
             try:
-                await steps.run_async(cert.signed_by_steps(cert, True))
+                # popped: the PEM text (2 KB for an RSA-4096 root) is garbage once parsed
+                cert = _one(req.pop("certificate"))
             except x509.CertError as e:
-                why = INVALID_SIGNATURE, str(e)
-        if why is not None:
-            log.warn(_TAG, "%s %s rejected: %s (%s)" % (kind, _name(cert), why[0], why[1]))
-            return _answer(REJECTED, why[0], why[1])
-        return self._install(kind, cert)
+                return _answer(REJECTED, INVALID_FORMAT, str(e))
+            why = _problem(cert, self.station.clock.now())
+            if why is None:
+                gc.collect()  # an RSA-4096 check wants blocks of 1 KB: the heap at its best
+                try:
+                    await steps.run_async(cert.signed_by_steps(cert, True))
+                except x509.CertError as e:
+                    why = INVALID_SIGNATURE, str(e)
+            if why is not None:
+                log.warn(_TAG, "%s %s rejected: %s (%s)" % (kind, _name(cert), why[0], why[1]))
+                return _answer(REJECTED, why[0], why[1])
+            return self._install(kind, cert)
+        finally:
+            _unload()
 
     def _install(self, kind, cert, save=True):
         """Store a checked root; the InstallCertificateResponse. save: write the index (the
@@ -368,19 +392,26 @@ class Certificates:
     # -- DeleteCertificate (M04) ------------------------------------------------------------
 
     def on_delete_certificate(self, req):
-        want = req["certificateHashData"]
-        alg = want["hashAlgorithm"]
-        victims = [e for e in self.entries if self._matches(e, want, alg)]
-        if not victims:
-            if self._own_certificate(want, alg):
-                return _answer(FAILED, OWN_CERTIFICATE)
-            return _answer(NOT_FOUND)
-        csms_left = [e for e in self.entries if e[0] == CSMS and e not in victims]
-        if not csms_left and any(e[0] == CSMS for e in victims) and self.dm.get_int(_PROFILE) >= 2:
-            return _answer(FAILED, LAST_CSMS_ROOT, "the connection needs a CSMS root")
-        if not self._delete(victims):
-            return _answer(FAILED, WRITE_FAILED)
-        return _answer(ACCEPTED)
+        try:
+            want = req["certificateHashData"]
+            alg = want["hashAlgorithm"]
+            victims = [e for e in self.entries if self._matches(e, want, alg)]
+            if not victims:
+                if self._own_certificate(want, alg):
+                    return _answer(FAILED, OWN_CERTIFICATE)
+                return _answer(NOT_FOUND)
+            csms_left = [e for e in self.entries if e[0] == CSMS and e not in victims]
+            if (
+                not csms_left
+                and any(e[0] == CSMS for e in victims)
+                and self.dm.get_int(_PROFILE) >= 2
+            ):
+                return _answer(FAILED, LAST_CSMS_ROOT, "the connection needs a CSMS root")
+            if not self._delete(victims):
+                return _answer(FAILED, WRITE_FAILED)
+            return _answer(ACCEPTED)
+        finally:
+            _unload()
 
     def _matches(self, e, want, alg):
         if alg == "SHA256":
