@@ -242,6 +242,7 @@ class Connection:
                 ssl_ctx=ctx,
                 timeout_ms=timeout_ms,
                 urandom=self.board.urandom,
+                keep=getattr(self.board, "rx_limit", None),  # see boards/sim
             )
         except ws.CertificateError as e:
             self._attempt_failed(_BAD_CERT, e, url)
