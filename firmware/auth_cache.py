@@ -9,14 +9,15 @@ from micropython import const
 import log
 import rfc3339
 
-_STORE = "auth_cache"  # store document: {"v": 1, "e": {key: [idTokenInfo, last use s, uses]}}
+# store document: {"v": 1, "e": {key: [idTokenInfo, last use s, uses]}}
+_STORE = const("auth_cache")
 _FORMAT = const(1)  # the document's format version ("v")
 _FLUSH_S = const(60)  # last-use updates wait at most this long (or for the next change)
 _ENTRY_OVERHEAD = const(4)  # a member's quotes, colon and comma around its key and record
 _SEP = (",", ":")
-_TAG = "cache"
+_TAG = const("cache")
 
-_CTRLR = "AuthCacheCtrlr/"
+_CTRLR = const("AuthCacheCtrlr/")
 _ENABLED = _CTRLR + "Enabled"
 _LIFETIME = _CTRLR + "LifeTime"
 _POLICY = _CTRLR + "Policy"

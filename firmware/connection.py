@@ -235,6 +235,7 @@ class Connection:
         self.session.timeout_s = p["messageTimeout"]  # this profile's MessageTimeout
         timeout_ms = self.session.timeout_s * 1000
         self._profile = profile
+        limit = getattr(self.board, "rx_limit", None)  # see boards/sim
         try:
             return await ws.connect(
                 url,
@@ -242,7 +243,7 @@ class Connection:
                 ssl_ctx=ctx,
                 timeout_ms=timeout_ms,
                 urandom=self.board.urandom,
-                keep=getattr(self.board, "rx_limit", None),  # see boards/sim
+                **({"keep": limit} if limit else {}),
             )
         except ws.CertificateError as e:
             self._attempt_failed(_BAD_CERT, e, url)

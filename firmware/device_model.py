@@ -40,18 +40,15 @@ class DeviceModel:
 
     def __init__(self, store, decls, factory=(), config=()):
         self.store = store
-        # Every declaration in declaration order (reports walk it by index), and the same
-        # by key as declared. No lower-case copies of the keys: exact-case lookups hit the
-        # dict, the others fall back to a scan (see _lookup).
+        # Every declaration in declaration order (reports walk it by index). Lookups scan it
+        # (see _lookup): a dict by key would cost some 800 bytes of RAM for lookups that only
+        # messages make, never the charging loop.
         self.declared = decls if type(decls) is tuple else tuple(decls)
-        self._index = {}  # key (as declared) -> declaration tuple
         # key (as declared) -> current value string, for the values that are not the
         # declared default (most are: a dict of every value would cost RAM for nothing)
         self.values = {}
         self._watch = {}  # key -> [callback(value)]
         self._dynamic = {}  # key -> () -> value string, for values read from elsewhere
-        for d in self.declared:
-            self._index[d[0]] = d
         for key, value in factory:
             self._put(self.decl(key), value)
         saved = store.load(_STORE)
@@ -81,10 +78,10 @@ class DeviceModel:
 
     def _lookup(self, key):
         """The declaration of `key` (any case), or None."""
-        d = self._index.get(key)
-        if d is not None:
-            return d
         n = len(key)
+        for d in self.declared:
+            if d[0] == key:
+                return d
         low = key.lower()
         for d in self.declared:
             if len(d[0]) == n and d[0].lower() == low:  # lower() only on same-length keys
@@ -124,7 +121,12 @@ class DeviceModel:
         if fn:
             return fn()
         v = self.values.get(key)
-        return self._index[key][2] if v is None else v
+        if v is not None:
+            return v
+        for d in self.declared:
+            if d[0] == key:
+                return d[2]
+        raise KeyError(key)
 
     def get_int(self, key):
         return int(self.get(key))

@@ -36,13 +36,13 @@ UPDATED = "Updated"
 ENDED = "Ended"
 _KINDS = (STARTED, UPDATED, ENDED)
 
-_TAG = "queue"
+_TAG = const("queue")
 _MICROPYTHON = sys.implementation.name == "micropython"
 _VERSION = const(1)  # journal format; bump it with any change to the records
-_TMP = ".tmp"
+_TMP = const(".tmp")
 _SEP = (",", ":")
-_ATTEMPTS = "OCPPCommCtrlr/MessageAttempts:TransactionEvent"
-_INTERVAL = "OCPPCommCtrlr/MessageAttemptInterval:TransactionEvent"
+_ATTEMPTS = const("OCPPCommCtrlr/MessageAttempts:TransactionEvent")
+_INTERVAL = const("OCPPCommCtrlr/MessageAttemptInterval:TransactionEvent")
 _DEFAULT_ATTEMPTS = const(3)  # when the device model lacks the variable
 _DEFAULT_INTERVAL_S = const(60)
 _COMPACT_BYTES = const(16384)  # compact once the journal is larger than this ...

@@ -32,7 +32,7 @@ RPC_FRAMEWORK_ERROR = "RpcFrameworkError"
 SECURITY_ERROR = "SecurityError"
 TYPE_CONSTRAINT_VIOLATION = "TypeConstraintViolation"
 
-_TAG = "ocpp"
+_TAG = const("ocpp")
 
 
 def _assume_utc(payload, path):

@@ -40,7 +40,7 @@ _OPEN = const(0)
 _CLOSING = const(1)
 _CLOSED = const(2)
 
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_GUID = const(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
 
 
 class WsError(Exception):

@@ -8,12 +8,12 @@ from micropython import const
 import log
 from firmware.auth_cache import AuthCache, token_key
 
-_TAG = "auth"
+_TAG = const("auth")
 _FLUSH_EVERY_MS = const(60000)  # how often pending cache use times may go to flash
 
-_AUTH = "AuthCtrlr/"
-_CACHE = "AuthCacheCtrlr/"
-_LIST = "LocalAuthListCtrlr/"
+_AUTH = const("AuthCtrlr/")
+_CACHE = const("AuthCacheCtrlr/")
+_LIST = const("LocalAuthListCtrlr/")
 
 ACCEPTED = "Accepted"
 _MAX_TOKEN = const(36)  # longest idToken (IdTokenType.idToken maxLength)

@@ -21,6 +21,8 @@ import hashlib
 import os
 import sys
 
+from micropython import const
+
 import log
 import store
 
@@ -33,10 +35,10 @@ _KINDS = (
     (MANUFACTURER, "mfr", "manufacturer_root_file"),
 )
 
-_TAG = "certs"
-_DIR = "certs"  # in the state directory: one "<prefix>-<seq>.pem" per certificate
-_CA_FILE = "csms_ca.pem"  # in the state directory: all CSMS roots, for the TLS context
-_TMP = ".tmp"
+_TAG = const("certs")
+_DIR = const("certs")  # in the state directory: one "<prefix>-<seq>.pem" per certificate
+_CA_FILE = const("csms_ca.pem")  # in the state directory: all CSMS roots, for the TLS context
+_TMP = const(".tmp")
 # Store document: {"v": 1, "factory": [certificateTypes whose factory file was installed],
 #  "seq": highest file number used, "certs": [[certificateType, seq, issuerNameHash,
 #  issuerKeyHash, serialNumber], ...] (the entries, see Certificates) in install order,
@@ -44,11 +46,12 @@ _TMP = ".tmp"
 #  PEM files.
 # "seq", "certs" and "skip" are new in the same version: a document without them (the firmware
 # before the index) only has no index, and older firmware reading this one ignores them.
-_STORE = "certificates"
-_VERSION = 1
-_ENTRIES = "SecurityCtrlr/CertificateEntries"
-_PROFILE = "SecurityCtrlr/SecurityProfile"
-_MAX_SERIAL_BITS = 160  # RFC 5280 §4.1.2.2: at most 20 octets (and 40 hex digits on the wire)
+_STORE = const("certificates")
+_VERSION = const(1)
+_ENTRIES = const("SecurityCtrlr/CertificateEntries")
+_PROFILE = const("SecurityCtrlr/SecurityProfile")
+# RFC 5280 §4.1.2.2: at most 20 octets (and 40 hex digits on the wire)
+_MAX_SERIAL_BITS = const(160)
 _HASHES = {"SHA256": "sha256", "SHA384": "sha384", "SHA512": "sha512"}
 
 ACCEPTED = "Accepted"
@@ -80,6 +83,7 @@ def _answer(status, reason=None, info=None):
     return {"status": status, "statusInfo": si}
 
 
+_CHECK_ROOM = const(4096)  # bytes kept free for an InstallCertificate's signature check
 _CRYPTO = ("x509", "ecdsa", "rsa", "asn1", "sha2", "steps")
 
 
@@ -320,6 +324,13 @@ class Certificates:
 
     async def on_install_certificate(self, req):
         try:
+            # Room for the signature check, taken before the imports and the parse scatter
+            # their small objects over the free blocks: an RSA-4096 check needs blocks of
+            # 1 KB, which a fragmented heap may no longer have by then. Best effort.
+            try:
+                room = bytearray(_CHECK_ROOM)
+            except MemoryError:
+                room = None
             import steps
             import x509
 
@@ -333,6 +344,7 @@ class Certificates:
                 return _answer(REJECTED, INVALID_FORMAT, str(e))
             why = _problem(cert, self.station.clock.now())
             if why is None:
+                del room  # given back: the check allocates there
                 gc.collect()  # an RSA-4096 check wants blocks of 1 KB: the heap at its best
                 try:
                     await steps.run_async(cert.signed_by_steps(cert, True))
