@@ -1,10 +1,12 @@
 # device_model: OCPP components and variables: lookup, typed values, checks, persistence.
 # MIT licence.
 
+from micropython import const
+
 import log
 import rfc3339
 
-_STORE = "variables"  # store document: {key: value} for every persisted value
+_STORE = const("variables")  # store document: {key: value} for every persisted value
 MAX_VALUE = 2500  # longest value GetVariables may return (the schema's maxLength)
 
 ACCEPTED = "Accepted"

@@ -40,7 +40,7 @@ _TAG = const("queue")
 _MICROPYTHON = sys.implementation.name == "micropython"
 _VERSION = const(1)  # journal format; bump it with any change to the records
 _TMP = const(".tmp")
-_SEP = (",", ":")
+_SEP = const((",", ":"))
 _ATTEMPTS = const("OCPPCommCtrlr/MessageAttempts:TransactionEvent")
 _INTERVAL = const("OCPPCommCtrlr/MessageAttemptInterval:TransactionEvent")
 _DEFAULT_ATTEMPTS = const(3)  # when the device model lacks the variable

@@ -3,13 +3,17 @@
 
 import asyncio
 
+from micropython import const
+
 import log
 import ocppj
 
-_STORE = "availability"  # store document: {"0" | "<evse>" | "<evse>.<connector>": "Inoperative"}
-_INOPERATIVE = "Inoperative"
-_OPERATIVE = "Operative"
-_TAG = "avail"
+_STORE = const(
+    "availability"
+)  # store document: {"0" | "<evse>" | "<evse>.<connector>": "Inoperative"}
+_INOPERATIVE = const("Inoperative")
+_OPERATIVE = const("Operative")
+_TAG = const("avail")
 
 
 class Availability:

@@ -84,7 +84,7 @@ def _answer(status, reason=None, info=None):
 
 
 _CHECK_ROOM = const(4096)  # bytes kept free for an InstallCertificate's signature check
-_CRYPTO = ("x509", "ecdsa", "rsa", "asn1", "sha2", "steps")
+_CRYPTO = const(("x509", "ecdsa", "rsa", "asn1", "sha2", "steps"))
 
 
 def _unload():

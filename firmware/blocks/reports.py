@@ -46,7 +46,7 @@ _DATA_TYPES = (
     "MemberList",
 )
 _MUTS = const("rwx")
-_MUTABILITY = ("ReadOnly", "ReadWrite", "WriteOnly")
+_MUTABILITY = const(("ReadOnly", "ReadWrite", "WriteOnly"))
 
 # Components without the variable a criterion names: a component that cannot be switched
 # off or taken out of use is active, available and enabled; one that cannot report a
