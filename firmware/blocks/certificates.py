@@ -83,7 +83,7 @@ def _answer(status, reason=None, info=None):
     return {"status": status, "statusInfo": si}
 
 
-_CHECK_ROOM = const(4096)  # bytes kept free for an InstallCertificate's signature check
+_CHECK_ROOM = const(4096)  # bytes kept free for an InstallCertificate's parse and check
 _CRYPTO = const(("x509", "ecdsa", "rsa", "asn1", "sha2", "steps"))
 
 
@@ -152,9 +152,10 @@ def _same(a, b):
 def _problem(cert, now):
     """None when cert can be a trusted root at Unix time `now` (None: any time), else
     (reasonCode, why). The self-signature is checked apart: it takes long on a board."""
+    import asn1
     import x509
 
-    if cert.serial < 0 or len(bin(cert.serial)) - 2 > _MAX_SERIAL_BITS:
+    if cert.serial < 0 or asn1.bit_length(cert.serial) > _MAX_SERIAL_BITS:
         return INVALID_CERT, "serial number out of range"
     if not cert.is_ca(True):  # a root: a self-signed v1 certificate counts as a CA
         return NOT_CA, "basicConstraints cA is not true"
@@ -324,15 +325,18 @@ class Certificates:
 
     async def on_install_certificate(self, req):
         try:
-            # Room for the signature check, taken before the imports and the parse scatter
-            # their small objects over the free blocks: an RSA-4096 check needs blocks of
-            # 1 KB, which a fragmented heap may no longer have by then. Best effort.
+            # Room for the parse and the signature check, held while the imports scatter
+            # their small objects over the free blocks: the DER and an RSA-4096 check need
+            # blocks of 1 KB or more, which a fragmented heap may no longer have afterwards.
+            # Best effort.
             try:
                 room = bytearray(_CHECK_ROOM)
             except MemoryError:
                 room = None
             import steps
             import x509
+
+            del room  # given back: the parse and the check allocate there
 
             kind = req["certificateType"]
             if self._prefix(kind) is None:
@@ -344,7 +348,6 @@ class Certificates:
                 return _answer(REJECTED, INVALID_FORMAT, str(e))
             why = _problem(cert, self.station.clock.now())
             if why is None:
-                del room  # given back: the check allocates there
                 gc.collect()  # an RSA-4096 check wants blocks of 1 KB: the heap at its best
                 try:
                     await steps.run_async(cert.signed_by_steps(cert, True))
