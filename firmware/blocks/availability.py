@@ -3,17 +3,13 @@
 
 import asyncio
 
-from micropython import const
-
 import log
 import ocppj
 
-_STORE = const(
-    "availability"
-)  # store document: {"0" | "<evse>" | "<evse>.<connector>": "Inoperative"}
-_INOPERATIVE = const("Inoperative")
-_OPERATIVE = const("Operative")
-_TAG = const("avail")
+_STORE = "availability"  # store document: {"0" | "<evse>" | "<evse>.<connector>": "Inoperative"}
+_INOPERATIVE = "Inoperative"
+_OPERATIVE = "Operative"
+_TAG = "avail"
 
 
 class Availability:

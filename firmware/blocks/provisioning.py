@@ -3,17 +3,15 @@
 
 import asyncio
 
-from micropython import const
-
 import log
 import ocppj
 from firmware import device_model as dm_mod
 
-_ACTUAL = const("Actual")
-_RESET_GRACE_MS = const(500)  # time for the Reset response to leave before the reboot
+_ACTUAL = "Actual"
+_RESET_GRACE_MS = 500  # time for the Reset response to leave before the reboot
 # An Immediate reset waits this long at most for the sessions to end: the EVSE's stop (the
 # contactor opens within 6 s without the EV's help) plus a meter reading after it.
-_ENDED_WAIT_MS = const(12000)
+_ENDED_WAIT_MS = 12000
 
 
 class Provisioning:

@@ -3,17 +3,15 @@
 
 import asyncio
 
-from micropython import const
-
 import log
 import ocppj
 from firmware.meter_values import sampled
 
-_TAG = const("remote")
+_TAG = "remote"
 _ACCEPTED = {"status": "Accepted"}
 _REJECTED = {"status": "Rejected"}
 _NOT_IMPLEMENTED = {"status": "NotImplemented"}
-_DEFAULT_MEASURANDS = const("Energy.Active.Import.Register")
+_DEFAULT_MEASURANDS = "Energy.Active.Import.Register"
 
 
 class RemoteControl:

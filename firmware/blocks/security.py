@@ -1,11 +1,9 @@
 # security: OCPP block A, security events: every event is logged; the critical ones go to the
 # CSMS with SecurityEventNotification through the durable queue. MIT licence.
 
-from micropython import const
-
 import log
 
-_TAG = const("security")
+_TAG = "security"
 # Events the spec calls critical (pushed to the CSMS); the others are only logged.
 CRITICAL = (
     "FirmwareUpdated",
