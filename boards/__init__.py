@@ -28,6 +28,9 @@ class Board:
     # None: no limit known. An ESP32 without PSRAM holds one: firmware_update then closes a
     # wss:// CSMS link for the length of an https:// download.
     tls_links = None
+    # The largest message the board buffers (ws.connect's keep); a larger one is read past and
+    # answered with its id, the link kept. None: up to the WebSocket's max_size (64 KiB).
+    rx_limit = None
 
     def safe(self):
         """Contactors open, CP in F: for a crash handler before it resets. None here."""

@@ -249,6 +249,8 @@ class Board(boards.Board):
         # A WROOM without PSRAM holds one TLS connection beside its 112 KiB heap
         # (boards.Board.tls_links); a board with PSRAM may say more in its settings.
         self.tls_links = self.settings.get("tls_links", 1)
+        # Messages over 16 KiB are never buffered whole at 112 KiB (boards.Board.rx_limit).
+        self.rx_limit = self.settings.get("rx_limit", 16384)
         self.identity = self.settings.get("id") or self.serial
         self.evses = len(data["evses"])
         self._held = [_output(g) for g in data.get("hold_low", ())]

@@ -18,10 +18,10 @@ import store
 from firmware.meter_values import sampled
 from firmware.queue import ENDED, STARTED, TRANSACTION_EVENT, UPDATED
 
-_TAG = "tx"
-_TX = "TxCtrlr/"
-_SAMPLED = "SampledDataCtrlr/"
-_ALIGNED = "AlignedDataCtrlr/"
+_TAG = const("tx")
+_TX = const("TxCtrlr/")
+_SAMPLED = const("SampledDataCtrlr/")
+_ALIGNED = const("AlignedDataCtrlr/")
 _MAX_SAMPLES = const(48)  # TxEnded samples kept per transaction; beyond, every second goes
 _STOP_WAIT_MS = const(8000)  # Ended waits this long for the contactor (it opens within 6 s)
 READ_WAIT_MS = 3000  # ... and this long for a meter reading after it opened (public: the

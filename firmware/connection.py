@@ -5,6 +5,8 @@
 import asyncio
 import time
 
+from micropython import const
+
 import log
 import ocppj
 import rfc3339
@@ -16,17 +18,17 @@ ACCEPTED = "Accepted"
 PENDING = "Pending"
 REJECTED = "Rejected"
 
-_TAG = "link"
-_COMM = "OCPPCommCtrlr/"
-_HEARTBEAT = _COMM + "HeartbeatInterval"
-_PING = _COMM + "WebSocketPingInterval"
-_PASSWORD = "SecurityCtrlr/BasicAuthPassword"
-_DEFAULT_BOOT_RETRY_S = 60  # a Pending/Rejected answer with interval 0 means this (B03)
+_TAG = const("link")
+_COMM = const("OCPPCommCtrlr/")
+_HEARTBEAT = const("OCPPCommCtrlr/HeartbeatInterval")
+_PING = const("OCPPCommCtrlr/WebSocketPingInterval")
+_PASSWORD = const("SecurityCtrlr/BasicAuthPassword")
+_DEFAULT_BOOT_RETRY_S = const(60)  # a Pending/Rejected answer with interval 0 means this (B03)
 # Critical security events of a failed TLS connection (A00.FR.316).
-_BAD_CERT = "InvalidCsmsCertificate"
-_BAD_VERSION = "InvalidTLSVersion"
+_BAD_CERT = const("InvalidCsmsCertificate")
+_BAD_VERSION = const("InvalidTLSVersion")
 # Log-only security event: the CSMS refused our Basic auth credentials (HTTP 401).
-_AUTH_REFUSED = "FailedToAuthenticateAtCsms"
+_AUTH_REFUSED = const("FailedToAuthenticateAtCsms")
 
 # What the CSMS may call while our registration is Pending (B02.FR.09 and the table in
 # ocpp201-station.md §2.1); RequestStart/StopTransaction get through to answer Rejected.
@@ -274,6 +276,7 @@ class Connection:
                 ssl_ctx=ctx,
                 timeout_ms=timeout_ms,
                 urandom=self.board.urandom,
+                keep=self.board.rx_limit,
             )
         except ws.CertificateError as e:
             self._attempt_failed(_BAD_CERT, e, url)

@@ -1,10 +1,12 @@
 # device_model: OCPP components and variables: lookup, typed values, checks, persistence.
 # MIT licence.
 
+from micropython import const
+
 import log
 import rfc3339
 
-_STORE = "variables"  # store document: {key: value} for every persisted value
+_STORE = const("variables")  # store document: {key: value} for every persisted value
 MAX_VALUE = 2500  # longest value GetVariables may return (the schema's maxLength)
 
 ACCEPTED = "Accepted"
@@ -40,25 +42,23 @@ class DeviceModel:
 
     def __init__(self, store, decls, factory=(), config=()):
         self.store = store
-        # Every declaration in declaration order (reports walk it by index), and the same
-        # by key as declared. No lower-case copies of the keys: exact-case lookups hit the
-        # dict, the others fall back to a scan (see _lookup).
+        # Every declaration in declaration order (reports walk it by index). Lookups scan it
+        # (see _lookup): a dict by key would cost some 800 bytes of RAM for lookups that only
+        # messages make, never the charging loop.
         self.declared = decls if type(decls) is tuple else tuple(decls)
-        self._index = {}  # key (as declared) -> declaration tuple
-        self.values = {}  # key (as declared) -> current value string
+        # key (as declared) -> current value string, for the values that are not the
+        # declared default (most are: a dict of every value would cost RAM for nothing)
+        self.values = {}
         self._watch = {}  # key -> [callback(value)]
         self._dynamic = {}  # key -> () -> value string, for values read from elsewhere
-        for d in self.declared:
-            self._index[d[0]] = d
-            self.values[d[0]] = d[2]
         for key, value in factory:
-            self.values[self.decl(key)[0]] = value
+            self._put(self.decl(key), value)
         saved = store.load(_STORE)
         self._apply_config(config, first_boot=saved is None)
         for key, value in (saved or {}).items():
             d = self._lookup(key)
             if d and d[1][1] != "r":
-                self.values[d[0]] = value
+                self._put(d, value)
         if saved is None:
             self._save()
 
@@ -76,14 +76,14 @@ class DeviceModel:
                 if why:
                     log.error("dm", "config %s: %s" % (d[0], why))
                 else:
-                    self.values[d[0]] = value
+                    self._put(d, value)
 
     def _lookup(self, key):
         """The declaration of `key` (any case), or None."""
-        d = self._index.get(key)
-        if d is not None:
-            return d
         n = len(key)
+        for d in self.declared:
+            if d[0] == key:
+                return d
         low = key.lower()
         for d in self.declared:
             if len(d[0]) == n and d[0].lower() == low:  # lower() only on same-length keys
@@ -120,7 +120,15 @@ class DeviceModel:
 
     def get(self, key):
         fn = self._dynamic.get(key)
-        return fn() if fn else self.values[key]
+        if fn:
+            return fn()
+        v = self.values.get(key)
+        if v is not None:
+            return v
+        for d in self.declared:
+            if d[0] == key:
+                return d[2]
+        raise KeyError(key)
 
     def get_int(self, key):
         return int(self.get(key))
@@ -150,7 +158,7 @@ class DeviceModel:
     def set(self, key, value):
         """Store a value that `check` accepted; persist it; tell the watchers."""
         d = self.decl(key)
-        self.values[d[0]] = value
+        self._put(d, value)
         if d[1][1] != "r":
             self._save()
         for fn in self._watch.get(d[0], ()):
@@ -161,8 +169,14 @@ class DeviceModel:
         doc = {}
         for d in self.declared:
             if d[1][1] != "r":
-                doc[d[0]] = self.values[d[0]]
+                doc[d[0]] = self.values.get(d[0], d[2])
         self.store.save(_STORE, doc)
+
+    def _put(self, d, value):
+        if value == d[2]:
+            self.values.pop(d[0], None)
+        else:
+            self.values[d[0]] = value
 
     # -- checks -----------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ import asyncio
 import gc
 import json
 import os
+import sys
 import time
 
 from micropython import const
@@ -35,12 +36,13 @@ UPDATED = "Updated"
 ENDED = "Ended"
 _KINDS = (STARTED, UPDATED, ENDED)
 
-_TAG = "queue"
+_TAG = const("queue")
+_MICROPYTHON = sys.implementation.name == "micropython"
 _VERSION = const(1)  # journal format; bump it with any change to the records
-_TMP = ".tmp"
-_SEP = (",", ":")
-_ATTEMPTS = "OCPPCommCtrlr/MessageAttempts:TransactionEvent"
-_INTERVAL = "OCPPCommCtrlr/MessageAttemptInterval:TransactionEvent"
+_TMP = const(".tmp")
+_SEP = const((",", ":"))
+_ATTEMPTS = const("OCPPCommCtrlr/MessageAttempts:TransactionEvent")
+_INTERVAL = const("OCPPCommCtrlr/MessageAttemptInterval:TransactionEvent")
 _DEFAULT_ATTEMPTS = const(3)  # when the device model lacks the variable
 _DEFAULT_INTERVAL_S = const(60)
 _COMPACT_BYTES = const(16384)  # compact once the journal is larger than this ...
@@ -430,7 +432,7 @@ class MessageQueue:
         if rec is None:
             return None
         try:
-            return json.loads(rec[rec.index(b" ", 2) + 1 :])
+            return _json(rec, rec.index(b" ", 2) + 1)
         except ValueError:
             return None
 
@@ -586,9 +588,18 @@ class MessageQueue:
             except (ValueError, TypeError, IndexError):
                 bad += 1
             off += n
-        self._live = [e for e in order if live.get(e[_SEQ]) is e]
+        order = [e for e in order if live.get(e[_SEQ]) is e]
+        live = None
+        # The entries were made between the garbage of parsing each line: left where they
+        # are they would cut the whole heap into pieces of a line's size. Copied after a
+        # collection they sit together low in the heap, and the rest is free in one piece.
+        if _MICROPYTHON:  # CPython's heap does not fragment so (and collects slowly)
+            gc.collect()
+            for i, e in enumerate(order):
+                order[i] = list(e)
+        self._live = order
         self._live_bytes = 0
-        for e in self._live:
+        for e in order:
             self._live_bytes += e[_LEN]
         self._next = nxt
         self._size = off
@@ -612,7 +623,7 @@ def _entry(line, off, n, prev_tx):
     """The index entry of an A record (raises ValueError for a malformed one)."""
     sp = line.index(b" ", 2)
     seq = int(line[2:sp])
-    action, tx, kind, payload = json.loads(line[sp + 1 :])
+    action, tx, kind, payload = _json(line, sp + 1)
     if type(action) is not str or type(payload) is not dict:
         raise ValueError("fields")
     if tx is not None and type(tx) is not str:
@@ -625,6 +636,15 @@ def _entry(line, off, n, prev_tx):
     else:
         kind = None
     return [seq, off, n, action, tx, kind]
+
+
+def _json(b, i):
+    """The JSON in bytes `b` from index `i`; MicroPython parses it in place (no copy of a
+    record that may be a few KB)."""
+    try:
+        return json.loads(memoryview(b)[i:])
+    except TypeError:  # CPython's json takes no memoryview
+        return json.loads(b[i:])
 
 
 def _lines(f):

@@ -103,7 +103,9 @@ VARIABLES = (
     (
         "SampledDataCtrlr/TxUpdatedMeasurands",
         "mw",
-        _ENERGY + ",Power.Active.Import,Current.Import",
+        # spelled out: a const str + str is not folded, and it would make VARIABLES a tuple
+        # built in RAM at import instead of one frozen in flash
+        "Energy.Active.Import.Register,Power.Active.Import,Current.Import",
         _MEASURANDS,
     ),
     ("SampledDataCtrlr/TxUpdatedInterval", "iw", "60", _SEC_DAY),

@@ -34,8 +34,8 @@ class Curve:
         self.b = b
         self.g = (gx, gy)
         self.n = n  # the group order; cofactor 1
-        self.size = (len(bin(p)) - 2 + 7) // 8  # bytes per coordinate
-        self.n_bits = len(bin(n)) - 2
+        self.size = (asn1.bit_length(p) + 7) // 8  # bytes per coordinate
+        self.n_bits = asn1.bit_length(n)
         self.hash = hash_name
 
     def on_curve(self, x, y):
@@ -129,18 +129,15 @@ def _shamir(curve, u1, u2, q):
     both = _affine(p, *gq) if gq[2] else None  # None when Q = -G
     yield  # after an inversion, the longest step
     table = (None, g, q, both)  # indexed by (bit of u2) * 2 + (bit of u1)
-    b1 = bin(u1)[2:]
-    b2 = bin(u2)[2:]
-    w = max(len(b1), len(b2))
-    b1 = "0" * (w - len(b1)) + b1
-    b2 = "0" * (w - len(b2)) + b2
+    # Bits read by shifts, not from bin() strings: no block of one byte per bit.
+    w = asn1.bit_length(u1 if u1 > u2 else u2)
     x, y, z = 0, 1, 0
-    for i in range(w):
+    for i in range(w - 1, -1, -1):
         x, y, z = _double(p, x, y, z)
-        pt = table[(b2[i] == "1") * 2 + (b1[i] == "1")]
+        pt = table[((u2 >> i) & 1) * 2 + ((u1 >> i) & 1)]
         if pt:
             x, y, z = _add(p, x, y, z, pt[0], pt[1])
-        if i % 4 == 3:
+        if i % 4 == 0:
             yield
     return x, y, z
 

@@ -22,7 +22,7 @@ from url import split as url_split
 
 _MAX_LINE = const(1024)  # longest status or header line we accept
 _MAX_HEADERS = const(64)  # most header lines in one response head
-_REDIRECTS = (301, 302, 303, 307, 308)
+_REDIRECTS = const((301, 302, 303, 307, 308))
 # Body framing, Response._mode.
 _LENGTH = const(0)  # Content-Length bytes; _left counts down
 _CHUNKED = const(1)  # chunked; _left = bytes left in the current chunk, -1 before the first

@@ -32,7 +32,7 @@ RPC_FRAMEWORK_ERROR = "RpcFrameworkError"
 SECURITY_ERROR = "SecurityError"
 TYPE_CONSTRAINT_VIOLATION = "TypeConstraintViolation"
 
-_TAG = "ocpp"
+_TAG = const("ocpp")
 
 
 def _assume_utc(payload, path):
@@ -129,6 +129,7 @@ class Session:
         self.ws = None
         self.last_call_ms = time.ticks_ms()  # when we last sent a CALL (heartbeat idles on it)
         self.in_len = 0  # bytes of the incoming CALL being handled (BytesPerMessage)
+        self._in = None  # the received message run() hands to _on_frame()
         self._lock = asyncio.Lock()
         self._reply = asyncio.Event()
         self._wait_id = None  # id of our outstanding CALL, None when none is
@@ -217,7 +218,9 @@ class Session:
                     r = jsonwire.check_now(data.head)  # the id, if the head holds it
                     handed = await self._refuse(r, INTERNAL_ERROR, why)
                 else:
-                    handed = await self._on_frame(data)
+                    self._in = data  # _on_frame() takes it: no reference left here
+                    data = None
+                    handed = await self._on_frame()
                 if handed:
                     await self._handed.wait()
         finally:
@@ -225,8 +228,11 @@ class Session:
             if self._wait_id is not None:
                 self._reply.set()  # wake call(): no answer will come on this connection
 
-    async def _on_frame(self, data):
-        # One received text message, as bytes. -> True when it was handed to call().
+    async def _on_frame(self):
+        # One received text message, as bytes (self._in). -> True when it was handed to
+        # call(). Once parsed, the bytes are let go: a handler that takes long (a signature
+        # check) should not hold a frame of some KB in the heap meanwhile.
+        data, self._in = self._in, None
         if type(data) is str:
             data = data.encode()
         r = await jsonwire.check(data)  # strict JSON and UTF-8, bounded; no parsing yet
@@ -240,9 +246,12 @@ class Session:
         if kind == _CALL:
             if uid is None:
                 return await self._send_error("-1", RPC_FRAMEWORK_ERROR, "bad message id")
+            n = len(data)
+            data = None
             msg = await self._parse(r)
+            r = None
             if msg is not None:
-                self.in_len = len(data)
+                self.in_len = n
                 return await self._on_call(uid, msg)
         elif kind == _CALLRESULT or kind == _CALLERROR:
             if uid is None or uid != self._wait_id:

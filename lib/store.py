@@ -4,10 +4,12 @@
 import json
 import os
 
+from micropython import const
+
 import log
 
-_TMP = ".tmp"
-_SEP = (",", ":")
+_TMP = const(".tmp")
+_SEP = const((",", ":"))
 
 
 class Store:

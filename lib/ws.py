@@ -40,7 +40,7 @@ _OPEN = const(0)
 _CLOSING = const(1)
 _CLOSED = const(2)
 
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_GUID = const(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
 
 
 class WsError(Exception):
@@ -284,16 +284,19 @@ async def connect(
     timeout_ms=30000,
     urandom=os.urandom,
     frame_timeout_ms=10000,
+    keep=None,
 ):
     # -> an open WebSocket. Raises ValueError (arguments), OSError (network, TLS; of it
     # CertificateError and TlsVersionError) or WsError (HTTP/handshake, including running
-    # out of timeout_ms).
+    # out of timeout_ms). keep: the largest text message we try to buffer (a board's heap
+    # can never hold much more); a larger one, up to max_size, is read past and dropped as
+    # if there were no memory for it (OutOfMemory), whatever the heap's state. None: max_size.
     tls, host, port, path = parse_url(url)
     if tls and ssl_ctx is None:
         raise ValueError("wss:// needs ssl_ctx")
     if not tls and ssl_ctx is not None:
         raise ValueError("ssl_ctx given for a ws:// url")
-    for v in (max_size, timeout_ms, frame_timeout_ms):
+    for v in (max_size, timeout_ms, frame_timeout_ms, keep or max_size):
         if not _is_int(v) or v <= 0:
             raise ValueError("sizes and timeouts must be positive ints")
     if subprotocol is not None:
@@ -317,7 +320,7 @@ async def connect(
         if tls and isinstance(e, (ValueError, OSError)):
             raise _tls_error(e) from None
         raise
-    return WebSocket(r, w, subprotocol, max_size, frame_timeout_ms, urandom)
+    return WebSocket(r, w, subprotocol, max_size, frame_timeout_ms, urandom, keep)
 
 
 def _tls_error(e):
@@ -396,12 +399,15 @@ def _current_task():
 
 class WebSocket:
     # Made by connect(). One task at a time may be in recv(); any number may send.
-    def __init__(self, reader, writer, subprotocol, max_size, frame_timeout_ms, urandom):
+    def __init__(
+        self, reader, writer, subprotocol, max_size, frame_timeout_ms, urandom, keep=None
+    ):
         self._r = reader
         self._w = writer
         self.subprotocol = subprotocol
         self.last_pong = None  # ticks_ms() when the last pong arrived; None before the first
         self._max = max_size
+        self._keep = keep or max_size  # larger messages are dropped unread (OutOfMemory)
         self._ftmo = frame_timeout_ms
         self._rand = urandom
         self._state = _OPEN
@@ -540,7 +546,9 @@ class WebSocket:
             return op, fin, None
         elif n + (self._so_far() if op == _OP_CONT else 0) > self._max:
             raise _Fail(1009, "message too big", n)
-        return op, fin, (await self._rx(n) if n else b"")
+        if n and op < _OP_CLOSE:
+            return op, fin, await self._rx(n, (self._so_far() if op == _OP_CONT else 0) + n)
+        return op, fin, (await self._rx(n, 0) if n else b"")
 
     def _so_far(self):
         # Bytes of the fragmented message received so far.
@@ -548,13 +556,18 @@ class WebSocket:
             return self._drop[1]
         return len(self._msg) if self._msg is not None else 0
 
-    async def _rx(self, n):
-        # Exactly n bytes, or a _NoRoom when there is no memory for them.
-        if not self._into:
-            return await self._read(self._r.readexactly, n)
-        try:
-            buf = bytearray(n)
-        except MemoryError:
+    async def _rx(self, n, total):
+        # Exactly n bytes, or a _NoRoom when there is no memory for them, or when `total`,
+        # the size of the data message so far with them, passes _keep.
+        buf = None
+        if total <= self._keep:
+            if not self._into:
+                return await self._read(self._r.readexactly, n)
+            try:
+                buf = bytearray(n)
+            except MemoryError:
+                pass
+        if buf is None:
             k = n if n < _HEAD else _HEAD
             head = await self._read(self._r.readexactly, k)
             await self._skip(n - k)

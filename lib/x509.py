@@ -35,10 +35,8 @@
 
 
 import asn1
-import ecdsa
 import pem
 import rfc3339
-import rsa
 import sha2
 import steps
 
@@ -50,7 +48,9 @@ _RSA = "1.2.840.113549.1.1.1"
 _PSS = "1.2.840.113549.1.1.10"
 _MGF1 = "1.2.840.113549.1.1.8"
 _EC = "1.2.840.10045.2.1"
-_CURVES = {ecdsa.P256.oid: ecdsa.P256, ecdsa.P384.oid: ecdsa.P384}
+# namedCurve OID -> the ecdsa curve's name. rsa and ecdsa are imported where a key needs one:
+# a certificate check takes only the one its key uses (heap on a board).
+_CURVES = {"1.2.840.10045.3.1.7": "P256", "1.3.132.0.34": "P384"}
 _HASHES = {
     "2.16.840.1.101.3.4.2.1": "sha256",
     "2.16.840.1.101.3.4.2.2": "sha384",
@@ -150,6 +150,8 @@ def _public_key(r):
     key = None
     try:
         if alg == _RSA:
+            import rsa
+
             seq = asn1.one(bits)
             n = seq.integer()
             e = seq.integer()
@@ -163,7 +165,9 @@ def _public_key(r):
             curve = _CURVES.get(p.oid())
             p.finish()
             if curve:
-                key = ecdsa.PublicKey.from_bytes(curve, bits)
+                import ecdsa
+
+                key = ecdsa.PublicKey.from_bytes(getattr(ecdsa, curve), bits)
     except CertError:
         raise
     except ValueError as e:  # DerError, or a key rsa or ecdsa refused
@@ -297,7 +301,7 @@ class Cert:
         if key is None:
             raise CertError("issuer's public key algorithm not supported")
         scheme, hash_name, salt_len = self._scheme()
-        if (scheme == "ecdsa") != isinstance(key, ecdsa.PublicKey):
+        if (scheme == "ecdsa") != hasattr(key, "curve"):  # an ecdsa.PublicKey
             raise CertError("signature algorithm does not fit the issuer's key")
         digest = yield from sha2.digest_steps(hash_name, self.tbs)
         if scheme == "ecdsa":

@@ -998,6 +998,7 @@ def install(kind, text):
 
 
 out["installed"] = [install(kind, text) for kind, text in V["install"]]
+out["left"] = heavy()
 print(json.dumps(out))
 if V["die"]:
     save = st.store.save
@@ -1067,8 +1068,10 @@ def test_micropython_boots_without_the_certificate_and_update_code(tmp_path):
 
     # First boot: the factory roots are parsed and installed; then two from the CSMS.
     out = mp_boot(tmp_path, s, install=[(CSMS, pem(c)), (MFR, pem(m))])
-    assert "x509" in out["boot"]
+    assert out["ids"]["certificateHashDataChain"] == four[:2]
+    assert out["boot"] == []  # parsed, then dropped again (certificates._unload): 5 KB
     assert out["installed"] == [{"status": "Accepted"}] * 2
+    assert out["left"] == []  # InstallCertificate dropped them too
 
     # An update rebooted into its new slot, to be reported once Accepted.
     Store(str(tmp_path / "state")).save(

@@ -48,7 +48,7 @@ def drive(monkeypatch, st, outcomes):
     sleeps, contexts = [], []
     slept = [0]
 
-    async def connect(url, basic_auth=None, ssl_ctx=None, timeout_ms=0, urandom=None):
+    async def connect(url, basic_auth=None, ssl_ctx=None, timeout_ms=0, urandom=None, keep=None):
         sleeps.append(slept[0])
         slept[0] = 0
         contexts.append(ssl_ctx)

@@ -105,6 +105,20 @@ def test_values_persist_and_read_only_ones_come_from_the_factory(tmp_path):
     assert again.get("SecurityCtrlr/Identity") == "CS9"
 
 
+def test_ram_holds_only_the_values_that_are_not_their_default(tmp_path):
+    dm = model(tmp_path, factory=[("SecurityCtrlr/Identity", "CS9")])
+    assert dm.values == {"SecurityCtrlr/Identity": "CS9"}  # not one entry per variable
+    dm.set(HB, "42")
+    again = model(tmp_path)  # every ReadWrite value is on flash, defaults too
+    assert again.values == {HB: "42"} and again.get(HB) == "42"
+    assert again.get("OCPPCommCtrlr/OfflineThreshold") == "120"  # the declared default
+    again.set(HB, "300")  # back to the default: out of RAM again
+    assert again.values == {} and again.get(HB) == "300"
+    with pytest.raises(KeyError):
+        again.get("OCPPCommCtrlr/NoSuchThing")
+    assert model(tmp_path).get(HB) == "300"
+
+
 def test_config_applies_on_first_boot_and_read_only_entries_on_every_boot(tmp_path):
     first = [cv("OCPPCommCtrlr", "HeartbeatInterval", "30")]
     assert model(tmp_path, first).get(HB) == "30"

@@ -514,5 +514,14 @@ def test_on_the_virtual_esp32_no_frame_costs_the_link(csms, sims):
         no_room = got.msg[:3] in ([4, uid, "InternalError"], [4, "-1", "RpcFrameworkError"])
         assert got.raw == want or (no_room and "out of memory" in got.msg[3]), got.raw
         alive(csms, st)
+    # Over the board's receive limit (boards/sim rx_limit, 16 KiB) the answer is always the
+    # same, whatever the heap's state: read past, never buffered.
+    raw = json.dumps([2, "b50000", "DataTransfer", {"vendorId": "x", "data": "y" * 50000}])
+    want = '[4,"b50000","InternalError","out of memory to read it (%d bytes)",{}]' % len(raw)
+    assert next_answer(csms, st, raw).raw == want
+    raw = "[2," + " " * 64 + raw[3:]  # its id not in the first 64 bytes
+    want = '[4,"-1","RpcFrameworkError","out of memory to read it (%d bytes)",{}]' % len(raw)
+    assert next_answer(csms, st, raw).raw == want
+    alive(csms, st)
     assert st.connected and len(csms.csms.attempts) == 1
     assert "MemoryError" not in sim.log()

@@ -14,6 +14,7 @@ from ocpp.messages import CallResult, _validate_payload
 
 import ocppj
 import schema
+from boards import Board
 from clock import Clock
 from firmware import connection as connection_mod
 from firmware import network
@@ -234,7 +235,7 @@ def test_a_slot_left_out_after_a_raise_is_no_longer_tried(tmp_path):
 # -- Connection.run with a fake connect and a fake clock -------------------------------------
 
 
-class FakeBoard:
+class FakeBoard(Board):
     def __init__(self, s):
         self.settings = s
         self.up = True
@@ -294,7 +295,7 @@ def drive(monkeypatch, station, ok, connections=1):
     conn = link(station)
     served = []
 
-    async def connect(url, basic_auth=None, ssl_ctx=None, timeout_ms=0, urandom=None):
+    async def connect(url, basic_auth=None, ssl_ctx=None, timeout_ms=0, urandom=None, keep=None):
         events.append(("connect", url, timeout_ms))
         if ok(len([e for e in events if e[0] == "connect"]), url):
             return object()

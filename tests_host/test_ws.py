@@ -619,6 +619,31 @@ def test_oversize_message(fragmented):
     assert seen["code"] == 1009
 
 
+@pytest.mark.parametrize("fragmented", [False, True])
+def test_a_message_over_keep_is_dropped_unread_and_the_link_lives_on(fragmented):
+    big = ['[2,"id1",', '"x"' + " " * 3000 + "]"] if fragmented else '[2,"id1",' + "x" * 3000
+
+    async def handler(conn):
+        await conn.send(big)
+        await conn.send("small")
+        await conn.send("y" * 2000)  # within keep: whole
+        await conn.wait_closed()
+
+    async def main():
+        async with serve_ocpp(handler) as srv:
+            c = await ws.connect(url_of(srv), keep=2048)
+            with pytest.raises(ws.OutOfMemory) as ei:
+                await c.recv_bytes()
+            text = "".join(big)
+            assert ei.value.size == len(text) and bytes(ei.value.head) == text[:64].encode()
+            assert not c.closed
+            assert await c.recv() == "small"
+            assert await c.recv() == "y" * 2000
+            await c.close()
+
+    run(main())
+
+
 def test_oversize_frame_is_not_read_into_memory():
     # A frame announcing 2**40 bytes: refused from its header alone.
     async def script(r, w):

@@ -8,6 +8,8 @@ import os
 import sys
 import time
 
+from micropython import const
+
 import boards
 import log
 from boards.drivers import EvseHw
@@ -25,6 +27,7 @@ MAX_A = 32  # the virtual installation's limit per phase
 # emulated OTA partitions (boards/sim/ota.py); the host target installs bundles (lib/bootsel.py).
 ESP32 = sys.maxsize < (1 << 32)
 PHASES = 3
+_RX_LIMIT = const(16384)
 
 # PP bands for the proximity driver, ascending (max mV at the pin, cable amps): the midpoints
 # between the levels of ev.PP_MV.
@@ -39,6 +42,12 @@ PP_BANDS = (
 class Board(boards.Board):
     MODEL = MODEL
     VENDOR = VENDOR
+    # The largest incoming message the connection tries to buffer (ws.connect keep): on the
+    # virtual ESP32's heap a larger one could never be had whole anyway, so it is read past and
+    # answered InternalError "out of memory to read it (N bytes)" (RpcFrameworkError "-1" when
+    # its id is not in its first 64 bytes) every time, not as fragmentation happens to allow.
+    # The host target: the WebSocket limit alone (64 KiB, larger ones close the link: 1009).
+    rx_limit = _RX_LIMIT if ESP32 else None
 
     def __init__(self, argv):
         opts = _parse(argv)

@@ -6,12 +6,14 @@ import asyncio
 import json
 import sys
 
+from micropython import const
+
 import log
 from boards.sim.ev import FAULTS
 from firmware.version import VERSION
 
-_MAX_LINE = 4096  # a longer command line is refused, not buffered without bound
-_CABLES = (13, 20, 32, 63)
+_MAX_LINE = const(4096)  # a longer command line is refused, not buffered without bound
+_CABLES = const((13, 20, 32, 63))
 # status "target": only the virtual ESP32 (tools/esp32sim.py) is a 32-bit program
 _TARGET = "esp32" if sys.maxsize < (1 << 32) else "host"
 

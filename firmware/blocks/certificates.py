@@ -11,11 +11,16 @@
 # x509 (with asn1, rsa, ecdsa, pem), sha2 and steps are imported inside the functions that parse or
 # hash a certificate, never at module level: the boot reads the index (see Certificates) and
 # parses nothing, so none of them takes heap on a station that is only running. MicroPython
-# keeps a module once imported, so a local import costs a dict lookup after the first one.
+# keeps a module once imported: _unload() drops them again after each use (they are some 5 KB of
+# heap), so the next use imports them anew.
 
 import binascii
+import gc
 import hashlib
 import os
+import sys
+
+from micropython import const
 
 import log
 import store
@@ -29,10 +34,10 @@ _KINDS = (
     (MANUFACTURER, "mfr", "manufacturer_root_file"),
 )
 
-_TAG = "certs"
-_DIR = "certs"  # in the state directory: one "<prefix>-<seq>.pem" per certificate
-_CA_FILE = "csms_ca.pem"  # in the state directory: all CSMS roots, for the TLS context
-_TMP = ".tmp"
+_TAG = const("certs")
+_DIR = const("certs")  # in the state directory: one "<prefix>-<seq>.pem" per certificate
+_CA_FILE = const("csms_ca.pem")  # in the state directory: all CSMS roots, for the TLS context
+_TMP = const(".tmp")
 # Store document: {"v": 1, "factory": [certificateTypes whose factory file was installed],
 #  "seq": highest file number used, "certs": [[certificateType, seq, issuerNameHash,
 #  issuerKeyHash, serialNumber], ...] (the entries, see Certificates) in install order,
@@ -40,11 +45,12 @@ _TMP = ".tmp"
 #  PEM files.
 # "seq", "certs" and "skip" are new in the same version: a document without them (the firmware
 # before the index) only has no index, and older firmware reading this one ignores them.
-_STORE = "certificates"
-_VERSION = 1
-_ENTRIES = "SecurityCtrlr/CertificateEntries"
-_PROFILE = "SecurityCtrlr/SecurityProfile"
-_MAX_SERIAL_BITS = 160  # RFC 5280 §4.1.2.2: at most 20 octets (and 40 hex digits on the wire)
+_STORE = const("certificates")
+_VERSION = const(1)
+_ENTRIES = const("SecurityCtrlr/CertificateEntries")
+_PROFILE = const("SecurityCtrlr/SecurityProfile")
+# RFC 5280 §4.1.2.2: at most 20 octets (and 40 hex digits on the wire)
+_MAX_SERIAL_BITS = const(160)
 _HASHES = {"SHA256": "sha256", "SHA384": "sha384", "SHA512": "sha512"}
 
 ACCEPTED = "Accepted"
@@ -74,6 +80,22 @@ def _answer(status, reason=None, info=None):
     if info:
         si["additionalInfo"] = info[:512]
     return {"status": status, "statusInfo": si}
+
+
+_CHECK_ROOM = const(4096)  # bytes kept free for an InstallCertificate's parse and check
+_CRYPTO = const(("x509", "ecdsa", "rsa", "asn1", "sha2", "steps"))
+
+
+def _unload():
+    """Forget the crypto modules a certificate operation imported: RAM for the rare next one.
+    Not while the firmware update block is loaded: it may hold objects of theirs (two copies of
+    a module at once would not know each other's exceptions); not on CPython (tests hold them).
+    """
+    mods = sys.modules
+    if sys.implementation.name != "micropython" or "firmware.blocks.firmware_update" in mods:
+        return
+    for m in _CRYPTO:
+        mods.pop(m, None)
 
 
 def _hex(b):
@@ -129,9 +151,10 @@ def _same(a, b):
 def _problem(cert, now):
     """None when cert can be a trusted root at Unix time `now` (None: any time), else
     (reasonCode, why). The self-signature is checked apart: it takes long on a board."""
+    import asn1
     import x509
 
-    if cert.serial < 0 or len(bin(cert.serial)) - 2 > _MAX_SERIAL_BITS:
+    if cert.serial < 0 or asn1.bit_length(cert.serial) > _MAX_SERIAL_BITS:
         return INVALID_CERT, "serial number out of range"
     if not cert.is_ca(True):  # a root: a self-signed v1 certificate counts as a CA
         return NOT_CA, "basicConstraints cA is not true"
@@ -223,6 +246,7 @@ class Certificates:
             self._write_ca(self.entries)
             self._save()
         self._factory(settings)
+        _unload()
         self.dm.provide(_ENTRIES, lambda: str(len(self.entries)))
         r = router
         r.on("InstallCertificate", self.on_install_certificate)
@@ -269,26 +293,41 @@ class Certificates:
     # -- InstallCertificate (M05) -----------------------------------------------------------
 
     async def on_install_certificate(self, req):
-        import steps
-        import x509
-
-        kind = req["certificateType"]
-        if self._prefix(kind) is None:
-            return _answer(REJECTED, NOT_SUPPORTED, "%s: no ISO 15118 here" % kind)
         try:
-            cert = _one(req["certificate"])
-        except x509.CertError as e:
-            return _answer(REJECTED, INVALID_FORMAT, str(e))
-        why = _problem(cert, self.clock.now())
-        if why is None:
+            # Room for the parse and the signature check, held while the imports scatter
+            # their small objects over the free blocks: the DER and an RSA-4096 check need
+            # blocks of 1 KB or more, which a fragmented heap may no longer have afterwards.
+            # Best effort.
             try:
-                await steps.run_async(cert.signed_by_steps(cert, True))
+                room = bytearray(_CHECK_ROOM)
+            except MemoryError:
+                room = None
+            import steps
+            import x509
+
+            del room  # given back: the parse and the check allocate there
+
+            kind = req["certificateType"]
+            if self._prefix(kind) is None:
+                return _answer(REJECTED, NOT_SUPPORTED, "%s: no ISO 15118 here" % kind)
+            try:
+                # popped: the PEM text (2 KB for an RSA-4096 root) is garbage once parsed
+                cert = _one(req.pop("certificate"))
             except x509.CertError as e:
-                why = INVALID_SIGNATURE, str(e)
-        if why is not None:
-            log.warn(_TAG, "%s %s rejected: %s (%s)" % (kind, _name(cert), why[0], why[1]))
-            return _answer(REJECTED, why[0], why[1])
-        return self._install(kind, cert)
+                return _answer(REJECTED, INVALID_FORMAT, str(e))
+            why = _problem(cert, self.clock.now())
+            if why is None:
+                gc.collect()  # an RSA-4096 check wants blocks of 1 KB: the heap at its best
+                try:
+                    await steps.run_async(cert.signed_by_steps(cert, True))
+                except x509.CertError as e:
+                    why = INVALID_SIGNATURE, str(e)
+            if why is not None:
+                log.warn(_TAG, "%s %s rejected: %s (%s)" % (kind, _name(cert), why[0], why[1]))
+                return _answer(REJECTED, why[0], why[1])
+            return self._install(kind, cert)
+        finally:
+            _unload()
 
     def _install(self, kind, cert, save=True):
         """Store a checked root; the InstallCertificateResponse. save: write the index (the
@@ -341,19 +380,26 @@ class Certificates:
     # -- DeleteCertificate (M04) ------------------------------------------------------------
 
     def on_delete_certificate(self, req):
-        want = req["certificateHashData"]
-        alg = want["hashAlgorithm"]
-        victims = [e for e in self.entries if self._matches(e, want, alg)]
-        if not victims:
-            if self._own_certificate(want, alg):
-                return _answer(FAILED, OWN_CERTIFICATE)
-            return _answer(NOT_FOUND)
-        csms_left = [e for e in self.entries if e[0] == CSMS and e not in victims]
-        if not csms_left and any(e[0] == CSMS for e in victims) and self.dm.get_int(_PROFILE) >= 2:
-            return _answer(FAILED, LAST_CSMS_ROOT, "the connection needs a CSMS root")
-        if not self._delete(victims):
-            return _answer(FAILED, WRITE_FAILED)
-        return _answer(ACCEPTED)
+        try:
+            want = req["certificateHashData"]
+            alg = want["hashAlgorithm"]
+            victims = [e for e in self.entries if self._matches(e, want, alg)]
+            if not victims:
+                if self._own_certificate(want, alg):
+                    return _answer(FAILED, OWN_CERTIFICATE)
+                return _answer(NOT_FOUND)
+            csms_left = [e for e in self.entries if e[0] == CSMS and e not in victims]
+            if (
+                not csms_left
+                and any(e[0] == CSMS for e in victims)
+                and self.dm.get_int(_PROFILE) >= 2
+            ):
+                return _answer(FAILED, LAST_CSMS_ROOT, "the connection needs a CSMS root")
+            if not self._delete(victims):
+                return _answer(FAILED, WRITE_FAILED)
+            return _answer(ACCEPTED)
+        finally:
+            _unload()
 
     def _matches(self, e, want, alg):
         if alg == "SHA256":

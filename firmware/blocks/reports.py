@@ -10,7 +10,7 @@ import log
 import ocppj
 from firmware.device_model import MAX_VALUE
 
-_TAG = "report"
+_TAG = const("report")
 
 # One NotifyReport part holds at most this many reportData items, and at most this many bytes
 # of them serialised: with the frame around them (at most 166 bytes: message id, requestId,
@@ -34,7 +34,7 @@ EMPTY_RESULT_SET = "EmptyResultSet"
 _BUSY = {"status": REJECTED, "statusInfo": {"reasonCode": "ReportInProgress"}}
 
 # Declaration spec letters (see variables.py) and the names the wire uses for them.
-_KINDS = "sditboqm"
+_KINDS = const("sditboqm")
 _DATA_TYPES = (
     "string",
     "decimal",
@@ -45,8 +45,8 @@ _DATA_TYPES = (
     "SequenceList",
     "MemberList",
 )
-_MUTS = "rwx"
-_MUTABILITY = ("ReadOnly", "ReadWrite", "WriteOnly")
+_MUTS = const("rwx")
+_MUTABILITY = const(("ReadOnly", "ReadWrite", "WriteOnly"))
 
 # Components without the variable a criterion names: a component that cannot be switched
 # off or taken out of use is active, available and enabled; one that cannot report a
