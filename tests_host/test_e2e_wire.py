@@ -142,10 +142,30 @@ FUZZ = [
 ]
 
 
-def test_fuzz_frames_get_the_error_table_exactly_and_the_link_lives_on(csms, sims):
+RX_LIMIT = 16384  # boards/sim's rx_limit on the esp32 target (boards.Board.rx_limit)
+
+
+def read_past(raw, uid):
+    """The answer to a frame over the board's receive limit: read past, never buffered (its id
+    when the first 64 bytes hold it)."""
+    if '"%s"' % uid in raw[:64]:
+        return '[4,"%s","InternalError","out of memory to read it (%d bytes)",{}]' % (
+            uid,
+            len(raw.encode()),
+        )
+    return '[4,"-1","RpcFrameworkError","out of memory to read it (%d bytes)",{}]' % len(
+        raw.encode()
+    )
+
+
+def test_fuzz_frames_get_the_error_table_exactly_and_the_link_lives_on(csms, sims, target):
     sim = sims(csms.url, config=config())
     st = accepted(csms, sim)
     for raw, uid, want in FUZZ:
+        size = len(raw if isinstance(raw, bytes) else raw.encode())
+        if target == "esp32" and size > RX_LIMIT:
+            want = read_past(raw, uid)
+            uid = json.loads(want)[1]
         got = answer(csms, st, raw, uid)
         assert got.raw == want, raw[:80]
         alive(csms, st)
