@@ -30,10 +30,12 @@ _SAMPLE_US = const(43)  # the pilot driver's pacing between reads (Pilot.gap_us)
 _PERIOD_US = const(1000)  # 1 kHz PWM
 _VOLTS = 230.0
 
-# CP high level per EV state, volts (hardware.md 1.1, the simulator model there).
-_HIGH_V = {"A": 12.0, "B": 8.98, "C": 5.99, "D": 2.93}
-# Low level with a shorted EV diode (derived in hardware.md 1.1); -12 V when it is intact.
-_SHORTED_LOW_V = {"B": -8.8, "C": -5.6, "D": -2.9}
+# CP high level per EV state A, B, C, D, volts (hardware.md 1.1, the simulator model there).
+# Tables as constant tuples, indexed by "ABCD".index(state): a dict would be built in RAM.
+_HIGH_V = const((12.0, 8.98, 5.99, 2.93))
+# Low level in B, C, D with a shorted EV diode (derived in hardware.md 1.1); -12 V when it is
+# intact.
+_SHORTED_LOW_V = const((-8.8, -5.6, -2.9))
 
 FAULTS = ("rcd_trip", "contactor_welded", "diode_fault", "cp_short", "meter_timeout")
 
@@ -175,15 +177,15 @@ class SimEV:
         if self.pwm._duty == 0:
             return -12.0  # we drive F: the line sits at -12 V
         state = self.state
-        return 0.0 if state == "E" else _HIGH_V[state]
+        return 0.0 if state == "E" else _HIGH_V["ABCD".index(state)]
 
     @property
     def low_v(self):
         state = self.state
         if state == "E":
             return 0.0
-        if "diode_fault" in self.faults and state in _SHORTED_LOW_V:
-            return _SHORTED_LOW_V[state]
+        if "diode_fault" in self.faults and state in "BCD":
+            return _SHORTED_LOW_V["BCD".index(state)]
         return -12.0
 
     def _cp_u16(self):
