@@ -9,27 +9,27 @@ from micropython import const
 import log
 import rfc3339
 
-_STORE = "auth_cache"  # store document: {"v": 1, "e": {key: [idTokenInfo, last use s, uses]}}
+# store document: {"v": 1, "e": {key: [idTokenInfo, last use s, uses]}}
+_STORE = const("auth_cache")
 _FORMAT = const(1)  # the document's format version ("v")
 _FLUSH_S = const(60)  # last-use updates wait at most this long (or for the next change)
 _ENTRY_OVERHEAD = const(4)  # a member's quotes, colon and comma around its key and record
-_SEP = (",", ":")
-_TAG = "cache"
+_SEP = const((",", ":"))
+_TAG = const("cache")
 
-_CTRLR = "AuthCacheCtrlr/"
-_ENABLED = _CTRLR + "Enabled"
-_LIFETIME = _CTRLR + "LifeTime"
-_POLICY = _CTRLR + "Policy"
-_STORAGE = _CTRLR + "Storage"
+_ENABLED = const("AuthCacheCtrlr/Enabled")
+_LIFETIME = const("AuthCacheCtrlr/LifeTime")
+_POLICY = const("AuthCacheCtrlr/Policy")
+_STORAGE = const("AuthCacheCtrlr/Storage")
 
 # The idTokenInfo fields worth their bytes: what a decision (status, expiry, EVSE restriction)
 # or the transactions block (group stop, priority) reads. A wallbox has no display, so
 # personalMessage and the languages are dropped; customData is never kept.
-_KEEP = ("status", "cacheExpiryDateTime", "evseId", "groupIdToken", "chargingPriority")
+_KEEP = const(("status", "cacheExpiryDateTime", "evseId", "groupIdToken", "chargingPriority"))
 
 # Token types that never enter the cache: Central tokens come from the CSMS itself (remote
 # start), NoAuthorization needs no answer.
-_UNCACHED = ("Central", "NoAuthorization")
+_UNCACHED = const(("Central", "NoAuthorization"))
 
 
 def token_key(id_token):

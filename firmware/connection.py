@@ -24,6 +24,7 @@ _HEARTBEAT = const("OCPPCommCtrlr/HeartbeatInterval")
 _PING = const("OCPPCommCtrlr/WebSocketPingInterval")
 _PASSWORD = const("SecurityCtrlr/BasicAuthPassword")
 _DEFAULT_BOOT_RETRY_S = const(60)  # a Pending/Rejected answer with interval 0 means this (B03)
+_WAKE_POLL_MS = const(100)  # a pause looks at its wake event this often (see _pause)
 # Critical security events of a failed TLS connection (A00.FR.316).
 _BAD_CERT = const("InvalidCsmsCertificate")
 _BAD_VERSION = const("InvalidTLSVersion")
@@ -386,15 +387,21 @@ class Connection:
             _call(fn, offline_ms)
 
     async def _pause(self, seconds, event):
-        """Sleep `seconds`, or less if `event` (one of the wake events, or None) is set."""
+        """Sleep `seconds`, or less if `event` (one of the wake events, or None) is set.
+
+        The event is looked at every _WAKE_POLL_MS: a wait_for on it would hold two tasks and
+        four coroutines (~400 B on an ESP32) all the time for each pause, and at idle the
+        heartbeat and the ping each pause."""
         ms = int(seconds * 1000)
         if event is None:
             return await asyncio.sleep_ms(ms)
         event.clear()
-        try:
-            await asyncio.wait_for_ms(event.wait(), ms)
-        except asyncio.TimeoutError:
-            pass
+        end = time.ticks_add(time.ticks_ms(), ms)
+        while not event.is_set():
+            left = time.ticks_diff(end, time.ticks_ms())
+            if left <= 0:
+                return
+            await asyncio.sleep_ms(min(left, _WAKE_POLL_MS))
 
     def _set_clock(self, resp):
         if "Heartbeat" in self.dm.get("ClockCtrlr/TimeSource").split(","):

@@ -230,12 +230,12 @@ class Station:
 
     def spawn(self, coro):
         """Run `coro` in the background, owned by the station: kept, cancelled at shutdown, and
-        its failure logged. Before `run` it waits to be started there."""
+        its failure logged (_task_failed). Before `run` it waits to be started there."""
         if self._tasks is None:
             self._waiting.append(coro)
             return
         self._tasks = [t for t in self._tasks if not t.done()]
-        self._tasks.append(asyncio.create_task(_guarded(coro)))
+        self._tasks.append(asyncio.create_task(coro))
 
     def new_id(self):
         """A fresh OCPP message id: 128 random bits, so never reused, not even after a reboot."""
@@ -255,6 +255,7 @@ class Station:
 
     async def run(self):
         """Run until `shutdown` (or a reboot or power loss, which never come back here)."""
+        asyncio.get_event_loop().set_exception_handler(_task_failed)
         sup = self.supervisor
         self._tasks = tasks = []
         for e in self.evses:
@@ -287,11 +288,11 @@ class Station:
             log.warn("main", "closing the connection: %r" % e)
 
 
-async def _guarded(coro):
-    try:
-        await coro
-    except Exception as e:  # CancelledError is not an Exception in MicroPython nor CPython
-        log.exc("main", "background task failed", e)
+def _task_failed(loop, context):
+    """The loop's handler for an exception that ended a task nobody awaits: a background task
+    failed. No wrapper coroutine per task: MicroPython calls it as the task ends, CPython when
+    the ended task is collected."""
+    log.exc("main", "background task failed", context.get("exception"))
 
 
 def run(board):

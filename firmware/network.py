@@ -2,20 +2,22 @@
 # slots the CSMS wrote, the order to try them in, and a security profile that never goes down.
 # MIT licence.
 
+from micropython import const
+
 import log
 
-_TAG = "network"
+_TAG = const("network")
 # Store document: {"v": 1, "slots": {"<slot>": connectionData as the CSMS sent it},
 # "level": the highest security profile the station has connected with (0: none yet)}.
-_STORE = "network"
-_VERSION = 1
-_FACTORY_SLOT = 1  # the slot the board settings fill, until the CSMS writes it
+_STORE = const("network")
+_VERSION = const(1)
+_FACTORY_SLOT = const(1)  # the slot the board settings fill, until the CSMS writes it
 
 PRIORITY = "OCPPCommCtrlr/NetworkConfigurationPriority"
 ACTIVE = "OCPPCommCtrlr/ActiveNetworkProfile"
 ATTEMPTS = "OCPPCommCtrlr/NetworkProfileConnectionAttempts"
 SECURITY_PROFILE = "SecurityCtrlr/SecurityProfile"
-_TIMEOUT = "OCPPCommCtrlr/MessageTimeout:Default"
+_TIMEOUT = const("OCPPCommCtrlr/MessageTimeout:Default")
 
 
 def parse_slots(text):

@@ -98,7 +98,8 @@ class MessageQueue:
         # `hold(seq)` True keeps message seq back for now; `on_gone()` runs when one leaves.
         self.hold = None
         self.on_gone = None
-        self._compact_wake = asyncio.Event()  # the journal may be worth compacting
+        self._running = False  # run() is under way: compactions may start
+        self._compaction = None  # the compaction task under way, or None
         self._replay()
 
     # -- queries ----------------------------------------------------------------------------
@@ -238,12 +239,15 @@ class MessageQueue:
     # -- sending ----------------------------------------------------------------------------
 
     async def run(self):
-        """The sender (and the compactor it owns): run it as one background task."""
-        compactor = asyncio.create_task(self._compactor())
+        """The sender (and the compactions it starts): run it as one background task."""
+        self._running = True
+        self._check_size()
         try:
             await self._sender()
         finally:
-            compactor.cancel()
+            self._running = False
+            if self._compaction is not None:
+                self._compaction.cancel()
 
     async def _sender(self):
         ready = self.connection.ready
@@ -441,21 +445,19 @@ class MessageQueue:
         return size > self.compact_bytes and size > _COMPACT_RATIO * self._live_bytes
 
     def _check_size(self):
-        if self._oversized():
-            self._compact_wake.set()
+        """Start a compaction task when the journal is worth compacting: one at a time, only
+        while run() is under way, none waiting the rest of the time."""
+        if self._running and self._compaction is None and self._oversized():
+            self._compaction = asyncio.create_task(self._compactor())
 
     async def _compactor(self):
-        while True:
-            await self._compact_wake.wait()
-            self._compact_wake.clear()
-            if self._compacting or not self._oversized():
-                continue
-            steps = self._compact_steps()
-            try:
-                for _ in steps:
-                    await asyncio.sleep_ms(0)  # one message per slice: the loop keeps going
-            finally:
-                steps.close()
+        steps = self._compact_steps()
+        try:
+            for _ in steps:
+                await asyncio.sleep_ms(0)  # one message per slice: the loop keeps going
+        finally:
+            steps.close()
+            self._compaction = None
 
     def compact(self):
         """Rewrite the journal with the live messages only, in one go."""

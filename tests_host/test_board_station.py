@@ -192,3 +192,60 @@ def test_a_reboot_is_one_path_closing_the_link_and_the_contactors(devkit, monkey
     asyncio.run(station.reboot("RemoteReset"))
     assert done == ["close", "reset"] and not hw.contactor.closed
     assert station.store.load("boot") == {"count": 1, "reason": "RemoteReset"}
+
+
+# A background task that fails, on MicroPython (the firmware's own asyncio): the station's loop
+# logs it as it ends, without a wrapper coroutine per task.
+MP_FAILING_TASK = """
+import asyncio
+import sys
+
+import log
+from boards.sim import Board
+from firmware.main import Station
+
+st = Station(Board(["--state-dir", sys.argv[1]]))
+log.stream = sys.stdout
+
+
+async def broken():
+    raise ValueError("broken")
+
+
+async def go():
+    run = asyncio.create_task(st.run())
+    await asyncio.sleep_ms(50)
+    st.spawn(broken())
+    await asyncio.sleep_ms(50)
+    print("still running", not run.done())
+    st._stopped.set()
+    await run
+
+
+asyncio.run(go())
+"""
+
+
+def test_a_failing_background_task_is_logged_on_micropython(tmp_path):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    mp = root / ".venv" / "bin" / "micropython"
+    if not mp.exists():
+        pytest.skip("no MicroPython unix port in .venv")
+    (tmp_path / "failing.py").write_text(MP_FAILING_TASK)
+    env = dict(os.environ, MICROPYPATH=".frozen:%s:%s" % (root / "lib", root))
+    out = subprocess.run(
+        [str(mp), "failing.py", str(tmp_path / "state")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "background task failed: ValueError('broken',)" in out.stdout
+    assert "still running True" in out.stdout

@@ -30,10 +30,12 @@ _SAMPLE_US = const(43)  # the pilot driver's pacing between reads (Pilot.gap_us)
 _PERIOD_US = const(1000)  # 1 kHz PWM
 _VOLTS = 230.0
 
-# CP high level per EV state, volts (hardware.md 1.1, the simulator model there).
-_HIGH_V = {"A": 12.0, "B": 8.98, "C": 5.99, "D": 2.93}
-# Low level with a shorted EV diode (derived in hardware.md 1.1); -12 V when it is intact.
-_SHORTED_LOW_V = {"B": -8.8, "C": -5.6, "D": -2.9}
+# CP high level per EV state A, B, C, D, volts (hardware.md 1.1, the simulator model there).
+# Tables as constant tuples, indexed by "ABCD".index(state): a dict would be built in RAM.
+_HIGH_V = const((12.0, 8.98, 5.99, 2.93))
+# Low level in B, C, D with a shorted EV diode (derived in hardware.md 1.1); -12 V when it is
+# intact.
+_SHORTED_LOW_V = const((-8.8, -5.6, -2.9))
 
 FAULTS = ("rcd_trip", "contactor_welded", "diode_fault", "cp_short", "meter_timeout")
 
@@ -56,15 +58,22 @@ class SimPWM:
 
 
 class SimPin:
-    """A plain digital pin."""
+    """A digital pin. An input's level comes from `read()`; an output with `write(v)` acts on
+    the EV model (it keeps the level itself), one without keeps it here."""
 
-    def __init__(self, v=0):
+    def __init__(self, v=0, read=None, write=None):
         self.v = v
+        self._read = read
+        self._write = write
 
     def value(self, v=None):
         if v is None:
-            return self.v
-        self.v = 1 if v else 0
+            return self._read() if self._read else self.v
+        v = 1 if v else 0
+        if self._write:
+            self._write(v)
+        else:
+            self.v = v
 
     __call__ = value
 
@@ -75,74 +84,11 @@ class SimPin:
         self.value(0)
 
 
-class _Input(SimPin):
-    """An input pin whose level the EV model computes."""
+class _Adc:
+    """An ADC channel whose reading (0..65535) the EV model computes."""
 
     def __init__(self, read):
-        self._read = read
-
-    def value(self, v=None):
-        return self._read()
-
-    __call__ = value
-
-
-class _MotorPin(SimPin):
-    """One output of the lock motor's H-bridge: driving it moves the lock."""
-
-    def __init__(self, ev, locks):
-        super().__init__(0)
-        self.ev = ev
-        self.locks = locks  # True: this output drives towards locked
-
-    def value(self, v=None):
-        if v is None:
-            return self.v
-        self.v = 1 if v else 0
-        if self.v:
-            self.ev.locked = self.locks
-
-    __call__ = value
-
-
-class SimRelay(SimPin):
-    def __init__(self, ev):
-        super().__init__(0)
-        self.ev = ev
-
-    def value(self, v=None):
-        if v is None:
-            return self.v
-        self.ev.update()
-        was, self.v = self.v, 1 if v else 0
-        if was != self.v:
-            self.ev.relay_changed(self.v)
-
-    __call__ = value
-
-
-class _CpAdc:
-    """The CP sense ADC: reads the PWM waveform at a virtual 35 us per sample."""
-
-    def __init__(self, ev):
-        self.ev = ev
-        self.t_us = 0
-
-    def read_u16(self):
-        ev = self.ev
-        self.t_us = (self.t_us + _SAMPLE_US) % _PERIOD_US
-        high = self.t_us * 65535 < ev.pwm._duty * _PERIOD_US
-        mv = _CP_ZERO_MV + (ev.high_v if high else ev.low_v) * _CP_MV_PER_V
-        return int(mv * 65535 / MV_FULL)
-
-
-class _PpAdc:
-    def __init__(self, ev):
-        self.ev = ev
-
-    def read_u16(self):
-        mv = PP_MV.get(self.ev.cable_a, _PP_OPEN_MV) if self.ev.plugged else _PP_OPEN_MV
-        return mv * 65535 // MV_FULL
+        self.read_u16 = read
 
 
 class SimMeter:
@@ -187,17 +133,20 @@ class SimEV:
         self._must_open_ms = None  # the CP changed so that the relay must open, at this tick
         self._stuck = False  # the relay contact is welded shut
         self.pwm = SimPWM(self)
-        self.cp_adc = _CpAdc(self)
-        self.pp_adc = _PpAdc(self)
-        self.relay = SimRelay(self)
-        self.mirror = _Input(lambda: 1 if self.contact_closed else 0)
+        self._cp_us = 0  # the CP sense ADC's virtual sample clock in the PWM period
+        self.cp_adc = _Adc(self._cp_u16)
+        self.pp_adc = _Adc(self._pp_u16)
+        self.relay = SimPin(0, None, self._relay_set)
+        self.mirror = SimPin(0, lambda: 1 if self.contact_closed else 0)
         self.rcd_test = SimPin(0)
-        self.rcd_fault = _Input(lambda: 1 if "rcd_trip" in self.faults or self.rcd_test.v else 0)
+        self.rcd_fault = SimPin(
+            0, lambda: 1 if "rcd_trip" in self.faults or self.rcd_test.v else 0
+        )
         self.meter = SimMeter(self)
-        self.locked = False  # the socket's cable lock, moved by the motor pins
-        self.lock_a = _MotorPin(self, True)
-        self.lock_b = _MotorPin(self, False)
-        self.lock_switch = _Input(lambda: 1 if self.locked else 0)
+        self.locked = False  # the socket's cable lock, moved by the lock motor's H-bridge
+        self.lock_a = SimPin(0, None, lambda v: self._motor(self.lock_a, v, True))
+        self.lock_b = SimPin(0, None, lambda v: self._motor(self.lock_b, v, False))
+        self.lock_switch = SimPin(0, lambda: 1 if self.locked else 0)
 
     # -- the EV's side of the pilot ---------------------------------------------------------
 
@@ -228,16 +177,27 @@ class SimEV:
         if self.pwm._duty == 0:
             return -12.0  # we drive F: the line sits at -12 V
         state = self.state
-        return 0.0 if state == "E" else _HIGH_V[state]
+        return 0.0 if state == "E" else _HIGH_V["ABCD".index(state)]
 
     @property
     def low_v(self):
         state = self.state
         if state == "E":
             return 0.0
-        if "diode_fault" in self.faults and state in _SHORTED_LOW_V:
-            return _SHORTED_LOW_V[state]
+        if "diode_fault" in self.faults and state in "BCD":
+            return _SHORTED_LOW_V["BCD".index(state)]
         return -12.0
+
+    def _cp_u16(self):
+        """The CP sense ADC: reads the PWM waveform at a virtual _SAMPLE_US per sample."""
+        self._cp_us = t = (self._cp_us + _SAMPLE_US) % _PERIOD_US
+        high = t * 65535 < self.pwm._duty * _PERIOD_US
+        mv = _CP_ZERO_MV + (self.high_v if high else self.low_v) * _CP_MV_PER_V
+        return int(mv * 65535 / MV_FULL)
+
+    def _pp_u16(self):
+        mv = PP_MV.get(self.cable_a, _PP_OPEN_MV) if self.plugged else _PP_OPEN_MV
+        return mv * 65535 // MV_FULL
 
     @property
     def contact_closed(self):
@@ -321,6 +281,19 @@ class SimEV:
             self._stuck = False
 
     # -- physics ----------------------------------------------------------------------------
+
+    def _relay_set(self, v):
+        relay = self.relay
+        self.update()
+        was, relay.v = relay.v, v
+        if was != v:
+            self.relay_changed(v)
+
+    def _motor(self, pin, v, locks):
+        """One output of the lock motor's H-bridge (`locks`: it drives towards locked)."""
+        pin.v = v
+        if v:
+            self.locked = locks
 
     def relay_changed(self, closed):
         if closed and "contactor_welded" in self.faults:

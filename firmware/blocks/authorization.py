@@ -8,17 +8,17 @@ from micropython import const
 import log
 from firmware.auth_cache import AuthCache, token_key
 
-_TAG = "auth"
+_TAG = const("auth")
 _FLUSH_EVERY_MS = const(60000)  # how often pending cache use times may go to flash
 
-_AUTH = "AuthCtrlr/"
-_CACHE = "AuthCacheCtrlr/"
-_LIST = "LocalAuthListCtrlr/"
+_AUTH = const("AuthCtrlr/")
+_CACHE = const("AuthCacheCtrlr/")
+_LIST = const("LocalAuthListCtrlr/")
 
 ACCEPTED = "Accepted"
 _MAX_TOKEN = const(36)  # longest idToken (IdTokenType.idToken maxLength)
-_TYPES = ("Central", "eMAID", "ISO14443", "ISO15693", "KeyCode", "Local", "MacAddress")
-_FREE = ("NoAuthorization", "Central")  # token types that need no authorization
+_TYPES = const(("Central", "eMAID", "ISO14443", "ISO15693", "KeyCode", "Local", "MacAddress"))
+_FREE = const(("NoAuthorization", "Central"))  # token types that need no authorization
 
 _ACCEPTED_INFO = {"status": ACCEPTED}
 _UNKNOWN_INFO = {"status": "Unknown"}  # not known here and no CSMS to ask

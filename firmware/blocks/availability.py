@@ -3,13 +3,16 @@
 
 import asyncio
 
+from micropython import const
+
 import log
 import ocppj
 
-_STORE = "availability"  # store document: {"0" | "<evse>" | "<evse>.<connector>": "Inoperative"}
-_INOPERATIVE = "Inoperative"
-_OPERATIVE = "Operative"
-_TAG = "avail"
+# store document: {"0" | "<evse>" | "<evse>.<connector>": "Inoperative"}
+_STORE = const("availability")
+_INOPERATIVE = const("Inoperative")
+_OPERATIVE = const("Operative")
+_TAG = const("avail")
 
 
 class Availability:

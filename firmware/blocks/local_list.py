@@ -1,21 +1,22 @@
 # local_list: OCPP block D, the local authorization list: SendLocalList (Full, Differential)
 # and GetLocalListVersion, the list and its version persisted together. MIT licence.
 
+from micropython import const
+
 import log
 import ocppj
 from firmware.auth_cache import expiry, token_key, trim
 
 _STORE = "local_list"  # store document: {"version": n, "list": {token key: idTokenInfo}}
-_TAG = "locallist"
-_CTRLR = "LocalAuthListCtrlr/"
-_ENABLED = _CTRLR + "Enabled"
-_ENTRIES = _CTRLR + "Entries"
-_ITEMS = _CTRLR + "ItemsPerMessage"
-_BYTES = _CTRLR + "BytesPerMessage"
+_TAG = const("locallist")
+_ENABLED = const("LocalAuthListCtrlr/Enabled")
+_ENTRIES = const("LocalAuthListCtrlr/Entries")
+_ITEMS = const("LocalAuthListCtrlr/ItemsPerMessage")
+_BYTES = const("LocalAuthListCtrlr/BytesPerMessage")
 
 _ACCEPTED = {"status": "Accepted"}
-_FAILED = "Failed"
-_MISMATCH = "VersionMismatch"
+_FAILED = const("Failed")
+_MISMATCH = const("VersionMismatch")
 
 
 def _answer(status, reason=None):

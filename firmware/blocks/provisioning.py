@@ -1,14 +1,16 @@
 # provisioning: OCPP block B handlers: GetVariables and SetVariables over the device model, and
 # Reset. The reports (GetBaseReport, GetReport) are in reports.py. MIT licence.
 
+from micropython import const
+
 import log
 import ocppj
 from firmware import device_model as dm_mod
 
-_ACTUAL = "Actual"
+_ACTUAL = const("Actual")
 # An Immediate reset waits this long at most for the sessions to end: the EVSE's stop (the
 # contactor opens within 6 s without the EV's help) plus a meter reading after it.
-_ENDED_WAIT_MS = 12000
+_ENDED_WAIT_MS = const(12000)
 
 
 class Provisioning:

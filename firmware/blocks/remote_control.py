@@ -3,16 +3,18 @@
 
 import asyncio
 
+from micropython import const
+
 import log
 import ocppj
 from firmware.evse import FIXED_CABLE, UNLOCKED
 from firmware.meter_values import sampled
 
-_TAG = "remote"
+_TAG = const("remote")
 _ACCEPTED = {"status": "Accepted"}
 _REJECTED = {"status": "Rejected"}
 _NOT_IMPLEMENTED = {"status": "NotImplemented"}
-_DEFAULT_MEASURANDS = "Energy.Active.Import.Register"
+_DEFAULT_MEASURANDS = const("Energy.Active.Import.Register")
 
 
 class RemoteControl:

@@ -1,9 +1,11 @@
 # security: OCPP block A, security events: every event is logged; the critical ones go to the
 # CSMS with SecurityEventNotification through the durable queue. MIT licence.
 
+from micropython import const
+
 import log
 
-_TAG = "security"
+_TAG = const("security")
 # Events the spec calls critical (pushed to the CSMS); the others are only logged.
 CRITICAL = (
     "FirmwareUpdated",

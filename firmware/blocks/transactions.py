@@ -28,10 +28,10 @@ from firmware.bay import READ_WAIT_MS, Bay, whole
 from firmware.blocks.authorization import allowed
 from firmware.queue import ENDED, TRANSACTION_EVENT, UPDATED
 
-_TAG = "tx"
-_TX = "TxCtrlr/"
-_SAMPLED = "SampledDataCtrlr/"
-_ALIGNED = "AlignedDataCtrlr/"
+_TAG = const("tx")
+_TX = const("TxCtrlr/")
+_SAMPLED = const("SampledDataCtrlr/")
+_ALIGNED = const("AlignedDataCtrlr/")
 _TICK_MS = const(1000)  # timers (sampling, clock alignment, plug-in timeout) run this often
 _METER_WAIT_MS = const(5000)  # at boot, how long an ended transaction waits for a reading
 
