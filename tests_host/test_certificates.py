@@ -313,6 +313,37 @@ def test_hash_data_of_a_certificate_issued_by_an_installed_root(tmp_path):
         st.certificates.hash_data(x509.Cert.from_der(der(forged)))
 
 
+def test_issuers_are_the_roots_of_the_issuer_name_one_at_a_time(tmp_path, logged, monkeypatch):
+    # Three manufacturer roots named alike (keys renewed) and one named otherwise: the index's
+    # issuerNameHash picks the alike ones, parsed one by one; a file that no longer reads is
+    # skipped with a log; the signer's root is found among them.
+    st = station(tmp_path)
+    old = make_root("Manufacturer Root", P384_KEY)
+    lost = make_root("Manufacturer Root", EC_KEY, serial=77)
+    new = make_root("Manufacturer Root", RSA_KEY)
+    other = make_root("Other Root", RSA_KEY, serial=78)
+    for r in (old, lost, other, new):
+        assert install(st, MFR, pem(r)) == {"status": "Accepted"}
+    assert install(st, CSMS, pem(make_root("Manufacturer Root", EC_KEY, serial=79)))["status"]
+    (tmp_path / "state" / "certs" / "mfr-2.pem").write_text("garbage")  # lost's file
+    parsed = []
+    one = certs_mod._one
+    monkeypatch.setattr(certs_mod, "_one", lambda text: parsed.append(1) or one(text))
+    leaf = make_root(
+        "Firmware Signer", EC_KEY, issuer="Manufacturer Root", signer=RSA_KEY, ca=False
+    )
+    found = st.certificates.issuers(MFR, x509.Cert.from_der(der(leaf)))
+    assert parsed == []  # a generator: nothing parsed before it is asked
+    assert next(found).der == der(old)
+    assert parsed == [1]
+    assert [c.der for c in found] == [der(new)]
+    assert len(parsed) == 3  # old, lost (unreadable), new: never other, never the CSMS root
+    assert "mfr-2.pem unreadable" in logged.getvalue()
+    assert st.certificates.installed(MFR) == 4 and st.certificates.installed(CSMS) == 1
+    x509.verify_chain([x509.Cert.from_der(der(leaf))], [x509.Cert.from_der(der(new))], NOW)
+    assert st.certificates.hash_data(x509.Cert.from_der(der(leaf))) == ocsp_hash_data(leaf, new)
+
+
 def _broken_signature(cert):
     d = bytearray(der(cert))
     d[-1] ^= 0x01  # the last byte of the signature BIT STRING

@@ -77,7 +77,13 @@ class Station:
         self.availability = SimpleNamespace(hold=self.holds.append)
         self.evses = [SimpleNamespace(id=1)]
         self.tx = False
-        self.certificates = SimpleNamespace(roots=lambda kind: roots)
+        self.certificates = SimpleNamespace(
+            roots=lambda kind: roots,
+            installed=lambda kind: len(roots),
+            issuers=lambda kind, cert: iter(
+                [r for r in roots if r.subject_der == cert.issuer_der]
+            ),
+        )
         self.board = board
         self.reboots = []
         self.tasks = []
