@@ -326,18 +326,21 @@ def test_issuers_are_the_roots_of_the_issuer_name_one_at_a_time(tmp_path, logged
         assert install(st, MFR, pem(r)) == {"status": "Accepted"}
     assert install(st, CSMS, pem(make_root("Manufacturer Root", EC_KEY, serial=79)))["status"]
     (tmp_path / "state" / "certs" / "mfr-2.pem").write_text("garbage")  # lost's file
-    parsed = []
-    one = certs_mod._one
-    monkeypatch.setattr(certs_mod, "_one", lambda text: parsed.append(1) or one(text))
+    read = []
+    read_file = certs_mod.store.read_file
+    monkeypatch.setattr(
+        certs_mod.store, "read_file", lambda p: read.append(os.path.basename(p)) or read_file(p)
+    )
     leaf = make_root(
         "Firmware Signer", EC_KEY, issuer="Manufacturer Root", signer=RSA_KEY, ca=False
     )
     found = st.certificates.issuers(MFR, x509.Cert.from_der(der(leaf)))
-    assert parsed == []  # a generator: nothing parsed before it is asked
+    assert read == []  # a generator: nothing read before it is asked
     assert next(found).der == der(old)
-    assert parsed == [1]
+    assert read == ["mfr-1.pem"]
     assert [c.der for c in found] == [der(new)]
-    assert len(parsed) == 3  # old, lost (unreadable), new: never other, never the CSMS root
+    # lost's file (unreadable) is skipped; never the other name, never the CSMS root
+    assert read == ["mfr-1.pem", "mfr-2.pem", "mfr-4.pem"]
     assert "mfr-2.pem unreadable" in logged.getvalue()
     assert st.certificates.installed(MFR) == 4 and st.certificates.installed(CSMS) == 1
     x509.verify_chain([x509.Cert.from_der(der(leaf))], [x509.Cert.from_der(der(new))], NOW)

@@ -484,12 +484,18 @@ class Certificates:
 
     def _cert(self, e):
         """The certificate of entry `e` from flash; None (logged) when it no longer reads."""
+        import pem
         import x509
 
         path = self._path(e)
         try:
-            return _one(store.read_file(path))
-        except (OSError, x509.CertError) as err:
+            # The text decoded first and dropped before the parse: a root's text, DER and Cert
+            # at once did not fit the heap of an update's check on a board.
+            ders = pem.decode(store.read_file(path), b"CERTIFICATE")
+            if len(ders) != 1:
+                raise x509.CertError("PEM: %d certificates, one expected" % len(ders))
+            return x509.Cert.from_der(ders.pop())
+        except (OSError, ValueError) as err:  # CertError; pem's ValueError, UnicodeError
             log.error(_TAG, "%s unreadable: %r" % (path, err))
             return None
 
