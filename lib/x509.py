@@ -28,6 +28,7 @@
 # when absent), ca and path_len (basicConstraints: False / None when absent), ext_key_usage
 # (tuple of dotted OIDs, None when absent), unknown_critical (OIDs of critical extensions
 # processed nowhere here), sig_alg (dotted OID), sig_params (raw DER or None), signature.
+# tbs, public_key_bits and signature are memoryviews of der (not copies: heap on a board).
 #
 # Signature algorithms: sha256/384/512WithRSAEncryption, RSASSA-PSS (SHA-256/384/512 with
 # MGF1 of the same hash), ecdsa-with-SHA256/384/512. Keys: RSA 2048 to 4096 bits, EC P-256
@@ -144,6 +145,7 @@ def _public_key(r):
     spki = r.sub()
     alg, params = _algorithm(spki)
     bits, unused = spki.bits()
+    view = _view(spki, bits)
     spki.finish()
     if unused:
         raise CertError("public key not whole bytes")
@@ -172,7 +174,13 @@ def _public_key(r):
         raise
     except ValueError as e:  # DerError, or a key rsa or ecdsa refused
         raise CertError("public key: %s" % e)
-    return alg, key, bits
+    return alg, key, view
+
+
+def _view(r, contents):
+    # The element r has just read (whose contents are a copy, `contents`) as a view of r's
+    # data: the copy is garbage then (heap on a board, where a Cert is held during a check).
+    return memoryview(r.data)[r.pos - len(contents) : r.pos]
 
 
 class Cert:
@@ -190,7 +198,7 @@ class Cert:
         cert.finish()
         if unused:
             raise CertError("signature not whole bytes")
-        self.signature = bits
+        self.signature = _view(cert, bits)
 
         tbs = asn1.one(self.tbs)
         v = tbs.optional(asn1.explicit(0))
