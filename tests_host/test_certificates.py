@@ -347,6 +347,27 @@ def test_issuers_are_the_roots_of_the_issuer_name_one_at_a_time(tmp_path, logged
     assert st.certificates.hash_data(x509.Cert.from_der(der(leaf))) == ocsp_hash_data(leaf, new)
 
 
+def test_a_parse_short_of_heap_gives_the_room_back_and_parses_again(tmp_path, monkeypatch):
+    # The room held for the signature check is given back when the parse finds no heap
+    # without it; a second shortage is the handler's failure (a CALLERROR).
+    st = station(tmp_path)
+    one = certs_mod._one
+    fails = [1]
+
+    def short(text):
+        if fails:
+            fails.pop()
+            raise MemoryError
+        return one(text)
+
+    monkeypatch.setattr(certs_mod, "_one", short)
+    assert install(st, MFR, pem(make_root("Tight Root"))) == {"status": "Accepted"}
+    fails[:] = [1, 1]
+    with pytest.raises(MemoryError):
+        install(st, MFR, pem(make_root("Tighter Root")))
+    assert entries(st) == "1"
+
+
 def _broken_signature(cert):
     d = bytearray(der(cert))
     d[-1] ^= 0x01  # the last byte of the signature BIT STRING
