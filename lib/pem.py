@@ -15,6 +15,7 @@ def decode(data, label=None):
     if type(data) is str:
         data = data.encode()
     out = []
+    mv = memoryview(data)  # the base64 decoded in place: a copy would want another 1 KB block
     i = data.find(_BEGIN)
     while i >= 0:
         start = data.find(_DASHES, i + len(_BEGIN))  # the end of the BEGIN line's label
@@ -23,7 +24,7 @@ def decode(data, label=None):
             raise ValueError("PEM block without END")
         if label is None or data[i + len(_BEGIN) : start] == label:
             try:
-                out.append(binascii.a2b_base64(data[start + len(_DASHES) : end]))
+                out.append(binascii.a2b_base64(mv[start + len(_DASHES) : end]))
             except ValueError:
                 raise ValueError("PEM: bad base64")
         i = data.find(_BEGIN, end + len(_END))

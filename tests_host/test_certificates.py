@@ -313,6 +313,61 @@ def test_hash_data_of_a_certificate_issued_by_an_installed_root(tmp_path):
         st.certificates.hash_data(x509.Cert.from_der(der(forged)))
 
 
+def test_issuers_are_the_roots_of_the_issuer_name_one_at_a_time(tmp_path, logged, monkeypatch):
+    # Three manufacturer roots named alike (keys renewed) and one named otherwise: the index's
+    # issuerNameHash picks the alike ones, parsed one by one; a file that no longer reads is
+    # skipped with a log; the signer's root is found among them.
+    st = station(tmp_path)
+    old = make_root("Manufacturer Root", P384_KEY)
+    lost = make_root("Manufacturer Root", EC_KEY, serial=77)
+    new = make_root("Manufacturer Root", RSA_KEY)
+    other = make_root("Other Root", RSA_KEY, serial=78)
+    for r in (old, lost, other, new):
+        assert install(st, MFR, pem(r)) == {"status": "Accepted"}
+    assert install(st, CSMS, pem(make_root("Manufacturer Root", EC_KEY, serial=79)))["status"]
+    (tmp_path / "state" / "certs" / "mfr-2.pem").write_text("garbage")  # lost's file
+    read = []
+    read_file = certs_mod.store.read_file
+    monkeypatch.setattr(
+        certs_mod.store, "read_file", lambda p: read.append(os.path.basename(p)) or read_file(p)
+    )
+    leaf = make_root(
+        "Firmware Signer", EC_KEY, issuer="Manufacturer Root", signer=RSA_KEY, ca=False
+    )
+    found = st.certificates.issuers(MFR, x509.Cert.from_der(der(leaf)))
+    assert read == []  # a generator: nothing read before it is asked
+    assert next(found).der == der(old)
+    assert read == ["mfr-1.pem"]
+    assert [c.der for c in found] == [der(new)]
+    # lost's file (unreadable) is skipped; never the other name, never the CSMS root
+    assert read == ["mfr-1.pem", "mfr-2.pem", "mfr-4.pem"]
+    assert "mfr-2.pem unreadable" in logged.getvalue()
+    assert st.certificates.installed(MFR) == 4 and st.certificates.installed(CSMS) == 1
+    x509.verify_chain([x509.Cert.from_der(der(leaf))], [x509.Cert.from_der(der(new))], NOW)
+    assert st.certificates.hash_data(x509.Cert.from_der(der(leaf))) == ocsp_hash_data(leaf, new)
+
+
+def test_a_parse_short_of_heap_gives_the_room_back_and_parses_again(tmp_path, monkeypatch):
+    # The room held for the signature check is given back when the parse finds no heap
+    # without it; a second shortage is the handler's failure (a CALLERROR).
+    st = station(tmp_path)
+    one = certs_mod._one
+    fails = [1]
+
+    def short(text):
+        if fails:
+            fails.pop()
+            raise MemoryError
+        return one(text)
+
+    monkeypatch.setattr(certs_mod, "_one", short)
+    assert install(st, MFR, pem(make_root("Tight Root"))) == {"status": "Accepted"}
+    fails[:] = [1, 1]
+    with pytest.raises(MemoryError):
+        install(st, MFR, pem(make_root("Tighter Root")))
+    assert entries(st) == "1"
+
+
 def _broken_signature(cert):
     d = bytearray(der(cert))
     d[-1] ^= 0x01  # the last byte of the signature BIT STRING

@@ -77,7 +77,13 @@ class Station:
         self.availability = SimpleNamespace(hold=self.holds.append)
         self.evses = [SimpleNamespace(id=1)]
         self.tx = False
-        self.certificates = SimpleNamespace(roots=lambda kind: roots)
+        self.certificates = SimpleNamespace(
+            roots=lambda kind: roots,
+            installed=lambda kind: len(roots),
+            issuers=lambda kind, cert: iter(
+                [r for r in roots if r.subject_der == cert.issuer_der]
+            ),
+        )
         self.board = board
         self.reboots = []
         self.tasks = []
@@ -197,6 +203,28 @@ def test_a_signing_certificate_issued_by_a_v1_manufacturer_root_verifies(tmp_pat
         assert st.events == []
 
     asyncio.run(go())
+
+
+def test_the_signer_s_root_is_found_among_roots_of_the_same_name(tmp_path, pki, logged):
+    # A renewed root (same name, another key) installed before the one that signed: each
+    # candidate is checked in turn; only candidates of the issuer's name are asked for. The
+    # signer's checks name the failures of every candidate when none fits.
+    renewed, _ = ota.make_root()  # "mpwallbox manufacturer root", another key
+    asked = []
+
+    async def go(roots, want):
+        st = Station(tmp_path, Board(), roots)
+        issuers = st.certificates.issuers
+        st.certificates.issuers = lambda kind, cert: asked.append(kind) or issuers(kind, cert)
+        fu = st.block()
+        resp = await fu.on_update(request(pki, url="http://127.0.0.1:9/x"))
+        assert resp["status"] == want
+
+    renewed = x509.load_pem(ota.pem(renewed))
+    asyncio.run(go(renewed + pki.roots, "Accepted"))
+    assert asked == ["ManufacturerRootCertificate"]
+    asyncio.run(go(renewed + renewed, "InvalidCertificate"))
+    assert "no trusted root: bad signature; bad signature" in logged.getvalue()
 
 
 def test_without_an_installed_root_every_certificate_is_invalid(tmp_path, pki):

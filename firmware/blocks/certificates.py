@@ -4,6 +4,9 @@
 # For other blocks (firmware/main.py hands them this block):
 #   roots(kind)         [x509.Cert] installed of kind CSMS or MANUFACTURER, in install order,
 #                       read from flash at each call
+#   installed(kind)     how many roots of kind are installed
+#   issuers(kind, cert) the installed roots of kind whose subject is cert's issuer, parsed one
+#                       at a time (a generator): the index's issuerNameHash picks them
 #   csms_ca_path()      a PEM file with every installed CSMS root (for the TLS context),
 #                       rewritten atomically on every change; None while there is none
 #   hash_data(cert)     its certificateHashData (SHA256)
@@ -266,6 +269,23 @@ class Certificates:
                     out.append(cert)
         return out
 
+    def installed(self, kind):
+        """How many roots of `kind` are installed."""
+        return sum(1 for e in self.entries if e[0] == kind)
+
+    def issuers(self, kind, cert):
+        """The installed roots of `kind` whose subject is `cert`'s issuer, in install order, one
+        at a time: the index's issuerNameHash (a root's issuer is its subject) picks the files
+        to parse, so a check never holds every root at once (heap on a board). Several roots
+        may share a name (a renewed key): each is yielded, the caller tries them in turn."""
+        want = _hex(hashlib.sha256(cert.issuer_der).digest())
+        for e in self.entries:
+            if e[0] == kind and e[2] == want:
+                ca = self._cert(e)  # None (logged) when unreadable: skipped
+                if ca is not None and ca.subject_der == cert.issuer_der:
+                    yield ca
+                ca = None
+
     def csms_ca_path(self):
         """Path of the PEM file holding every installed CSMS root, or None while there is none
         (or the file could not be written)."""
@@ -281,23 +301,22 @@ class Certificates:
         if cert.issuer_der == cert.subject_der:
             return _hash_data(cert, cert.public_key_bits, alg)
         for kind, _, _ in _KINDS:
-            for ca in self.roots(kind):
-                if ca.subject_der == cert.issuer_der:
-                    try:
-                        cert.verify_signed_by(ca, True)
-                    except x509.CertError:
-                        continue
-                    return _hash_data(cert, ca.public_key_bits, alg)
+            for ca in self.issuers(kind, cert):
+                try:
+                    cert.verify_signed_by(ca, True)
+                except x509.CertError:
+                    continue
+                return _hash_data(cert, ca.public_key_bits, alg)
         raise x509.CertError("issuer not installed")
 
     # -- InstallCertificate (M05) -----------------------------------------------------------
 
     async def on_install_certificate(self, req):
         try:
-            # Room for the parse and the signature check, held while the imports scatter
-            # their small objects over the free blocks: the DER and an RSA-4096 check need
-            # blocks of 1 KB or more, which a fragmented heap may no longer have afterwards.
-            # Best effort.
+            # Room for the signature check, held while the imports and the parse scatter their
+            # objects over the free blocks: an RSA-4096 check needs several blocks of 1 KB,
+            # which a fragmented heap may no longer have afterwards. Best effort: given back
+            # when the parse finds no room without it.
             try:
                 room = bytearray(_CHECK_ROOM)
             except MemoryError:
@@ -305,16 +324,22 @@ class Certificates:
             import steps
             import x509
 
-            del room  # given back: the parse and the check allocate there
-
             kind = req["certificateType"]
             if self._prefix(kind) is None:
                 return _answer(REJECTED, NOT_SUPPORTED, "%s: no ISO 15118 here" % kind)
+            # popped: the PEM text (2 KB for an RSA-4096 root) is garbage once parsed
+            pem = req.pop("certificate")
             try:
-                # popped: the PEM text (2 KB for an RSA-4096 root) is garbage once parsed
-                cert = _one(req.pop("certificate"))
+                try:
+                    cert = _one(pem)
+                except MemoryError:
+                    if room is None:
+                        raise
+                    room = None
+                    cert = _one(pem)
             except x509.CertError as e:
                 return _answer(REJECTED, INVALID_FORMAT, str(e))
+            pem = room = None  # given back: the check allocates there
             why = _problem(cert, self.clock.now())
             if why is None:
                 gc.collect()  # an RSA-4096 check wants blocks of 1 KB: the heap at its best
@@ -459,12 +484,18 @@ class Certificates:
 
     def _cert(self, e):
         """The certificate of entry `e` from flash; None (logged) when it no longer reads."""
+        import pem
         import x509
 
         path = self._path(e)
         try:
-            return _one(store.read_file(path))
-        except (OSError, x509.CertError) as err:
+            # The text decoded first and dropped before the parse: a root's text, DER and Cert
+            # at once did not fit the heap of an update's check on a board.
+            ders = pem.decode(store.read_file(path), b"CERTIFICATE")
+            if len(ders) != 1:
+                raise x509.CertError("PEM: %d certificates, one expected" % len(ders))
+            return x509.Cert.from_der(ders.pop())
+        except (OSError, ValueError) as err:  # CertError; pem's ValueError, UnicodeError
             log.error(_TAG, "%s unreadable: %r" % (path, err))
             return None
 

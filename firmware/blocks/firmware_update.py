@@ -66,6 +66,8 @@ _MAX_REBOOTS = 2  # reboots into an installed slot before giving up on it
 _TRIAL_S = 600  # a trial slot not Accepted within this long reboots (and so may roll back)
 _RESUME_WAIT_MS = 30000  # after a power loss, how long an update waits to be online again
 _ROOT = "ManufacturerRootCertificate"
+_CHECK_ROOM = 6144  # bytes kept free for the signing certificate's check: a root and its check
+_NO_ROOT = "no trusted root: "  # x509.chain_steps' message when no root fits
 _BUNDLE = "bundle"  # bundle.BUNDLE and bundle.IMAGE, the update record's "kind", known here
 _IMAGE = "image"  # without importing bundle (test_firmware_update checks they agree)
 _FINAL = ("done",)
@@ -210,21 +212,44 @@ class FirmwareUpdate:
     async def _check_certificate(self, pem):
         """None when the signing certificate is good (valid now, issued directly by an
         installed manufacturer root), else why not."""
+        # Room for a root's parse and check, held while the imports and the signing
+        # certificate's parse scatter their objects (this block has just loaded too): an
+        # RSA-4096 root wants blocks of 1 KB, which a fragmented heap may no longer have.
+        try:
+            room = bytearray(_CHECK_ROOM)
+        except MemoryError:
+            room = None
         import steps
         import x509
 
         try:
-            certs = x509.load_pem(pem)
+            try:
+                cert = x509.load_pem(pem)[0]
+            except MemoryError:
+                if room is None:
+                    raise
+                room = None
+                cert = x509.load_pem(pem)[0]
         except x509.CertError as e:
             return "unreadable: %s" % e
-        roots = self.certificates.roots(_ROOT)
-        if not roots:
+        room = None  # given back: the roots' parse and the check allocate there
+        if not self.certificates.installed(_ROOT):
             return "no ManufacturerRootCertificate installed"
-        try:
-            await steps.run_async(x509.chain_steps(certs[:1], roots, self.clock.now()))
-        except x509.CertError as e:
-            return str(e)
-        return None
+        # The candidate roots (by the issuer's name) one at a time, each checked then dropped:
+        # the heap never holds more than one root and one check.
+        errors = []
+        for root in self.certificates.issuers(_ROOT, cert):
+            _collect()  # an RSA-4096 check wants blocks of 1 KB: the heap at its best
+            try:
+                await steps.run_async(x509.chain_steps((cert,), (root,), self.clock.now()))
+                return None
+            except x509.CertError as e:
+                why = str(e)
+                if not why.startswith(_NO_ROOT):
+                    return why  # the certificate's own fault, whatever the root
+                errors.append(why[len(_NO_ROOT) :])
+            root = None
+        return _NO_ROOT + ("; ".join(errors) or "issuer unknown")
 
     def _busy(self):
         return self.doc is not None and self.doc["step"] not in _FINAL
