@@ -45,6 +45,7 @@ async def _sampler():
 
 def _run(board):
     _main._gc_often()  # as main.run does
+
     async def station_and_sampler():
         task = asyncio.create_task(_sampler())
         try:
