@@ -56,6 +56,15 @@ def answer_to(csms, st, frame):
     return csms.wait_frame(st, lambda f: f.direction == "out" and f.unique_id == uid)
 
 
+def settled(csms, st):
+    """After `accepted`: the boot's own messages (the StartupOfTheDevice security event, the
+    connectors' statuses) have reached the CSMS and its answers the station, so that a test
+    closing the link next does not see them sent again on the next connection."""
+    csms.wait_call(st, "SecurityEventNotification")
+    csms.wait_call(st, "StatusNotification")
+    time.sleep(0.5)
+
+
 def station_calls(st):
     return [(f.action, f.payload) for f in st.frames if f.direction == "in" and f.kind == "call"]
 
@@ -369,6 +378,7 @@ def test_a_new_password_is_used_at_once_on_a_new_connection_without_boot(sims):
     try:
         sim = sims(c.url, config=config({("SecurityCtrlr", "BasicAuthPassword"): PASSWORD}))
         st, _ = accepted(c, sim)
+        settled(c, st)
         headers = spy_auth(c)
         c.csms.passwords["CS1"] = NEW_PASSWORD  # the CSMS rotates: only the new one from now
         answer = set_password(c, st, NEW_PASSWORD)
@@ -398,6 +408,7 @@ def test_a_refused_new_password_is_tried_on_at_the_backoff_and_reported(sims):
     try:
         sim = sims(c.url, config=config({("SecurityCtrlr", "BasicAuthPassword"): PASSWORD}))
         st, _ = accepted(c, sim)
+        settled(c, st)
         headers = spy_auth(c)
         answer = set_password(c, st, NEW_PASSWORD)  # the CSMS keeps the old one: refused
         deadline = time.monotonic() + 10
