@@ -21,6 +21,7 @@ import asn1
 import pem as pemlib
 import sha2
 import x509
+from tools import ota
 from x509 import CertError
 
 NOW = 1748779200  # 2025-06-01T12:00:00Z
@@ -750,19 +751,7 @@ def test_bad_times(tag, text):
 
 
 def test_pem_lines_and_decode_round_trip_and_match_the_canonical_pem():
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = cx.Name([cx.NameAttribute(NameOID.COMMON_NAME, "PEM")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        cx.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    cert, key = ota.make_root(ec_key=True, cn="PEM")
     der = cert.public_bytes(serialization.Encoding.DER)
     text = b"".join(pemlib.lines(der))
     assert text == cert.public_bytes(serialization.Encoding.PEM)
