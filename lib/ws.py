@@ -71,7 +71,8 @@ _BAD_PROTOCOL_VERSION = const(-0x6E80)
 
 class ConnectionClosed(Exception):
     # code: the close code (the server's, or the one we sent when we failed the connection);
-    # 1006 when the connection ended without a close frame. reason: str.
+    # 1006 when the connection ended without a close frame, 1009 when a message was over
+    # max_size. reason: str. (No subclass per code: a class costs some 100 B of heap.)
     def __init__(self, code=1006, reason=""):
         super().__init__(code, reason)
         self.code = code
@@ -81,25 +82,14 @@ class ConnectionClosed(Exception):
         return "%d %s" % (self.code, self.reason)
 
 
-class MessageTooBig(ConnectionClosed):
-    def __init__(self, code=1009, reason="message too big"):
-        super().__init__(code, reason)
-
-
 class OutOfMemory(MemoryError):
     # recv(), recv_bytes(): a text message within max_size for which no buffer could be had
     # (the heap is short or cut up). It was read to its end and dropped; the connection
     # stays open. head: its first bytes (up to _HEAD), for the caller to answer it; size: its
-    # length in bytes.
+    # length in bytes. Inside, one that is not raised also stands for a frame payload that was
+    # skipped for want of memory (_rx).
     def __init__(self, head, size):
         super().__init__("no memory for a message of %d bytes" % size)
-        self.head = head
-        self.size = size
-
-
-class _NoRoom:
-    # Internal: stands for a frame payload that was skipped for want of memory.
-    def __init__(self, head, size):
         self.head = head
         self.size = size
 
@@ -434,11 +424,12 @@ class WebSocket:
     # ---- receiving
 
     async def recv(self):
-        # -> the next text message, a str. Raises ConnectionClosed (MessageTooBig) when the
-        # connection ends, OutOfMemory (see there), and UnicodeError for a message that is not
-        # UTF-8, the connection staying open: RFC 6455 would fail it with 1007, but OCPP-J
-        # answers such a message with a CALLERROR, so its layer (ocppj) gets the bytes from
-        # recv_bytes() and checks them itself, strictly, which str() does not on MicroPython.
+        # -> the next text message, a str. Raises ConnectionClosed when the connection ends
+        # (code 1009: a message over max_size), OutOfMemory (see there), and UnicodeError for
+        # a message that is not UTF-8, the connection staying open: RFC 6455 would fail it
+        # with 1007, but OCPP-J answers such a message with a CALLERROR, so its layer (ocppj)
+        # gets the bytes from recv_bytes() and checks them itself, strictly, which str() does
+        # not on MicroPython.
         data = await self.recv_bytes()
         try:
             return str(data, "utf-8")
@@ -557,8 +548,8 @@ class WebSocket:
         return len(self._msg) if self._msg is not None else 0
 
     async def _rx(self, n, total):
-        # Exactly n bytes, or a _NoRoom when there is no memory for them, or when `total`,
-        # the size of the data message so far with them, passes _keep.
+        # Exactly n bytes, or an OutOfMemory (not raised) when there is no memory for them, or
+        # when `total`, the size of the data message so far with them, passes _keep.
         buf = None
         if total <= self._keep:
             if not self._into:
@@ -571,7 +562,7 @@ class WebSocket:
             k = n if n < _HEAD else _HEAD
             head = await self._read(self._r.readexactly, k)
             await self._skip(n - k)
-            return _NoRoom(head, n)
+            return OutOfMemory(head, n)
         mv = memoryview(buf)
         got = 0
         while got < n:
@@ -602,7 +593,7 @@ class WebSocket:
                 raise _Fail(1002, "new message inside a fragmented one")
             if op == _OP_BIN:
                 raise _Fail(1003, "binary messages not accepted")
-        if isinstance(data, _NoRoom):
+        if isinstance(data, OutOfMemory):
             part, size = data.head, data.size
         else:
             part, size = data, len(data)
@@ -672,8 +663,6 @@ class WebSocket:
                 pass  # we are dropping the connection anyway
         self._shut(e.code, e.reason, False)
         self._code, self._reason = e.code, e.reason
-        if e.code == 1009:
-            raise MessageTooBig(e.code, e.reason)
         raise ConnectionClosed(e.code, e.reason)
 
     async def _await_close(self, skip):

@@ -59,7 +59,7 @@ async def too_big():
     try:
         await c.recv()
         code = None
-    except ws.MessageTooBig as e:
+    except ws.ConnectionClosed as e:
         code = e.code
     check(code == 1009 and c.closed, "too big")
 
