@@ -143,7 +143,8 @@ class Station:
             store,
             declarations(hws),
             board.factory_variables(),
-            board.settings.get("variables", ()),
+            # popped: the config file's variables are the device model's now (heap)
+            board.settings.pop("variables", ()),
         )
         dm.provide("ClockCtrlr/DateTime", clock.iso)
         self.router = router = ocppj.Router()
