@@ -5,15 +5,16 @@ from micropython import const
 
 import log
 import rfc3339
+from firmware.variables import Declarations
 
 _STORE = const("variables")  # store document: {key: value} for every persisted value
 MAX_VALUE = 2500  # longest value GetVariables may return (the schema's maxLength)
 
 ACCEPTED = "Accepted"
 REJECTED = "Rejected"
-REBOOT_REQUIRED = "RebootRequired"
-UNKNOWN_COMPONENT = "UnknownComponent"
-UNKNOWN_VARIABLE = "UnknownVariable"
+_REBOOT_REQUIRED = const("RebootRequired")
+_UNKNOWN_COMPONENT = const("UnknownComponent")
+_UNKNOWN_VARIABLE = const("UnknownVariable")
 
 
 def key_of(component, variable):
@@ -42,10 +43,13 @@ class DeviceModel:
 
     def __init__(self, store, decls, factory=(), config=()):
         self.store = store
-        # Every declaration in declaration order (reports walk it by index). Lookups scan it
-        # (see _lookup): a dict by key would cost some 800 bytes of RAM for lookups that only
-        # messages make, never the charging loop.
-        self.declared = decls if type(decls) is tuple else tuple(decls)
+        # Every declaration in declaration order (reports walk it by index), a Declarations
+        # (other sequences of rows are wrapped in one). Lookups scan it (Declarations.find): a
+        # dict by key would cost some 800 bytes of RAM for lookups that only messages make,
+        # never the charging loop.
+        if type(decls) is not Declarations:
+            decls = Declarations(tuple(decls))
+        self.declared = decls
         # key (as declared) -> current value string, for the values that are not the
         # declared default (most are: a dict of every value would cost RAM for nothing)
         self.values = {}
@@ -80,15 +84,7 @@ class DeviceModel:
 
     def _lookup(self, key):
         """The declaration of `key` (any case), or None."""
-        n = len(key)
-        for d in self.declared:
-            if d[0] == key:
-                return d
-        low = key.lower()
-        for d in self.declared:
-            if len(d[0]) == n and d[0].lower() == low:  # lower() only on same-length keys
-                return d
-        return None
+        return self.declared.find(key)
 
     def _has_component(self, comp):
         """True when some variable belongs to component key `comp` (any case)."""
@@ -113,8 +109,8 @@ class DeviceModel:
         if d:
             return ACCEPTED, d
         if self._has_component(key[: key.index("/")]):
-            return UNKNOWN_VARIABLE, None
-        return UNKNOWN_COMPONENT, None
+            return _UNKNOWN_VARIABLE, None
+        return _UNKNOWN_COMPONENT, None
 
     # -- values -----------------------------------------------------------------------------
 
@@ -125,10 +121,10 @@ class DeviceModel:
         v = self.values.get(key)
         if v is not None:
             return v
-        for d in self.declared:
-            if d[0] == key:
-                return d[2]
-        raise KeyError(key)
+        d = self.declared.find(key, False)
+        if d is None:
+            raise KeyError(key)
+        return d[2]
 
     def get_int(self, key):
         return int(self.get(key))
@@ -163,7 +159,7 @@ class DeviceModel:
             self._save()
         for fn in self._watch.get(d[0], ()):
             fn(value)
-        return REBOOT_REQUIRED if "!" in d[1] else ACCEPTED
+        return _REBOOT_REQUIRED if "!" in d[1] else ACCEPTED
 
     def _save(self):
         doc = {}

@@ -18,8 +18,8 @@
 # Everything here is a constant: no object per variable is built at run time, and on a board
 # the tuples stay in flash with the frozen code (the shared parts are const(), so that the
 # tables that use them fold into constants too, and they take no global name). Only the EVSE
-# and Connector components, which depend on the hardware, are made at boot by `declarations()`
-# (9 tuples per EVSE).
+# and Connector components depend on the hardware: `Declarations` makes their rows when they
+# are asked for, from a template and the EVSE's figures.
 
 from micropython import const
 
@@ -141,49 +141,124 @@ VARIABLES = (
     ("ChargingStation/AllowNewSessionsPendingFirmwareUpdate", "bw", "false", None),
 )
 
-# Per EVSE n and its connector n.1: (variable, spec, default) of the hardware-independent ones.
-_EVSE = const(
+# Per EVSE n and its connector n.1, in this order: (component, variable, spec, default,
+# limits); a default or limits of None that the hardware gives is filled in by _evse_row.
+_PHASES = const((None, 1, 3, None))
+_PER_EVSE = const(
     (
-        ("AvailabilityState", "or", "Available", _STATES),
-        ("Available", "br", "true", None),
-        ("AllowReset", "br=", "false", None),
+        ("EVSE", "AvailabilityState", "or", "Available", _STATES),
+        ("EVSE", "Available", "br", "true", None),
+        ("EVSE", "AllowReset", "br=", "false", None),
+        ("EVSE", "SupplyPhases", "ir=", None, _PHASES),
+        ("EVSE", "Power", "dr", "0", None),
+        ("Connector", "AvailabilityState", "or", "Available", _STATES),
+        ("Connector", "Available", "br", "true", None),
+        ("Connector", "SupplyPhases", "ir=", None, _PHASES),
+        ("Connector", "ConnectorType", "sr=", None, None),
     )
 )
-_CONNECTOR = const(
-    (
-        ("AvailabilityState", "or", "Available", _STATES),
-        ("Available", "br", "true", None),
-    )
-)
+_ROWS = const(9)  # len(_PER_EVSE)
+_UNLOCK = const("OCPPCommCtrlr/UnlockOnEVSideDisconnect")
+
+
+def _evse_row(n, hw, t):
+    """The declaration of template `t` (of _PER_EVSE) for EVSE n with hw (phases, max_a,
+    cable_a)."""
+    comp, name, spec, default, lim = t
+    key = ("EVSE.%d/%s" if comp == "EVSE" else "Connector.%d.1/%s") % (n, name)
+    if name == "SupplyPhases":
+        default = str(hw[0])
+    elif name == "Power":
+        lim = ("W", 0, hw[1] * hw[0] * _VOLTS, None)
+    elif name == "ConnectorType":
+        default = "cType2" if hw[2] else "sType2"
+    return (key, spec, default, lim)
+
+
+class Declarations:
+    """Every declaration of a station, a read-only sequence of rows: `rows` (VARIABLES, in
+    flash on a board), the station's own `extra` rows, then the 9 rows of each EVSE and its
+    connector, made when asked for from _PER_EVSE and the EVSE's (phases, max_a, cable_a).
+    Kept, they would cost some 1.1 KB of heap per EVSE (a key string and a tuple each) for
+    rows that only messages read."""
+
+    def __init__(self, rows, extra=(), evses=()):
+        self.rows = rows
+        self.extra = extra
+        self.evses = evses  # ((phases, max_a, cable_a), ...) in EVSE order
+        self._fixed = len(rows) + len(extra)
+
+    def __len__(self):
+        return self._fixed + _ROWS * len(self.evses)
+
+    def __getitem__(self, i):
+        """Row i (iteration goes through here: IndexError past the last)."""
+        n = len(self.rows)
+        if 0 <= i < n:
+            return self.rows[i]
+        if n <= i < self._fixed:
+            return self.extra[i - n]
+        e, j = divmod(i - self._fixed, _ROWS)
+        if i < 0 or e >= len(self.evses):
+            raise IndexError(i)
+        return _evse_row(e + 1, self.evses[e], _PER_EVSE[j])
+
+    def find(self, key, fold=True):
+        """The row of `key`, else (fold) one whose key differs from it in case only; None
+        when there is none."""
+        for part in (self.rows, self.extra):
+            for d in part:
+                if d[0] == key:
+                    return d
+        evse = self._evse_candidate(key)
+        if evse is not None and evse[0] == key:
+            return evse
+        if not fold:
+            return None
+        n = len(key)
+        low = key.lower()
+        for part in (self.rows, self.extra):
+            for d in part:
+                if len(d[0]) == n and d[0].lower() == low:  # lower() only on same-length keys
+                    return d
+        if evse is not None and evse[0].lower() == low:
+            return evse
+        return None
+
+    def _evse_candidate(self, key):
+        """The EVSE or connector row that `key` names in any case, if any: the caller compares
+        its key ("EVSE.01/Power" reads as EVSE 1 here, and is not its key)."""
+        head, slash, var = key.partition("/")
+        parts = head.lower().split(".")
+        if not slash or not parts[-1].isdigit():
+            return None
+        if parts[0] == "evse" and len(parts) == 2:
+            comp = "EVSE"
+        elif parts[0] == "connector" and len(parts) == 3:
+            comp = "Connector"
+        else:
+            return None
+        e = int(parts[1]) if parts[1].isdigit() else 0
+        if not 1 <= e <= len(self.evses):
+            return None
+        var = var.lower()
+        for t in _PER_EVSE:
+            if t[0] == comp and t[1].lower() == var:
+                return _evse_row(e, self.evses[e - 1], t)
+        return None
 
 
 def declarations(evses):
-    """All declarations: VARIABLES plus ChargingStation.SupplyPhases and the EVSE and
-    Connector components of `evses`, a sequence of boards.drivers.EvseHw (phases, max_a,
-    cable_a) in EVSE order, one connector each."""
-    out = []
-    phases = 0
-    sockets = 0  # EVSEs with a socket (no tethered cable)
-    n = 0
-    for hw in evses:
-        n += 1
-        phases = max(phases, hw.phases)
-        if hw.cable_a is None:
-            sockets += 1
-        evse = "EVSE.%d/" % n
-        conn = "Connector.%d.1/" % n
-        for name, spec, default, lim in _EVSE:
-            out.append((evse + name, spec, default, lim))
-        out.append((evse + "SupplyPhases", "ir=", str(hw.phases), (None, 1, 3, None)))
-        rated = hw.max_a * hw.phases * _VOLTS
-        out.append((evse + "Power", "dr", "0", ("W", 0, rated, None)))
-        for name, spec, default, lim in _CONNECTOR:
-            out.append((conn + name, spec, default, lim))
-        out.append((conn + "SupplyPhases", "ir=", str(hw.phases), (None, 1, 3, None)))
-        out.append((conn + "ConnectorType", "sr=", "cType2" if hw.cable_a else "sType2", None))
-    station = [("ChargingStation/SupplyPhases", "ir=", str(phases or 3), (None, 0, 3, None))]
-    if n and not sockets:
-        # A tethered cable cannot be unlocked: the setting is read-only false (§2.2).
-        station.append(("OCPPCommCtrlr/UnlockOnEVSideDisconnect", "br=", "false", None))
-        return tuple(d for d in VARIABLES if d[0] != station[1][0]) + tuple(station + out)
-    return VARIABLES + tuple(station + out)
+    """All declarations (a Declarations): VARIABLES plus ChargingStation.SupplyPhases and the
+    EVSE and Connector components of `evses`, a sequence of boards.drivers.EvseHw (phases,
+    max_a, cable_a) in EVSE order, one connector each."""
+    hws = tuple((hw.phases, hw.max_a, hw.cable_a) for hw in evses)
+    phases = max([hw[0] for hw in hws] or [0]) or 3
+    extra = (("ChargingStation/SupplyPhases", "ir=", str(phases), (None, 0, 3, None)),)
+    rows = VARIABLES
+    if hws and all(hw[2] is not None for hw in hws):
+        # A tethered cable cannot be unlocked: the setting is read-only false (§2.2). Only
+        # such stations pay for a copy of VARIABLES without it.
+        rows = tuple(d for d in VARIABLES if d[0] != _UNLOCK)
+        extra += ((_UNLOCK, "br=", "false", None),)
+    return Declarations(rows, extra, hws)

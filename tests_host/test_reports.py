@@ -154,6 +154,45 @@ def test_declarations_cover_the_core_controllers_and_each_evse(tmp_path):
         assert k in by
 
 
+STATES = "Available,Occupied,Reserved,Unavailable,Faulted"
+
+
+def test_declarations_make_the_evse_rows_when_asked_and_find_them_in_any_case():
+    decls = declarations([hw(), hw(phases=1, max_a=16, cable_a=32)])
+    rows = [decls[i] for i in range(len(decls))]
+    assert list(decls) == rows
+    with pytest.raises(IndexError):
+        decls[len(decls)]
+    assert rows[len(VARIABLES) + 1 : len(VARIABLES) + 4] == [
+        ("EVSE.1/AvailabilityState", "or", "Available", (None, None, None, STATES)),
+        ("EVSE.1/Available", "br", "true", None),
+        ("EVSE.1/AllowReset", "br=", "false", None),
+    ]
+    assert rows[-2:] == [
+        ("Connector.2.1/SupplyPhases", "ir=", "1", (None, 1, 3, None)),
+        ("Connector.2.1/ConnectorType", "sr=", "cType2", None),
+    ]
+    for d in rows:
+        assert decls.find(d[0]) == d
+        assert decls.find(d[0].upper()) == d
+        assert decls.find(d[0].upper(), False) is None
+    for key in (
+        "EVSE.01/Power",
+        "EVSE.3/Power",
+        "EVSE.0/Power",
+        "EVSE/Power",
+        "EVSE.x/Power",
+        "EVSE.1.1/Power",
+        "Connector.1.2/ConnectorType",
+        "Connector.1/ConnectorType",
+        "EVSE.1/ConnectorType",
+        "EVSE.1/Nope",
+        "EVSE.1",
+        "",
+    ):
+        assert decls.find(key) is None, key
+
+
 def test_only_tethered_cables_make_unlock_on_ev_side_disconnect_read_only_false():
     by = {d[0]: d for d in declarations([hw(cable_a=32)])}
     assert by["OCPPCommCtrlr/UnlockOnEVSideDisconnect"][1:3] == ("br=", "false")
