@@ -28,11 +28,11 @@ READ_WAIT_MS = 3000  # ... and this long for a meter reading after it opened (pu
 # block waits as long for the last Ended before it decides a card)
 
 # Start and stop points (TxCtrlr.TxStartPoint / TxStopPoint).
-EV_CONNECTED = "EVConnected"
-AUTHORIZED = "Authorized"
-POWER_PATH = "PowerPathClosed"
+_EV_CONNECTED = const("EVConnected")
+_AUTHORIZED = const("Authorized")
+_POWER_PATH = const("PowerPathClosed")
 ENERGY = "EnergyTransfer"
-_AUTH_ENDS = (AUTHORIZED, POWER_PATH)  # stop points that end with the authorization
+_AUTH_ENDS = const((_AUTHORIZED, _POWER_PATH))  # stop points that end with the authorization
 
 
 class Bay:
@@ -100,7 +100,7 @@ class Bay:
 
     # -- authorization ----------------------------------------------------------------------
 
-    def authorize(self, id_token, info, trigger=AUTHORIZED, remote_id=None):
+    def authorize(self, id_token, info, trigger=_AUTHORIZED, remote_id=None):
         """`id_token` (accepted with idTokenInfo `info`) may charge here from now on."""
         self.token = id_token
         group = info.get("groupIdToken")
@@ -151,9 +151,9 @@ class Bay:
             return
         e = self.evse
         met = {
-            EV_CONNECTED: e.plugged,
-            AUTHORIZED: self.token is not None,
-            POWER_PATH: e.plugged and self.token is not None,
+            _EV_CONNECTED: e.plugged,
+            _AUTHORIZED: self.token is not None,
+            _POWER_PATH: e.plugged and self.token is not None,
             ENERGY: e.energy_flowing,
         }
         if not any(met.get(p) for p in self.txs.points(_TX + "TxStartPoint")):

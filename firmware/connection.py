@@ -15,7 +15,7 @@ from firmware.network import NetworkProfiles, Rotation
 from firmware.version import VERSION
 
 ACCEPTED = "Accepted"
-PENDING = "Pending"
+_PENDING = const("Pending")
 REJECTED = "Rejected"
 
 _TAG = const("link")
@@ -137,7 +137,7 @@ class Connection:
         """None to let an incoming CALL through, else the CALLERROR code refusing it."""
         if self.registration == ACCEPTED:
             return None
-        if self.registration == PENDING and action in _PENDING_ALLOWED:
+        if self.registration == _PENDING and action in _PENDING_ALLOWED:
             return None
         return ocppj.SECURITY_ERROR
 

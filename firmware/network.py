@@ -16,7 +16,7 @@ _FACTORY_SLOT = const(1)  # the slot the board settings fill, until the CSMS wri
 PRIORITY = "OCPPCommCtrlr/NetworkConfigurationPriority"
 ACTIVE = "OCPPCommCtrlr/ActiveNetworkProfile"
 ATTEMPTS = "OCPPCommCtrlr/NetworkProfileConnectionAttempts"
-SECURITY_PROFILE = "SecurityCtrlr/SecurityProfile"
+_SECURITY_PROFILE = const("SecurityCtrlr/SecurityProfile")
 _TIMEOUT = const("OCPPCommCtrlr/MessageTimeout:Default")
 
 
@@ -53,7 +53,7 @@ class NetworkProfiles:
         self.slots, self.level = self._load()
         self._skipped = set()  # slots whose skip was logged already
         if self.level > self.security_profile():
-            dm.set(SECURITY_PROFILE, str(self.level))  # RO, so not kept by the device model
+            dm.set(_SECURITY_PROFILE, str(self.level))  # RO, so not kept by the device model
         try:
             self._active_default = dm.get(ACTIVE)
             dm.provide(ACTIVE, self._active_value)
@@ -86,7 +86,7 @@ class NetworkProfiles:
 
     def security_profile(self):
         """The security profile in use (SecurityCtrlr.SecurityProfile)."""
-        return self.dm.get_int(SECURITY_PROFILE)
+        return self.dm.get_int(_SECURITY_PROFILE)
 
     def profile(self, slot):
         """The NetworkConnectionProfile of `slot` (a dict keyed as on the wire), or None."""
@@ -146,7 +146,7 @@ class NetworkProfiles:
         sp = self.profile(slot)["securityProfile"]
         if sp > self.security_profile():
             log.info(_TAG, "security profile raised to %d" % sp)
-            self.dm.set(SECURITY_PROFILE, str(sp))
+            self.dm.set(_SECURITY_PROFILE, str(sp))
         if sp > self.level:
             self.level = sp
             self._save()

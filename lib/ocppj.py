@@ -18,19 +18,20 @@ _CALLRESULT = const(3)
 _CALLERROR = const(4)
 _MAX_DESC = const(255)  # longest errorDescription
 
-# OCPP-J error codes (OCPP 2.0.1 part 4, table 8).
+# OCPP-J error codes (OCPP 2.0.1 part 4, table 8). Public: those the blocks raise; the rest are
+# private const() (no global, no heap on a board).
 FORMAT_VIOLATION = "FormatViolation"
-GENERIC_ERROR = "GenericError"
-INTERNAL_ERROR = "InternalError"
-MESSAGE_TYPE_NOT_SUPPORTED = "MessageTypeNotSupported"
-NOT_IMPLEMENTED = "NotImplemented"
+_GENERIC_ERROR = const("GenericError")
+_INTERNAL_ERROR = const("InternalError")
+_MESSAGE_TYPE_NOT_SUPPORTED = const("MessageTypeNotSupported")
+_NOT_IMPLEMENTED = const("NotImplemented")
 NOT_SUPPORTED = "NotSupported"
 OCCURRENCE_CONSTRAINT_VIOLATION = "OccurrenceConstraintViolation"
-PROPERTY_CONSTRAINT_VIOLATION = "PropertyConstraintViolation"
-PROTOCOL_ERROR = "ProtocolError"
-RPC_FRAMEWORK_ERROR = "RpcFrameworkError"
+_PROPERTY_CONSTRAINT_VIOLATION = const("PropertyConstraintViolation")
+_PROTOCOL_ERROR = const("ProtocolError")
+_RPC_FRAMEWORK_ERROR = const("RpcFrameworkError")
 SECURITY_ERROR = "SecurityError"
-TYPE_CONSTRAINT_VIOLATION = "TypeConstraintViolation"
+_TYPE_CONSTRAINT_VIOLATION = const("TypeConstraintViolation")
 
 _TAG = const("ocpp")
 
@@ -111,7 +112,7 @@ class Router:
             entry()  # the block registers its handlers, replacing the loader
             entry = self.handlers.get(action)
             if type(entry) is not tuple:
-                raise CallError(INTERNAL_ERROR, "no handler after loading " + action)
+                raise CallError(_INTERNAL_ERROR, "no handler after loading " + action)
         return entry
 
 
@@ -216,7 +217,7 @@ class Session:
                 if isinstance(data, MemoryError):
                     why = "out of memory to read it (%d bytes)" % data.size
                     r = jsonwire.check_now(data.head)  # the id, if the head holds it
-                    handed = await self._refuse(r, INTERNAL_ERROR, why)
+                    handed = await self._refuse(r, _INTERNAL_ERROR, why)
                 else:
                     self._in = data  # _on_frame() takes it: no reference left here
                     data = None
@@ -237,15 +238,15 @@ class Session:
             data = data.encode()
         r = await jsonwire.check(data)  # strict JSON and UTF-8, bounded; no parsing yet
         if r.status != jsonwire.OK:
-            code = INTERNAL_ERROR if r.status == jsonwire.NOMEM else FORMAT_VIOLATION
+            code = _INTERNAL_ERROR if r.status == jsonwire.NOMEM else FORMAT_VIOLATION
             return await self._refuse(r, code, r.why)
         kind = r.kind
         if kind is None:
-            return await self._send_error("-1", RPC_FRAMEWORK_ERROR, "not an OCPP-J frame")
+            return await self._send_error("-1", _RPC_FRAMEWORK_ERROR, "not an OCPP-J frame")
         uid = r.uid  # None when unreadable
         if kind == _CALL:
             if uid is None:
-                return await self._send_error("-1", RPC_FRAMEWORK_ERROR, "bad message id")
+                return await self._send_error("-1", _RPC_FRAMEWORK_ERROR, "bad message id")
             n = len(data)
             data = None
             msg = await self._parse(r)
@@ -264,7 +265,7 @@ class Session:
             return True  # _parse() failed the call()
         else:
             why = "type %d" % kind if kind != jsonwire.LONG else "type of over 9 digits"
-            await self._send_error(uid or "-1", MESSAGE_TYPE_NOT_SUPPORTED, why)
+            await self._send_error(uid or "-1", _MESSAGE_TYPE_NOT_SUPPORTED, why)
 
     async def _parse(self, r):
         # The checked text r.text parsed, or None once out of memory was answered.
@@ -272,7 +273,7 @@ class Session:
             return json.loads(r.text)
         except MemoryError:
             r.text = None  # a rewritten copy is garbage now: room for the answer
-            await self._refuse(r, INTERNAL_ERROR, "out of memory to parse it")
+            await self._refuse(r, _INTERNAL_ERROR, "out of memory to parse it")
 
     async def _refuse(self, r, code, why):
         # Answer a frame we cannot take (r: its jsonwire.Checked): a CALL with a readable id
@@ -290,7 +291,7 @@ class Session:
             return
         if uid is not None and kind == _CALL:
             return await self._send_error(uid, code, why)
-        await self._send_error("-1", RPC_FRAMEWORK_ERROR, why)
+        await self._send_error("-1", _RPC_FRAMEWORK_ERROR, why)
 
     def _on_reply(self, uid, kind, msg):
         good = len(msg) == 3 if kind == _CALLRESULT else 4 <= len(msg) <= 5
@@ -312,12 +313,12 @@ class Session:
             return await self._send_error(uid, e.code, e.description, e.details)
         except Exception as e:  # a handler bug or out of memory: answer and live on
             log.exc(_TAG, "handler for %s failed" % (msg[2],), e)
-            return await self._send_error(uid, INTERNAL_ERROR, repr(e))
+            return await self._send_error(uid, _INTERNAL_ERROR, repr(e))
         try:
             await self._send([_CALLRESULT, uid, response])
         except MemoryError:  # no room to write it out: a short answer may still go
             response = None  # garbage now: room for that answer
-            return await self._send_error(uid, INTERNAL_ERROR, "out of memory for the answer")
+            return await self._send_error(uid, _INTERNAL_ERROR, "out of memory for the answer")
         if after is not None:
             try:
                 after(payload, response)
@@ -326,11 +327,11 @@ class Session:
 
     async def _dispatch(self, msg):
         if len(msg) != 4 or type(msg[2]) is not str:
-            raise CallError(RPC_FRAMEWORK_ERROR, "a CALL has 4 elements and a string action")
+            raise CallError(_RPC_FRAMEWORK_ERROR, "a CALL has 4 elements and a string action")
         action, payload = msg[2], msg[3]
         log.info(_TAG, "<- %s %s" % (action, msg[1]))
         if action not in ocpp_schema.ACTIONS:
-            raise CallError(NOT_IMPLEMENTED, "unknown action " + action)
+            raise CallError(_NOT_IMPLEMENTED, "unknown action " + action)
         entry = self.router.entry(action)
         if entry is None:
             raise CallError(NOT_SUPPORTED, action + " is not supported")

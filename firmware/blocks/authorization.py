@@ -15,12 +15,12 @@ _AUTH = const("AuthCtrlr/")
 _CACHE = const("AuthCacheCtrlr/")
 _LIST = const("LocalAuthListCtrlr/")
 
-ACCEPTED = "Accepted"
+_ACCEPTED = const("Accepted")
 _MAX_TOKEN = const(36)  # longest idToken (IdTokenType.idToken maxLength)
 _TYPES = const(("Central", "eMAID", "ISO14443", "ISO15693", "KeyCode", "Local", "MacAddress"))
 _FREE = const(("NoAuthorization", "Central"))  # token types that need no authorization
 
-_ACCEPTED_INFO = {"status": ACCEPTED}
+_ACCEPTED_INFO = {"status": _ACCEPTED}
 _UNKNOWN_INFO = {"status": "Unknown"}  # not known here and no CSMS to ask
 _INVALID_INFO = {"status": "Invalid"}
 
@@ -28,7 +28,7 @@ _INVALID_INFO = {"status": "Invalid"}
 def allowed(info, evse_id):
     """True when idTokenInfo `info` lets its token charge on EVSE `evse_id`: status Accepted,
     and `evse_id` among its evseId list if it has one (None: any EVSE will do)."""
-    if info["status"] != ACCEPTED:
+    if info["status"] != _ACCEPTED:
         return False
     ids = info.get("evseId")
     return ids is None or evse_id is None or evse_id in ids
@@ -81,7 +81,7 @@ class Authorization:
         `allowed` for the evseId restriction when `evse_id` is None. The dict returned may
         be shared with the cache or list: read it, do not change it."""
         info = await self._decide(id_token)
-        if info["status"] == ACCEPTED and not allowed(info, evse_id):
+        if info["status"] == _ACCEPTED and not allowed(info, evse_id):
             info = dict(info)
             info["status"] = "NotAtThisLocation"
         log.info(_TAG, "%s token: %s" % (id_token["type"], info["status"]))
@@ -104,14 +104,14 @@ class Authorization:
             where = _CACHE
         online = self.connection.ready.is_set()
         if online:
-            if info is not None and info["status"] == ACCEPTED:
+            if info is not None and info["status"] == _ACCEPTED:
                 if dm.get_bool(_AUTH + "LocalPreAuthorize"):
                     return self._used(where, key, info)
             if dm.get_bool(_AUTH + "DisableRemoteAuthorization"):
                 if info is None:
                     return _UNKNOWN_INFO
                 return self._used(where, key, info)
-            if info is not None and info["status"] != ACCEPTED:
+            if info is not None and info["status"] != _ACCEPTED:
                 if dm.setting(where + "DisablePostAuthorize", False):
                     return info
             answer = await self._ask(id_token)
@@ -124,7 +124,7 @@ class Authorization:
             if dm.get_bool(_AUTH + "OfflineTxForUnknownIdEnabled"):
                 return _ACCEPTED_INFO
             return _UNKNOWN_INFO
-        if info["status"] != ACCEPTED:
+        if info["status"] != _ACCEPTED:
             return info
         if not dm.get_bool(_AUTH + "LocalAuthorizeOffline"):
             return {"status": "NotAtThisTime"}  # known and valid, but not without the CSMS

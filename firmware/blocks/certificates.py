@@ -28,13 +28,17 @@ from micropython import const
 import log
 import store
 
-CSMS = "CSMSRootCertificate"
-MANUFACTURER = "ManufacturerRootCertificate"
+_CSMS = const("CSMSRootCertificate")
+_MFR = const("ManufacturerRootCertificate")
+CSMS = _CSMS  # for other blocks
+MANUFACTURER = _MFR
 # The kinds kept here: (certificateType, file name prefix, board setting naming the factory
 # file installed at the first boot of a state directory).
-_KINDS = (
-    (CSMS, "csms", "csms_ca_file"),
-    (MANUFACTURER, "mfr", "manufacturer_root_file"),
+_KINDS = const(
+    (
+        (_CSMS, "csms", "csms_ca_file"),
+        (_MFR, "mfr", "manufacturer_root_file"),
+    )
 )
 
 _TAG = const("certs")
@@ -54,26 +58,27 @@ _ENTRIES = const("SecurityCtrlr/CertificateEntries")
 _PROFILE = const("SecurityCtrlr/SecurityProfile")
 # RFC 5280 §4.1.2.2: at most 20 octets (and 40 hex digits on the wire)
 _MAX_SERIAL_BITS = const(160)
-_HASHES = {"SHA256": "sha256", "SHA384": "sha384", "SHA512": "sha512"}
 
-ACCEPTED = "Accepted"
-REJECTED = "Rejected"
-FAILED = "Failed"
-NOT_FOUND = "NotFound"
+_ACCEPTED = const("Accepted")
+_REJECTED = const("Rejected")
+_FAILED = const("Failed")
+_NOT_FOUND = const("NotFound")
 # statusInfo.reasonCode of the answers. Ours: the spec predefines none for these messages.
-INVALID_FORMAT = "InvalidFormat"  # not exactly one PEM certificate that parses
-NOT_SUPPORTED = "NotSupported"  # V2G and MO roots: no ISO 15118 here
-NOT_CA = "NotCA"  # not a CA (x509.Cert.is_ca), or key usage without keyCertSign
-NOT_SELF_SIGNED = "NotSelfSigned"  # issuer is not the subject: not a root
-UNSUPPORTED_KEY = "UnsupportedKey"  # key x509.py cannot use (RSA < 2048 bits, other curves)
-INVALID_CERT = "InvalidCertificate"  # serial out of range, unknown critical extension
-EXPIRED = "Expired"  # notAfter before the station's clock
-NOT_YET_VALID = "NotYetValid"  # notBefore after the station's clock
-INVALID_SIGNATURE = "InvalidSignature"  # the self-signature does not verify
-STORAGE_FULL = "StorageFull"  # CertificateEntries at its maxLimit
-WRITE_FAILED = "WriteFailed"  # flash refused the file
-LAST_CSMS_ROOT = "LastCsmsRoot"  # the only CSMS root while SecurityProfile >= 2 (AQ-1)
-OWN_CERTIFICATE = "OwnCertificate"  # the station's client certificate (M04.FR.06)
+_INVALID_FORMAT = const("InvalidFormat")  # not exactly one PEM certificate that parses
+_NOT_SUPPORTED = const("NotSupported")  # V2G and MO roots: no ISO 15118 here
+_NOT_CA = const("NotCA")  # not a CA (x509.Cert.is_ca), or key usage without keyCertSign
+_NOT_SELF_SIGNED = const("NotSelfSigned")  # issuer is not the subject: not a root
+_UNSUPPORTED_KEY = const(
+    "UnsupportedKey"
+)  # key x509.py cannot use (RSA < 2048 bits, other curves)
+_INVALID_CERT = const("InvalidCertificate")  # serial out of range, unknown critical extension
+_EXPIRED = const("Expired")  # notAfter before the station's clock
+_NOT_YET_VALID = const("NotYetValid")  # notBefore after the station's clock
+_INVALID_SIGNATURE = const("InvalidSignature")  # the self-signature does not verify
+_STORAGE_FULL = const("StorageFull")  # CertificateEntries at its maxLimit
+_WRITE_FAILED = const("WriteFailed")  # flash refused the file
+_LAST_CSMS_ROOT = const("LastCsmsRoot")  # the only CSMS root while SecurityProfile >= 2 (AQ-1)
+_OWN_CERTIFICATE = const("OwnCertificate")  # the station's client certificate (M04.FR.06)
 
 
 def _answer(status, reason=None, info=None):
@@ -108,7 +113,7 @@ def _hex(b):
 def _digest(alg, data):
     import sha2
 
-    return _hex(sha2.new(_HASHES[alg], data).digest())
+    return _hex(sha2.new(alg.lower(), data).digest())  # hashAlgorithm: SHA256, SHA384, SHA512
 
 
 def _hash_data(cert, issuer_key_bits, alg="SHA256"):
@@ -158,21 +163,21 @@ def _problem(cert, now):
     import x509
 
     if cert.serial < 0 or asn1.bit_length(cert.serial) > _MAX_SERIAL_BITS:
-        return INVALID_CERT, "serial number out of range"
+        return _INVALID_CERT, "serial number out of range"
     if not cert.is_ca(True):  # a root: a self-signed v1 certificate counts as a CA
-        return NOT_CA, "basicConstraints cA is not true"
+        return _NOT_CA, "basicConstraints cA is not true"
     if cert.key_usage is not None and not cert.key_usage & x509.KU_KEY_CERT_SIGN:
-        return NOT_CA, "key usage excludes certificate signing"
+        return _NOT_CA, "key usage excludes certificate signing"
     if cert.issuer_der != cert.subject_der:
-        return NOT_SELF_SIGNED, "issuer differs from subject"
+        return _NOT_SELF_SIGNED, "issuer differs from subject"
     if cert.public_key is None:
-        return UNSUPPORTED_KEY, "public key %s not supported" % cert.key_alg
+        return _UNSUPPORTED_KEY, "public key %s not supported" % cert.key_alg
     if cert.unknown_critical:
-        return INVALID_CERT, "unknown critical extension %s" % cert.unknown_critical[0]
+        return _INVALID_CERT, "unknown critical extension %s" % cert.unknown_critical[0]
     if now is not None and now < cert.not_before:
-        return NOT_YET_VALID, "valid from %d, now %d" % (cert.not_before, now)
+        return _NOT_YET_VALID, "valid from %d, now %d" % (cert.not_before, now)
     if now is not None and now > cert.not_after:
-        return EXPIRED, "valid until %d, now %d" % (cert.not_after, now)
+        return _EXPIRED, "valid until %d, now %d" % (cert.not_after, now)
     return None
 
 
@@ -326,7 +331,7 @@ class Certificates:
 
             kind = req["certificateType"]
             if self._prefix(kind) is None:
-                return _answer(REJECTED, NOT_SUPPORTED, "%s: no ISO 15118 here" % kind)
+                return _answer(_REJECTED, _NOT_SUPPORTED, "%s: no ISO 15118 here" % kind)
             # popped: the PEM text (2 KB for an RSA-4096 root) is garbage once parsed
             pem = req.pop("certificate")
             try:
@@ -338,7 +343,7 @@ class Certificates:
                     room = None
                     cert = _one(pem)
             except x509.CertError as e:
-                return _answer(REJECTED, INVALID_FORMAT, str(e))
+                return _answer(_REJECTED, _INVALID_FORMAT, str(e))
             pem = room = None  # given back: the check allocates there
             why = _problem(cert, self.clock.now())
             if why is None:
@@ -346,10 +351,10 @@ class Certificates:
                 try:
                     await steps.run_async(cert.signed_by_steps(cert, True))
                 except x509.CertError as e:
-                    why = INVALID_SIGNATURE, str(e)
+                    why = _INVALID_SIGNATURE, str(e)
             if why is not None:
                 log.warn(_TAG, "%s %s rejected: %s (%s)" % (kind, _name(cert), why[0], why[1]))
-                return _answer(REJECTED, why[0], why[1])
+                return _answer(_REJECTED, why[0], why[1])
             return self._install(kind, cert)
         finally:
             _unload()
@@ -364,10 +369,10 @@ class Certificates:
             # extensions; the installed file tells.
             if e[0] == kind and e[2:] == entry[2:] and self._is(e, cert):
                 log.info(_TAG, "%s %s installed already" % (kind, _name(cert)))
-                return _answer(ACCEPTED)
+                return _answer(_ACCEPTED)
         if len(self.entries) >= self.capacity:
             log.warn(_TAG, "no room for %s %s" % (kind, _name(cert)))
-            return _answer(FAILED, STORAGE_FULL, "%d certificates installed" % self.capacity)
+            return _answer(_FAILED, _STORAGE_FULL, "%d certificates installed" % self.capacity)
         path = self._path(entry)
         import pem
 
@@ -377,18 +382,18 @@ class Certificates:
             store.write_file(path, pem.lines(cert.der))
         except OSError as e:
             log.error(_TAG, "writing %s: %r" % (path, e))
-            return _answer(FAILED, WRITE_FAILED)
+            return _answer(_FAILED, _WRITE_FAILED)
         entries = self.entries + [entry]
-        if kind == CSMS and not self._write_ca(entries):
+        if kind == _CSMS and not self._write_ca(entries):
             store.remove_file(path)
             self._write_ca(self.entries)
-            return _answer(FAILED, WRITE_FAILED)
+            return _answer(_FAILED, _WRITE_FAILED)
         self._seq = seq
         self.entries = entries
         if save:
             self._save()  # last: see the class's docstring
         log.info(_TAG, "installed %s %d: %s" % (kind, seq, _name(cert)))
-        return _answer(ACCEPTED)
+        return _answer(_ACCEPTED)
 
     # -- GetInstalledCertificateIds (M03) ---------------------------------------------------
 
@@ -399,8 +404,8 @@ class Certificates:
             if kinds is None or e[0] in kinds:
                 chain.append({"certificateType": e[0], "certificateHashData": _hd(e)})
         if not chain:
-            return _answer(NOT_FOUND)
-        return {"status": ACCEPTED, "certificateHashDataChain": chain}
+            return _answer(_NOT_FOUND)
+        return {"status": _ACCEPTED, "certificateHashDataChain": chain}
 
     # -- DeleteCertificate (M04) ------------------------------------------------------------
 
@@ -411,18 +416,18 @@ class Certificates:
             victims = [e for e in self.entries if self._matches(e, want, alg)]
             if not victims:
                 if self._own_certificate(want, alg):
-                    return _answer(FAILED, OWN_CERTIFICATE)
-                return _answer(NOT_FOUND)
-            csms_left = [e for e in self.entries if e[0] == CSMS and e not in victims]
+                    return _answer(_FAILED, _OWN_CERTIFICATE)
+                return _answer(_NOT_FOUND)
+            csms_left = [e for e in self.entries if e[0] == _CSMS and e not in victims]
             if (
                 not csms_left
-                and any(e[0] == CSMS for e in victims)
+                and any(e[0] == _CSMS for e in victims)
                 and self.dm.get_int(_PROFILE) >= 2
             ):
-                return _answer(FAILED, LAST_CSMS_ROOT, "the connection needs a CSMS root")
+                return _answer(_FAILED, _LAST_CSMS_ROOT, "the connection needs a CSMS root")
             if not self._delete(victims):
-                return _answer(FAILED, WRITE_FAILED)
-            return _answer(ACCEPTED)
+                return _answer(_FAILED, _WRITE_FAILED)
+            return _answer(_ACCEPTED)
         finally:
             _unload()
 
@@ -435,7 +440,7 @@ class Certificates:
     def _delete(self, victims):
         """Remove `victims` from flash: the CA file first, so a root the CSMS deleted is never
         trusted again, whatever fails after. False when something stays."""
-        if any(e[0] == CSMS for e in victims):
+        if any(e[0] == _CSMS for e in victims):
             if not self._write_ca([e for e in self.entries if e not in victims]):
                 return False
         stuck = []
@@ -701,7 +706,7 @@ class Certificates:
                 try:
                     cert.verify_signed_by(cert, True)  # at boot: no task to keep running yet
                 except x509.CertError as e:
-                    why = INVALID_SIGNATURE, str(e)
+                    why = _INVALID_SIGNATURE, str(e)
             if why is not None:
                 log.error(
                     _TAG, "factory %s %s: %s skipped: %s" % (kind, path, _name(cert), why[1])
@@ -709,6 +714,6 @@ class Certificates:
                 continue
             if not cert.valid_at(now):
                 log.warn(_TAG, "factory %s %s not valid at the clock's %d" % (kind, path, now))
-            if self._install(kind, cert, False)["status"] == ACCEPTED:
+            if self._install(kind, cert, False)["status"] == _ACCEPTED:
                 ok = True
         return ok
