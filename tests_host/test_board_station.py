@@ -249,3 +249,18 @@ def test_a_failing_background_task_is_logged_on_micropython(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "background task failed: ValueError('broken',)" in out.stdout
     assert "still running True" in out.stdout
+
+
+def test_the_config_files_variables_go_to_the_device_model_and_leave_the_settings(devkit):
+    from firmware.main import Station
+
+    devkit.settings["variables"] = [
+        {
+            "component": {"name": "OCPPCommCtrlr"},
+            "variable": {"name": "HeartbeatInterval"},
+            "attributeValue": "77",
+        }
+    ]
+    station = Station(devkit)
+    assert station.dm.get("OCPPCommCtrlr/HeartbeatInterval") == "77"
+    assert "variables" not in devkit.settings  # the device model's now: no second copy in RAM
