@@ -258,11 +258,22 @@ async def _exchange(url, ssl_ctx, timeout_ms, redirects, method, extra, body=Non
             head = _request(method, url, host, port, tls, path, extra)
             w.write(head if body is None else head + body[0])
             await asyncio.wait_for_ms(w.drain(), timeout_ms)
+            lost = None
             if body is not None:
-                await _send(w, body[1], body[2], timeout_ms)
-                w.write(body[3])
-                await asyncio.wait_for_ms(w.drain(), timeout_ms)
-            status, headers = await _head(r, timeout_ms)
+                try:
+                    await _send(w, body[1], body[2], timeout_ms)
+                    w.write(body[3])
+                    await asyncio.wait_for_ms(w.drain(), timeout_ms)
+                except OSError as e:
+                    # The server may have answered and closed already: once the body is in,
+                    # or early (a 401 before the body). Its answer counts, if there is one.
+                    lost = e
+            try:
+                status, headers = await _head(r, timeout_ms)
+            except (HttpError, OSError):
+                if lost is None:
+                    raise
+                raise lost from None
             if status == 100:  # an interim 100 Continue we did not ask for: the answer follows
                 status, headers = await _head(r, timeout_ms)
             if status in codes and "location" in headers:

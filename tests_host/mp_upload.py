@@ -14,7 +14,6 @@ import gc  # noqa: E402
 import time  # noqa: E402
 
 import ftpc  # noqa: E402
-
 import httpc  # noqa: E402
 
 KIND, URL, SIZE = sys.argv[2], sys.argv[3], int(sys.argv[4])

@@ -255,9 +255,11 @@ class LogSink:
     # ---- FTP (pyftpdlib runs its own loop: a thread)
 
     def _start_ftp(self):
-        from pyftpdlib.authorizers import DummyAuthorizer
-        from pyftpdlib.handlers import FTPHandler
-        from pyftpdlib.servers import FTPServer
+        with warnings.catch_warnings():  # pyftpdlib 2.2 imports asyncore and asynchat
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from pyftpdlib.authorizers import DummyAuthorizer
+            from pyftpdlib.handlers import FTPHandler
+            from pyftpdlib.servers import FTPServer
 
         # pyftpdlib logs to stderr unless its logger has a handler: it speaks through ours
         logging.getLogger("pyftpdlib").addHandler(logging.NullHandler())
