@@ -172,9 +172,10 @@ def test_a_server_that_never_answers_times_out(loop):
 
 def capture(loop, answers):
     """A server reading one request per connection (head, then Content-Length bytes), then
-    answering the next of `answers` and checking nothing more comes; (port, requests) where
-    each request is (head lines, body, bytes after the body)."""
-    requests = []
+    answering the next of `answers` and checking nothing more comes; (port, requests()) where
+    requests() waits for the connections to end and gives each request as (head lines, body,
+    bytes after the body)."""
+    done = []
     answers = list(answers)
 
     async def handle(r, w):
@@ -189,8 +190,12 @@ def capture(loop, answers):
         w.write(answers.pop(0))
         await w.drain()
         extra = await asyncio.wait_for(r.read(), 5)  # the client closes after the answer
-        requests.append((head, body, extra))
+        done.append((head, body, extra))
         w.close()
+
+    def requests(count=1):
+        _wait(lambda: len(done) >= count)
+        return done
 
     return loop.serve(handle), requests
 
@@ -202,7 +207,7 @@ def test_the_put_request(loop):
     port, requests = capture(loop, [CREATED])
     url = "http://127.0.0.1:%d/dir/a.log?X-Sig=ab%%2F" % port
     assert run(httpc.upload(url, len(BODY), pieces_of(BODY, 333))) == 201
-    ((head, body, extra),) = requests
+    ((head, body, extra),) = requests()
     assert head[0] == "PUT /dir/a.log?X-Sig=ab%2F HTTP/1.1"
     assert "Host: 127.0.0.1:%d" % port in head
     assert "Content-Length: %d" % len(BODY) in head
@@ -218,7 +223,7 @@ def test_the_post_request_is_standard_multipart(loop):
     assert (
         run(httpc.upload(url, len(text), pieces_of(text, 700), "POST", filename="CS1.log")) == 200
     )
-    ((head, body, extra),) = requests
+    ((head, body, extra),) = requests()
     assert head[0] == "POST /upload HTTP/1.1" and extra == b""
     (ctype,) = [h.split(":", 1)[1].strip() for h in head if h.startswith("Content-Type:")]
     (length,) = [int(h.split(":")[1]) for h in head if h.startswith("Content-Length:")]
@@ -238,7 +243,7 @@ def test_two_posts_use_different_boundaries(loop):
     port, requests = capture(loop, [CREATED, CREATED])
     for _ in range(2):
         run(httpc.upload("http://127.0.0.1:%d/" % port, 1, lambda: [b"x"], "POST"))
-    b1, b2 = (r[1].split(b"\r\n", 1)[0] for r in requests)
+    b1, b2 = (r[1].split(b"\r\n", 1)[0] for r in requests(2))
     assert b1 != b2 and len(b1) >= 2 + 10 + 24
 
 
@@ -246,7 +251,7 @@ def test_basic_auth_header_is_percent_decoded(loop):
     port, requests = capture(loop, [CREATED])
     run(httpc.upload("http://us%%40er:p%%3Aw@127.0.0.1:%d/a" % port, 1, lambda: [b"x"]))
     token = base64.b64encode(b"us@er:p:w").decode()
-    assert "Authorization: Basic " + token in requests[0][0]
+    assert "Authorization: Basic " + token in requests()[0][0]
 
 
 def test_a_307_redirect_sends_the_body_again(loop):
@@ -259,8 +264,8 @@ def test_a_307_redirect_sends_the_body_again(loop):
     )
     pieces = pieces_of(BODY)
     assert run(httpc.upload("http://127.0.0.1:%d/a.log" % port, len(BODY), pieces)) == 201
-    assert [r[0][0] for r in requests] == ["PUT /a.log HTTP/1.1", "PUT /b.log HTTP/1.1"]
-    assert [r[1] == BODY for r in requests] == [True, True] and len(pieces.calls) == 2
+    assert [r[0][0] for r in requests(2)] == ["PUT /a.log HTTP/1.1", "PUT /b.log HTTP/1.1"]
+    assert [r[1] == BODY for r in requests(2)] == [True, True] and len(pieces.calls) == 2
 
 
 def test_a_302_is_not_followed_by_an_upload(loop):
