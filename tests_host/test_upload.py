@@ -581,3 +581,25 @@ def test_heap_of_a_32k_upload_on_micropython(sink, kind):
     )
     assert live < 12 * 1024  # the body (32 KiB) is never whole in RAM
     assert (Path(sink.directory) / "h.log").read_bytes() == MP_BODY
+
+
+# ---- the development CSMS -----------------------------------------------------------------
+
+
+def test_the_csms_runs_a_log_sink(tmp_path):
+    from tools.csms import Csms
+
+    lines = []
+
+    async def go():
+        async with Csms(log=lines.append, log_sink=tmp_path / "logs") as csms:
+            await httpc.upload(csms.sink.http_url("put.log"), 3, lambda: [b"put"])
+            await ftpc.stor(csms.sink.ftp_url("ftp.log"), 3, lambda: [b"ftp"])
+            return csms
+
+    csms = run(go())
+    assert csms.sink is None  # stopped with the CSMS
+    assert (tmp_path / "logs" / "put.log").read_bytes() == b"put"
+    assert (tmp_path / "logs" / "ftp.log").read_bytes() == b"ftp"
+    saved = [t for t in lines if " logs " in t and "saved" in t]
+    assert len(saved) == 2 and str(tmp_path / "logs" / "put.log") in saved[0]
