@@ -603,3 +603,26 @@ def test_the_csms_runs_a_log_sink(tmp_path):
     assert (tmp_path / "logs" / "ftp.log").read_bytes() == b"ftp"
     saved = [t for t in lines if " logs " in t and "saved" in t]
     assert len(saved) == 2 and str(tmp_path / "logs" / "put.log") in saved[0]
+
+
+@pytest.mark.parametrize("kind", ["PUT", "POST", "FTP"])
+def test_heap_of_a_32k_upload_on_the_virtual_esp32(program, sink, tmp_path, kind):
+    """The same on the virtual ESP32 (32-bit, frozen httpc and ftpc, 112 KiB heap)."""
+    url = sink.ftp_url("e.log") if kind == "FTP" else sink.http_url("e.log")
+    (tmp_path / "run").mkdir()
+    script = Path(__file__).with_name("mp_upload.py")
+    out = subprocess.run(
+        [str(program), "-X", "heapsize=112K", str(script), "/nonexistent", "HEAP-" + kind]
+        + [url, str(len(MP_BODY))],
+        capture_output=True,
+        cwd=tmp_path / "run",  # nothing to import here: the frozen modules are used
+        timeout=60,
+        env={"MICROPYPATH": ".frozen"},
+    )
+    assert out.returncode == 0, out.stderr.decode()
+    lines = out.stdout.decode().split("\n")
+    assert lines[0].split()[0] == "ok", lines
+    live, allocated = (int(x) for x in lines[1].split()[1:])
+    print("%s 32 KiB on the virtual ESP32: live heap peak %d B" % (kind, live))
+    assert live < 6 * 1024
+    assert (Path(sink.directory) / "e.log").read_bytes() == MP_BODY
