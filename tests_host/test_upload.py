@@ -319,6 +319,43 @@ def test_bad_arguments(kw):
         run(httpc.upload("http://127.0.0.1:9/a", 1, lambda: [b"x"], **kw))
 
 
+def test_a_get_sends_the_urls_credentials_too(loop):
+    port, requests = capture(loop, [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"])
+
+    async def go():
+        resp = await httpc.get("http://fw:secret@127.0.0.1:%d/f.bin" % port)
+        resp.close()
+
+    run(go())
+    token = base64.b64encode(b"fw:secret").decode()
+    assert "Authorization: Basic " + token in requests()[0][0]
+
+
+@pytest.mark.parametrize(
+    "url, cred",
+    [
+        ("http://h/a", None),
+        ("http://h/a@b?c@d#e@f", None),
+        ("http://u@h/a", ("u", None)),
+        ("http://u:@h", ("u", "")),
+        ("ftp://a%40b:c%3Ad%C3%A9@h:21/x", ("a@b", "c:d\u00e9")),
+        ("http://a@b:c@h/", ("a@b", "c")),
+    ],
+)
+def test_userinfo(url, cred):
+    import url as urlmod
+
+    assert urlmod.userinfo(url) == cred
+
+
+@pytest.mark.parametrize("text", ["%", "%4", "%zz", "a%+1"])
+def test_bad_percent_escapes(text):
+    import url as urlmod
+
+    with pytest.raises(ValueError):
+        urlmod.unquote(text)
+
+
 # ---- HTTPS --------------------------------------------------------------------------------
 
 
