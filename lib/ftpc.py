@@ -146,6 +146,8 @@ def _target(url):
 async def stor(url, size, pieces, timeout_ms=30000):
     """Store a file of `size` bytes, streamed from `pieces()`, at the ftp:// url."""
     host, port, user, password, path = _target(url)
+    if size < 0:
+        raise ValueError("bad size")
     tmo = timeout_ms
     w = dw = None
     try:

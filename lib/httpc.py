@@ -265,8 +265,8 @@ async def _exchange(url, ssl_ctx, timeout_ms, redirects, method, extra, body=Non
                     w.write(body[3])
                     await asyncio.wait_for_ms(w.drain(), timeout_ms)
                 except OSError as e:
-                    # The server may have answered and closed already: once the body is in,
-                    # or early (a 401 before the body). Its answer counts, if there is one.
+                    # The server may have answered and closed already, once the whole body was
+                    # in (with TLS its close_notify can fail the last drain): its answer counts.
                     lost = e
             try:
                 status, headers = await _head(r, timeout_ms)
@@ -318,6 +318,8 @@ async def upload(
     buffer may be reused once the next is asked for. It is called again on a redirect.
     PUT sends the raw body (what presigned object-store URLs take); POST a multipart/form-data
     body with one part, field "file", named `filename`."""
+    if size < 0:
+        raise ValueError("bad size")
     if method == "PUT":
         pre = post = b""
         extra = ""

@@ -663,3 +663,10 @@ def test_heap_of_a_32k_upload_on_the_virtual_esp32(program, sink, tmp_path, kind
     print("%s 32 KiB on the virtual ESP32: live heap peak %d B" % (kind, live))
     assert live < 6 * 1024
     assert (Path(sink.directory) / "e.log").read_bytes() == MP_BODY
+
+
+def test_a_negative_size_is_refused_before_anything_is_sent():
+    with pytest.raises(ValueError):
+        run(httpc.upload("http://127.0.0.1:9/a", -1, lambda: []))
+    with pytest.raises(ValueError):
+        run(ftpc.stor("ftp://127.0.0.1:9/a", -1, lambda: []))
