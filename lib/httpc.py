@@ -1,24 +1,31 @@
-# httpc: a small asyncio HTTP/1.1 client that streams a GET response body (firmware downloads).
+# httpc: a small asyncio HTTP/1.1 client that streams a GET response body (firmware downloads)
+# and uploads a body streamed in pieces with PUT or a multipart POST (log uploads).
 # MIT licence. Ours because micropython-lib's uaiohttpclient has no TLS and no timeouts, and its
 # aiohttp client reads whole bodies into RAM and checks what the server sends with assert.
 #
 #   resp = await get(url, ssl_ctx=None, timeout_ms=30000, redirects=3)
 #   n = await resp.readinto(buf)     # 0 at the end of the body; raises on a short body
 #   resp.close()
+#   status = await upload(url, size, pieces, method="PUT", ssl_ctx=None, timeout_ms=30000,
+#                         filename="log.txt", redirects=3)
 #
 # http:// and https:// (ssl_ctx: an ssl.SSLContext; None for https:// makes one that does not
-# check the server, see _default_ctx). The body may come with a Content-Length, chunked, or
-# until the server closes. Redirects (301, 302, 303, 307, 308) are followed up to `redirects`
-# times. Every network wait is bounded by timeout_ms; a slow server raises
-# asyncio.TimeoutError, a protocol violation or a status other than 200 HttpError, the network
-# OSError. Name resolution (getaddrinfo, inside open_connection) blocks the loop on
-# MicroPython: keep such downloads off the safety path's time budget (they are rare).
+# check the server, see _default_ctx). `user:password@` in the URL is sent as Basic auth. The
+# body may come with a Content-Length, chunked, or until the server closes. Redirects (301,
+# 302, 303, 307, 308; an upload only 307 and 308, which keep method and body) are followed up
+# to `redirects` times. Every network wait is bounded by timeout_ms; a slow server raises
+# asyncio.TimeoutError, a protocol violation or an unusable status HttpError (its .status the
+# HTTP status, e.g. 401 or 403 for refused credentials), the network OSError (TLS failures
+# too: ssl.SSLError is one on CPython). Name resolution (getaddrinfo, inside open_connection)
+# blocks the loop on MicroPython: keep transfers off the safety path's time budget (they are
+# rare).
 
 import asyncio
 
 from micropython import const
 
 from url import split as url_split
+from url import userinfo
 
 _MAX_LINE = const(1024)  # longest status or header line we accept
 _MAX_HEADERS = const(64)  # most header lines in one response head
@@ -38,7 +45,7 @@ class HttpError(Exception):
 
 
 def parse_url(url):
-    # -> (tls, host, port, path); a fragment and credentials in the URL are not sent.
+    # -> (tls, host, port, path); a fragment is not sent, credentials go into Authorization.
     return url_split(url, "http", "https", lenient=True)
 
 
@@ -171,14 +178,20 @@ async def _head(r, timeout_ms):
     raise HttpError("too many header lines")
 
 
-def _request(host, port, tls, path):
+def _request(method, url, host, port, tls, path, extra):
     default = 443 if tls else 80
     hostport = host if port == default else "%s:%d" % (host, port)
     if ":" in host:
         hostport = "[%s]" % host if port == default else "[%s]:%d" % (host, port)
+    cred = userinfo(url)
+    if cred:
+        from binascii import b2a_base64
+
+        token = b2a_base64(("%s:%s" % (cred[0], cred[1] or "")).encode())
+        extra += "Authorization: Basic %s\r\n" % token.decode().strip()
     return (
-        "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: mpwallbox\r\n"
-        "Accept-Encoding: identity\r\nConnection: close\r\n\r\n" % (path, hostport)
+        "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: mpwallbox\r\n%sConnection: close\r\n\r\n"
+        % (method, path, hostport, extra)
     ).encode()
 
 
@@ -208,8 +221,33 @@ def _location(url, loc, tls, host, port):
     return "%s://%s:%d%s" % (scheme, host, port, loc)
 
 
-async def get(url, ssl_ctx=None, timeout_ms=30000, redirects=3):
-    """GET url; the Response of the 200 answer, its body still to be read."""
+async def _send(w, size, pieces, timeout_ms):
+    # The pieces of an upload body (bytes, bytearray, memoryview or str), exactly size bytes.
+    copy = not hasattr(w, "s")  # CPython's transport keeps what it has not sent: not a copy
+    n = 0
+    it = pieces()
+    try:
+        for p in it:
+            if isinstance(p, str):
+                p = p.encode()
+            elif copy:
+                p = bytes(p)
+            n += len(p)
+            if n > size:
+                break
+            w.write(p)
+            await asyncio.wait_for_ms(w.drain(), timeout_ms)
+    finally:
+        if hasattr(it, "close"):
+            it.close()  # a generator's finally (an open file) runs now, not at the next gc
+    if n != size:
+        raise HttpError("body is %s %d bytes" % ("not" if n < size else "over", size))
+
+
+async def _exchange(url, ssl_ctx, timeout_ms, redirects, method, extra, body=None):
+    # Send the request (body: None or (pre, size, pieces, post)) following redirects;
+    # -> (status, headers, r, w) of the final response, its body unread, the connection open.
+    codes = _REDIRECTS if body is None else _REDIRECTS[3:]
     for _ in range(redirects + 1):
         tls, host, port, path = parse_url(url)
         ctx = (ssl_ctx or _default_ctx()) if tls else None
@@ -217,19 +255,95 @@ async def get(url, ssl_ctx=None, timeout_ms=30000, redirects=3):
         try:
             r, w = await asyncio.wait_for_ms(_open(tls, host, port, ctx), timeout_ms)
             # MicroPython's open_connection does not report a failed TCP connect: this does.
-            w.write(_request(host, port, tls, path))
+            head = _request(method, url, host, port, tls, path, extra)
+            w.write(head if body is None else head + body[0])
             await asyncio.wait_for_ms(w.drain(), timeout_ms)
-            status, headers = await _head(r, timeout_ms)
-            if status in _REDIRECTS and "location" in headers:
+            lost = None
+            if body is not None:
+                try:
+                    await _send(w, body[1], body[2], timeout_ms)
+                    w.write(body[3])
+                    await asyncio.wait_for_ms(w.drain(), timeout_ms)
+                except OSError as e:
+                    # The server may have answered and closed already, once the whole body was
+                    # in (with TLS its close_notify can fail the last drain): its answer counts.
+                    lost = e
+            try:
+                status, headers = await _head(r, timeout_ms)
+            except (HttpError, OSError):
+                if lost is None:
+                    raise
+                raise lost from None
+            if status == 100:  # an interim 100 Continue we did not ask for: the answer follows
+                status, headers = await _head(r, timeout_ms)
+            if status in codes and "location" in headers:
                 url = _location(url, headers["location"], tls, host, port)
                 _close(w)
                 continue
-            if status != 200:
-                raise HttpError("HTTP status %d" % status, status)
-            mode, length = _framing(headers)
-            return Response(r, w, mode, length, timeout_ms)
+            return status, headers, r, w
         except BaseException:
             if w is not None:
                 _close(w)
             raise
     raise HttpError("too many redirects")
+
+
+async def get(url, ssl_ctx=None, timeout_ms=30000, redirects=3):
+    """GET url; the Response of the 200 answer, its body still to be read."""
+    ident = "Accept-Encoding: identity\r\n"
+    status, headers, r, w = await _exchange(url, ssl_ctx, timeout_ms, redirects, "GET", ident)
+    try:
+        if status != 200:
+            raise HttpError("HTTP status %d" % status, status)
+        mode, length = _framing(headers)
+    except BaseException:
+        _close(w)
+        raise
+    return Response(r, w, mode, length, timeout_ms)
+
+
+async def upload(
+    url,
+    size,
+    pieces,
+    method="PUT",
+    ssl_ctx=None,
+    timeout_ms=30000,
+    filename="log.txt",
+    redirects=3,
+):
+    """Upload a body of `size` bytes; the HTTP status of the 2xx answer, HttpError otherwise.
+    `pieces()` returns an iterable (e.g. a generator) of the body's pieces (bytes, bytearray,
+    memoryview or str), each sent as it comes, so the body is never whole in RAM; a piece's
+    buffer may be reused once the next is asked for. It is called again on a redirect.
+    PUT sends the raw body (what presigned object-store URLs take); POST a multipart/form-data
+    body with one part, field "file", named `filename`."""
+    if size < 0:
+        raise ValueError("bad size")
+    if method == "PUT":
+        pre = post = b""
+        extra = ""
+    elif method == "POST":
+        for c in filename:
+            if c < " " or c > "~" or c in '"\\':
+                raise ValueError("bad filename")
+        from binascii import hexlify
+        from os import urandom
+
+        # random, so that no log line can end the part early
+        b = "mpwallbox-" + hexlify(urandom(12)).decode()
+        pre = (
+            '--%s\r\nContent-Disposition: form-data; name="file"; filename="%s"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n" % (b, filename)
+        ).encode()
+        post = ("\r\n--%s--\r\n" % b).encode()
+        extra = "Content-Type: multipart/form-data; boundary=%s\r\n" % b
+    else:
+        raise ValueError("method must be PUT or POST")
+    extra += "Content-Length: %d\r\n" % (len(pre) + size + len(post))
+    body = (pre, size, pieces, post)
+    status, _, _, w = await _exchange(url, ssl_ctx, timeout_ms, redirects, method, extra, body)
+    _close(w)
+    if status // 100 != 2:
+        raise HttpError("HTTP status %d" % status, status)
+    return status

@@ -643,6 +643,9 @@ class Csms:
     versions it offers, down to TLS 1.0 for tests of stations that must refuse them.
     ``set_tls`` changes all of it while running. ``tls_hellos`` counts the TLS handshakes
     begun, failed ones included.
+
+    ``log_sink`` (a folder) starts a :class:`tools.logsink.LogSink` there, ``sink``: HTTP PUT
+    and POST and FTP uploads of station logs (GetLog), saved into that folder.
     """
 
     def __init__(
@@ -658,6 +661,7 @@ class Csms:
         keyfile=None,
         client_ca=None,
         tls_max_version=None,
+        log_sink=None,
     ):
         self.host = host
         self.port = port
@@ -678,6 +682,9 @@ class Csms:
         #: the FileServer of the folder ``serve`` (firmware downloads), None without one
         self.files = None
         self._serve_dir = serve
+        #: the LogSink (tools/logsink.py) saving uploads into the folder ``log_sink``, or None
+        self.sink = None
+        self._sink_dir = log_sink
 
     async def __aenter__(self):
         await self.start()
@@ -723,6 +730,14 @@ class Csms:
             self.files = FileServer(self._serve_dir, self.host, log=lambda t: self._log("http", t))
             await self.files.start()
             self._log("*", f"serving {self._serve_dir} on http://{self.host}:{self.files.port}/")
+        if self._sink_dir is not None and self.sink is None:
+            try:
+                from tools.logsink import LogSink
+            except ImportError:  # run as tools/csms.py: tools/ itself is on sys.path
+                from logsink import LogSink
+
+            self.sink = LogSink(self._sink_dir, self.host, log=lambda t: self._log("logs", t))
+            await self.sink.start()
 
     def update_request(self, name, request_id, retries=None, retry_interval=None, **firmware):
         """An UpdateFirmware payload for the served file ``name``, signed by name.sig with the
@@ -754,6 +769,9 @@ class Csms:
         if self.files is not None:
             await self.files.stop()
             self.files = None
+        if self.sink is not None:
+            await self.sink.stop()
+            self.sink = None
         if self._server is None:
             return
         self._server.close()
@@ -1182,6 +1200,7 @@ async def _run(args):
         log=out,
         passwords=passwords,
         serve=args.serve,
+        log_sink=args.log_sink,
         certfile=args.cert,
         keyfile=args.key,
         client_ca=args.client_ca,
@@ -1218,6 +1237,11 @@ def main(argv=None):
     )
     parser.add_argument(
         "--serve", metavar="DIR", help="serve DIR over HTTP (firmware files for `update`)"
+    )
+    parser.add_argument(
+        "--log-sink",
+        metavar="DIR",
+        help="save the logs stations upload (HTTP PUT/POST, FTP) into DIR",
     )
     parser.add_argument(
         "--cert", metavar="PEM", help="serve wss:// with this server certificate (needs --key)"
