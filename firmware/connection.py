@@ -290,6 +290,12 @@ class Connection:
                 self._attempt_failed(_AUTH_REFUSED, e, url)
             raise
 
+    def tls_context(self):
+        """TLS that checks a server against the CSMS roots, as the CSMS link does, without
+        our client certificate: for uploads to https:// locations (GetLog). OSError when there
+        is no root to check with."""
+        return _tls_context(self._ca_file(), self.board.settings, 2)
+
     def _ca_file(self):
         """The PEM file of the CSMS roots TLS trusts: the certificates block's (the factory
         root and those InstallCertificate added, so a new root counts from the next connection

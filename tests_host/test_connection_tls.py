@@ -137,6 +137,14 @@ def test_the_roots_come_from_the_certificates_block_when_there_is_one(tmp_path, 
     assert contexts[0] == ("ctx", None, 2)
 
 
+def test_uploads_get_a_context_checking_the_csms_roots_without_a_client_certificate(
+    tmp_path, monkeypatch
+):
+    st = station(tmp_path, client_cert_file="c.pem", client_key_file="k.pem")
+    monkeypatch.setattr(connection_mod, "_tls_context", lambda ca, s, p: ("ctx", ca, p))
+    assert link(st).tls_context() == ("ctx", st.board.settings["csms_ca_file"], 2)
+
+
 def test_ders_reads_every_pem_block_and_passes_der_through(tmp_path):
     pki = make_pki(tmp_path / "pki")
     bundle = tmp_path / "bundle.pem"
