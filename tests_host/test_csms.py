@@ -421,6 +421,31 @@ def test_console_parsing():
             console.parse(bad)
 
 
+def test_console_getlog_names_a_file_of_the_log_sink(tmp_path):
+    async def go():
+        csms = Csms(log_sink=tmp_path / "logs")
+        await csms.start()
+        try:
+            console = Console(csms)
+            first = console.parse("getlog").payload
+            second = console.parse("getlog security ftp 2 10").payload
+            with pytest.raises(ConsoleError):
+                console.parse("getlog 1 2 3")
+        finally:
+            await csms.stop()
+        return csms, first, second
+
+    csms, first, second = asyncio.run(go())
+    assert first["logType"] == "DiagnosticsLog" and first["requestId"] == 1
+    assert first["log"]["remoteLocation"].startswith("http://127.0.0.1:")
+    assert first["log"]["remoteLocation"].endswith("/diagnostics-1.log")
+    assert second["logType"] == "SecurityLog" and second["requestId"] == 2
+    assert second["log"]["remoteLocation"].startswith("ftp://")
+    assert (second["retries"], second["retryInterval"]) == (2, 10)
+    with pytest.raises(ConsoleError):
+        Console(Csms()).parse("getlog")  # no sink
+
+
 def test_console_execute_against_a_station():
     async def body(csms, lines):
         console = Console(csms, timeout=2)

@@ -924,6 +924,8 @@ commands (prefix any station command with @ID when several stations are connecte
   update <file> [retries [retryInterval]]
                                          UpdateFirmware for a file of the --serve folder,
                                          with <file>.sig (base64) and <file>.pem beside it
+  getlog [diagnostics|security] [http|ftp] [retries [retryInterval]]
+                                         GetLog to the --log-sink folder (HTTP PUT or FTP)
   raw <text>                             put text on the wire as is
   close [code]                           close the WebSocket from the server side
   refuse on|off                          refuse new connections with HTTP 503
@@ -986,6 +988,7 @@ class Console:
         self.finished = False
         self.remote_start_id = 0
         self.update_id = 0
+        self.log_id = 0
 
     def parse(self, line):
         line = line.strip()
@@ -1090,6 +1093,33 @@ class Console:
         nums = [int(a) for a in args[1:]] + [None, None]
         payload = self.csms.update_request(args[0], self.update_id, nums[0], nums[1])
         return "UpdateFirmware", payload
+
+    def _shortcut_getlog(self, args, rest):
+        usage = "usage: getlog [diagnostics|security] [http|ftp] [retries [retryInterval]]"
+        kind, how, nums = "diagnostics", "http", []
+        for a in args:
+            if a in ("diagnostics", "security") and not nums:
+                kind = a
+            elif a in ("http", "ftp") and not nums:
+                how = a
+            elif a.isdigit() and len(nums) < 2:
+                nums.append(int(a))
+            else:
+                raise ConsoleError(usage)
+        sink = self.csms.sink
+        if sink is None:
+            raise ConsoleError("no log sink: start the CSMS with --log-sink DIR")
+        self.log_id += 1
+        name = "%s-%d.log" % (kind, self.log_id)
+        url = sink.ftp_url(name) if how == "ftp" else sink.http_url(name)
+        payload = {
+            "logType": "SecurityLog" if kind == "security" else "DiagnosticsLog",
+            "requestId": self.log_id,
+            "log": {"remoteLocation": url},
+        }
+        for key, n in zip(("retries", "retryInterval"), nums, strict=False):
+            payload[key] = n
+        return "GetLog", payload
 
     def _station(self, station_id):
         if station_id is not None:

@@ -130,7 +130,11 @@ async def main(argv=None):
     ap.add_argument("--id", default="CS1")
     ap.add_argument("--demo", action="store_true", help="run the scripted demo and exit")
     args = ap.parse_args(argv)
-    csms = Csms(port=args.port, log=lambda text: print(text, flush=True))
+    csms = Csms(
+        port=args.port,
+        log=lambda text: print(text, flush=True),
+        log_sink=ROOT / "state" / "logs",  # where GetLog's uploads land (getlog command)
+    )
     await csms.start()
     url = "ws://127.0.0.1:%d/ocpp" % csms.port
     print("CSMS listening on %s/<id>" % url, flush=True)
