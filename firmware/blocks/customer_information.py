@@ -109,7 +109,7 @@ class CustomerInformation:
         self.bays = bays
         self.queue = queue
         self.spawn = spawn
-        self._busy = False  # parts of a request are on their way
+        self._busy = None  # the request whose parts are on their way (its payload), or None
         self._cleared = None  # what the last handled request cleared, for its after-hook
         router.on("CustomerInformation", self.on_customer_information, self.after)
 
@@ -122,8 +122,9 @@ class CustomerInformation:
                 n += 1
         if n != 1:
             return _answer("Invalid")  # N09.FR.09
-        if self._busy:
-            # One at a time keeps the memory bounded; the CSMS asks again after the last part.
+        if self._busy is not None:
+            # One at a time keeps the memory bounded; the CSMS asks again after the last part
+            # (from the moment that part is made: see _send).
             return _answer("Rejected", "RequestInProgress")
         cleared = []
         tok = req.get("idToken")
@@ -141,7 +142,7 @@ class CustomerInformation:
         cleared, self._cleared = self._cleared, None
         if resp["status"] != _ACCEPTED:
             return
-        self._busy = True
+        self._busy = req
         self.spawn(self._send(req, cleared))
 
     # -- the parts --------------------------------------------------------------------------
@@ -229,12 +230,16 @@ class CustomerInformation:
                         seq += 1
                         line = line[_PART:]
                 await asyncio.sleep_ms(0)  # a long report does not hold the loop
+            # The next request may come as soon as the CSMS has the last part (before our
+            # call returns): this one is done now.
+            self._busy = None
             await self._part(rid, seq, buf or _NO_DATA, False)
             log.info(_TAG, "request %d: %d parts" % (rid, seq + 1))
         except Exception as e:  # the link, the CSMS, the flash, memory: logged, no crash
             log.warn(_TAG, "request %d stopped at part %d: %r" % (rid, seq, e))
         finally:
-            self._busy = False
+            if self._busy is req:
+                self._busy = None
 
     async def _part(self, rid, seq, data, tbc):
         await self.session.call(
