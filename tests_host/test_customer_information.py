@@ -446,6 +446,16 @@ def test_a_second_request_while_parts_go_out_is_rejected(tmp_path):
     assert handler(ask(idToken=OTHER, rid=9)) == {"status": "Accepted"}
 
 
+def test_the_loop_gets_a_turn_after_each_queued_event_read(tmp_path):
+    st = station(tmp_path)
+    for i in range(4):
+        post_session(st, OTHER, "tx-o%d" % i)
+    post_session(st)
+    lines = list(st.block.lines(ask(idToken=GOOD), []))
+    assert lines[:12] == [None] * 12  # the others' events: read, no line
+    assert "\n".join(lines[12:]) == QUEUED
+
+
 def test_lazy_loading_through_main():
     from firmware import main
 

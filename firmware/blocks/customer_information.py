@@ -14,7 +14,9 @@ say it cannot serve such requests at all). For an idToken the station holds:
   flash); the list is the CSMS's and is never cleared here;
 - the open transaction the token authorizes on an EVSE, with its TxEnded samples so far;
 - the TransactionEvents still queued for the CSMS (firmware/queue.py) of the transactions
-  the token started or stopped, with the TxEnded samples of a queued Ended.
+  the token started or stopped, with the TxEnded samples of a queued Ended. (A transaction
+  is known as the token's by an event naming it: once those were delivered and the
+  transaction ended, what is left of it in the queue is no longer linked to the token.)
 
 `clear` removes the cache entry: everything else is needed to deliver a transaction's
 messages (the open transaction, the queue) or is the CSMS's (the local list), and stays.
@@ -148,7 +150,9 @@ class CustomerInformation:
     # -- the parts --------------------------------------------------------------------------
 
     def lines(self, req, cleared):
-        """The lines of the parts answering `req` (a generator)."""
+        """The lines of the parts answering `req` (a generator). None now and then stands
+        for no line: a queued event read from flash that is not this customer's, after
+        which the sender gives the loop a turn (hundreds of reads in a row would hold it)."""
         tok = req.get("idToken")
         if req["report"]:
             if tok is not None:
@@ -186,11 +190,13 @@ class CustomerInformation:
         for seq in queue.seqs(TRANSACTION_EVENT):
             m = queue.read(seq)  # None: delivered meanwhile, or unreadable
             if m is None:
+                yield None
                 continue
             p, tx_id = m[1], m[2]
             t = p.get("idToken")
             if tx_id not in mine:
                 if type(t) is not dict or _key(t) != key:
+                    yield None  # another customer's: no line, but a turn for the loop
                     continue
                 mine.append(tx_id)  # its first event naming the token (Started, mostly)
             info = p.get("transactionInfo", {})
@@ -216,7 +222,7 @@ class CustomerInformation:
         buf = ""
         try:
             for line in self.lines(req, cleared):
-                while line:
+                while line:  # None: no line
                     room = _PART - len(buf) - (1 if buf else 0)
                     if len(line) <= room:
                         buf = buf + "\n" + line if buf else line
