@@ -38,7 +38,7 @@ CSMS knows whom it asked about; requestId links the parts to the request):
 
 (one line each; wrapped here). A part holds at most 512 characters of whole lines; a line
 longer than that is cut over parts. The report is made a line at a time while the parts go
-out, so a large one (a full cache entry, hundreds of queued events) never sits in RAM.
+out, so a large one (hundreds of queued events, 48 TxEnded samples) never sits in RAM.
 """
 
 import asyncio
