@@ -134,6 +134,11 @@ class AuthCache:
             return None
         return rec[0]
 
+    def entry(self, key):
+        """[idTokenInfo, last use s, uses] kept for `key`, or None: what the cache holds,
+        expired or not, enabled or not (CustomerInformation reports it). Read it only."""
+        return self.entries.get(key)
+
     def touch(self, key):
         """`key` was used to authorize: newer last use, one more use; written later."""
         rec = self.entries.get(key)
@@ -174,6 +179,14 @@ class AuthCache:
             self._make_room(size, now)
             self.entries[key] = rec
         self._save()
+
+    def remove(self, key):
+        """Forget the entry of `key` (CustomerInformation clear); True when there was one. A
+        storage error propagates: the entry is gone from RAM but may still be on flash."""
+        if self.entries.pop(key, None) is None:
+            return False
+        self._save(True)
+        return True
 
     def clear(self):
         """Forget every entry. A storage error propagates (ClearCache answers InternalError)."""

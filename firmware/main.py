@@ -68,6 +68,21 @@ def _network_profile(st):
     )
 
 
+def _customer_information(st):
+    from firmware.blocks.customer_information import CustomerInformation
+
+    return CustomerInformation(
+        st.router,
+        st.session,
+        st.clock,
+        st.authorization.cache,
+        lambda: st.local_list,
+        st.transactions.bays,
+        st.queue,
+        st.spawn,
+    )
+
+
 def _local_list(st):
     from firmware.blocks.local_list import LocalList
 
@@ -101,6 +116,7 @@ LAZY = (
     (("TriggerMessage", "UnlockConnector"), "firmware.blocks.remote_control", _remote_control),
     (("DataTransfer",), "firmware.blocks.data_transfer", _data_transfer),
     (("SetNetworkProfile",), "firmware.blocks.network_profile", _network_profile),
+    (("CustomerInformation",), "firmware.blocks.customer_information", _customer_information),
 )
 # Blocks built at boot only when their store document is on flash: (actions, module,
 # factory, document). The local list when a list is there (local_list._STORE; authorization

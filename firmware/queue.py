@@ -139,6 +139,21 @@ class MessageQueue:
             if src:
                 src.close()
 
+    def seqs(self, action=None):
+        """Sequence numbers of the queued messages (of `action`), oldest first: a snapshot of
+        small ints, to read one by one with `read` (awaiting between reads is fine)."""
+        return [e[_SEQ] for e in self._live if action is None or e[_ACT] == action]
+
+    def read(self, seq):
+        """(action, payload, tx_id) of queued message `seq`, read from flash (the journal
+        opened for this read only, so a compaction meanwhile does no harm); None when it has
+        left the queue or is unreadable. Read-only."""
+        for e in self._live:
+            if e[_SEQ] == seq:
+                m = self._load(None, e)
+                return None if m is None else (m[0], m[3], m[1])
+        return None
+
     # -- posting ----------------------------------------------------------------------------
 
     def post(self, action, payload, tx_id=None, kind=None):

@@ -163,7 +163,7 @@ _ChargingSchedulePeriod = const(
         (_CustomData, None, None, None, None),
     )
 )
-# ClearCacheRequest, FirmwareStatusNotificationResponse, GetLocalListVersionRequest, LogStatusNotificationResponse, MeterValuesResponse, NotifyReportResponse, SecurityEventNotificationResponse, StatusNotificationResponse
+# ClearCacheRequest, FirmwareStatusNotificationResponse, GetLocalListVersionRequest, LogStatusNotificationResponse, MeterValuesResponse, NotifyCustomerInformationResponse, NotifyReportResponse, SecurityEventNotificationResponse, StatusNotificationResponse
 _ClearCacheRequest = const(
     (
         ("customData",),
@@ -396,6 +396,17 @@ _ComponentVariable = const(
         (_CustomData, _Component, _Variable),
     )
 )
+# CustomerInformationRequest
+_CustomerInformationRequest = const(
+    (
+        (
+            "customData", "customerCertificate", "idToken", "requestId", "report", "clear",
+            "customerIdentifier",
+        ),
+        (14, 12, 12, 7, 11, 11, 0),
+        (_CustomData, _CertificateHashData, _IdToken, None, None, None, 64),
+    )
+)
 # GetVariableDataType
 _GetVariableData = const(
     (
@@ -545,22 +556,23 @@ _RequestStartTransactionRequest = const(
 
 NAMES = (
     "AuthorizeResponse", "BootNotificationResponse", "ChangeAvailabilityRequest",
-    "ClearCacheRequest", "DataTransferRequest", "DeleteCertificateRequest",
-    "FirmwareStatusNotificationResponse", "GetBaseReportRequest",
+    "ClearCacheRequest", "CustomerInformationRequest", "DataTransferRequest",
+    "DeleteCertificateRequest", "FirmwareStatusNotificationResponse", "GetBaseReportRequest",
     "GetInstalledCertificateIdsRequest", "GetLocalListVersionRequest", "GetReportRequest",
     "GetTransactionStatusRequest", "GetVariablesRequest", "HeartbeatResponse",
     "InstallCertificateRequest", "LogStatusNotificationResponse", "MeterValuesResponse",
-    "NotifyReportResponse", "RequestStartTransactionRequest", "RequestStopTransactionRequest",
-    "ResetRequest", "SecurityEventNotificationResponse", "SendLocalListRequest",
-    "SetNetworkProfileRequest", "SetVariablesRequest", "StatusNotificationResponse",
-    "TransactionEventResponse", "TriggerMessageRequest", "UnlockConnectorRequest",
-    "UpdateFirmwareRequest",
+    "NotifyCustomerInformationResponse", "NotifyReportResponse", "RequestStartTransactionRequest",
+    "RequestStopTransactionRequest", "ResetRequest", "SecurityEventNotificationResponse",
+    "SendLocalListRequest", "SetNetworkProfileRequest", "SetVariablesRequest",
+    "StatusNotificationResponse", "TransactionEventResponse", "TriggerMessageRequest",
+    "UnlockConnectorRequest", "UpdateFirmwareRequest",
 )
 TABLES = (
     _AuthorizeResponse,
     _BootNotificationResponse,
     _ChangeAvailabilityRequest,
     _ClearCacheRequest,
+    _CustomerInformationRequest,
     _DataTransferRequest,
     _DeleteCertificateRequest,
     _ClearCacheRequest,
@@ -572,6 +584,7 @@ TABLES = (
     _GetVariablesRequest,
     _HeartbeatResponse,
     _InstallCertificateRequest,
+    _ClearCacheRequest,
     _ClearCacheRequest,
     _ClearCacheRequest,
     _ClearCacheRequest,

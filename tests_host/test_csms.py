@@ -446,6 +446,35 @@ def test_console_getlog_names_a_file_of_the_log_sink(tmp_path):
         Console(Csms()).parse("getlog")  # no sink
 
 
+def test_console_customer_command():
+    console = Console(Csms())
+    first = console.parse("customer 04A1B2")
+    assert (first.action, first.payload) == (
+        "CustomerInformation",
+        {
+            "requestId": 1,
+            "report": True,
+            "clear": False,
+            "idToken": {"idToken": "04A1B2", "type": "ISO14443"},
+        },
+    )
+    assert console.parse("customer tok:KeyCode clear").payload == {
+        "requestId": 2,
+        "report": False,
+        "clear": True,
+        "idToken": {"idToken": "tok", "type": "KeyCode"},
+    }
+    assert console.parse("customer id=C-7 report clear").payload == {
+        "requestId": 3,
+        "report": True,
+        "clear": True,
+        "customerIdentifier": "C-7",
+    }
+    for bad in ("customer", "customer tok wipe"):
+        with pytest.raises(ConsoleError):
+            console.parse(bad)
+
+
 def test_console_execute_against_a_station():
     async def body(csms, lines):
         console = Console(csms, timeout=2)

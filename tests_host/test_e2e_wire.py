@@ -297,6 +297,10 @@ NAME = {"component": {"name": "X"}, "variable": {"name": "Y"}}
 BASES = {
     "ChangeAvailability": ({"operationalStatus": "Operative"}, []),
     "ClearCache": ({}, []),
+    "CustomerInformation": (
+        {"requestId": 1, "report": False, "clear": False, "customerIdentifier": "C"},
+        [("customerIdentifier",)],
+    ),
     "DataTransfer": (
         {"vendorId": "V", "messageId": "M", "data": "D"},
         [("vendorId",), ("messageId",), ("data",)],

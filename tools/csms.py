@@ -332,6 +332,31 @@ class Station(ChargePoint):
             await validate_payload(reply, self._ocpp_version)
         return reply.payload
 
+    async def customer_information(self, payload, timeout=30.0):
+        """Send CustomerInformation; return (its answer, [the NotifyCustomerInformation
+        payloads of its requestId, up to the one with tbc false]): none unless Accepted. The
+        default handler answers each part with {}."""
+        start = len(self.frames)
+        answer = await self.call("CustomerInformation", payload, timeout)
+        parts = []
+        if answer.get("status") != "Accepted":
+            return answer, parts
+        rid = payload["requestId"]
+        while not parts or parts[-1]["tbc"]:
+            frame = await self.wait_frame(
+                lambda f: (
+                    f.direction == "in"
+                    and f.kind == "call"
+                    and f.action == "NotifyCustomerInformation"
+                    and f.payload.get("requestId") == rid
+                ),
+                timeout,
+                start,
+            )
+            start = frame.index + 1
+            parts.append(frame.payload)
+        return answer, parts
+
     async def _reply_to(self, unique_id):
         """The next CALLRESULT/CALLERROR with this id from the package's response queue."""
         while True:
@@ -926,6 +951,9 @@ commands (prefix any station command with @ID when several stations are connecte
                                          with <file>.sig (base64) and <file>.pem beside it
   getlog [diagnostics|security] [http|ftp] [retries [retryInterval]]
                                          GetLog to the --log-sink folder (HTTP PUT or FTP)
+  customer <idToken>[:<type>]|id=<customerIdentifier> [report] [clear]
+                                         CustomerInformation (report by default); the
+                                         NotifyCustomerInformation parts show as they come
   raw <text>                             put text on the wire as is
   close [code]                           close the WebSocket from the server side
   refuse on|off                          refuse new connections with HTTP 503
@@ -989,6 +1017,7 @@ class Console:
         self.remote_start_id = 0
         self.update_id = 0
         self.log_id = 0
+        self.customer_id = 0
 
     def parse(self, line):
         line = line.strip()
@@ -1120,6 +1149,25 @@ class Console:
         for key, n in zip(("retries", "retryInterval"), nums, strict=False):
             payload[key] = n
         return "GetLog", payload
+
+    def _shortcut_customer(self, args, rest):
+        flags = args[1:]
+        if not args or any(f not in ("report", "clear") for f in flags):
+            raise ConsoleError(
+                "usage: customer <idToken>[:<type>]|id=<customerIdentifier> [report] [clear]"
+            )
+        self.customer_id += 1
+        payload = {
+            "requestId": self.customer_id,
+            "report": "report" in flags or not flags,
+            "clear": "clear" in flags,
+        }
+        if args[0].startswith("id="):
+            payload["customerIdentifier"] = args[0][3:]
+        else:
+            token, _, token_type = args[0].partition(":")
+            payload["idToken"] = {"idToken": token, "type": token_type or "ISO14443"}
+        return "CustomerInformation", payload
 
     def _station(self, station_id):
         if station_id is not None:

@@ -59,6 +59,7 @@ CS_TO_CSMS = (
     "LogStatusNotification",
     "Authorize",
     "TransactionEvent",
+    "NotifyCustomerInformation",
 )
 # Actions the CSMS sends: we validate its Request.
 CSMS_TO_CS = (
@@ -82,6 +83,7 @@ CSMS_TO_CS = (
     "InstallCertificate",
     "GetInstalledCertificateIds",
     "DeleteCertificate",
+    "CustomerInformation",
 )
 
 KIND_NAMES = ("STR", "DT", "ENUM", "INT", "NUM", "BOOL", "OBJ", "OPEN", "ARR", "ANY")

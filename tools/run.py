@@ -43,6 +43,9 @@ DEMO = [
     '{"cmd":"plug_out","evse":1}',
     2,
     '{"cmd":"status"}',
+    # What the station holds about that card (its cache entry), in NotifyCustomerInformation.
+    "customer 04A2B3C4D5E680",
+    1,
 ]
 
 
