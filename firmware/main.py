@@ -51,6 +51,7 @@ def _remote_control(st):
         st.availability,
         st.spawn,
         st.firmware_status,
+        st.log_status,
     )
 
 
@@ -90,6 +91,15 @@ def _local_list(st):
     return st.local_list
 
 
+def _diagnostics(st):
+    from firmware.blocks.diagnostics import Diagnostics
+
+    st.diagnostics = Diagnostics(
+        st.router, st.session, st.connection, st.dm, st.clock, st.board, st.logs
+    )
+    return st.diagnostics
+
+
 def _firmware_update(st):
     from firmware.blocks.firmware_update import FirmwareUpdate
 
@@ -117,6 +127,7 @@ LAZY = (
     (("DataTransfer",), "firmware.blocks.data_transfer", _data_transfer),
     (("SetNetworkProfile",), "firmware.blocks.network_profile", _network_profile),
     (("CustomerInformation",), "firmware.blocks.customer_information", _customer_information),
+    (("GetLog",), "firmware.blocks.diagnostics", _diagnostics),
 )
 # Blocks built at boot only when their store document is on flash: (actions, module,
 # factory, document). The local list when a list is there (local_list._STORE; authorization
@@ -188,6 +199,7 @@ class Station:
         self.supervisor = Supervisor(board.wdt(_WDT_MS))
         self.local_list = None  # see _LOCAL_LIST
         self.firmware = None  # see _UPDATE
+        self.diagnostics = None  # see LAZY
         # The OCPP functional blocks, each registering its handlers with the router.
         self.authorization = auth = Authorization(
             router, session, conn, dm, store, clock, spawn, lambda: self.local_list
@@ -236,6 +248,12 @@ class Station:
         is not loaded (no update under way)."""
         fw = self.firmware
         return fw.status() if fw is not None else ("Idle", None)
+
+    def log_status(self):
+        """(status, requestId) of the log upload for TriggerMessage: Idle while the
+        diagnostics block is not loaded (no upload)."""
+        d = self.diagnostics
+        return d.status() if d is not None else ("Idle", None)
 
     def _boot_record(self):
         rec = self.store.load(_BOOT) or {}

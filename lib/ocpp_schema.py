@@ -91,6 +91,8 @@ _HashAlgorithmEnum = const(("SHA256", "SHA384", "SHA512"))
 _IdTokenEnum = const(("Central", "eMAID", "ISO14443", "ISO15693", "KeyCode", "Local", "MacAddress", "NoAuthorization"))
 # InstallCertificateUseEnumType
 _InstallCertificateUseEnum = const(("V2GRootCertificate", "MORootCertificate", "CSMSRootCertificate", "ManufacturerRootCertificate"))
+# LogEnumType
+_LogEnum = const(("DiagnosticsLog", "SecurityLog"))
 # MessageFormatEnumType
 _MessageFormatEnum = const(("ASCII", "HTML", "URI", "UTF8"))
 # MessageTriggerEnumType
@@ -246,6 +248,14 @@ _InstallCertificateRequest = const(
         (_CustomData, _InstallCertificateUseEnum, 5500),
     )
 )
+# LogParametersType
+_LogParameters = const(
+    (
+        ("customData", "remoteLocation", "oldestTimestamp", "latestTimestamp"),
+        (14, 1, 2, 2),
+        (_CustomData, 512, None, None),
+    )
+)
 # MessageContentType
 _MessageContent = const(
     (
@@ -348,6 +358,14 @@ _DeleteCertificateRequest = const(
         ("customData", "certificateHashData"),
         (14, 13),
         (_CustomData, _CertificateHashData),
+    )
+)
+# GetLogRequest
+_GetLogRequest = const(
+    (
+        ("customData", "log", "logType", "requestId", "retries", "retryInterval"),
+        (14, 13, 5, 7, 6, 6),
+        (_CustomData, _LogParameters, _LogEnum, None, None, None),
     )
 )
 # IdTokenType
@@ -558,8 +576,8 @@ NAMES = (
     "AuthorizeResponse", "BootNotificationResponse", "ChangeAvailabilityRequest",
     "ClearCacheRequest", "CustomerInformationRequest", "DataTransferRequest",
     "DeleteCertificateRequest", "FirmwareStatusNotificationResponse", "GetBaseReportRequest",
-    "GetInstalledCertificateIdsRequest", "GetLocalListVersionRequest", "GetReportRequest",
-    "GetTransactionStatusRequest", "GetVariablesRequest", "HeartbeatResponse",
+    "GetInstalledCertificateIdsRequest", "GetLocalListVersionRequest", "GetLogRequest",
+    "GetReportRequest", "GetTransactionStatusRequest", "GetVariablesRequest", "HeartbeatResponse",
     "InstallCertificateRequest", "LogStatusNotificationResponse", "MeterValuesResponse",
     "NotifyCustomerInformationResponse", "NotifyReportResponse", "RequestStartTransactionRequest",
     "RequestStopTransactionRequest", "ResetRequest", "SecurityEventNotificationResponse",
@@ -579,6 +597,7 @@ TABLES = (
     _GetBaseReportRequest,
     _GetInstalledCertificateIdsRequest,
     _ClearCacheRequest,
+    _GetLogRequest,
     _GetReportRequest,
     _GetTransactionStatusRequest,
     _GetVariablesRequest,

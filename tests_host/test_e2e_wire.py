@@ -318,6 +318,10 @@ BASES = {
     ),
     "GetBaseReport": ({"requestId": 1, "reportBase": "SummaryInventory"}, []),
     "GetInstalledCertificateIds": ({}, []),
+    "GetLog": (
+        {"logType": "DiagnosticsLog", "requestId": 1, "log": {"remoteLocation": "x"}},
+        [("log", "remoteLocation")],
+    ),
     "GetLocalListVersion": ({}, []),
     "GetReport": (
         {"requestId": 2, "componentVariable": [NAME]},

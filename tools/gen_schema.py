@@ -84,6 +84,7 @@ CSMS_TO_CS = (
     "GetInstalledCertificateIds",
     "DeleteCertificate",
     "CustomerInformation",
+    "GetLog",
 )
 
 KIND_NAMES = ("STR", "DT", "ENUM", "INT", "NUM", "BOOL", "OBJ", "OPEN", "ARR", "ANY")

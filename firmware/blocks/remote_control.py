@@ -30,9 +30,11 @@ class RemoteControl:
         availability,
         spawn,
         firmware_status,
+        log_status,
     ):
-        """firmware_status(): (status, requestId) of the firmware update block for
-        FirmwareStatusNotification, ("Idle", None) while it is not loaded."""
+        """firmware_status(), log_status(): (status, requestId) of the firmware update block
+        for FirmwareStatusNotification and of the diagnostics block for LogStatusNotification,
+        ("Idle", None) while the block is not loaded."""
         self.session = session
         self.dm = dm
         self.clock = clock
@@ -42,6 +44,7 @@ class RemoteControl:
         self.availability = availability
         self.spawn = spawn
         self.firmware_status = firmware_status
+        self.log_status = log_status
         router.on("TriggerMessage", self.on_trigger, self._after_trigger)
         router.on("UnlockConnector", self.on_unlock)
 
@@ -101,15 +104,15 @@ class RemoteControl:
             elif msg == "MeterValues":
                 for e in self.evses if evse_id is None else [self._evse(evse_id)]:
                     await self._meter_values(e)
-            elif msg == "FirmwareStatusNotification":
-                # The running update's last status with its requestId, else Idle without one.
-                status, request_id = self.firmware_status()
+            else:  # FirmwareStatusNotification, LogStatusNotification
+                # The running update's or upload's status with its requestId, else Idle
+                # without one.
+                fn = self.firmware_status if msg[0] == "F" else self.log_status
+                status, request_id = fn()
                 payload = {"status": status}
                 if request_id is not None:
                     payload["requestId"] = request_id
                 await self.session.call(msg, payload)
-            else:  # LogStatusNotification: no log upload exists, so Idle, no requestId
-                await self.session.call(msg, {"status": "Idle"})
         except (asyncio.TimeoutError, ocppj.CallError, ocppj.NotConnected) as e:
             log.warn(_TAG, "triggered %s: %r" % (msg, e))
 
