@@ -2,6 +2,11 @@
 # MIT licence. Ours because MicroPython's logging package is larger than the four calls we need.
 
 import sys
+import time
+
+from micropython import const
+
+import rfc3339
 
 # Lowest level printed: 0 debug, 1 info, 2 warning, 3 error.
 level = 1
@@ -10,14 +15,45 @@ stream = sys.stdout
 # Wall-clock source for the time stamp, set by the firmware once it has a clock (None: no stamp).
 clock = None
 
+# The log on flash (a lib/logfile.LogFiles, set by the firmware; None: console only) and the
+# lowest level written there. An error record is flushed to it at once.
+file = None
+file_level = 1
+# The boot count, for file stamps before the clock is set ("boot N +<ms>ms").
+boot = 0
+
 _NAMES = ("D", "I", "W", "E")
+_UTC = const(1577836800)  # 2020-01-01: a clock before it has not been set yet
+_T0 = time.ticks_ms()  # about the boot (the unix port's ticks start elsewhere)
 
 
 def _emit(lvl, tag, msg):
-    if lvl < level:
-        return
-    stamp = clock.stamp() if clock else ""
-    stream.write("%s %s %s: %s\n" % (stamp, _NAMES[lvl], tag, msg))
+    try:
+        if lvl >= level:
+            stamp = clock.stamp() if clock else ""
+            stream.write("%s %s %s: %s\n" % (stamp, _NAMES[lvl], tag, msg))
+        f = file
+        if f is not None and lvl >= file_level:
+            f.write(line(lvl, tag, msg))
+            if lvl == 3:
+                f.flush()
+    except Exception:  # a closed console, MemoryError: never into the caller
+        pass
+
+
+def stamp():
+    """Now for a file record: "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC, the milliseconds from the tick
+    counter) once the clock is set, else "boot N +<ms>ms" (ms since the boot)."""
+    t = clock.now() if clock else 0
+    ms = time.ticks_ms()
+    if t >= _UTC:
+        return "%s.%03dZ" % (rfc3339.format(t)[:19], ms % 1000)
+    return "boot %d +%dms" % (boot, time.ticks_diff(ms, _T0))
+
+
+def line(lvl, tag, msg):
+    """A file record: "<stamp> <L> <tag>: <msg>"."""
+    return "%s %s %s: %s" % (stamp(), _NAMES[lvl], tag, msg)
 
 
 def debug(tag, msg):
