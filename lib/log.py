@@ -4,10 +4,6 @@
 import sys
 import time
 
-from micropython import const
-
-import rfc3339
-
 # Lowest level printed: 0 debug, 1 info, 2 warning, 3 error.
 level = 1
 # Where records go; the sim board points this at stderr, the device leaves the console.
@@ -22,16 +18,15 @@ file_level = 1
 # The boot count, for file stamps before the clock is set ("boot N +<ms>ms").
 boot = 0
 
-_NAMES = ("D", "I", "W", "E")
-_UTC = const(1577836800)  # 2020-01-01: a clock before it has not been set yet
-_T0 = time.ticks_ms()  # about the boot (the unix port's ticks start elsewhere)
+# No other globals (each costs heap in the module's table): the level letters are "DIWE"[lvl],
+# and a clock before 1577836800 (2020-01-01) has not been set yet.
 
 
 def _emit(lvl, tag, msg):
     try:
         if lvl >= level:
             stamp = clock.stamp() if clock else ""
-            stream.write("%s %s %s: %s\n" % (stamp, _NAMES[lvl], tag, msg))
+            stream.write("%s %s %s: %s\n" % (stamp, "DIWE"[lvl], tag, msg))
         f = file
         if f is not None and lvl >= file_level:
             f.write(line(lvl, tag, msg))
@@ -41,19 +36,15 @@ def _emit(lvl, tag, msg):
         pass
 
 
-def stamp():
-    """Now for a file record: "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC, the milliseconds from the tick
-    counter) once the clock is set, else "boot N +<ms>ms" (ms since the boot)."""
+def line(lvl, tag, msg):
+    """A file record: "<stamp> <L> <tag>: <msg>", the stamp "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC,
+    the milliseconds from the tick counter) once the clock is set, else "boot N +<ms>ms" (the
+    tick counter: ms since the boot on a board; the sim always has the host's clock)."""
     t = clock.now() if clock else 0
     ms = time.ticks_ms()
-    if t >= _UTC:
-        return "%s.%03dZ" % (rfc3339.format(t)[:19], ms % 1000)
-    return "boot %d +%dms" % (boot, time.ticks_diff(ms, _T0))
-
-
-def line(lvl, tag, msg):
-    """A file record: "<stamp> <L> <tag>: <msg>"."""
-    return "%s %s %s: %s" % (stamp(), _NAMES[lvl], tag, msg)
+    if t >= 1577836800:
+        return "%s.%03dZ %s %s: %s" % (clock.iso()[:19], ms % 1000, "DIWE"[lvl], tag, msg)
+    return "boot %d +%dms %s %s: %s" % (boot, ms, "DIWE"[lvl], tag, msg)
 
 
 def debug(tag, msg):

@@ -205,7 +205,7 @@ def test_the_logs_live_in_the_state_folder_at_the_level_of_a_variable(devkit):
 
     station = main.Station(devkit)
     _unstarted(station)
-    assert log.file is station.log_files and station.security.journal is station.security_log
+    assert log.file.name == "diagnostics" and station.security.journal.name == "security"
     assert log.boot == station.boot_count == 1 and log.file_level == 1
     assert not os.path.exists(devkit.state_dir + "/logs")  # nothing written yet: buffered
     station.dm.set("DiagnosticsCtrlr/LogLevel", "Warning")
@@ -213,14 +213,14 @@ def test_the_logs_live_in_the_state_folder_at_the_level_of_a_variable(devkit):
     log.info("t", "not kept")
     log.warn("t", "kept")
     station.security.event("InvalidCsmsCertificate", "expired")  # written at once
-    station.flush_logs()
+    log.file.flush()
     logs = devkit.state_dir + "/logs/"
     assert sorted(os.listdir(logs)) == ["diagnostics.0.log", "security.0.log"]
-    got = [s.split(" ", 1)[1] for s in station.log_files.lines()]
+    got = [s.split(" ", 1)[1] for s in log.file.lines()]
     # The boot's lines came at the Info level of then; the security event's info line is
     # below Warning here, and in the security log.
     assert got[0] == "I main: boot 1, reason PowerUp" and got[-1] == "W t: kept"
-    (sec,) = station.security_log.lines()
+    (sec,) = station.security.journal.lines()
     assert sec.endswith(" I security: event InvalidCsmsCertificate (expired)")
     # The level persists: the next boot keeps Warning from its first line on.
     station = main.Station(devkit)
