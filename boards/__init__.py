@@ -28,6 +28,12 @@ class Board:
     # None: no limit known. An ESP32 without PSRAM holds one: firmware_update then closes a
     # wss:// CSMS link for the length of an https:// download.
     tls_links = None
+    # The logs on flash (lib/logfile.py), in the state directory's logs/ folder: the
+    # diagnostics log in log_count files of log_size bytes each (2 x 16 KiB: some 400 lines),
+    # the security log (a few events a day) in log_count files of security_log_size bytes.
+    log_size = 16384
+    log_count = 2
+    security_log_size = 8192
     # The largest message the board buffers (ws.connect's keep); a larger one is read past and
     # answered with its id, the link kept. None: up to the WebSocket's max_size (64 KiB).
     rx_limit = None

@@ -150,6 +150,10 @@ _POLL_LATE_MS = const(10000)  # a meter loop silent this long is dead
 _GRACE_MS = const(500)  # before a reboot: time for the last answer or status to leave
 _CLOSE_MS = const(3000)  # the longest a reboot or shutdown waits for the WebSocket close
 _GC_EVERY = const(8192)  # bytes allocated between collections (see _gc_often)
+_TURN_MS = const(100)  # Station.run's turn: how soon it sees a shutdown
+_FLUSH_TURNS = const(10)  # the logs on flash are written every 10 turns (1 s; errors at once)
+_LOG_LEVEL = const("DiagnosticsCtrlr/LogLevel")  # the lowest level the diagnostics log keeps
+_LEVELS = const(("Debug", "Info", "Warning", "Error"))  # its values, log's levels 0..3
 
 
 class Station:
@@ -164,6 +168,15 @@ class Station:
         self.clock = clock = Clock(board.unix_time)
         log.clock = clock
         self.store = store = Store(board.state_dir)
+        # The logs on flash (built empty: files are looked at with the first flush); imported
+        # here, not at the top: no global for it.
+        from logfile import LogFiles
+
+        # Not kept on the station (heap): the diagnostics log is log.file, the security log
+        # the security block's journal.
+        logs = store.root + "/logs"
+        log.file = LogFiles(logs, "diagnostics", board.log_size, board.log_count)
+        journal = LogFiles(logs, "security", board.security_log_size, board.log_count)
         self.boot_count, self.boot_reason = self._boot_record()
         hws = [board.evse_hw(i) for i in range(1, board.evses + 1)]  # built once
         self.dm = dm = DeviceModel(
@@ -174,6 +187,8 @@ class Station:
             board.settings.pop("variables", ()),
         )
         dm.provide("ClockCtrlr/DateTime", clock.iso)
+        dm.watch(_LOG_LEVEL, _file_level)
+        _file_level(dm.get(_LOG_LEVEL))
         self.router = router = ocppj.Router()
         timeout = dm.get_int("OCPPCommCtrlr/MessageTimeout:Default")
         self.session = session = ocppj.Session(router, self.new_id, timeout)
@@ -223,7 +238,7 @@ class Station:
         self.availability = Availability(
             router, session, conn, queue, dm, store, clock, evses, txs.busy, spawn
         )
-        self.security = Security(dm, clock, queue, conn, self.boot_reason)
+        self.security = Security(dm, clock, queue, conn, self.boot_reason, journal)
         self.certificates = Certificates(router, dm, store, clock, board.settings)
         # A default argument, not a closure over the loop's variable: each loader costs less.
         for entry in LAZY:
@@ -260,6 +275,7 @@ class Station:
         count = rec.get("count", 0) + 1
         reason = rec.get("reason") or self.board.boot_reason() or "PowerUp"
         self.store.save(_BOOT, {"count": count})
+        log.boot = count  # for the stamps of file records before the clock is set
         log.info("main", "boot %d, reason %s" % (count, reason))
         return count, reason
 
@@ -286,6 +302,8 @@ class Station:
         for e in self.evses:
             e.hw.contactor.open()  # never leave it to the reset
         log.info("main", "rebooting (%s)" % reason)
+        log.file.flush()
+        self.security.journal.flush()
         self.board.reboot()
 
     async def run(self):
@@ -307,13 +325,25 @@ class Station:
         for coro in self._waiting:
             self.spawn(coro)
         self._waiting = []
-        await self._stopped.wait()
+        # This task flushes the logs on flash every second (no task of its own: heap): at
+        # most one flash write a second for the lines below error (error lines and security
+        # events are written at once); a flush with nothing buffered returns at once.
+        turns = 0
+        while not self._stopped.is_set():
+            await asyncio.sleep_ms(_TURN_MS)
+            turns += 1
+            if turns == _FLUSH_TURNS:
+                turns = 0
+                log.file.flush()
+                self.security.journal.flush()
         for t in self._tasks:
             t.cancel()
 
     async def shutdown(self):
         """Orderly stop: close the CSMS connection (bounded in time), then let `run` return."""
         await self._close()
+        log.file.flush()
+        self.security.journal.flush()
         self._stopped.set()
 
     async def _close(self):
@@ -321,6 +351,11 @@ class Station:
             await asyncio.wait_for_ms(self.connection.close(), _CLOSE_MS)
         except Exception as e:
             log.warn("main", "closing the connection: %r" % e)
+
+
+def _file_level(value):
+    """The DiagnosticsCtrlr/LogLevel watcher: the lowest level the diagnostics log keeps."""
+    log.file_level = _LEVELS.index(value) if value in _LEVELS else 1
 
 
 def _task_failed(loop, context):

@@ -136,6 +136,9 @@ VARIABLES = (
     ("ClockCtrlr/TimeOffset", "sw", "", (None, 0, 6, None)),
     ("ClockCtrlr/TimeZone", "sw", "", (None, 0, 64, None)),
     ("ClockCtrlr/NextTimeOffsetTransitionDateTime", "tw", "1970-01-01T00:00:00Z", None),
+    # No standard variable sets what the diagnostics log on flash keeps (lib/log.py
+    # file_level): the lowest level written there.
+    ("DiagnosticsCtrlr/LogLevel", "ow", "Info", (None, None, None, "Debug,Info,Warning,Error")),
     ("ChargingStation/AvailabilityState", "or", "Available", _STATES),
     ("ChargingStation/Available", "br", "true", None),
     ("ChargingStation/AllowNewSessionsPendingFirmwareUpdate", "bw", "false", None),

@@ -88,6 +88,17 @@ def sims(tmp_path, request, target):
         print("---- wallbox-sim log (%s) ----\n%s" % (s.log_path.name, s.log()))
 
 
+@pytest.fixture(autouse=True)
+def _no_log_file():
+    """Every test starts and ends without a log on flash (a Station built by a test sets
+    log.file: firmware/main.py)."""
+    import log
+
+    log.file, log.file_level, log.boot = None, 1, 0
+    yield
+    log.file, log.file_level, log.boot = None, 1, 0
+
+
 @pytest.fixture
 def logged(monkeypatch):
     """The log's output, captured (without timestamps) in a StringIO."""

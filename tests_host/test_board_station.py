@@ -192,6 +192,40 @@ def test_a_reboot_is_one_path_closing_the_link_and_the_contactors(devkit, monkey
     asyncio.run(station.reboot("RemoteReset"))
     assert done == ["close", "reset"] and not hw.contactor.closed
     assert station.store.load("boot") == {"count": 1, "reason": "RemoteReset"}
+    # What the logs on flash held in RAM was written before the reset.
+    logs = devkit.state_dir + "/logs/"
+    assert open(logs + "diagnostics.0.log").read().endswith(" I main: rebooting (RemoteReset)\n")
+
+
+def test_the_logs_live_in_the_state_folder_at_the_level_of_a_variable(devkit):
+    import os
+
+    import log
+    from firmware import main
+
+    station = main.Station(devkit)
+    _unstarted(station)
+    assert log.file.name == "diagnostics" and station.security.journal.name == "security"
+    assert log.boot == station.boot_count == 1 and log.file_level == 1
+    assert not os.path.exists(devkit.state_dir + "/logs")  # nothing written yet: buffered
+    station.dm.set("DiagnosticsCtrlr/LogLevel", "Warning")
+    assert log.file_level == 2
+    log.info("t", "not kept")
+    log.warn("t", "kept")
+    station.security.event("InvalidCsmsCertificate", "expired")  # written at once
+    log.file.flush()
+    logs = devkit.state_dir + "/logs/"
+    assert sorted(os.listdir(logs)) == ["diagnostics.0.log", "security.0.log"]
+    got = [s.split(" ", 1)[1] for s in log.file.lines()]
+    # The boot's lines came at the Info level of then; the security event's info line is
+    # below Warning here, and in the security log.
+    assert got[0] == "I main: boot 1, reason PowerUp" and got[-1] == "W t: kept"
+    (sec,) = station.security.journal.lines()
+    assert sec.endswith(" I security: event InvalidCsmsCertificate (expired)")
+    # The level persists: the next boot keeps Warning from its first line on.
+    station = main.Station(devkit)
+    _unstarted(station)
+    assert log.file_level == 2 and log.boot == 2
 
 
 # A background task that fails, on MicroPython (the firmware's own asyncio): the station's loop

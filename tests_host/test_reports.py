@@ -128,6 +128,7 @@ def test_declarations_cover_the_core_controllers_and_each_evse(tmp_path):
         "SecurityCtrlr",
         "DeviceDataCtrlr",
         "ClockCtrlr",
+        "DiagnosticsCtrlr",
         "LocalButton",
         "ChargingStation",
         "EVSE.1",

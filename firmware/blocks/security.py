@@ -1,5 +1,6 @@
-# security: OCPP block A, security events: every event is logged; the critical ones go to the
-# CSMS with SecurityEventNotification through the durable queue. MIT licence.
+# security: OCPP block A, security events: every event is logged, and kept in the security log
+# on flash; the critical ones go to the CSMS with SecurityEventNotification through the durable
+# queue. MIT licence.
 
 from micropython import const
 
@@ -33,11 +34,14 @@ _RECONFIGURED = (
 
 
 class Security:
-    """Security events: all logged; the critical ones posted to the station's durable queue,
-    so they survive a power loss and reach the CSMS in order once it is online."""
+    """Security events: all logged, and written to `journal` (the security log, a
+    lib/logfile.LogFiles, flushed at once: the events are rare and precious; None: none); the
+    critical ones posted to the station's durable queue, so they survive a power loss and reach
+    the CSMS in order once it is online."""
 
-    def __init__(self, dm, clock, queue, connection, boot_reason):
+    def __init__(self, dm, clock, queue, connection, boot_reason, journal=None):
         self.dm = dm
+        self.journal = journal
         self.clock = clock
         self.queue = queue
         self.boot_reason = boot_reason
@@ -51,7 +55,12 @@ class Security:
 
     def event(self, kind, tech_info=None):
         """Record a security event (never with a secret in tech_info)."""
-        log.info(_TAG, "event %s%s" % (kind, " (%s)" % tech_info if tech_info else ""))
+        text = "event %s%s" % (kind, " (%s)" % tech_info if tech_info else "")
+        log.info(_TAG, text)
+        j = self.journal
+        if j is not None:
+            j.write(log.line(1, _TAG, text))
+            j.flush()
         if kind not in CRITICAL:
             return
         payload = {"type": kind, "timestamp": self.clock.iso()}
