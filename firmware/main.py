@@ -28,120 +28,30 @@ from store import Store
 
 # Blocks that are not always needed are imported and built on the first CALL of one of their
 # actions (ocppj.Router.later), or at boot when their document is on flash: until then they
-# cost no RAM. Each has a factory below that hands it what it uses: (actions, module, factory).
-
-
-def _reports(st):
-    from firmware.blocks.reports import Reports
-
-    return Reports(st.router, st.session, st.dm, st.clock)
-
-
-def _remote_control(st):
-    from firmware.blocks.remote_control import RemoteControl
-
-    return RemoteControl(
-        st.router,
-        st.session,
-        st.dm,
-        st.clock,
-        st.connection,
-        st.evses,
-        st.transactions,
-        st.availability,
-        st.spawn,
-        st.firmware_status,
-        st.log_status,
-    )
-
-
-def _data_transfer(st):
-    from firmware.blocks.data_transfer import DataTransfer
-
-    return DataTransfer(st.router)
-
-
-def _network_profile(st):
-    from firmware.blocks.network_profile import NetworkProfile
-
-    return NetworkProfile(
-        st.router, st.dm, st.connection, st.certificates, st.security, st.board.settings
-    )
-
-
-def _customer_information(st):
-    from firmware.blocks.customer_information import CustomerInformation
-
-    return CustomerInformation(
-        st.router,
-        st.session,
-        st.clock,
-        st.authorization.cache,
-        lambda: st.local_list,
-        st.transactions.bays,
-        st.queue,
-        st.spawn,
-    )
-
-
-def _local_list(st):
-    from firmware.blocks.local_list import LocalList
-
-    st.local_list = LocalList(st.router, st.session, st.dm, st.store, st.clock)
-    return st.local_list
-
-
-def _diagnostics(st):
-    from firmware.blocks.diagnostics import Diagnostics
-
-    st.diagnostics = Diagnostics(
-        st.router, st.session, st.connection, st.dm, st.clock, st.board, st.logs
-    )
-    return st.diagnostics
-
-
-def _firmware_update(st):
-    from firmware.blocks.firmware_update import FirmwareUpdate
-
-    st.firmware = FirmwareUpdate(
-        st.router,
-        st.session,
-        st.connection,
-        st.store,
-        st.clock,
-        st.board,
-        st.spawn,
-        st.reboot,
-        st.security,
-        st.certificates,
-        st.availability,
-        st.transactions,
-    )
-    return st.firmware
-
+# cost no RAM. Station._build hands each what it uses. The tables are constants (in flash on
+# a board): (actions, module), or (actions, module, document).
 
 # Blocks that only answer CALLs.
-LAZY = (
-    (("GetBaseReport", "GetReport"), "firmware.blocks.reports", _reports),
-    (("TriggerMessage", "UnlockConnector"), "firmware.blocks.remote_control", _remote_control),
-    (("DataTransfer",), "firmware.blocks.data_transfer", _data_transfer),
-    (("SetNetworkProfile",), "firmware.blocks.network_profile", _network_profile),
-    (("CustomerInformation",), "firmware.blocks.customer_information", _customer_information),
-    (("GetLog",), "firmware.blocks.diagnostics", _diagnostics),
+LAZY = const(
+    (
+        (("GetBaseReport", "GetReport"), "firmware.blocks.reports"),
+        (("TriggerMessage", "UnlockConnector"), "firmware.blocks.remote_control"),
+        (("DataTransfer",), "firmware.blocks.data_transfer"),
+        (("SetNetworkProfile",), "firmware.blocks.network_profile"),
+        (("CustomerInformation",), "firmware.blocks.customer_information"),
+        (("GetLog",), "firmware.blocks.diagnostics"),
+    )
 )
-# Blocks built at boot only when their store document is on flash: (actions, module,
-# factory, document). The local list when a list is there (local_list._STORE; authorization
-# asks it for tokens), else it loads with the first SendLocalList or GetLocalListVersion.
-_LOCAL_LIST = (
-    ("SendLocalList", "GetLocalListVersion"),
-    "firmware.blocks.local_list",
-    _local_list,
-    "local_list",
+# Blocks built at boot only when their store document is on flash. The local list when a
+# list is there (local_list._STORE; authorization asks it for tokens), else it loads with the
+# first SendLocalList or GetLocalListVersion.
+_LOCAL_LIST = const(
+    (("SendLocalList", "GetLocalListVersion"), "firmware.blocks.local_list", "local_list")
 )
 # The firmware update block while an update is under way (its record: firmware_update._STORE)
 # or a new bundle slot is on trial; else it loads with the first UpdateFirmware.
 # (TriggerMessage(FirmwareStatusNotification) says Idle without it.)
-_UPDATE = (("UpdateFirmware",), "firmware.blocks.firmware_update", _firmware_update, "firmware")
+_UPDATE = const((("UpdateFirmware",), "firmware.blocks.firmware_update", "firmware"))
 
 _BOOT = "boot"  # store document: {"count": boots so far, "reason": reason for the next boot}
 _WDT_MS = const(5000)  # watchdog timeout; the supervisor feeds it every 100 ms while all is well
@@ -152,6 +62,7 @@ _CLOSE_MS = const(3000)  # the longest a reboot or shutdown waits for the WebSoc
 _GC_EVERY = const(8192)  # bytes allocated between collections (see _gc_often)
 _TURN_MS = const(100)  # Station.run's turn: how soon it sees a shutdown
 _FLUSH_TURNS = const(10)  # the logs on flash are written every 10 turns (1 s; errors at once)
+_CACHE_TURNS = const(600)  # the authorization cache's use times every minute
 _LOG_LEVEL = const("DiagnosticsCtrlr/LogLevel")  # the lowest level the diagnostics log keeps
 _LEVELS = const(("Debug", "Info", "Warning", "Error"))  # its values, log's levels 0..3
 
@@ -217,7 +128,7 @@ class Station:
         self.diagnostics = None  # see LAZY
         # The OCPP functional blocks, each registering its handlers with the router.
         self.authorization = auth = Authorization(
-            router, session, conn, dm, store, clock, spawn, lambda: self.local_list
+            router, session, conn, dm, store, clock, lambda: self.local_list
         )
         # Before the blocks that ask it whether an EVSE is busy, from the start.
         self.transactions = txs = Transactions(
@@ -240,23 +151,101 @@ class Station:
         )
         self.security = Security(dm, clock, queue, conn, self.boot_reason, journal)
         self.certificates = Certificates(router, dm, store, clock, board.settings)
-        # A default argument, not a closure over the loop's variable: each loader costs less.
+        # One bound method for every lazy block, its entry the argument (no closure each).
+        load = self._load
         for entry in LAZY:
-            router.later(entry[0], lambda e=entry: self._load(e))
+            router.later(entry[0], load, entry)
         for entry, now in (
-            (_LOCAL_LIST, store.exists(_LOCAL_LIST[3])),
-            (_UPDATE, bootsel.trial or store.exists(_UPDATE[3])),
+            (_LOCAL_LIST, store.exists(_LOCAL_LIST[2])),
+            (_UPDATE, bootsel.trial or store.exists(_UPDATE[2])),
         ):
             if now:
                 self._load(entry)
             else:
-                router.later(entry[0], lambda e=entry: self._load(e))
+                router.later(entry[0], load, entry)
 
     def _load(self, entry):
-        """Import and build the block of `entry` (actions, module, factory, ...) with its
-        factory: it registers its handlers."""
-        log.info("main", "loading %s" % entry[1])
-        entry[2](self)
+        """Import and build the block of `entry` (actions, module, ...): it registers its
+        handlers. One branch per block, each handing it what it uses (no factory function and
+        no table entry in RAM for each)."""
+        name = entry[1]
+        log.info("main", "loading %s" % name)
+        if name == "firmware.blocks.reports":
+            from firmware.blocks.reports import Reports
+
+            Reports(self.router, self.session, self.dm, self.clock)
+        elif name == "firmware.blocks.remote_control":
+            from firmware.blocks.remote_control import RemoteControl
+
+            RemoteControl(
+                self.router,
+                self.session,
+                self.dm,
+                self.clock,
+                self.connection,
+                self.evses,
+                self.transactions,
+                self.availability,
+                self.spawn,
+                self.firmware_status,
+                self.log_status,
+            )
+        elif name == "firmware.blocks.data_transfer":
+            from firmware.blocks.data_transfer import DataTransfer
+
+            DataTransfer(self.router)
+        elif name == "firmware.blocks.network_profile":
+            from firmware.blocks.network_profile import NetworkProfile
+
+            NetworkProfile(
+                self.router,
+                self.dm,
+                self.connection,
+                self.certificates,
+                self.security,
+                self.board.settings,
+            )
+        elif name == "firmware.blocks.customer_information":
+            from firmware.blocks.customer_information import CustomerInformation
+
+            CustomerInformation(
+                self.router,
+                self.session,
+                self.clock,
+                self.authorization.cache,
+                lambda: self.local_list,
+                self.transactions.bays,
+                self.queue,
+                self.spawn,
+            )
+        elif name == "firmware.blocks.diagnostics":
+            from firmware.blocks.diagnostics import Diagnostics
+
+            logs = (log.file, self.security.journal)  # the diagnostics log, the security log
+            self.diagnostics = Diagnostics(
+                self.router, self.session, self.connection, self.dm, self.clock, self.board, logs
+            )
+        elif name == "firmware.blocks.local_list":
+            from firmware.blocks.local_list import LocalList
+
+            self.local_list = LocalList(self.router, self.session, self.dm, self.store, self.clock)
+        elif name == "firmware.blocks.firmware_update":
+            from firmware.blocks.firmware_update import FirmwareUpdate
+
+            self.firmware = FirmwareUpdate(
+                self.router,
+                self.session,
+                self.connection,
+                self.store,
+                self.clock,
+                self.board,
+                self.spawn,
+                self.reboot,
+                self.security,
+                self.certificates,
+                self.availability,
+                self.transactions,
+            )
 
     def firmware_status(self):
         """(status, requestId) of the firmware update for TriggerMessage: Idle while its block
@@ -325,17 +314,20 @@ class Station:
         for coro in self._waiting:
             self.spawn(coro)
         self._waiting = []
-        # This task flushes the logs on flash every second (no task of its own: heap): at
-        # most one flash write a second for the lines below error (error lines and security
-        # events are written at once); a flush with nothing buffered returns at once.
+        # This task flushes the logs on flash every second and the authorization cache's
+        # use times every minute (no task of their own: heap): at most one flash write a
+        # second for the lines below error (error lines and security events are written at
+        # once); a flush with nothing buffered returns at once.
         turns = 0
         while not self._stopped.is_set():
             await asyncio.sleep_ms(_TURN_MS)
             turns += 1
-            if turns == _FLUSH_TURNS:
-                turns = 0
+            if turns % _FLUSH_TURNS == 0:
                 log.file.flush()
                 self.security.journal.flush()
+            if turns == _CACHE_TURNS:
+                turns = 0
+                self.authorization.flush()
         for t in self._tasks:
             t.cancel()
 

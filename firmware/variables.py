@@ -139,6 +139,9 @@ VARIABLES = (
     # No standard variable sets what the diagnostics log on flash keeps (lib/log.py
     # file_level): the lowest level written there.
     ("DiagnosticsCtrlr/LogLevel", "ow", "Info", (None, None, None, "Debug,Info,Warning,Error")),
+    # How GetLog uploads to http(s):// (ours, as LogLevel): PUT the file, or POST it as
+    # multipart/form-data.
+    ("DiagnosticsCtrlr/LogUploadMethod", "ow", "PUT", (None, None, None, "PUT,POST")),
     ("ChargingStation/AvailabilityState", "or", "Available", _STATES),
     ("ChargingStation/Available", "br", "true", None),
     ("ChargingStation/AllowNewSessionsPendingFirmwareUpdate", "bw", "false", None),

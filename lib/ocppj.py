@@ -89,27 +89,37 @@ class Router:
     def __init__(self):
         self.handlers = {}
         self.gate = None
+        self._later = []  # load, arg, load, arg, ... of the blocks not loaded yet (later)
 
     def on(self, action, handler, after=None):
         if action not in ocpp_schema.ACTIONS:
             raise ValueError(action)
         self.handlers[action] = (handler, after)
 
-    def later(self, actions, load):
-        """The handlers of `actions` come from `load()`, called on the first CALL of any of
-        them: it imports and builds the block, which registers them with `on`. Until then the
-        block's module costs no RAM (MicroPython's asyncio loads its parts the same way)."""
+    def later(self, actions, load, arg=None):
+        """The handlers of `actions` come from `load()` (`load(arg)` when arg is given), called
+        on the first CALL of any of them: it imports and builds the block, which registers
+        them with `on`. Until then the block's module costs no RAM (MicroPython's asyncio
+        loads its parts the same way). One loader and an argument per block, kept flat in a
+        list: no closure per block (some 60 B of heap each)."""
+        i = len(self._later)
         for action in actions:
             if action not in ocpp_schema.ACTIONS:
                 raise ValueError(action)
-            self.handlers[action] = load  # not a (handler, after) tuple: see entry()
+            self.handlers[action] = i  # an int, not a (handler, after) tuple: see entry()
+        self._later.append(load)
+        self._later.append(arg)
 
     def entry(self, action):
         """(handler, after) of `action`, loading its block first if need be; None when the
         action is not implemented here."""
         entry = self.handlers.get(action)
-        if entry is not None and type(entry) is not tuple:
-            entry()  # the block registers its handlers, replacing the loader
+        if type(entry) is int:
+            load, arg = self._later[entry], self._later[entry + 1]
+            if arg is None:
+                load()
+            else:
+                load(arg)  # the block registers its handlers, replacing the loader's index
             entry = self.handlers.get(action)
             if type(entry) is not tuple:
                 raise CallError(_INTERNAL_ERROR, "no handler after loading " + action)

@@ -97,10 +97,8 @@ def station(tmp_path, online=True, values=None, time=None, **kw):
         st.connection.ready.set()
     st.local_list = LocalList(st.router, st.session, dm, store, st.clock)
     st.auth = st.authorization = Authorization(
-        st.router, st.session, st.connection, dm, store, st.clock, st.spawn, lambda: st.local_list
+        st.router, st.session, st.connection, dm, store, st.clock, lambda: st.local_list
     )
-    flush_loop = st.spawned.pop(0)  # the cache's flush loop: not run here
-    flush_loop.close()
     return st
 
 

@@ -90,12 +90,12 @@ def test_main_knows_the_lazy_blocks_records_without_importing_them():
     from firmware.blocks import firmware_update, local_list
 
     assert main._UPDATE[1] == "firmware.blocks.firmware_update"
-    assert main._UPDATE[3] == firmware_update._STORE
+    assert main._UPDATE[2] == firmware_update._STORE
     assert main._LOCAL_LIST[1] == "firmware.blocks.local_list"
-    assert main._LOCAL_LIST[3] == local_list._STORE
+    assert main._LOCAL_LIST[2] == local_list._STORE
 
 
-def test_each_lazy_block_is_built_by_its_factory_on_its_first_call(devkit):
+def test_each_lazy_block_is_built_on_its_first_call(devkit):
     from firmware import main
 
     station = main.Station(devkit)
@@ -298,3 +298,42 @@ def test_the_config_files_variables_go_to_the_device_model_and_leave_the_setting
     station = Station(devkit)
     assert station.dm.get("OCPPCommCtrlr/HeartbeatInterval") == "77"
     assert "variables" not in devkit.settings  # the device model's now: no second copy in RAM
+
+
+def test_the_station_flushes_the_logs_each_second_and_the_auth_cache_each_minute(
+    devkit, monkeypatch
+):
+    from firmware import main
+
+    monkeypatch.setattr(main, "_TURN_MS", 5)  # a minute of turns in 3 s
+    station = main.Station(devkit)
+    flushes = []
+    monkeypatch.setattr(station.authorization, "flush", lambda: flushes.append("cache"))
+    monkeypatch.setattr(main.log.file, "flush", lambda: flushes.append("log"))
+
+    async def go():
+        task = asyncio.create_task(station.run())
+        for _ in range(3000):  # up to 30 s on a loaded machine
+            if "cache" in flushes:
+                break
+            await asyncio.sleep(0.01)
+        station._stopped.set()
+        await task
+
+    asyncio.run(go())
+    # The logs every 10th turn, the cache on the 600th, after that turn's log flush.
+    assert flushes.count("cache") == 1 and flushes.index("cache") == 60
+
+
+def test_the_auth_cache_flush_logs_a_failing_flash_and_goes_on(devkit, logged, monkeypatch):
+    from firmware import main
+
+    station = main.Station(devkit)
+    _unstarted(station)
+
+    def full(force=False):
+        raise OSError(28, "no space")
+
+    monkeypatch.setattr(station.authorization.cache, "flush", full)
+    station.authorization.flush()
+    assert "cache flush: OSError(28" in logged.getvalue()

@@ -43,6 +43,17 @@ def accepted(csms, sim):
     return st
 
 
+def reconnected(csms, old, timeout=30):
+    """The station's next connection after `old`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        st = csms.csms.stations.get("CS1")
+        if st is not None and st is not old and st.connected:
+            return st
+        assert time.monotonic() < deadline, "no new connection"
+        time.sleep(0.05)
+
+
 def iso(t):
     return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -169,7 +180,7 @@ def test_the_security_log_holds_the_security_events_and_no_password(csms, sims):
         },
     )
     assert got["setVariableResult"][0]["attributeStatus"] in ("Accepted", "RebootRequired")
-    time.sleep(0.5)
+    st = reconnected(csms, st)  # the station reconnects with its new password
     resp = get_log(csms, st, sink(csms).http_url("sec.log"), 4, "SecurityLog")
     assert resp["status"] == "Accepted" and "-security-" in resp["filename"]
     wait_status(csms, st, "Uploaded", 4)
@@ -260,12 +271,7 @@ def test_a_power_loss_during_an_upload_leaves_nothing_behind(csms, sims, tmp_pat
     finally:
         csms.loop.call_soon_threadsafe(server.close)
     sim = sims(csms.url, config=config(), state_dir=state)
-    deadline = time.monotonic() + 30
-    st2 = csms.csms.stations.get("CS1")
-    while st2 is st or st2 is None or not st2.connected:
-        assert time.monotonic() < deadline, "no new connection"
-        time.sleep(0.05)
-        st2 = csms.csms.stations.get("CS1")
+    st2 = reconnected(csms, st)
     sim.wait_status(lambda s: s["registration"] == "Accepted" and s["connected"], timeout=20)
     # Not resumed, no state left: Idle on request, and the next GetLog runs.
     got = csms.call(st2, "TriggerMessage", {"requestedMessage": STATUS})

@@ -605,6 +605,21 @@ def test_a_lazy_block_is_built_on_the_first_call_of_one_of_its_actions():
     assert loads == [1]  # once, for both actions
 
 
+def test_a_lazy_block_loader_gets_its_argument():
+    router = ocppj.Router()
+    got = []
+
+    def load(arg):
+        got.append(arg)
+        router.on("ClearCache", lambda req: {"status": "Accepted"})
+
+    router.later(("ClearCache",), load, ("entry",))
+    handler, after = router.entry("ClearCache")
+    assert got == [("entry",)] and handler({}) == {"status": "Accepted"}
+    router.entry("ClearCache")
+    assert got == [("entry",)]  # loaded once
+
+
 def test_a_loader_that_registers_nothing_is_an_internal_error_and_bad_actions_are_refused():
     router = ocppj.Router()
     router.later(("ClearCache",), lambda: None)

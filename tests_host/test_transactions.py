@@ -246,7 +246,7 @@ def make(tmp_path, tm):
         if online:
             st.connection.ready.set()
         st.authorization = Authorization(
-            st.router, st.session, st.connection, dm, store, st.clock, st.spawn, lambda: None
+            st.router, st.session, st.connection, dm, store, st.clock, lambda: None
         )
         st.txs = st.transactions = Transactions(
             st.router,
@@ -262,11 +262,11 @@ def make(tmp_path, tm):
             st.board.urandom,
             boot_reason,
         )
-        loops = [c for c in st.spawned if c.__name__ in ("_timers", "_flush_loop")]
-        assert len(loops) == 2
+        loops = [c for c in st.spawned if c.__name__ == "_timers"]
+        assert len(loops) == 1
         for c in loops:
             st.spawned.remove(c)
-            c.close()  # the endless loops: the tests call _tick themselves
+            c.close()  # the endless loop: the tests call _tick themselves
         return st
 
     return build

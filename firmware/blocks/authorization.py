@@ -9,7 +9,6 @@ import log
 from firmware.auth_cache import AuthCache, token_key
 
 _TAG = const("auth")
-_FLUSH_EVERY_MS = const(60000)  # how often pending cache use times may go to flash
 
 _AUTH = const("AuthCtrlr/")
 _CACHE = const("AuthCacheCtrlr/")
@@ -53,7 +52,7 @@ class Authorization:
     EVSEs than the one asked for is refused with NotAtThisLocation.
     """
 
-    def __init__(self, router, session, connection, dm, store, clock, spawn, local_list):
+    def __init__(self, router, session, connection, dm, store, clock, local_list):
         """local_list(): the local list block, or None while it is not loaded (no list on
         flash: nothing to find there)."""
         self.session = session
@@ -62,7 +61,6 @@ class Authorization:
         self._local_list = local_list
         self.cache = AuthCache(store, dm, clock)
         router.on("ClearCache", self.on_clear_cache)
-        spawn(self._flush_loop())
 
     # -- ClearCache (C11) -------------------------------------------------------------------
 
@@ -157,10 +155,10 @@ class Authorization:
             return
         self.cache.put(id_token, id_token_info)
 
-    async def _flush_loop(self):
-        while True:
-            await asyncio.sleep_ms(_FLUSH_EVERY_MS)
-            try:
-                self.cache.flush()
-            except Exception as e:  # a full or failing file system: logged, retried later
-                log.exc(_TAG, "cache flush", e)
+    def flush(self):
+        """Write the cache's pending use times (the station calls it once a minute: no task
+        of its own, some 150 B of heap)."""
+        try:
+            self.cache.flush()
+        except Exception as e:  # a full or failing file system: logged, retried later
+            log.exc(_TAG, "cache flush", e)
