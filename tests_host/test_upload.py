@@ -670,3 +670,10 @@ def test_a_negative_size_is_refused_before_anything_is_sent():
         run(httpc.upload("http://127.0.0.1:9/a", -1, lambda: []))
     with pytest.raises(ValueError):
         run(ftpc.stor("ftp://127.0.0.1:9/a", -1, lambda: []))
+
+
+def test_a_slow_sink_still_saves_the_whole_body(sink):
+    sink.read_delay = 0.01  # 1 KB, then a pause
+    body = bytes(range(256)) * 12
+    run(httpc.upload(sink.http_url("slow.log"), len(body), lambda: [body]))
+    assert (Path(sink.directory) / "slow.log").read_bytes() == body

@@ -48,12 +48,15 @@
   900 s): the real transactions block and queue under CPython on a fake clock, three one-hour
   11 kW sessions: the queue journal, the transaction document (rewritten with each event for
   its seqNo) and the TxEnded samples file (appended every TxEndedInterval).
+- log_flash_bytes_per_charging_hour: tools/bench_logs.py: what the diagnostics log on flash
+  writes per charging hour at the default level.
 - rsa2048_verify_ms, ecdsa_p256_verify_ms, sha256_mb_per_s: tools/bench_crypto.py, on the
   MicroPython unix port (medians of 21 runs; SHA-256 over 1 MiB in 4 KiB pieces).
 - ota_update_peak_heap_bytes: tools/bench_ota.py: the peak GC heap above idle during a whole
   signed update of the virtual wallbox, measured inside the update block.
 - esp32_frozen_bytes, esp32_idle_heap_bytes, esp32_min_heap_kib, esp32_peak_heap_bytes: the
-  virtual ESP32 (tools/bench_esp32.py; the reference scenario is tools/esp32_scenario.py).
+  virtual ESP32 (tools/bench_esp32.py; the reference scenario is tools/esp32_scenario.py);
+  esp32_log_upload_peak_heap_bytes: the heap a log upload needs there (tools/bench_logs.py).
 """
 
 import json
@@ -67,7 +70,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tools import bench_crypto, bench_esp32, bench_ota  # noqa: E402
+from tools import bench_crypto, bench_esp32, bench_logs, bench_ota  # noqa: E402
 from tools.harness import CsmsThread, Sim  # noqa: E402
 
 GV = {
@@ -555,6 +558,8 @@ def main():
     print("queue_flash_bytes_per_charging_hour: %d bytes" % flash, flush=True)
     flash = flash_bytes_per_charging_hour()
     print("flash_bytes_per_charging_hour: %d bytes" % flash, flush=True)
+    flash = bench_logs.log_flash_bytes_per_charging_hour()
+    print("log_flash_bytes_per_charging_hour: %d bytes" % flash, flush=True)
     bench_crypto.main()  # rsa2048_verify_ms, ecdsa_p256_verify_ms, sha256_mb_per_s
     print("ota_update_peak_heap_bytes: %d bytes" % bench_ota.figure(), flush=True)
     bench_esp32.main()  # esp32_frozen_bytes, esp32_idle_heap_bytes, esp32_min_heap_kib, ...

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tools import esp32_scenario, esp32sim  # noqa: E402
+from tools import bench_logs, esp32_scenario, esp32sim  # noqa: E402
 from tools.harness import FAST, CsmsThread, Sim, variables  # noqa: E402
 
 
@@ -80,6 +80,11 @@ def main():
     print("esp32_min_heap_kib: %s" % ("%d KiB" % kib if kib else "over 112 KiB"), flush=True)
     peak = peak_heap_bytes()
     print("esp32_peak_heap_bytes: %s" % ("%d bytes" % peak if peak else "failed"), flush=True)
+    peak = bench_logs.esp32_log_upload_peak_heap_bytes()
+    print(
+        "esp32_log_upload_peak_heap_bytes: %s" % ("%d bytes" % peak if peak else "failed"),
+        flush=True,
+    )
     if esp32_scenario.MISSING:
         print("esp32_scenario_missing: %s" % ", ".join(esp32_scenario.MISSING), flush=True)
 

@@ -13,11 +13,13 @@ HTTP: PUT saves the raw body, POST the part named "file" of a multipart/form-dat
 the last segment of the URL's path (for a path ending in "/", the part's filename; else
 upload-N.log), answering 201. ``require_auth = True`` answers 401 to a request without the
 sink's Basic credentials; ``answer = 500`` (any status) answers that to every request, the body
-read and dropped. With ``certfile`` and ``keyfile`` it serves https:// instead. FTP: the user
-may write into the folder, and so may anonymous (``anonymous=False`` refuses it); passive mode
-on 127.0.0.1. ``attempts`` records every request as an Upload (method, path, t = time.monotonic(),
-status, file saved or None, size): "PUT"/"POST" with the HTTP status, "STOR" with 226 (or None
-for a cut transfer), "LOGIN" with 530 for refused credentials.
+read and dropped; ``read_delay = 0.02`` reads HTTP bodies 1 KB at a time with that pause after
+each (a slow link, for measurements). With ``certfile`` and ``keyfile`` it serves https://
+instead. FTP: the user may write into the folder, and so may anonymous (``anonymous=False``
+refuses it); passive mode on 127.0.0.1. ``attempts`` records every request as an Upload
+(method, path, t = time.monotonic(), status, file saved or None, size): "PUT"/"POST" with the
+HTTP status, "STOR" with 226 (or None for a cut transfer), "LOGIN" with 530 for refused
+credentials.
 """
 
 import asyncio
@@ -109,6 +111,7 @@ class LogSink:
         self.anonymous = anonymous
         self.require_auth = False
         self.answer = None
+        self.read_delay = 0  # seconds to pause after each 1 KB of an HTTP body (a slow link)
         self.attempts = []
         self.http_port = None
         self.ftp_port = None
@@ -217,7 +220,15 @@ class LogSink:
         size = int(cl)
         if size > _MAX_BODY:
             return 413, None, size
-        body = await asyncio.wait_for(reader.readexactly(size), _TIMEOUT)
+        if self.read_delay:  # a slow link: the body in pieces, a pause after each
+            body = b""
+            while len(body) < size:
+                body += await asyncio.wait_for(
+                    reader.readexactly(min(1024, size - len(body))), _TIMEOUT
+                )
+                await asyncio.sleep(self.read_delay)
+        else:
+            body = await asyncio.wait_for(reader.readexactly(size), _TIMEOUT)
         if self.answer is not None:
             return self.answer, None, size
         if method not in ("PUT", "POST"):

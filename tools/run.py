@@ -136,7 +136,7 @@ async def main(argv=None):
     csms = Csms(
         port=args.port,
         log=lambda text: print(text, flush=True),
-        log_sink=ROOT / "state" / "logs",  # where GetLog's uploads land (getlog command)
+        log_sink=ROOT / "state" / "uploads",  # where GetLog's uploads land (getlog command)
     )
     await csms.start()
     url = "ws://127.0.0.1:%d/ocpp" % csms.port

@@ -8,6 +8,8 @@
 #               than a sample's gap (and the garbage a running GC would reclaim)
 #   heap_free   bytes free right after that collection
 #
+# {"cmd":"heap_reset"} starts the peak again from the live heap now.
+#
 # The sampler costs a collection every 20 ms: a heavier GC load than the firmware's own, so
 # timings under the probe are not the firmware's.
 
@@ -34,6 +36,15 @@ def _status(self, _orig=_control.Control.status):
     return d
 
 
+async def _dispatch(self, cmd, _orig=_control.Control.dispatch):
+    # {"cmd":"heap_reset"}: the peak starts again from the live heap now (a step's own peak)
+    if cmd.get("cmd") == "heap_reset":
+        gc.collect()
+        _peak[0] = gc.mem_alloc()
+        return {"ok": True}
+    return await _orig(self, cmd)
+
+
 async def _sampler():
     while True:
         gc.collect()
@@ -57,5 +68,6 @@ def _run(board):
 
 
 _control.Control.status = _status
+_control.Control.dispatch = _dispatch
 _main.run = _run
 import boards.sim.run  # noqa: E402, F401  (starts the firmware)
