@@ -16,9 +16,13 @@
 #   to ChargingStationMaxProfile and TxDefaultProfile; for TxProfile FR.39 (same transactionId +
 #   stackLevel, another id) is the rule. FR.52/53 (TxDefault with one stackLevel both on EVSE 0
 #   and an EVSE) holds whatever the validity.
-# - Values the spec bounds but the schema does not (stackLevel < 0, limit < 0, numberPhases not
-#   1..3, phaseToUse not 1..3, duration < 0, validTo not after validFrom, an unreadable time)
-#   are Rejected with "InvalidValue".
+# - Values the spec bounds but the schema does not (stackLevel < 0, a limit negative, NaN or
+#   infinite, numberPhases or phaseToUse not 1..3, duration < 0, validTo not after validFrom, an
+#   unreadable time) are Rejected with "InvalidValue".
+# - K01.FR.05 replaces a profile of the same id, but never one of the station's external
+#   constraints: such an id is Rejected ("ExternalProfileId").
+# - A TxProfile needs its transactionId here; RequestStartTransaction's profile (K05) gets the
+#   new transaction's id filled in by the caller before `check` and `put`.
 # - chargingLimitSource: ChargingStationExternalConstraints are the station's own ("EMS"), every
 #   other profile came from the CSMS ("CSO").
 # - GetChargingProfiles evseId: 0 = the profiles installed on EVSE 0 only, N = those installed
@@ -62,7 +66,7 @@ def check(evse_id, profile, ctx):
     level = p["stackLevel"]
     if evse_id < 0 or evse_id > ctx.evses:  # K01.FR.28
         return ("UnknownEVSE", "evseId %d: the station has %d" % (evse_id, ctx.evses))
-    if purpose == _EXTERNAL:  # the station's own (load management), never from the CSMS
+    if purpose == _EXTERNAL:  # K01.FR.22: the station's own (load management), not the CSMS's
         return ("ExternalConstraints", "set by the station itself, not by the CSMS")
     if purpose == _MAX:  # K01.FR.38
         if evse_id != 0:
@@ -135,8 +139,9 @@ def _check_schedule(evse_id, kind, s, ctx):
         if t <= last:  # K01.FR.35
             return ("PeriodsNotAscending", "startPeriod %d after %d" % (t, last))
         last = t
-        if q["limit"] < 0:
-            return ("InvalidValue", "limit below 0")
+        lim = q["limit"]
+        if not 0 <= lim < 1e9:  # negative, NaN or infinite (CPython's json reads NaN)
+            return ("InvalidValue", "limit %r" % lim)
         n = q.get("numberPhases")
         if n is not None:
             if n < 1 or n > 3:
@@ -163,6 +168,8 @@ def _check_stored(evse_id, p, purpose, level, tx_id, start, end, ctx):
     replaces = False
     for e, q in store._items:
         if q["id"] == pid:  # K01.FR.05: replaced, so no conflict and no new entry
+            if q["chargingProfilePurpose"] == _EXTERNAL:  # ... unless the station's own
+                return ("ExternalProfileId", "id %d is an external constraint" % pid)
             replaces = True
             continue
         if q["stackLevel"] != level:

@@ -225,6 +225,13 @@ RULES = [
         "InvalidValue",
     ),
     (
+        "NaN limit",
+        1,
+        _mutated(lambda p: period(p, 0).update(limit=float("nan"))),
+        {},
+        "InvalidValue",
+    ),
+    (
         "validTo not after validFrom",
         1,
         profile(validFrom="2027-01-15T09:00:00Z", validTo="2027-01-15T08:00:00Z"),
@@ -288,6 +295,12 @@ def test_fr39_same_transaction_and_stack_level_under_another_id():
     )
     assert check(1, profile(pid=2, purpose="TxProfile", transactionId="tx-1", level=2), c) is None
     assert check(1, profile(pid=1, purpose="TxProfile", transactionId="tx-1"), c) is None
+
+
+def test_fr05_never_replaces_an_external_constraint():
+    ps = _stored((0, profile(pid=7, purpose="ChargingStationExternalConstraints")))
+    assert check(0, profile(pid=7), ctx(ps))[0] == "ExternalProfileId"
+    assert check(0, profile(pid=8), ctx(ps)) is None
 
 
 def test_entries_limit_counts_new_ids_only():
