@@ -27,9 +27,9 @@
 #   other profile came from the CSMS ("CSO").
 # - GetChargingProfiles evseId: 0 = the profiles installed on EVSE 0 only, N = those installed
 #   on EVSE N only (not EVSE 0's), absent = all.
-# - ClearChargingProfile: chargingProfileId and chargingProfileCriteria, when both are given,
-#   must both match ("if they meet the other criteria in the request"); neither given clears
-#   every profile. ChargingStationExternalConstraints are never cleared.
+# - ClearChargingProfile: a chargingProfileId clears that profile alone, criteria ignored (as
+#   K10.FR.03 reads and EVerest's libocpp does); else the criteria given must all match; neither
+#   given clears every profile. ChargingStationExternalConstraints are never cleared (K10.FR.04).
 
 from micropython import const
 
@@ -349,11 +349,11 @@ class Profiles:
 
     def clear(self, req):
         """ClearChargingProfile: the answer's status, "Accepted" when a profile was removed,
-        else "Unknown". chargingProfileId and chargingProfileCriteria (evseId,
-        chargingProfilePurpose, stackLevel) must all match where given; external constraints
-        are never removed."""
+        else "Unknown". By chargingProfileId (the criteria then ignored), else by
+        chargingProfileCriteria (evseId, chargingProfilePurpose, stackLevel: all given must
+        match); external constraints are never removed (K10.FR.04)."""
         pid = req.get("chargingProfileId")
-        c = req.get("chargingProfileCriteria") or {}
+        c = (pid is None and req.get("chargingProfileCriteria")) or {}
         evse = c.get("evseId")
         purpose = c.get("chargingProfilePurpose")
         level = c.get("stackLevel")

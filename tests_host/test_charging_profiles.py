@@ -504,11 +504,9 @@ def test_clear_by_id(tmp_path):
     assert _clear(ps, {"chargingProfileId": 3}) == "Unknown"
     assert _clear(ps, {"chargingProfileId": 5}) == "Unknown"  # external: never cleared
     assert ps.get(5) is not None
-    # id and criteria both given: both must match
+    # id and criteria both given: the id alone counts (K10.FR.03)
     req = {"chargingProfileId": 1, "chargingProfileCriteria": {"evseId": 2}}
-    assert _clear(ps, req) == "Unknown" and ps.get(1) is not None
-    req = {"chargingProfileId": 1, "chargingProfileCriteria": {"evseId": 1}}
-    assert _clear(ps, req) == "Accepted" and ps.get(1) is None
+    assert _clear(ps, req) == "Accepted" and ps.get(1) is None and ps.count() == 4
     assert _clear(ps, {"chargingProfileId": 4}) == "Accepted"  # a TxProfile
 
 
