@@ -13,6 +13,7 @@
 #       next:   the first instant after t at which the result may change, None for never
 #               (a change of ctx, e.g. a transaction starting, is the caller's to notice)
 #   composite(profiles, start, duration, unit, ctx) -> the CompositeScheduleType dict
+#   composite_steps(...)         the same as a lib/steps generator, for steps.run_async
 #   in_unit(amps, phases, unit, ctx) -> amps per phase as "A" or "W", rounded to 0.1
 #   expired(profile, t)          -> True once validTo has passed (the store purges it)
 #
@@ -59,6 +60,8 @@ _WEEK = const(604800)
 _VOLTS = const(230)
 # The composite reports this when nothing limits at all: the most a Mode 3 pilot can offer.
 _NO_LIMIT_A = const(80)
+# composite_steps yields after this many change points (each one a pass over the profiles)
+_BATCH = const(16)
 
 # Slots of limit_at's winners: index into its `best` list.
 _MAX = const(0)  # ChargingStationMaxProfile (EVSE 0)
@@ -140,14 +143,19 @@ def _cover(p, t, ctx):
     off = t - s0
     if off < periods[0]["startPeriod"]:
         return None, _least(s0 + periods[0]["startPeriod"], vt)
-    cur = None
+    # binary search: up to 1024 periods, ascending (K01.FR.35), and a composite asks often
+    lo = 0
+    hi = len(periods)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if periods[mid]["startPeriod"] <= off:
+            lo = mid
+        else:
+            hi = mid
     nxt = end
-    for q in periods:
-        if q["startPeriod"] > off:
-            nxt = _least(s0 + q["startPeriod"], end)
-            break
-        cur = q
-    return cur, _least(nxt, vt)
+    if hi < len(periods):
+        nxt = _least(s0 + periods[hi]["startPeriod"], end)
+    return periods[lo], _least(nxt, vt)
 
 
 def _least(a, b):
@@ -184,7 +192,7 @@ def limit_at(profiles, t, ctx):
     for b in best:
         if b is not None:
             n = b[1].get("numberPhases", 3)
-            if n < phases:
+            if 0 < n < phases:  # 0 or less: nonsense the validation should have refused
                 phases = n
     volts = ctx.get("voltage") or _VOLTS
     share = 1 if ctx["evse"] == 0 else ctx.get("share", 1)
@@ -219,11 +227,23 @@ def composite(profiles, start, duration, unit, ctx):
     """GetCompositeSchedule's CompositeScheduleType for ctx's EVSE over [start, start +
     duration), limits in unit ("A" or "W"; None: "A"). Walks limit_at's change points, so that
     what it reports is what limit_at applies; equal adjacent periods are merged."""
+    gen = composite_steps(profiles, start, duration, unit, ctx)
+    try:
+        while True:
+            next(gen)
+    except StopIteration as e:  # steps.run, without importing asyncio
+        return e.value
+
+
+def composite_steps(profiles, start, duration, unit, ctx):
+    """composite as a generator (lib/steps): yields every _BATCH change points, so that a
+    block can `await steps.run_async(...)` over long schedules without holding the loop."""
     unit = unit or "A"
     out = []
     last = None
     t = start
     stop = start + duration
+    i = 0
     while True:
         amps, phases, nxt = limit_at(profiles, t, ctx)
         lim = in_unit(_NO_LIMIT_A if amps is None else amps, phases, unit, ctx)
@@ -233,6 +253,9 @@ def composite(profiles, start, duration, unit, ctx):
         if nxt is None or nxt >= stop:
             break
         t = nxt if nxt > t else t + 1  # always forward, whatever a profile says
+        i += 1
+        if i % _BATCH == 0:
+            yield
     return {
         "evseId": ctx["evse"],
         "duration": duration,

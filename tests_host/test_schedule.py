@@ -570,3 +570,25 @@ def test_same_results_on_micropython(tmp_path):
         "1 21600 2026-01-18T21:00:00Z A 0:16.0/3 3600:0.0/3 10800:16.0/1 18000:16.0/3"
     )
     assert lines[8] == "1 3600 2026-01-05T00:00:00Z W 0:55200.0/3 600:6900.0/3 2400:13800.0/3"
+
+
+def test_many_periods_and_the_steps_generator():
+    # 1024 periods (the schema's most), one a minute: the binary search finds each; the
+    # composite over them is the same through composite_steps, which yields every 16 changes
+    pers = [(60 * i, 6 + i % 7) for i in range(1024)]
+    P = [(1, dflt(1, 0, pers))]
+    for i in (0, 1, 2, 511, 512, 1022):
+        assert sc.limit_at(P, T0 + 60 * i + 30, EV1) == (6 + i % 7, 3, T0 + 60 * i + 60)
+        assert sc.limit_at(P, T0 + 60 * i, EV1) == (6 + i % 7, 3, T0 + 60 * i + 60)
+    assert sc.limit_at(P, T0 + 60 * 1023 + 30, EV1) == (6 + 1023 % 7, 3, None)
+    gen = sc.composite_steps(P, T0, 1024 * 60, "A", EV1)
+    yields = 0
+    try:
+        while True:
+            next(gen)
+            yields += 1
+    except StopIteration as e:
+        c = e.value
+    assert yields == 1023 // 16
+    assert c == sc.composite(P, T0, 1024 * 60, "A", EV1)
+    assert periods(c) == [(60 * i, float(6 + i % 7), 3) for i in range(1024)]
