@@ -544,6 +544,10 @@ def test_same_results_on_micropython(tmp_path):
     script = tmp_path / "schedule_mp.py"
     script.write_text(MP_SCRIPT)
     mp = _run([str(MICROPYTHON)], script)
+    # the 32-bit port at an ESP32's heap, when built (tools/esp32sim.py build --bare)
+    bare = ROOT / "build" / "esp32sim" / "micropython-bare"
+    if bare.exists():
+        assert _run([str(bare), "-X", "heapsize=112K"], script) == mp
     boot = tmp_path / "cpython.py"
     boot.write_text(
         "import sys\nsys.path[:0] = [%r, %r]\nimport mpcompat\nmpcompat.install()\n"
