@@ -28,7 +28,7 @@ from store import Store
 
 # Blocks that are not always needed are imported and built on the first CALL of one of their
 # actions (ocppj.Router.later), or at boot when their document is on flash: until then they
-# cost no RAM. Station._build hands each what it uses. The tables are constants (in flash on
+# cost no RAM. Station._load hands each what it uses. The tables are constants (in flash on
 # a board): (actions, module), or (actions, module, document).
 
 # Blocks that only answer CALLs.
