@@ -17,6 +17,7 @@ import asyncio
 
 from micropython import const
 
+from httpc import send_pieces  # the file's pieces go out as an HTTP upload's body does
 from url import split as url_split
 from url import unquote, userinfo
 
@@ -101,29 +102,6 @@ def _pasv_port(line):
     return nums[4] * 256 + nums[5]
 
 
-async def _send(w, size, pieces, timeout_ms):
-    # As httpc._send: the pieces of the file, exactly size bytes.
-    copy = not hasattr(w, "s")  # CPython's transport keeps what it has not sent: not a copy
-    n = 0
-    it = pieces()
-    try:
-        for p in it:
-            if isinstance(p, str):
-                p = p.encode()
-            elif copy:
-                p = bytes(p)
-            n += len(p)
-            if n > size:
-                break
-            w.write(p)
-            await asyncio.wait_for_ms(w.drain(), timeout_ms)
-    finally:
-        if hasattr(it, "close"):
-            it.close()
-    if n != size:
-        raise FtpError("file is %s %d bytes" % ("not" if n < size else "over", size))
-
-
 def _target(url):
     # -> (host, port, user, password, path to STOR); ValueError for a URL we cannot use.
     tls, host, port, path = url_split(url, "ftp", "ftps", lenient=True, ports=(21, 990))
@@ -159,7 +137,9 @@ async def stor(url, size, pieces, timeout_ms=30000):
         dport = _pasv_port(await _cmd(r, w, tmo, "PASV", (227,)))
         _, dw = await asyncio.wait_for_ms(asyncio.open_connection(host, dport), tmo)
         await _cmd(r, w, tmo, "STOR " + path, (125, 150))
-        await _send(dw, size, pieces, tmo)
+        n = await send_pieces(dw, size, pieces, tmo)
+        if n != size:
+            raise FtpError("file is %s %d bytes" % ("not" if n < size else "over", size))
         # The end of the data connection is the end of the file: close it gracefully (CPython
         # flushes its buffer; MicroPython's drain has sent everything already).
         dw.close()

@@ -221,8 +221,11 @@ def _location(url, loc, tls, host, port):
     return "%s://%s:%d%s" % (scheme, host, port, loc)
 
 
-async def _send(w, size, pieces, timeout_ms):
-    # The pieces of an upload body (bytes, bytearray, memoryview or str), exactly size bytes.
+async def send_pieces(w, size, pieces, timeout_ms):
+    """Write the pieces of `pieces()` (bytes, bytearray, memoryview or str) to the stream `w`,
+    each drained before the next is asked for (its buffer may be reused), stopping once they
+    pass `size` bytes; -> the bytes they came to (the caller's error when not `size`). Also
+    lib/ftpc.py's data connection."""
     copy = not hasattr(w, "s")  # CPython's transport keeps what it has not sent: not a copy
     n = 0
     it = pieces()
@@ -240,8 +243,7 @@ async def _send(w, size, pieces, timeout_ms):
     finally:
         if hasattr(it, "close"):
             it.close()  # a generator's finally (an open file) runs now, not at the next gc
-    if n != size:
-        raise HttpError("body is %s %d bytes" % ("not" if n < size else "over", size))
+    return n
 
 
 async def _exchange(url, ssl_ctx, timeout_ms, redirects, method, extra, body=None):
@@ -261,7 +263,10 @@ async def _exchange(url, ssl_ctx, timeout_ms, redirects, method, extra, body=Non
             lost = None
             if body is not None:
                 try:
-                    await _send(w, body[1], body[2], timeout_ms)
+                    n = await send_pieces(w, body[1], body[2], timeout_ms)
+                    if n != body[1]:
+                        what = "not" if n < body[1] else "over"
+                        raise HttpError("body is %s %d bytes" % (what, body[1]))
                     w.write(body[3])
                     await asyncio.wait_for_ms(w.drain(), timeout_ms)
                 except OSError as e:
