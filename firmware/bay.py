@@ -74,8 +74,9 @@ class Bay:
             return "Charging"
         if e.offered_a > 0:
             return "SuspendedEV"
-        if self.token is not None and (self.invalid or e.faults or not e.available):
-            return "SuspendedEVSE"  # authorized, and the EVSE decided to offer nothing
+        if self.token is not None and (self.invalid or e.faults or not e.available or e.limited):
+            # authorized, and the EVSE decided to offer nothing (a fault, a limit below 6 A)
+            return "SuspendedEVSE"
         return "EVConnected"
 
     def usable(self):
