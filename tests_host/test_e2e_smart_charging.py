@@ -200,3 +200,34 @@ def test_profiles_survive_a_power_loss_and_apply_offline(csms, sims):
     e = evse(sim2, lambda e: e["contactor"], timeout=20)
     assert e["offered_a"] == 13.0 and e["pwm_duty"] == 21.7
     assert not sim2.cmd("status")["connected"]
+
+
+def test_request_start_with_a_profile_limits_its_transaction(csms, sims):
+    # K05: the TxProfile of RequestStartTransaction applies to the transaction it starts (the
+    # block loads with it).
+    sim = sims(csms.url, config=CONFIG)
+    st = accepted(csms, sim)
+    assert sim.cmd("plug_in", evse=1, cable_a=32) == {"ok": True}
+    evse(sim, lambda e: e["cp"] == "B")
+    p = profile(8, "TxProfile", periods=((0, 8),))
+    req = {
+        "idToken": {"idToken": "R1", "type": "Central"},
+        "remoteStartId": 3,
+        "evseId": 1,
+        "chargingProfile": p,
+    }
+    assert csms.call(st, "RequestStartTransaction", req) == {"status": "Accepted"}
+    assert sim.cmd("ev_state", evse=1, state="C") == {"ok": True}
+    e = evse(sim, lambda e: e["contactor"] and e["offered_a"] == 8.0, timeout=15)
+    assert e["pwm_duty"] == 13.3
+    n = len(st.frames)
+    r = csms.call(st, "GetChargingProfiles", {"requestId": 9, "chargingProfile": {}})
+    assert r == {"status": "Accepted"}
+    f = csms.wait_call(st, "ReportChargingProfiles", start=n)
+    assert f.payload == {
+        "requestId": 9,
+        "chargingLimitSource": "CSO",
+        "tbc": False,
+        "evseId": 1,
+        "chargingProfile": [dict(p, transactionId=e["tx_id"])],
+    }

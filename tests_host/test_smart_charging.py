@@ -293,3 +293,27 @@ def test_not_enabled_rejects_and_applies_nothing(st):
     assert st.evses[0].limit is None
     r = set_profile(st, 1, profile(2, level=1))
     assert r["statusInfo"]["reasonCode"] == "NotEnabled"
+
+
+def test_request_start_profile_becomes_a_tx_profile_of_the_new_transaction(st):
+    # K05: kept on the bay by the transactions block, without a transactionId
+    b = st.txs.bays[0]
+    b.token = {"idToken": "T", "type": "Central"}
+    b.profile = profile(7, "TxProfile", limit=8)
+    st.block.apply()
+    assert b.profile is not None and st.block.profiles.count() == 0  # no transaction yet
+    st.txs.start(1, "t9")
+    st.block.apply()
+    assert b.profile is None
+    assert st.block.profiles.get(7)[1]["transactionId"] == "t9"
+    assert st.evses[0].limit == 8
+
+
+def test_request_start_profile_breaking_a_rule_is_ignored(st):
+    b = st.txs.bays[0]
+    b.token = {"idToken": "T", "type": "Central"}
+    b.profile = profile(7, "TxProfile", limit=8, level=99)  # above ProfileStackLevel
+    st.txs.start(1, "t9")
+    st.block.apply()
+    assert b.profile is None and st.block.profiles.count() == 0
+    assert st.evses[0].limit is None

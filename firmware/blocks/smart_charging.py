@@ -90,9 +90,18 @@ class SmartCharging:
         self._available()
         if not self.dm.get_bool(_ENABLED):
             return _answer("Rejected", "NotEnabled", "SmartChargingCtrlr.Enabled is false")
-        dm = self.dm
         n = req["evseId"]
         p = req["chargingProfile"]
+        r = self._check(n, p)
+        if r is not None:
+            log.info(_TAG, "profile %d rejected: %s" % (p["id"], r[0]))
+            return _answer("Rejected", r[0], r[1])
+        self.profiles.put(n, p)
+        log.info(_TAG, "profile %d set on EVSE %d" % (p["id"], n))
+        return _answer("Accepted")
+
+    def _check(self, n, p):
+        dm = self.dm
         ctx = _Ctx(
             len(self.evses),
             [None] + [self.txs.tx_id(e) for e in self.evses],
@@ -104,13 +113,25 @@ class SmartCharging:
             dm.get_bool(_SWITCHING),
             self.profiles,
         )
-        r = check(n, p, ctx)
+        return check(n, p, ctx)
+
+    def _start_profile(self, b, n, tx):
+        """K05: RequestStartTransaction's chargingProfile (kept on the bay by the transactions
+        block) becomes a TxProfile of the transaction it started; one that breaks a rule is
+        ignored (the transaction goes on, TC_K_38)."""
+        p = b.profile
+        b.profile = None
+        if p.get("chargingProfilePurpose") != "TxProfile":
+            log.warn(_TAG, "RequestStart's profile %s ignored: not a TxProfile" % p.get("id"))
+            return
+        p = dict(p)
+        p["transactionId"] = tx
+        r = self._check(n, p)
         if r is not None:
-            log.info(_TAG, "profile %d rejected: %s" % (p["id"], r[0]))
-            return _answer("Rejected", r[0], r[1])
+            log.warn(_TAG, "RequestStart's profile %d ignored: %s" % (p["id"], r[0]))
+            return
         self.profiles.put(n, p)
-        log.info(_TAG, "profile %d set on EVSE %d" % (p["id"], n))
-        return _answer("Accepted")
+        log.info(_TAG, "profile %d set on EVSE %d for transaction %s" % (p["id"], n, tx))
 
     def after_change(self, req, resp):
         if resp["status"] == "Accepted":
@@ -201,6 +222,12 @@ class SmartCharging:
             if old is not None and old != tx:
                 prof.end_transaction(old)
             self._tx[i] = tx
+            b = self.txs.bay(e)
+            if getattr(b, "profile", None) is not None:  # K05
+                if tx is not None:
+                    self._start_profile(b, i + 1, tx)
+                elif b.token is None:
+                    b.profile = None  # the remote start came to nothing
             amps = None
             if enabled:
                 ctx = self._ctx(i + 1, share)
