@@ -142,7 +142,27 @@ def test_a_zero_period_pauses_and_the_next_resumes_the_same_transaction(csms, si
             and f.payload["eventType"] == "Updated"
         ),
     )
+    # the schedule's rise (not a CSMS call) beyond LimitChangeSignificance, once the pilot
+    # acted on it (K01)
+    f = csms.wait_frame(
+        st,
+        lambda f: (
+            f.direction == "in"
+            and f.action == TE
+            and f.kind == "call"
+            and f.payload["triggerReason"] == "ChargingRateChanged"
+        ),
+    )
+    ev = dict(f.payload)
+    assert ev.pop("timestamp") and ev.pop("seqNo") > 0
+    assert ev == {
+        "eventType": "Updated",
+        "offline": False,
+        "triggerReason": "ChargingRateChanged",
+        "transactionInfo": {"transactionId": tx},
+    }
     events = tx_events(st)
+    assert [e["triggerReason"] for e in events].count("ChargingRateChanged") == 1
     assert {ev["transactionInfo"]["transactionId"] for ev in events} == {tx}
     assert "Ended" not in [ev["eventType"] for ev in events]
 

@@ -43,7 +43,12 @@ class FakeEvse:
 
 class FakeTxs:
     def __init__(self, evses):
-        self.bays = [SimpleNamespace(tx=None) for _ in evses]
+        self.bays = [
+            SimpleNamespace(tx=None, ending=None, stopping=None, token=None, posted=[])
+            for _ in evses
+        ]
+        for b in self.bays:
+            b.post = lambda kind, trigger, b=b: b.posted.append((kind, trigger))
 
     def bay(self, e):
         return self.bays[e.id - 1]
@@ -186,6 +191,31 @@ def test_a_zero_period_then_a_higher_one(st):
     st.clock.t += 60
     st.block.apply()
     assert st.evses[0].limit == 16
+
+
+def test_a_period_change_beyond_the_significance_is_charging_rate_changed(st):
+    # K01: told with the transaction, one pass later (after the EVSE acted), never for a
+    # change a CSMS call made or one within LimitChangeSignificance (10 %)
+    st.txs.start(1, "t1")
+    periods = [
+        {"startPeriod": 0, "limit": 20},
+        {"startPeriod": 60, "limit": 19},
+        {"startPeriod": 120, "limit": 10},
+    ]
+    set_profile(st, 1, profile(1, periods=periods))
+    posted = st.txs.bays[0].posted
+    st.block.apply()
+    assert st.evses[0].limit == 20 and posted == []  # set by the CSMS
+    st.clock.t += 60
+    st.block.apply()
+    st.block.apply()
+    assert st.evses[0].limit == 19 and posted == []  # 5 %
+    st.clock.t += 60
+    st.block.apply()
+    assert st.evses[0].limit == 10 and posted == []
+    st.block.apply()
+    assert posted == [("Updated", "ChargingRateChanged")]
+    assert st.txs.bays[1].posted == []
 
 
 def test_watts_become_amps_with_the_nominal_voltage_and_phases(st):

@@ -21,6 +21,7 @@ import ocppj
 import schedule
 import steps
 from firmware.charging_profiles import Profiles, check, report_parts
+from firmware.queue import UPDATED
 
 _TAG = const("smart")
 _ENABLED = const("SmartChargingCtrlr/Enabled")
@@ -31,6 +32,7 @@ _STACK = const("SmartChargingCtrlr/ProfileStackLevel")
 _UNITS = const("SmartChargingCtrlr/RateUnit")
 _SWITCHING = const("SmartChargingCtrlr/ACPhaseSwitchingSupported")
 _VOLTAGE = const("SmartChargingCtrlr/NominalVoltage")
+_SIGNIFICANCE = const("SmartChargingCtrlr/LimitChangeSignificance")
 _TICK_MS = const(1000)  # the limits are recomputed this often
 _PART_ITEMS = const(4)  # profiles per ReportChargingProfiles
 
@@ -71,6 +73,7 @@ class SmartCharging:
         self.capacity = dm.decl(_ENTRIES)[3][2]  # Entries' maxLimit
         self._tx = [None] * len(evses)  # the transaction id seen on each EVSE at the last pass
         self.limits = [None] * len(evses)  # the limit applied to each EVSE (A), None: none
+        self._rate = [False] * len(evses)  # a ChargingRateChanged to send at the next pass
         self._report = None  # GetChargingProfiles' parts, for the after-hook
         dm.provide(_ENTRIES, lambda: str(self.profiles.count()))
         router.on("SetChargingProfile", self.on_set, self.after_change)
@@ -135,7 +138,7 @@ class SmartCharging:
 
     def after_change(self, req, resp):
         if resp["status"] == "Accepted":
-            self.apply()
+            self.apply(True)
 
     # -- GetChargingProfiles (K09) ----------------------------------------------------------
 
@@ -208,9 +211,10 @@ class SmartCharging:
         ctx["phases"] = e.hw.phases
         return ctx
 
-    def apply(self):
+    def apply(self, csms=False):
         """Recompute and hand every EVSE its limit; drop the TxProfiles of ended transactions
-        and the expired profiles."""
+        and the expired profiles. csms: a CSMS call changed the profiles (no
+        ChargingRateChanged then)."""
         now = self.clock.now()
         prof = self.profiles
         prof.purge(now)
@@ -228,15 +232,30 @@ class SmartCharging:
                     self._start_profile(b, i + 1, tx)
                 elif b.token is None:
                     b.profile = None  # the remote start came to nothing
+            if self._rate[i]:
+                # the change of the last pass, told once the EVSE has acted on it (its own
+                # ChargingStateChanged, if any, went first)
+                self._rate[i] = False
+                if b.tx is not None and b.ending is None and b.stopping is None:
+                    b.post(UPDATED, "ChargingRateChanged")
             amps = None
+            ctx = self._ctx(i + 1, share)
+            top = ctx["max_a"]
             if enabled:
-                ctx = self._ctx(i + 1, share)
                 amps = schedule.limit_at(prof.for_evse(i + 1), now, ctx)[0]
-                if amps is not None and amps >= ctx["max_a"]:
+                if amps is not None and amps >= top:
                     amps = None  # the hardware's own maximum: no limit of ours
-            if amps != self.limits[i]:
+            last = self.limits[i]
+            if amps != last:
                 log.info(_TAG, "EVSE %d limit %s A" % (i + 1, amps))
                 self.limits[i] = amps
+                # K01: a change by more than LimitChangeSignificance that no CSMS call made
+                # (a schedule period) is reported with the transaction
+                if not csms and tx is not None:
+                    a = top if amps is None else amps
+                    was = top if last is None else last
+                    sig = self.dm.get_int(_SIGNIFICANCE)
+                    self._rate[i] = abs(a - was) * 100 > sig * was
             e.set_limit(amps)
 
     async def run(self):
