@@ -57,6 +57,7 @@ class Bay:
         self.flowing = evse.energy_flowing
         self.faults = len(evse.faults)
         self._pending = {}  # fields for the next event: idToken, evse, remoteStartId
+        self.profile = None  # RequestStart's chargingProfile, for smart charging (K05)
         self._due_update = 0  # ticks of the next periodic Updated
         self._due_sample = 0  # ticks of the next TxEnded sample
 

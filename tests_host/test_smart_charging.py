@@ -44,7 +44,9 @@ class FakeEvse:
 class FakeTxs:
     def __init__(self, evses):
         self.bays = [
-            SimpleNamespace(tx=None, ending=None, stopping=None, token=None, posted=[])
+            SimpleNamespace(
+                tx=None, ending=None, stopping=None, token=None, profile=None, posted=[]
+            )
             for _ in evses
         ]
         for b in self.bays:

@@ -227,7 +227,7 @@ class SmartCharging:
                 prof.end_transaction(old)
             self._tx[i] = tx
             b = self.txs.bay(e)
-            if getattr(b, "profile", None) is not None:  # K05
+            if b.profile is not None:  # K05
                 if tx is not None:
                     self._start_profile(b, i + 1, tx)
                 elif b.token is None:
