@@ -57,6 +57,7 @@ class Bay:
         self.flowing = evse.energy_flowing
         self.faults = len(evse.faults)
         self._pending = {}  # fields for the next event: idToken, evse, remoteStartId
+        self.profile = None  # RequestStart's chargingProfile, for smart charging (K05)
         self._due_update = 0  # ticks of the next periodic Updated
         self._due_sample = 0  # ticks of the next TxEnded sample
 
@@ -74,8 +75,9 @@ class Bay:
             return "Charging"
         if e.offered_a > 0:
             return "SuspendedEV"
-        if self.token is not None and (self.invalid or e.faults or not e.available):
-            return "SuspendedEVSE"  # authorized, and the EVSE decided to offer nothing
+        if self.token is not None and (self.invalid or e.faults or not e.available or e.limited):
+            # authorized, and the EVSE decided to offer nothing (a fault, a limit below 6 A)
+            return "SuspendedEVSE"
         return "EVConnected"
 
     def usable(self):

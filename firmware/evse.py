@@ -172,6 +172,13 @@ class Evse:
         return self.cp == "B" and self.offered_a > 0
 
     @property
+    def limited(self):
+        """The application's limit (smart charging) is below the least a pilot offers: no
+        PWM until it rises again."""
+        lim = self._limit_a
+        return lim is not None and lim < _MIN_A
+
+    @property
     def suspended_evse(self):
         """The EV asks for energy and we offer none."""
         return self.ev_requesting and self.offered_a == 0

@@ -52,6 +52,20 @@ _LOCAL_LIST = const(
 # or a new bundle slot is on trial; else it loads with the first UpdateFirmware.
 # (TriggerMessage(FirmwareStatusNotification) says Idle without it.)
 _UPDATE = const((("UpdateFirmware",), "firmware.blocks.firmware_update", "firmware"))
+# Smart charging when profiles are on flash (charging_profiles._STORE: they apply from boot,
+# offline too), else with its first CALL.
+_SMART = const(
+    (
+        (
+            "SetChargingProfile",
+            "GetChargingProfiles",
+            "ClearChargingProfile",
+            "GetCompositeSchedule",
+        ),
+        "firmware.blocks.smart_charging",
+        "charging_profiles",
+    )
+)
 
 _BOOT = "boot"  # store document: {"count": boots so far, "reason": reason for the next boot}
 _WDT_MS = const(5000)  # watchdog timeout; the supervisor feeds it every 100 ms while all is well
@@ -158,6 +172,7 @@ class Station:
         for entry, now in (
             (_LOCAL_LIST, store.exists(_LOCAL_LIST[2])),
             (_UPDATE, bootsel.trial or store.exists(_UPDATE[2])),
+            (_SMART, store.exists(_SMART[2])),
         ):
             if now:
                 self._load(entry)
@@ -245,6 +260,20 @@ class Station:
                 self.certificates,
                 self.availability,
                 self.transactions,
+            )
+
+        elif name == "firmware.blocks.smart_charging":
+            from firmware.blocks.smart_charging import SmartCharging
+
+            SmartCharging(
+                self.router,
+                self.session,
+                self.dm,
+                self.store,
+                self.clock,
+                self.evses,
+                self.transactions,
+                self.spawn,
             )
 
     def firmware_status(self):

@@ -48,6 +48,7 @@ _CERTIFICATES = const(
 _LOCAL_LIST = const(100)  # local authorization list capacity: LocalAuthListCtrlr.Entries maxLimit
 _AUTH_CACHE_BYTES = const(4096)  # authorization cache capacity: AuthCacheCtrlr.Storage maxLimit
 _VOLTS = const(230)  # nominal phase voltage, for the rated power of an EVSE
+_PROFILES = const(24)  # charging profiles stored: SmartChargingCtrlr.Entries maxLimit
 
 # The station-wide part: every controller of the Core set (ocpp201-station.md §2.2, §3.1).
 VARIABLES = (
@@ -142,6 +143,18 @@ VARIABLES = (
     # How GetLog uploads to http(s):// (ours, as LogLevel): PUT the file, or POST it as
     # multipart/form-data.
     ("DiagnosticsCtrlr/LogUploadMethod", "ow", "PUT", (None, None, None, "PUT,POST")),
+    ("SmartChargingCtrlr/Enabled", "bw", "true", None),
+    ("SmartChargingCtrlr/Available", "br", "true", None),
+    ("SmartChargingCtrlr/Entries", "ir", "0", (None, 0, _PROFILES, None)),
+    ("SmartChargingCtrlr/LimitChangeSignificance", "iw", "10", ("Percent", 0, 100, None)),
+    ("SmartChargingCtrlr/PeriodsPerSchedule", "ir=", "24", (None, 1, 1024, None)),
+    ("SmartChargingCtrlr/ProfileStackLevel", "ir=", "8", (None, 0, 100, None)),
+    ("SmartChargingCtrlr/RateUnit", "mr=", "A,W", (None, None, None, "A,W")),
+    # No board has a phase-switch contactor yet.
+    ("SmartChargingCtrlr/ACPhaseSwitchingSupported", "br=", "false", None),
+    # OCPP 2.0.1 has no standard variable for the nominal voltage that converts W to A (2.1's
+    # SupplyVoltage comes later): ours, on the controller that uses it.
+    ("SmartChargingCtrlr/NominalVoltage", "iw", "230", ("V", 100, 500, None)),
     ("ChargingStation/AvailabilityState", "or", "Available", _STATES),
     ("ChargingStation/Available", "br", "true", None),
     ("ChargingStation/AllowNewSessionsPendingFirmwareUpdate", "bw", "false", None),

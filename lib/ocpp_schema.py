@@ -67,6 +67,8 @@ _AuthorizeCertificateStatusEnum = const((
     "Accepted", "SignatureError", "CertificateExpired", "CertificateRevoked",
     "NoCertificateAvailable", "CertChainError", "ContractCancelled",
 ))
+# ChargingLimitSourceEnumType
+_ChargingLimitSourceEnum = const(("EMS", "Other", "SO", "CSO"))
 # ChargingProfileKindEnumType
 _ChargingProfileKindEnum = const(("Absolute", "Recurring", "Relative"))
 # ChargingProfilePurposeEnumType
@@ -157,6 +159,20 @@ _CertificateHashData = const(
         (_CustomData, _HashAlgorithmEnum, 128, 128, 40),
     )
 )
+# ChargingProfileCriterionType
+_ChargingProfileCriterion = const(
+    (
+        (
+            "customData", "chargingProfilePurpose", "stackLevel", "chargingProfileId",
+            "chargingLimitSource",
+        ),
+        (14, 4, 6, 16, 16),
+        (
+            _CustomData, _ChargingProfilePurposeEnum, None, (1, None, 3, None),
+            (1, 4, 2, _ChargingLimitSourceEnum),
+        ),
+    )
+)
 # ChargingSchedulePeriodType
 _ChargingSchedulePeriod = const(
     (
@@ -165,12 +181,20 @@ _ChargingSchedulePeriod = const(
         (_CustomData, None, None, None, None),
     )
 )
-# ClearCacheRequest, FirmwareStatusNotificationResponse, GetLocalListVersionRequest, LogStatusNotificationResponse, MeterValuesResponse, NotifyCustomerInformationResponse, NotifyReportResponse, SecurityEventNotificationResponse, StatusNotificationResponse
+# ClearCacheRequest, FirmwareStatusNotificationResponse, GetLocalListVersionRequest, LogStatusNotificationResponse, MeterValuesResponse, NotifyCustomerInformationResponse, NotifyReportResponse, ReportChargingProfilesResponse, SecurityEventNotificationResponse, StatusNotificationResponse
 _ClearCacheRequest = const(
     (
         ("customData",),
         (14,),
         (_CustomData,),
+    )
+)
+# ClearChargingProfileType
+_ClearChargingProfile = const(
+    (
+        ("customData", "evseId", "chargingProfilePurpose", "stackLevel"),
+        (14, 6, 4, 6),
+        (_CustomData, None, _ChargingProfilePurposeEnum, None),
     )
 )
 # CostType
@@ -214,6 +238,14 @@ _GetBaseReportRequest = const(
         ("customData", "requestId", "reportBase"),
         (14, 7, 5),
         (_CustomData, None, _ReportBaseEnum),
+    )
+)
+# GetCompositeScheduleRequest
+_GetCompositeScheduleRequest = const(
+    (
+        ("customData", "duration", "chargingRateUnit", "evseId"),
+        (14, 7, 4, 7),
+        (_CustomData, None, _ChargingRateUnitEnum, None),
     )
 )
 # GetInstalledCertificateIdsRequest
@@ -336,6 +368,14 @@ _ChangeAvailabilityRequest = const(
         (_CustomData, _EVSE, _OperationalStatusEnum),
     )
 )
+# ClearChargingProfileRequest
+_ClearChargingProfileRequest = const(
+    (
+        ("customData", "chargingProfileId", "chargingProfileCriteria"),
+        (14, 6, 12),
+        (_CustomData, None, _ClearChargingProfile),
+    )
+)
 # ComponentType
 _Component = const(
     (
@@ -358,6 +398,14 @@ _DeleteCertificateRequest = const(
         ("customData", "certificateHashData"),
         (14, 13),
         (_CustomData, _CertificateHashData),
+    )
+)
+# GetChargingProfilesRequest
+_GetChargingProfilesRequest = const(
+    (
+        ("customData", "requestId", "evseId", "chargingProfile"),
+        (14, 7, 6, 13),
+        (_CustomData, None, None, _ChargingProfileCriterion),
     )
 )
 # GetLogRequest
@@ -571,30 +619,43 @@ _RequestStartTransactionRequest = const(
         (_CustomData, None, _IdToken, _IdToken, None, _ChargingProfile),
     )
 )
+# SetChargingProfileRequest
+_SetChargingProfileRequest = const(
+    (
+        ("customData", "evseId", "chargingProfile"),
+        (14, 7, 13),
+        (_CustomData, None, _ChargingProfile),
+    )
+)
 
 NAMES = (
     "AuthorizeResponse", "BootNotificationResponse", "ChangeAvailabilityRequest",
-    "ClearCacheRequest", "CustomerInformationRequest", "DataTransferRequest",
-    "DeleteCertificateRequest", "FirmwareStatusNotificationResponse", "GetBaseReportRequest",
+    "ClearCacheRequest", "ClearChargingProfileRequest", "CustomerInformationRequest",
+    "DataTransferRequest", "DeleteCertificateRequest", "FirmwareStatusNotificationResponse",
+    "GetBaseReportRequest", "GetChargingProfilesRequest", "GetCompositeScheduleRequest",
     "GetInstalledCertificateIdsRequest", "GetLocalListVersionRequest", "GetLogRequest",
     "GetReportRequest", "GetTransactionStatusRequest", "GetVariablesRequest", "HeartbeatResponse",
     "InstallCertificateRequest", "LogStatusNotificationResponse", "MeterValuesResponse",
-    "NotifyCustomerInformationResponse", "NotifyReportResponse", "RequestStartTransactionRequest",
-    "RequestStopTransactionRequest", "ResetRequest", "SecurityEventNotificationResponse",
-    "SendLocalListRequest", "SetNetworkProfileRequest", "SetVariablesRequest",
-    "StatusNotificationResponse", "TransactionEventResponse", "TriggerMessageRequest",
-    "UnlockConnectorRequest", "UpdateFirmwareRequest",
+    "NotifyCustomerInformationResponse", "NotifyReportResponse", "ReportChargingProfilesResponse",
+    "RequestStartTransactionRequest", "RequestStopTransactionRequest", "ResetRequest",
+    "SecurityEventNotificationResponse", "SendLocalListRequest", "SetChargingProfileRequest",
+    "SetNetworkProfileRequest", "SetVariablesRequest", "StatusNotificationResponse",
+    "TransactionEventResponse", "TriggerMessageRequest", "UnlockConnectorRequest",
+    "UpdateFirmwareRequest",
 )
 TABLES = (
     _AuthorizeResponse,
     _BootNotificationResponse,
     _ChangeAvailabilityRequest,
     _ClearCacheRequest,
+    _ClearChargingProfileRequest,
     _CustomerInformationRequest,
     _DataTransferRequest,
     _DeleteCertificateRequest,
     _ClearCacheRequest,
     _GetBaseReportRequest,
+    _GetChargingProfilesRequest,
+    _GetCompositeScheduleRequest,
     _GetInstalledCertificateIdsRequest,
     _ClearCacheRequest,
     _GetLogRequest,
@@ -607,11 +668,13 @@ TABLES = (
     _ClearCacheRequest,
     _ClearCacheRequest,
     _ClearCacheRequest,
+    _ClearCacheRequest,
     _RequestStartTransactionRequest,
     _RequestStopTransactionRequest,
     _ResetRequest,
     _ClearCacheRequest,
     _SendLocalListRequest,
+    _SetChargingProfileRequest,
     _SetNetworkProfileRequest,
     _SetVariablesRequest,
     _ClearCacheRequest,

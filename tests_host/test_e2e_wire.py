@@ -297,6 +297,7 @@ NAME = {"component": {"name": "X"}, "variable": {"name": "Y"}}
 BASES = {
     "ChangeAvailability": ({"operationalStatus": "Operative"}, []),
     "ClearCache": ({}, []),
+    "ClearChargingProfile": ({"chargingProfileId": 99}, []),  # Unknown
     "CustomerInformation": (
         {"requestId": 1, "report": False, "clear": False, "customerIdentifier": "C"},
         [("customerIdentifier",)],
@@ -317,6 +318,8 @@ BASES = {
         [("certificateHashData", k) for k in ("issuerNameHash", "issuerKeyHash", "serialNumber")],
     ),
     "GetBaseReport": ({"requestId": 1, "reportBase": "SummaryInventory"}, []),
+    "GetChargingProfiles": ({"requestId": 1, "chargingProfile": {"stackLevel": 9}}, []),
+    "GetCompositeSchedule": ({"evseId": 1, "duration": 60}, []),
     "GetInstalledCertificateIds": ({}, []),
     "GetLog": (
         {"logType": "DiagnosticsLog", "requestId": 1, "log": {"remoteLocation": "x"}},
@@ -357,6 +360,25 @@ BASES = {
             ],
         },
         [("localAuthorizationList", 0, "idToken", "idToken")],
+    ),
+    "SetChargingProfile": (  # an unknown EVSE: Rejected, nothing stored
+        {
+            "evseId": 9,
+            "chargingProfile": {
+                "id": 1,
+                "stackLevel": 0,
+                "chargingProfilePurpose": "TxDefaultProfile",
+                "chargingProfileKind": "Relative",
+                "chargingSchedule": [
+                    {
+                        "id": 1,
+                        "chargingRateUnit": "A",
+                        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 6}],
+                    }
+                ],
+            },
+        },
+        [],
     ),
     "SetNetworkProfile": (
         {

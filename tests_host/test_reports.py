@@ -129,6 +129,7 @@ def test_declarations_cover_the_core_controllers_and_each_evse(tmp_path):
         "DeviceDataCtrlr",
         "ClockCtrlr",
         "DiagnosticsCtrlr",
+        "SmartChargingCtrlr",
         "LocalButton",
         "ChargingStation",
         "EVSE.1",

@@ -78,6 +78,7 @@ class FakeEvse:
         self.available = True
         self.permitted = False
         self.closed = False  # the contactor
+        self.limited = False  # smart charging's limit is below 6 A
         self.reading = None
         self.reading_ms = None
         self.on_change = []
@@ -906,6 +907,21 @@ def test_invalid_token_without_stop_tx_on_invalid_id_charges_up_to_the_energy_ca
     settle(st, tm)
     assert new(st) == [("Updated", "ChargingStateChanged", 3, {"state": "SuspendedEVSE"})]
     assert st.txs.bays[0].tx is not None
+
+
+def test_a_limit_below_6_a_suspends_evse_and_the_transaction_stays_open(make, tm):
+    # Smart charging's 0 A pause (K01, IEC 61851: no PWM below 6 A): SuspendedEVSE, not
+    # EVConnected, and Charging again in the same transaction when the limit rises.
+    st = make()
+    ev = started(st, tm)
+    tx = st.txs.bays[0].tx["id"]
+    ev.set(limited=True, offered_a=0, closed=False)  # the EV still asks (C)
+    settle(st, tm)
+    assert new(st) == [("Updated", "ChargingStateChanged", 3, {"state": "SuspendedEVSE"})]
+    ev.set(limited=False, offered_a=16, closed=True)
+    settle(st, tm)
+    assert new(st) == [("Updated", "ChargingStateChanged", 4, {"state": "Charging"})]
+    assert st.txs.bays[0].tx["id"] == tx
 
 
 def test_invalid_token_without_stop_tx_on_invalid_id_and_no_cap_suspends_at_once(make, tm):

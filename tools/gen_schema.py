@@ -60,6 +60,7 @@ CS_TO_CSMS = (
     "Authorize",
     "TransactionEvent",
     "NotifyCustomerInformation",
+    "ReportChargingProfiles",
 )
 # Actions the CSMS sends: we validate its Request.
 CSMS_TO_CS = (
@@ -85,6 +86,10 @@ CSMS_TO_CS = (
     "DeleteCertificate",
     "CustomerInformation",
     "GetLog",
+    "SetChargingProfile",
+    "GetChargingProfiles",
+    "ClearChargingProfile",
+    "GetCompositeSchedule",
 )
 
 KIND_NAMES = ("STR", "DT", "ENUM", "INT", "NUM", "BOOL", "OBJ", "OPEN", "ARR", "ANY")

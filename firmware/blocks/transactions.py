@@ -52,6 +52,7 @@ class Transactions:
         urandom,
         boot_reason,
     ):
+        self.router = router  # K05: loads smart charging for a RequestStart's profile
         self.session = session
         self.connection = connection
         self.queue = queue
@@ -253,6 +254,15 @@ class Transactions:
             log.info(_TAG, "remote start on EVSE %d refused (%s)" % (b.n, info["status"]))
             return
         b.authorize(id_token, info, "RemoteStart", req["remoteStartId"])
+        p = req.get("chargingProfile")
+        if p is not None:
+            # K05: a TxProfile for the transaction this start opens; the smart charging block
+            # (loaded now if it was not) fills in its transactionId once it runs.
+            b.profile = p
+            try:
+                self.router.entry("SetChargingProfile")
+            except Exception as e:  # no smart charging: the profile is ignored, the start holds
+                log.warn(_TAG, "RequestStart's profile ignored: %r" % e)
 
     def on_request_stop(self, req):
         b = self._by_tx(req["transactionId"])
