@@ -422,6 +422,7 @@ def flash_bytes_per_charging_hour(hours=3):
             faults=set(),
             available=True,
             permitted=False,
+            limited=False,  # no smart-charging limit below 6 A
             reading=None,
             reading_ms=None,
             cp="A",
