@@ -57,6 +57,17 @@ def _assume_utc(payload, path):
     return True
 
 
+def answer(status, reason=None, info=None):
+    """A response of `status`, with a statusInfo of `reason` (and `info`, at most the 512
+    characters the schema allows) when given: the blocks' answers."""
+    if reason is None:
+        return {"status": status}
+    si = {"reasonCode": reason}
+    if info:
+        si["additionalInfo"] = info[:512]
+    return {"status": status, "statusInfo": si}
+
+
 class CallError(Exception):
     """A CALLERROR: raised by a handler to answer with it, or by `call()` when one came back.
 

@@ -26,6 +26,7 @@ import sys
 from micropython import const
 
 import log
+import ocppj
 import store
 
 _CSMS = const("CSMSRootCertificate")
@@ -79,15 +80,6 @@ _STORAGE_FULL = const("StorageFull")  # CertificateEntries at its maxLimit
 _WRITE_FAILED = const("WriteFailed")  # flash refused the file
 _LAST_CSMS_ROOT = const("LastCsmsRoot")  # the only CSMS root while SecurityProfile >= 2 (AQ-1)
 _OWN_CERTIFICATE = const("OwnCertificate")  # the station's client certificate (M04.FR.06)
-
-
-def _answer(status, reason=None, info=None):
-    if reason is None:
-        return {"status": status}
-    si = {"reasonCode": reason}
-    if info:
-        si["additionalInfo"] = info[:512]
-    return {"status": status, "statusInfo": si}
 
 
 _CHECK_ROOM = const(4096)  # bytes kept free for an InstallCertificate's parse and check
@@ -331,7 +323,7 @@ class Certificates:
 
             kind = req["certificateType"]
             if self._prefix(kind) is None:
-                return _answer(_REJECTED, _NOT_SUPPORTED, "%s: no ISO 15118 here" % kind)
+                return ocppj.answer(_REJECTED, _NOT_SUPPORTED, "%s: no ISO 15118 here" % kind)
             # popped: the PEM text (2 KB for an RSA-4096 root) is garbage once parsed
             pem = req.pop("certificate")
             try:
@@ -343,7 +335,7 @@ class Certificates:
                     room = None
                     cert = _one(pem)
             except x509.CertError as e:
-                return _answer(_REJECTED, _INVALID_FORMAT, str(e))
+                return ocppj.answer(_REJECTED, _INVALID_FORMAT, str(e))
             pem = room = None  # given back: the check allocates there
             why = _problem(cert, self.clock.now())
             if why is None:
@@ -354,7 +346,7 @@ class Certificates:
                     why = _INVALID_SIGNATURE, str(e)
             if why is not None:
                 log.warn(_TAG, "%s %s rejected: %s (%s)" % (kind, _name(cert), why[0], why[1]))
-                return _answer(_REJECTED, why[0], why[1])
+                return ocppj.answer(_REJECTED, why[0], why[1])
             return self._install(kind, cert)
         finally:
             _unload()
@@ -369,10 +361,11 @@ class Certificates:
             # extensions; the installed file tells.
             if e[0] == kind and e[2:] == entry[2:] and self._is(e, cert):
                 log.info(_TAG, "%s %s installed already" % (kind, _name(cert)))
-                return _answer(_ACCEPTED)
+                return ocppj.answer(_ACCEPTED)
         if len(self.entries) >= self.capacity:
             log.warn(_TAG, "no room for %s %s" % (kind, _name(cert)))
-            return _answer(_FAILED, _STORAGE_FULL, "%d certificates installed" % self.capacity)
+            info = "%d certificates installed" % self.capacity
+            return ocppj.answer(_FAILED, _STORAGE_FULL, info)
         path = self._path(entry)
         import pem
 
@@ -382,18 +375,18 @@ class Certificates:
             store.write_file(path, pem.lines(cert.der))
         except OSError as e:
             log.error(_TAG, "writing %s: %r" % (path, e))
-            return _answer(_FAILED, _WRITE_FAILED)
+            return ocppj.answer(_FAILED, _WRITE_FAILED)
         entries = self.entries + [entry]
         if kind == _CSMS and not self._write_ca(entries):
             store.remove_file(path)
             self._write_ca(self.entries)
-            return _answer(_FAILED, _WRITE_FAILED)
+            return ocppj.answer(_FAILED, _WRITE_FAILED)
         self._seq = seq
         self.entries = entries
         if save:
             self._save()  # last: see the class's docstring
         log.info(_TAG, "installed %s %d: %s" % (kind, seq, _name(cert)))
-        return _answer(_ACCEPTED)
+        return ocppj.answer(_ACCEPTED)
 
     # -- GetInstalledCertificateIds (M03) ---------------------------------------------------
 
@@ -404,7 +397,7 @@ class Certificates:
             if kinds is None or e[0] in kinds:
                 chain.append({"certificateType": e[0], "certificateHashData": _hd(e)})
         if not chain:
-            return _answer(_NOT_FOUND)
+            return ocppj.answer(_NOT_FOUND)
         return {"status": _ACCEPTED, "certificateHashDataChain": chain}
 
     # -- DeleteCertificate (M04) ------------------------------------------------------------
@@ -416,18 +409,18 @@ class Certificates:
             victims = [e for e in self.entries if self._matches(e, want, alg)]
             if not victims:
                 if self._own_certificate(want, alg):
-                    return _answer(_FAILED, _OWN_CERTIFICATE)
-                return _answer(_NOT_FOUND)
+                    return ocppj.answer(_FAILED, _OWN_CERTIFICATE)
+                return ocppj.answer(_NOT_FOUND)
             csms_left = [e for e in self.entries if e[0] == _CSMS and e not in victims]
             if (
                 not csms_left
                 and any(e[0] == _CSMS for e in victims)
                 and self.dm.get_int(_PROFILE) >= 2
             ):
-                return _answer(_FAILED, _LAST_CSMS_ROOT, "the connection needs a CSMS root")
+                return ocppj.answer(_FAILED, _LAST_CSMS_ROOT, "the connection needs a CSMS root")
             if not self._delete(victims):
-                return _answer(_FAILED, _WRITE_FAILED)
-            return _answer(_ACCEPTED)
+                return ocppj.answer(_FAILED, _WRITE_FAILED)
+            return ocppj.answer(_ACCEPTED)
         finally:
             _unload()
 

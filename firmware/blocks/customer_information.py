@@ -47,6 +47,7 @@ from micropython import const
 
 import jsonwire
 import log
+import ocppj
 import rfc3339
 from firmware.auth_cache import token_key
 from firmware.queue import ENDED, TRANSACTION_EVENT
@@ -56,12 +57,6 @@ _PART = const(512)  # characters of `data` per NotifyCustomerInformation part (s
 _NO_DATA = const("No data")
 _ACCEPTED = const("Accepted")
 _IDS = const(("idToken", "customerCertificate", "customerIdentifier"))
-
-
-def _answer(status, reason=None):
-    if reason is None:
-        return {"status": status}
-    return {"status": status, "statusInfo": {"reasonCode": reason}}
 
 
 def _info_text(info):
@@ -123,11 +118,11 @@ class CustomerInformation:
             if k in req:
                 n += 1
         if n != 1:
-            return _answer("Invalid")  # N09.FR.09
+            return ocppj.answer("Invalid")  # N09.FR.09
         if self._busy is not None:
             # One at a time keeps the memory bounded; the CSMS asks again after the last part
             # (from the moment that part is made: see _send).
-            return _answer("Rejected", "RequestInProgress")
+            return ocppj.answer("Rejected", "RequestInProgress")
         cleared = []
         tok = req.get("idToken")
         if req["clear"] and tok is not None:
@@ -136,9 +131,9 @@ class CustomerInformation:
                     cleared.append("cache entry")
             except OSError as e:
                 log.error(_TAG, "cache entry not cleared: %r" % (e,))
-                return _answer("Rejected", "InternalError")
+                return ocppj.answer("Rejected", "InternalError")
         self._cleared = cleared
-        return _answer(_ACCEPTED)
+        return ocppj.answer(_ACCEPTED)
 
     def after(self, req, resp):
         cleared, self._cleared = self._cleared, None

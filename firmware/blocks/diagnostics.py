@@ -78,13 +78,14 @@ class Diagnostics:
         where = req["log"]
         url = where["remoteLocation"]
         if not url.startswith(_SCHEMES) or "/" not in url[url.index("//") + 2 :]:
-            return _answer("Rejected", "InvalidURL", "no http://, https:// or ftp:// file URL")
+            why = "no http://, https:// or ftp:// file URL"
+            return ocppj.answer("Rejected", "InvalidURL", why)
         try:
             for k in ("oldestTimestamp", "latestTimestamp"):
                 if k in where:
                     rfc3339.parse(where[k])
         except ValueError as e:
-            return _answer("Rejected", "InvalidValue", str(e))
+            return ocppj.answer("Rejected", "InvalidValue", str(e))
         name = "%s-%s-%s.log" % (self.board.identity, _kind(req["logType"]), _stamp(self.clock))
         self._next = (req, name)
         if self.status()[0] == _UPLOADING:
@@ -213,10 +214,6 @@ def _pieces(logfile, oldest, latest, size):
             n = 0
     if n:
         yield mv[:n]
-
-
-def _answer(status, reason, info):
-    return {"status": status, "statusInfo": {"reasonCode": reason, "additionalInfo": info[:512]}}
 
 
 def _kind(log_type):

@@ -19,12 +19,6 @@ _FAILED = const("Failed")
 _MISMATCH = const("VersionMismatch")
 
 
-def _answer(status, reason=None):
-    if reason is None:
-        return {"status": status}
-    return {"status": status, "statusInfo": {"reasonCode": reason}}
-
-
 class LocalList:
     """The CSMS's list of tokens with their idTokenInfo, consulted before the cache.
 
@@ -87,30 +81,30 @@ class LocalList:
         if self.session.in_len > self.dm.get_int(_BYTES):
             raise ocppj.CallError(ocppj.FORMAT_VIOLATION, "BytesPerMessage")
         if not self.enabled:
-            return _answer(_FAILED, "NotEnabled")
+            return ocppj.answer(_FAILED, "NotEnabled")
         version = req["versionNumber"]
         full = req["updateType"] == "Full"
         if version <= 0:
-            return _answer(_FAILED, "InvalidValue")
+            return ocppj.answer(_FAILED, "InvalidValue")
         if not full and version <= self.version:
-            return _answer(_MISMATCH)
+            return ocppj.answer(_MISMATCH)
         new = {} if full else dict(self.entries)
         seen = set()
         for item in items:
             key = token_key(item["idToken"])
             if key in seen:
-                return _answer(_FAILED, "InvalidValue")  # the same token twice: ambiguous
+                return ocppj.answer(_FAILED, "InvalidValue")  # the same token twice: ambiguous
             seen.add(key)
             info = item.get("idTokenInfo")
             if info is not None:
                 new[key] = trim(info)
             elif full:
-                return _answer(_FAILED, "InvalidValue")  # a full list names every status
+                return ocppj.answer(_FAILED, "InvalidValue")  # a full list names every status
             else:
                 new.pop(key, None)
         if len(new) > self.capacity:
             log.warn(_TAG, "%d entries do not fit in %d" % (len(new), self.capacity))
-            return _answer(_FAILED)
+            return ocppj.answer(_FAILED)
         self.store.save(_STORE, {"version": version, "list": new})
         self.version = version
         self.entries = new

@@ -52,15 +52,6 @@ class _Ctx:
         self.profiles = profiles
 
 
-def _answer(status, reason=None, info=None):
-    if reason is None:
-        return {"status": status}
-    si = {"reasonCode": reason}
-    if info:
-        si["additionalInfo"] = info[:512]
-    return {"status": status, "statusInfo": si}
-
-
 class SmartCharging:
     def __init__(self, router, session, dm, store, clock, evses, txs, spawn):
         self.session = session
@@ -92,16 +83,16 @@ class SmartCharging:
     def on_set(self, req):
         self._available()
         if not self.dm.get_bool(_ENABLED):
-            return _answer("Rejected", "NotEnabled", "SmartChargingCtrlr.Enabled is false")
+            return ocppj.answer("Rejected", "NotEnabled", "SmartChargingCtrlr.Enabled is false")
         n = req["evseId"]
         p = req["chargingProfile"]
         r = self._check(n, p)
         if r is not None:
             log.info(_TAG, "profile %d rejected: %s" % (p["id"], r[0]))
-            return _answer("Rejected", r[0], r[1])
+            return ocppj.answer("Rejected", r[0], r[1])
         self.profiles.put(n, p)
         log.info(_TAG, "profile %d set on EVSE %d" % (p["id"], n))
-        return _answer("Accepted")
+        return ocppj.answer("Accepted")
 
     def _check(self, n, p):
         dm = self.dm
@@ -146,9 +137,9 @@ class SmartCharging:
         self._available()
         found = self.profiles.report(req["chargingProfile"], req.get("evseId"))
         if not found:
-            return _answer("NoProfiles")
+            return ocppj.answer("NoProfiles")
         self._report = (found, req["requestId"])
-        return _answer("Accepted")
+        return ocppj.answer("Accepted")
 
     def after_get(self, req, resp):
         rep, self._report = self._report, None
@@ -166,7 +157,7 @@ class SmartCharging:
 
     def on_clear(self, req):
         self._available()
-        return _answer(self.profiles.clear(req))
+        return ocppj.answer(self.profiles.clear(req))
 
     # -- GetCompositeSchedule (K08) ---------------------------------------------------------
 
@@ -175,9 +166,9 @@ class SmartCharging:
         n = req["evseId"]
         unit = req.get("chargingRateUnit")
         if n < 0 or n > len(self.evses):
-            return _answer("Rejected", "UnknownEVSE", "evseId %d" % n)
+            return ocppj.answer("Rejected", "UnknownEVSE", "evseId %d" % n)
         if unit is not None and unit not in [u.strip() for u in self.dm.get(_UNITS).split(",")]:
-            return _answer("Rejected", "UnsupportedRateUnit", unit)
+            return ocppj.answer("Rejected", "UnsupportedRateUnit", unit)
         ctx = self._ctx(n, self._share())
         gen = schedule.composite_steps(
             self.profiles.for_evse(n), self.clock.now(), req["duration"], unit, ctx
