@@ -66,6 +66,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -311,8 +312,6 @@ def queue_flash_bytes_per_charging_hour(hours=10):
     import log
     from firmware.queue import MessageQueue
 
-    log.level = 2
-
     class Csms:
         async def call(self, action, payload):
             return {}
@@ -337,7 +336,7 @@ def queue_flash_bytes_per_charging_hour(hours=10):
         q.close()
         return (q.bytes_written - first) / hours
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with mock.patch.object(log, "level", 2), tempfile.TemporaryDirectory() as tmp:
         return asyncio.run(drive(tmp + "/queue.jnl"))
 
 
@@ -366,7 +365,6 @@ def flash_bytes_per_charging_hour(hours=3):
     from meter import Reading
     from store import Store
 
-    log.level = 2
     written = [0]
 
     class Ticks:  # the module's `time`, on a clock the bench moves
@@ -397,9 +395,6 @@ def flash_bytes_per_charging_hour(hours=3):
 
         return wrapper
 
-    txmod.time = baymod.time = Ticks
-    store.append_line = counted(store.append_line)
-    store.write_lines = counted(store.write_lines)
     unix0 = 1717243200
 
     class Csms:
@@ -487,7 +482,15 @@ def flash_bytes_per_charging_hour(hours=3):
         q.close()
         return (q.bytes_written - first + written[0]) / hours
 
-    with tempfile.TemporaryDirectory() as tmp:
+    # the patches last only as long as the figure: the unit tests share these modules
+    with (
+        mock.patch.object(txmod, "time", Ticks),
+        mock.patch.object(baymod, "time", Ticks),
+        mock.patch.object(store, "append_line", counted(store.append_line)),
+        mock.patch.object(store, "write_lines", counted(store.write_lines)),
+        mock.patch.object(log, "level", 2),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         return asyncio.run(drive(tmp))
 
 
@@ -506,12 +509,11 @@ def delivery_peak_heap(csms, n=200):
     import log
     from firmware.queue import MessageQueue
 
-    log.level = 2  # the journal's own messages are not figures
-
     class Offline:
         ready = asyncio.Event()
 
-    with tempfile.TemporaryDirectory() as tmp:
+    # the journal's own messages are not figures
+    with mock.patch.object(log, "level", 2), tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp) / "state"
         state.mkdir()
         q = MessageQueue(str(state / "queue.jnl"), None, Offline(), None)
