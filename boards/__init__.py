@@ -38,6 +38,12 @@ class Board:
     # answered with its id, the link kept. None: up to the WebSocket's max_size (64 KiB).
     rx_limit = None
 
+    # The mains meter at the grid connection for local load management
+    # (firmware/load_management.py): an object with the meter interface (async read() -> lib
+    # meter.Reading, raises meter.MeterError) whose currents are signed, negative when the site
+    # exports; None: the board has none.
+    mains_meter = None
+
     def safe(self):
         """Contactors open, CP in F: for a crash handler before it resets. None here."""
 

@@ -19,6 +19,9 @@ class EvseHw:
     cable_a     rating of a tethered cable (A), or None with a socket (then proximity reads it)
     pp_fallback_a  the rating to assume when PP is unreadable (13 on boards that say so), or
                 None: then an unreadable PP means no charging
+    phase_switch   Contactor of a three-phase EVSE's second contactor, which connects L2 and L3
+                (closed: 3 phases, open: L1 only; it never switches L1), or None for none.
+                Only the charging controller (firmware/evse.py) switches it, never under load
     """
 
     def __init__(
@@ -34,6 +37,7 @@ class EvseHw:
         ventilation=False,
         cable_a=None,
         pp_fallback_a=None,
+        phase_switch=None,
     ):
         self.pilot = pilot
         self.proximity = proximity
@@ -46,3 +50,4 @@ class EvseHw:
         self.ventilation = ventilation
         self.cable_a = cable_a
         self.pp_fallback_a = pp_fallback_a
+        self.phase_switch = phase_switch
