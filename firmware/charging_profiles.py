@@ -190,8 +190,9 @@ def _check_stored(evse_id, p, purpose, level, tx_id, start, end, ctx):
                 return ("DuplicateStackLevel", "profile %d overlaps" % q["id"])
         elif purpose == _DEFAULT and (e == 0 or evse_id == 0):  # K01.FR.52/53
             return ("TxDefaultConflict", "profile %d on EVSE %d" % (q["id"], e))
-    if not replaces and len(store._items) >= ctx.entries:  # SmartChargingCtrlr.Entries
-        return ("TooManyProfiles", "%d profiles stored" % len(store._items))
+    n = store.count()
+    if not replaces and n >= ctx.entries:  # SmartChargingCtrlr.Entries
+        return ("TooManyProfiles", "%d profiles stored" % n)
     return None
 
 
@@ -200,6 +201,12 @@ def _validity(p):
     s = p.get("validFrom")
     t = p.get("validTo")
     return (-_FAR if s is None else rfc3339.parse(s)), (_FAR if t is None else rfc3339.parse(t))
+
+
+def _kept(p):
+    """Whether profile p is written to flash: not TxProfiles nor external constraints."""
+    purpose = p["chargingProfilePurpose"]
+    return purpose != _TX and purpose != _EXTERNAL
 
 
 def source(profile):
@@ -213,7 +220,9 @@ class Profiles:
 
     All but TxProfiles are kept in one store document, written atomically on every change and
     read back at construction (a bad document is logged and ignored: no profiles). TxProfiles
-    live in RAM only: they end with their transaction (`end_transaction`) or a reboot."""
+    live in RAM only: they end with their transaction (`end_transaction`) or a reboot; so do
+    the station's own external constraints (`set_external`, load management), which are
+    not counted as entries either."""
 
     def __init__(self, store=None):
         self._store = store
@@ -231,9 +240,8 @@ class Profiles:
             for e, p in doc["p"]:
                 if type(e) is not int or type(p["id"]) is not int:
                     raise ValueError("entry %r" % e)
-                if p["chargingProfilePurpose"] == _TX:
-                    continue
-                items.append((e, p))
+                if _kept(p):
+                    items.append((e, p))
             self._items = items
         except Exception as e:  # any shape: never a crash at boot
             log.error(_TAG, "%s ignored: %r" % (_STORE, e))
@@ -243,7 +251,7 @@ class Profiles:
             return
         doc = {
             "v": _FORMAT,
-            "p": [[e, p] for e, p in self._items if p["chargingProfilePurpose"] != _TX],
+            "p": [[e, p] for e, p in self._items if _kept(p)],
         }
         try:
             self._store.save(_STORE, doc)
@@ -264,7 +272,7 @@ class Profiles:
             else:
                 items.pop(i)
                 n += 1
-                persisted = persisted or p["chargingProfilePurpose"] != _TX
+                persisted = persisted or _kept(p)
         if persisted:
             self._save()
         return n
@@ -274,16 +282,29 @@ class Profiles:
         (K01.FR.05)."""
         pid = profile["id"]
         items = self._items
-        persisted = profile["chargingProfilePurpose"] != _TX
+        persisted = _kept(profile)
         for i in range(len(items)):
             old = items[i][1]
             if old["id"] == pid:  # ids are unique: at most one
-                persisted = persisted or old["chargingProfilePurpose"] != _TX
+                persisted = persisted or _kept(old)
                 items.pop(i)
                 break
         items.append((evse_id, profile))
         if persisted:  # one write, also when a kept profile became a TxProfile
             self._save()
+
+    def set_external(self, evse_id, profile):
+        """Make `profile` (a ChargingStationExternalConstraints profile of the station's own)
+        the external constraint of `evse_id`, replacing the one it had; None removes it. Kept
+        in RAM, never written."""
+        items = self._items
+        for i in range(len(items)):
+            e, p = items[i]
+            if e == evse_id and p["chargingProfilePurpose"] == _EXTERNAL:
+                items.pop(i)
+                break
+        if profile is not None:
+            items.append((evse_id, profile))
 
     def get(self, profile_id):
         """(evseId, profile) of the profile with this id, or None."""
@@ -299,8 +320,13 @@ class Profiles:
         return [it for it in self._items if it[0] == 0 or it[0] == evse_id]
 
     def count(self):
-        """The number of installed profiles (SmartChargingCtrlr.Entries' actual value)."""
-        return len(self._items)
+        """The number of profiles installed by the CSMS (SmartChargingCtrlr.Entries' actual
+        value): the station's own external constraints are not entries."""
+        n = 0
+        for _, p in self._items:
+            if p["chargingProfilePurpose"] != _EXTERNAL:
+                n += 1
+        return n
 
     def purge(self, now):
         """Drop the profiles whose validTo has passed at `now` (seconds). The number dropped."""

@@ -53,7 +53,8 @@ _LOCAL_LIST = const(
 # (TriggerMessage(FirmwareStatusNotification) says Idle without it.)
 _UPDATE = const((("UpdateFirmware",), "firmware.blocks.firmware_update", "firmware"))
 # Smart charging when profiles are on flash (charging_profiles._STORE: they apply from boot,
-# offline too), else with its first CALL.
+# offline too) or local load management is on (LoadManagement.Mode, watched), else with its
+# first CALL.
 _SMART = const(
     (
         (
@@ -77,6 +78,7 @@ _GC_EVERY = const(8192)  # bytes allocated between collections (see _gc_often)
 _TURN_MS = const(100)  # Station.run's turn: how soon it sees a shutdown
 _FLUSH_TURNS = const(10)  # the logs on flash are written every 10 turns (1 s; errors at once)
 _CACHE_TURNS = const(600)  # the authorization cache's use times every minute
+_MODE = const("LoadManagement/Mode")  # local load management: Off, Capacity, Solar
 _LOG_LEVEL = const("DiagnosticsCtrlr/LogLevel")  # the lowest level the diagnostics log keeps
 _LEVELS = const(("Debug", "Info", "Warning", "Error"))  # its values, log's levels 0..3
 
@@ -140,6 +142,7 @@ class Station:
         self.local_list = None  # see _LOCAL_LIST
         self.firmware = None  # see _UPDATE
         self.diagnostics = None  # see LAZY
+        self.smart = None  # see _SMART
         # The OCPP functional blocks, each registering its handlers with the router.
         self.authorization = auth = Authorization(
             router, session, conn, dm, store, clock, lambda: self.local_list
@@ -172,12 +175,18 @@ class Station:
         for entry, now in (
             (_LOCAL_LIST, store.exists(_LOCAL_LIST[2])),
             (_UPDATE, bootsel.trial or store.exists(_UPDATE[2])),
-            (_SMART, store.exists(_SMART[2])),
+            (_SMART, store.exists(_SMART[2]) or dm.get(_MODE) != "Off"),
         ):
             if now:
                 self._load(entry)
             else:
                 router.later(entry[0], load, entry)
+        dm.watch(_MODE, self._mode)
+
+    def _mode(self, value):
+        """LoadManagement.Mode changed: load management runs in the smart-charging block."""
+        if value != "Off" and self.smart is None:
+            self._load(_SMART)
 
     def _load(self, entry):
         """Import and build the block of `entry` (actions, module, ...): it registers its
@@ -265,7 +274,7 @@ class Station:
         elif name == "firmware.blocks.smart_charging":
             from firmware.blocks.smart_charging import SmartCharging
 
-            SmartCharging(
+            self.smart = SmartCharging(
                 self.router,
                 self.session,
                 self.dm,
@@ -274,6 +283,7 @@ class Station:
                 self.evses,
                 self.transactions,
                 self.spawn,
+                self.board.mains_meter,
             )
 
     def firmware_status(self):

@@ -155,6 +155,15 @@ VARIABLES = (
     # OCPP 2.0.1 has no standard variable for the nominal voltage that converts W to A (2.1's
     # SupplyVoltage comes later): ours, on the controller that uses it.
     ("SmartChargingCtrlr/NominalVoltage", "iw", "230", ("V", 100, 500, None)),
+    # A charging station may switch phases no more often than this (ours: hardware.md 1.5,
+    # switching often wears the contactors and upsets some EVs).
+    ("SmartChargingCtrlr/PhaseSwitchMinInterval", "iw", "300", (_S, 10, 86400, None)),
+    # Local load management from the mains meter (firmware/load_management.py), a vendor
+    # component: Capacity keeps the grid connection under MainsFuse (A per phase), Solar
+    # charges from exported power only and pauses after SolarStopDelay below 6 A.
+    ("LoadManagement/Mode", "ow", "Off", (None, None, None, "Off,Capacity,Solar")),
+    ("LoadManagement/MainsFuse", "iw", "25", ("A", 6, 2000, None)),
+    ("LoadManagement/SolarStopDelay", "iw", "60", _SEC_HOUR),
     ("ChargingStation/AvailabilityState", "or", "Available", _STATES),
     ("ChargingStation/Available", "br", "true", None),
     ("ChargingStation/AllowNewSessionsPendingFirmwareUpdate", "bw", "false", None),

@@ -486,6 +486,26 @@ def test_report_parts_one_evse_and_source_a_part_with_tbc():
     assert list(report_parts([], 1, 10)) == []
 
 
+def test_the_station_external_constraints_live_in_ram_and_are_no_entries(tmp_path):
+    st = Store(str(tmp_path))
+    ps = Profiles(st)
+    ps.put(1, profile(pid=1))
+    ext = profile(pid=1000000001, purpose="ChargingStationExternalConstraints")
+    ps.set_external(1, ext)
+    ps.set_external(2, profile(pid=1000000002, purpose="ChargingStationExternalConstraints"))
+    assert ps.count() == 1
+    assert ps.get(1000000001) == (1, ext)
+    assert [p["id"] for _, p in ps.for_evse(1)] == [1, 1000000001]
+    assert [p["id"] for _, p in Profiles(st).for_evse(1)] == [1]  # never written
+    newer = profile(pid=1000000001, purpose="ChargingStationExternalConstraints", level=2)
+    ps.set_external(1, newer)  # replaces EVSE 1's
+    assert [p for _, p in ps.for_evse(1)][1] is newer
+    ps.set_external(1, None)
+    assert [p["id"] for _, p in ps.for_evse(1)] == [1]
+    assert ps.get(1000000002) is not None
+    assert [t[1] for t in ps.report({}, 2)] == ["EMS"]  # reported with its source
+
+
 def _clear(ps, req):
     valid("ClearChargingProfileRequest", req)
     status = ps.clear(req)
@@ -499,14 +519,14 @@ def test_clear_by_id(tmp_path):
     for evse_id, p in _report_store()._items:
         ps.put(evse_id, p)
     assert _clear(ps, {"chargingProfileId": 3}) == "Accepted"
-    assert ps.get(3) is None and ps.count() == 5
+    assert ps.get(3) is None and ps.count() == 4  # the external one (id 5) is no entry
     assert Profiles(st).get(3) is None  # written
     assert _clear(ps, {"chargingProfileId": 3}) == "Unknown"
     assert _clear(ps, {"chargingProfileId": 5}) == "Unknown"  # external: never cleared
     assert ps.get(5) is not None
     # id and criteria both given: the id alone counts (K10.FR.03)
     req = {"chargingProfileId": 1, "chargingProfileCriteria": {"evseId": 2}}
-    assert _clear(ps, req) == "Accepted" and ps.get(1) is None and ps.count() == 4
+    assert _clear(ps, req) == "Accepted" and ps.get(1) is None and ps.count() == 3
     assert _clear(ps, {"chargingProfileId": 4}) == "Accepted"  # a TxProfile
 
 

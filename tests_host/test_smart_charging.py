@@ -28,17 +28,31 @@ class Clock:
     def now(self):
         return self.t
 
+    def iso(self):
+        return rfc3339.format(self.t)
+
 
 class FakeEvse:
-    def __init__(self, n, phases=3, max_a=32):
+    def __init__(self, n, phases=3, max_a=32, switch=False):
         self.id = n
-        self.hw = SimpleNamespace(phases=phases, max_a=max_a, cable_a=None)
+        sw = object() if switch else None
+        self.hw = SimpleNamespace(phases=phases, max_a=max_a, cable_a=None, phase_switch=sw)
         self.cable_a = None
         self._config_a = None
+        self.max_a = max_a
         self.limit = "unset"
+        self.phases_wanted = phases
+        self.asked = []  # set_phases calls
+        # what load management reads
+        self.reading = None
+        self.energy_flowing = self.ev_requesting = self.plugged = self.limited = False
 
     def set_limit(self, amps):
         self.limit = amps
+
+    def set_phases(self, n):
+        self.asked.append(n)
+        self.phases_wanted = n
 
 
 class FakeTxs:
@@ -76,10 +90,15 @@ class FakeSession:
         return {}
 
 
+class FakeMains:
+    async def read(self):
+        raise AssertionError("the tests step load management themselves")
+
+
 class Station:
-    def __init__(self, tmp_path, evses=2, dm_values=()):
+    def __init__(self, tmp_path, evses=2, dm_values=(), mains=None, switch=False):
         self.store = Store(str(tmp_path / "state"))
-        self.evses = [FakeEvse(i) for i in range(1, evses + 1)]
+        self.evses = [FakeEvse(i, switch=switch) for i in range(1, evses + 1)]
         self.dm = DeviceModel(self.store, declarations([e.hw for e in self.evses]))
         for k, v in dm_values:
             self.dm.set(k, v)
@@ -97,6 +116,7 @@ class Station:
             self.evses,
             self.txs,
             self.spawn,
+            mains,
         )
 
     def spawn(self, coro):
@@ -349,3 +369,92 @@ def test_request_start_profile_breaking_a_rule_is_ignored(st):
     st.block.apply()
     assert b.profile is None and st.block.profiles.count() == 0
     assert st.evses[0].limit is None
+
+
+def mains(st, *amps, ms=1000):
+    """A pass of load management with the mains meter reading `amps` per phase."""
+    from meter import Reading
+
+    st.block.load.step(ms, Reading(0.0, 0.0, amps, (230.0,) * 3), 0)
+
+
+def test_load_management_starts_and_stops_with_its_mode(tmp_path):
+    st = Station(tmp_path, mains=FakeMains(), dm_values=[("LoadManagement/MainsFuse", "20")])
+    assert st.block.load is None
+    st.dm.set("LoadManagement/Mode", "Capacity")
+    st.block.apply()
+    assert st.block.load is None  # the next turn of the loop starts it
+    st.block._manage()
+    mains(st, 12, 4, 4)
+    assert [e.limit for e in st.evses] == [8, 8]  # applied at once: 20 - 12
+    st.run_spawned()
+    assert [a for a, _ in st.session.sent] == ["NotifyChargingLimit"] * 2
+    st.dm.set("LoadManagement/Mode", "Off")
+    st.block._manage()
+    assert st.block.load is None and [e.limit for e in st.evses] == [None, None]
+    st.run_spawned()
+    assert [a for a, _ in st.session.sent][2:] == ["ClearedChargingLimit"] * 2
+
+
+def test_no_mains_meter_no_load_management(tmp_path, logged):
+    st = Station(tmp_path, dm_values=[("LoadManagement/Mode", "Capacity")])
+    st.block._manage()
+    st.block._manage()
+    assert st.block.load is None
+    assert logged.getvalue().count("load management needs a mains meter") == 1
+
+
+def test_the_external_limit_is_in_the_composite_and_the_report(tmp_path):
+    st = Station(tmp_path, mains=FakeMains(), dm_values=[("LoadManagement/Mode", "Capacity")])
+    set_profile(st, 1, profile(1, limit=16))
+    mains(st, 15, 15, 15)  # 25 - 15: 10 A
+    assert st.evses[0].limit == 10
+    r = st.call("GetCompositeSchedule", {"evseId": 1, "duration": 60})
+    assert r["schedule"]["chargingSchedulePeriod"] == [
+        {"startPeriod": 0, "limit": 10.0, "numberPhases": 3}
+    ]
+    r = st.call(
+        "GetChargingProfiles",
+        {"requestId": 5, "chargingProfile": {"chargingLimitSource": ["EMS"]}, "evseId": 1},
+    )
+    assert r == {"status": "Accepted"}
+    st.run_spawned()
+    reports = [p for a, p in st.session.sent if a == "ReportChargingProfiles"]
+    assert [
+        (p["chargingLimitSource"], [q["id"] for q in p["chargingProfile"]]) for p in reports
+    ] == [("EMS", [1000000001])]
+    # the CSMS can neither clear it nor take its id
+    assert st.call("ClearChargingProfile", {"chargingProfileId": 1000000001}) == {
+        "status": "Unknown"
+    }
+    r = set_profile(st, 1, profile(1000000001, level=1))
+    assert r["statusInfo"]["reasonCode"] == "ExternalProfileId"
+
+
+def test_the_external_limit_applies_with_smart_charging_disabled(tmp_path):
+    st = Station(tmp_path, mains=FakeMains(), dm_values=[("LoadManagement/Mode", "Capacity")])
+    set_profile(st, 1, profile(1, limit=8))
+    st.dm.set("SmartChargingCtrlr/Enabled", "false")
+    mains(st, 15, 15, 15)
+    assert st.evses[0].limit == 10  # the fuse's 10 A, not the CSMS's 8
+
+
+def test_phases_are_asked_of_an_evse_with_a_switch_once_per_interval(tmp_path):
+    st = Station(
+        tmp_path, switch=True, dm_values=[("SmartChargingCtrlr/PhaseSwitchMinInterval", "60")]
+    )
+    one = [{"startPeriod": 0, "limit": 16, "numberPhases": 1}]
+    set_profile(st, 1, profile(1, periods=one))
+    assert st.evses[0].asked == [1] and st.evses[1].asked == []  # EVSE 1's profile
+    assert st.evses[0].limit == 16
+    st.call("ClearChargingProfile", {"chargingProfileId": 1})
+    assert st.evses[0].asked == [1]  # back to 3 only after PhaseSwitchMinInterval
+    st.block._switched[0] -= 60000
+    st.block.apply()
+    assert st.evses[0].asked == [1, 3]
+
+
+def test_phases_are_not_asked_without_a_switch(st):
+    one = [{"startPeriod": 0, "limit": 16, "numberPhases": 1}]
+    set_profile(st, 1, profile(1, periods=one))
+    assert st.evses[0].asked == []

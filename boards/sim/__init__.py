@@ -20,6 +20,7 @@ MODEL = "VirtualWallbox"
 VENDOR = "mpwallbox"
 
 _WORLD = "sim_world"  # the simulated world's document, beside the station's own state
+_MAINS = "sim_mains"  # the site's load at the grid connection (boards/sim/mains.py)
 REBOOT_EXIT = 3  # exit status asking tools/wallbox-sim to start the firmware again in place
 WATCHDOG_EXIT = 4  # exit status of a starved watchdog
 MAX_A = 32  # the virtual installation's limit per phase
@@ -69,6 +70,7 @@ class Board(boards.Board):
         world = self._world.load(_WORLD) or ()
         for i in range(min(len(world), len(self.evs))):
             self.evs[i].restore(world[i])
+        self._mains = None  # see mains_meter
         self._wdt = None
         log.stream = sys.stderr
 
@@ -80,6 +82,19 @@ class Board(boards.Board):
         """Persist the simulated world (car, cable, faults, meter register): it is not part of
         the station, so a reboot or a power loss of the firmware leaves it as it was."""
         self._world.save(_WORLD, [ev.state_doc() for ev in self.evs])
+        if self._mains is not None:
+            self._world.save(_MAINS, self._mains.state_doc())
+
+    @property
+    def mains_meter(self):
+        """The site's mains meter (boards/sim/mains.py), built on first use: the smart-charging
+        block asks for it, the control channel's mains_load sets its load."""
+        if self._mains is None:
+            from boards.sim.mains import SimMains
+
+            self._mains = SimMains(self.evs)
+            self._mains.restore(self._world.load(_MAINS) or {})
+        return self._mains
 
     def evse_hw(self, evse_id):
         from boards.drivers.contactor import Contactor

@@ -141,11 +141,25 @@ class Control:
         self._fault(cmd, False)
 
     def _fault(self, cmd, on):
-        _, ev = self._ev(cmd)
         code = cmd.get("error")
+        if cmd.get("evse") == 0:  # the site: only its mains meter can fail
+            if code != "meter_timeout":
+                raise CommandError("evse 0 (the mains meter) has only meter_timeout")
+            self.board.mains_meter.silent = on
+            return
+        _, ev = self._ev(cmd)
         if code not in FAULTS:
             raise CommandError("error must be one of " + ", ".join(FAULTS))
         (ev.raise_error if on else ev.clear_error)(code)
+
+    def cmd_mains_load(self, cmd):
+        a = cmd.get("a")
+        if type(a) is not list or len(a) != 3:
+            raise CommandError("a must be a list of 3 currents (A)")
+        for x in a:
+            if type(x) not in (int, float):
+                raise CommandError("a must be a list of 3 currents (A)")
+        self.board.mains_meter.load_a = [float(x) for x in a]
 
     def cmd_ws_disconnect(self, cmd):
         self.board.net_up = False

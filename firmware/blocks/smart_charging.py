@@ -10,9 +10,15 @@
 # NotSupported; Enabled false rejects SetChargingProfile ("NotEnabled") and applies no limit.
 # The MaxProfile is shared equally over the EVSEs with a transaction (at least one). TxProfiles
 # of a transaction that ended are dropped at the next pass (the block watches each EVSE's
-# transaction id: no hook in the transactions block).
+# transaction id: no hook in the transactions block). Local load management
+# (firmware/load_management.py) is built here while LoadManagement.Mode is not Off and the board
+# has a mains meter: its limits are external constraints that apply even with Enabled false
+# (they guard the site's fuse, not the CSMS's wishes). On EVSEs with a phase switch the phases
+# of the applied limit (profiles' numberPhases, Solar mode's choice) are asked of the EVSE
+# controller, at most once per PhaseSwitchMinInterval.
 
 import asyncio
+import time
 
 from micropython import const
 
@@ -33,6 +39,9 @@ _UNITS = const("SmartChargingCtrlr/RateUnit")
 _SWITCHING = const("SmartChargingCtrlr/ACPhaseSwitchingSupported")
 _VOLTAGE = const("SmartChargingCtrlr/NominalVoltage")
 _SIGNIFICANCE = const("SmartChargingCtrlr/LimitChangeSignificance")
+_PHASE_INTERVAL = const("SmartChargingCtrlr/PhaseSwitchMinInterval")
+_MODE = const("LoadManagement/Mode")
+_EXTERNAL = const("ChargingStationExternalConstraints")
 _TICK_MS = const(1000)  # the limits are recomputed this often
 _PART_ITEMS = const(4)  # profiles per ReportChargingProfiles
 
@@ -53,7 +62,7 @@ class _Ctx:
 
 
 class SmartCharging:
-    def __init__(self, router, session, dm, store, clock, evses, txs, spawn):
+    def __init__(self, router, session, dm, store, clock, evses, txs, spawn, mains=None):
         self.session = session
         self.dm = dm
         self.clock = clock
@@ -66,11 +75,16 @@ class SmartCharging:
         self.limits = [None] * len(evses)  # the limit applied to each EVSE (A), None: none
         self._rate = [False] * len(evses)  # a ChargingRateChanged to send at the next pass
         self._report = None  # GetChargingProfiles' parts, for the after-hook
+        self._switched = [None] * len(evses)  # ticks of the last phase switch asked of each
+        self.mains = mains  # the board's mains meter, or None
+        self.load = None  # the LoadManagement while Mode is not Off
+        self._no_mains = False  # the missing mains meter was logged
         dm.provide(_ENTRIES, lambda: str(self.profiles.count()))
         router.on("SetChargingProfile", self.on_set, self.after_change)
         router.on("GetChargingProfiles", self.on_get, self.after_get)
         router.on("ClearChargingProfile", self.on_clear, self.after_change)
         router.on("GetCompositeSchedule", self.on_composite)
+        self._manage()
         self.apply()
         spawn(self.run())
 
@@ -229,13 +243,16 @@ class SmartCharging:
                 self._rate[i] = False
                 if b.tx is not None and b.ending is None and b.stopping is None:
                     b.post(UPDATED, "ChargingRateChanged")
-            amps = None
             ctx = self._ctx(i + 1, share)
             top = ctx["max_a"]
-            if enabled:
-                amps = schedule.limit_at(prof.for_evse(i + 1), now, ctx)[0]
-                if amps is not None and amps >= top:
-                    amps = None  # the hardware's own maximum: no limit of ours
+            mine = prof.for_evse(i + 1)
+            if not enabled:  # the station's own external constraints only
+                mine = [it for it in mine if it[1]["chargingProfilePurpose"] == _EXTERNAL]
+            amps, phases, _ = schedule.limit_at(mine, now, ctx)
+            if amps is not None and amps >= top:
+                amps = None  # the hardware's own maximum: no limit of ours
+            if e.hw.phase_switch is not None:
+                self._phases(i, e, phases)
             last = self.limits[i]
             if amps != last:
                 log.info(_TAG, "EVSE %d limit %s A" % (i + 1, amps))
@@ -249,10 +266,56 @@ class SmartCharging:
                     self._rate[i] = abs(a - was) * 100 > sig * was
             e.set_limit(amps)
 
+    def _phases(self, i, e, phases):
+        """Ask EVSE e for `phases` (1 or 3) unless it switched less than
+        PhaseSwitchMinInterval ago."""
+        phases = 1 if phases < 3 else 3  # a two-phase limit: one phase is what a switch has
+        if phases == e.phases_wanted:
+            return
+        ms = time.ticks_ms()
+        last = self._switched[i]
+        if last is not None:
+            if time.ticks_diff(ms, last) < self.dm.get_int(_PHASE_INTERVAL) * 1000:
+                return
+        log.info(_TAG, "EVSE %d: %d phase(s)" % (i + 1, phases))
+        self._switched[i] = ms
+        e.set_phases(phases)
+
+    def _manage(self):
+        """Start or stop local load management as LoadManagement.Mode says."""
+        on = self.dm.get(_MODE) != "Off"
+        if on and self.load is None:
+            if self.mains is None:
+                if not self._no_mains:
+                    log.error(_TAG, "load management needs a mains meter: the board has none")
+                    self._no_mains = True
+                return
+            from firmware.load_management import LoadManagement
+
+            log.info(_TAG, "load management on")
+            self.load = LoadManagement(
+                self.dm,
+                self.mains,
+                self.evses,
+                self.profiles,
+                self.session,
+                self.clock,
+                self.spawn,
+                self.apply,
+            )
+            self.spawn(self.load.run())
+        elif not on:
+            self._no_mains = False
+            if self.load is not None:
+                log.info(_TAG, "load management off")
+                self.load.stop()
+                self.load = None
+
     async def run(self):
         while True:
             await asyncio.sleep_ms(_TICK_MS)
             try:
+                self._manage()
                 self.apply()
             except Exception as e:  # a bug here must not stop the limits for good
                 log.exc(_TAG, "applying the limits", e)
