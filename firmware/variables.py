@@ -157,7 +157,7 @@ VARIABLES = (
     ("SmartChargingCtrlr/NominalVoltage", "iw", "230", ("V", 100, 500, None)),
     # A charging station may switch phases no more often than this (ours: hardware.md 1.5,
     # switching often wears the contactors and upsets some EVs).
-    ("SmartChargingCtrlr/PhaseSwitchMinInterval", "iw", "300", (_S, 10, 86400, None)),
+    ("SmartChargingCtrlr/PhaseSwitchMinInterval", "iw", "300", _SEC_DAY),
     # Local load management from the mains meter (firmware/load_management.py), a vendor
     # component: Capacity keeps the grid connection under MainsFuse (A per phase), Solar
     # charges from exported power only and pauses after SolarStopDelay below 6 A.

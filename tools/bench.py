@@ -57,6 +57,8 @@
 - esp32_frozen_bytes, esp32_idle_heap_bytes, esp32_min_heap_kib, esp32_peak_heap_bytes: the
   virtual ESP32 (tools/bench_esp32.py; the reference scenario is tools/esp32_scenario.py);
   esp32_log_upload_peak_heap_bytes: the heap a log upload needs there (tools/bench_logs.py).
+- set_profile_to_pwm_ms, esp32_set_profile_to_pwm_ms, esp32_smart_charging_heap_bytes,
+  esp32_load_management_heap_bytes: smart charging (tools/bench_smart.py).
 """
 
 import json
@@ -71,7 +73,7 @@ from unittest import mock
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tools import bench_crypto, bench_esp32, bench_logs, bench_ota  # noqa: E402
+from tools import bench_crypto, bench_esp32, bench_logs, bench_ota, bench_smart  # noqa: E402
 from tools.harness import CsmsThread, Sim  # noqa: E402
 
 GV = {
@@ -566,6 +568,7 @@ def main():
     bench_crypto.main()  # rsa2048_verify_ms, ecdsa_p256_verify_ms, sha256_mb_per_s
     print("ota_update_peak_heap_bytes: %d bytes" % bench_ota.figure(), flush=True)
     bench_esp32.main()  # esp32_frozen_bytes, esp32_idle_heap_bytes, esp32_min_heap_kib, ...
+    bench_smart.main()  # set_profile_to_pwm_ms, esp32_smart_charging_heap_bytes, ...
 
 
 if __name__ == "__main__":
