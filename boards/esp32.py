@@ -16,6 +16,10 @@
 #     pp_in, pp_atten, pp_mv_full, pp_bands   PP sense (pp_in None: tethered cable)
 #     contactor             coil output pins (1 or 2, switched together)
 #     mirror, mirror_pull, mirror_closed      auxiliary contact input (mirror None: none)
+#     phase_switch          coil output pins (1 or 2) of the second contactor, which connects
+#                           L2/L3 (closed: 3 phases, open: L1 only); 3-phase EVSEs only (on a
+#                           1-phase one: logged, ignored); absent or None: no phase switching
+#     phase_switch_mirror, phase_switch_mirror_pull, phase_switch_mirror_closed   its mirror
 #     rcd_fault, rcd_pull, rcd_active, rcd_test, rcd_test_active
 #     lock                  (a, b, feedback or None) motor lock pins, or None
 #     lock_locked, lock_pulse_ms
@@ -23,10 +27,16 @@
 #                           {"kind": "sdm630"|"sdm120"|"abb_b23"|"eem350", "uart", "rx", "tx",
 #                            "de", "baudrate", "parity", "stop", "addr"}
 #     max_a, phases, ventilation, cable_a     as in EvseHw
+#   mains_meter             None (the board modules' default), or a Modbus meter dict as
+#                           "meter" above: the meter at the grid connection (Board.mains_meter,
+#                           currents signed: negative on a phase that exports); not S0
 #
 # /config.json (settings): csms_url, id, security_profile, variables, ... as for the sim board;
 # "wifi": {"ssid", "password"}; installation overrides for every EVSE: "max_a" (only lower),
-# "cable_a" (a tethered cable: no PP), "meter" (keys merged into the board's meter dict).
+# "cable_a" (a tethered cable: no PP), "meter" (keys merged into the board's meter dict);
+# "mains_meter" (keys merged into the board's mains_meter dict or, when it has none, into the
+# first EVSE's Modbus meter dict: a second meter on the same bus is {"kind": "sdm630",
+# "addr": 2}). A bad mains meter is logged and left out; the boot goes on.
 
 import asyncio
 import binascii
@@ -124,7 +134,7 @@ def calibrate(adc, nominal, lo_hi):
     return full
 
 
-def _meter(m, masters, store, evse_id):
+def _meter(m, masters, store, evse_id, signed=False):
     if m is None:
         return None
     if m["kind"] == "s0":
@@ -153,16 +163,64 @@ def _meter(m, masters, store, evse_id):
         de = _output(m["de"]) if m.get("de") is not None else None
         master = ModbusMaster(uart, de=de, baudrate=m["baudrate"])
         masters[m["uart"]] = master
-    return make_meter(m["kind"], master, m.get("addr", 1))
+    return make_meter(m["kind"], master, m.get("addr", 1), signed)
+
+
+def _evse_meter(e, settings):
+    # The EVSE's meter dict: the board's, with /config.json "meter" merged in.
+    m = e.get("meter")
+    if m is not None and settings.get("meter"):
+        m = dict(m)
+        m.update(settings["meter"])
+    return m
+
+
+def mains_meter(data, settings, masters):
+    """The mains meter (signed currents) of board data and /config.json, or None; on the first
+    EVSE's RS-485 master when it shares its uart. Bad data is logged, never raised: a wallbox
+    without its mains meter still charges (load management falls back, firmware side)."""
+    m = data.get("mains_meter")
+    cfg = settings.get("mains_meter")
+    try:
+        if cfg:
+            if m is None:  # the bus (uart, pins, baud rate) of the first EVSE's Modbus meter
+                m = _evse_meter(data["evses"][0], settings) if data["evses"] else None
+                if m is not None and m.get("kind") == "s0":
+                    m = None
+            m = dict(m or ())
+            m.update(cfg)
+        if m is None:
+            return None
+        if m.get("kind") == "s0":
+            raise ValueError("S0 gives no current and no sign")
+        return _meter(m, masters, None, 0, True)
+    except Exception as e:  # unknown kind, missing key, bad pin: no mains meter, boot goes on
+        log.error("board", "mains meter %r: %s %s: none" % (m, type(e).__name__, e))
+        return None
+
+
+def _contactor(e, outputs, mirror):
+    # A Contactor on the pins e[outputs] with the mirror keys mirror, mirror_pull, mirror_closed.
+    fb = e.get(mirror)
+    return Contactor(
+        [_output(g) for g in e[outputs]],
+        mirror=_input(fb, e.get(mirror + "_pull")) if fb is not None else None,
+        mirror_closed=e.get(mirror + "_closed", 1),
+    )
 
 
 def build_evse(e, settings, masters, store, evse_id):
-    """One EvseHw from the board's dict `e`; outputs start safe (contactor open, CP x1)."""
-    contactor = Contactor(
-        [_output(g) for g in e["contactor"]],
-        mirror=_input(e["mirror"], e.get("mirror_pull")) if e.get("mirror") is not None else None,
-        mirror_closed=e.get("mirror_closed", 1),
-    )
+    """One EvseHw from the board's dict `e`; outputs start safe (contactors open, CP x1)."""
+    contactor = _contactor(e, "contactor", "mirror")
+    phase_switch = None
+    if e.get("phase_switch"):
+        if e["phases"] == 3:
+            phase_switch = _contactor(e, "phase_switch", "phase_switch_mirror")
+        else:
+            log.error(
+                "board",
+                "EVSE %d: phase_switch needs 3 phases, not %d: ignored" % (evse_id, e["phases"]),
+            )
     pwm = machine.PWM(machine.Pin(e["cp_out"], machine.Pin.OUT), freq=_CP_HZ, duty_u16=_X1)
     cp_adc = _adc(e["cp_in"], e["cp_atten"])
     time.sleep(0.005)  # let the CP front end settle on the x1 level
@@ -194,15 +252,11 @@ def build_evse(e, settings, masters, store, evse_id):
             locked_value=e.get("lock_locked", 1),
             pulse_ms=e.get("lock_pulse_ms", 300),
         )
-    m = e.get("meter")
-    if m is not None and settings.get("meter"):
-        m = dict(m)
-        m.update(settings["meter"])
     return EvseHw(
         pilot,
         contactor,
         rcd,
-        _meter(m, masters, store, evse_id),
+        _meter(_evse_meter(e, settings), masters, store, evse_id),
         min(e["max_a"], settings.get("max_a", e["max_a"])),
         phases=e["phases"],
         proximity=proximity,
@@ -210,6 +264,7 @@ def build_evse(e, settings, masters, store, evse_id):
         ventilation=e.get("ventilation", False),
         cable_a=cable_a,
         pp_fallback_a=e.get("pp_fallback_a"),
+        phase_switch=phase_switch,
     )
 
 
@@ -260,6 +315,7 @@ class Board(boards.Board):
             build_evse(e, self.settings, masters, store, i + 1)
             for i, e in enumerate(data["evses"])
         ]
+        self.mains_meter = mains_meter(data, self.settings, masters)
 
     unix_time = staticmethod(unix_time)
     urandom = staticmethod(urandom)
@@ -343,6 +399,8 @@ class Board(boards.Board):
         for hw in self._hw:
             try:
                 hw.contactor.open()
+                if hw.phase_switch is not None:  # after the main one: never under load
+                    hw.phase_switch.open()
                 hw.pilot.fault()
             except Exception:  # keep going: the next EVSE must be made safe too
                 pass

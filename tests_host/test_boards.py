@@ -44,8 +44,10 @@ class FakeMaster:
 
 
 class FakeMeter:
-    def __init__(self, kind, master, addr):
-        self.kind, self.master, self.addr = kind, master, addr
+    def __init__(self, kind, master, addr, signed=False):
+        if kind not in ("sdm630", "sdm120", "abb_b23", "eem350"):
+            raise ValueError("unknown meter %r" % kind)  # as make_meter
+        self.kind, self.master, self.addr, self.signed = kind, master, addr, signed
 
 
 class FakeS0:
@@ -109,8 +111,10 @@ def test_devkit_pins_and_levels(board_env, machine):
     assert rcd._fault.mode == machine.Pin.IN
     assert rcd.has_test and gpio(rcd._test) == 23 and rcd._test.value() == 0
     assert hw.lock is None
+    assert hw.phase_switch is None
     meter = hw.meter
-    assert (meter.kind, meter.addr) == ("sdm120", 1)
+    assert (meter.kind, meter.addr, meter.signed) == ("sdm120", 1, False)
+    assert board.mains_meter is None
     uart = meter.master.uart
     assert (uart.id, uart.baudrate, uart.parity, uart.kw["tx"], uart.kw["rx"]) == (
         1,
@@ -191,7 +195,10 @@ def test_smartevse_v3_pins_and_levels(board_env, machine):
     assert gpio(prox._adc.pin) == 34 and prox._adc.atten == machine.ADC.ATTN_6DB
     assert prox._mv_full == 2200
     c = hw.contactor
-    assert [gpio(p) for p in c._outputs] == [32, 27] and c.feedback() is None
+    assert [gpio(p) for p in c._outputs] == [32] and c.feedback() is None
+    ps = hw.phase_switch  # C2: L2/L3, open from the start (L1 only until closed)
+    assert [gpio(p) for p in ps._outputs] == [27] and ps.feedback() is None
+    assert ps._outputs[0].value() == 0 and ps.closed is False
     assert gpio(hw.rcd._fault) == 13 and hw.rcd.has_test is False
     lock = hw.lock
     assert (gpio(lock._a), gpio(lock._b), gpio(lock._fb)) == (17, 18, 35)
@@ -283,6 +290,143 @@ def test_s0_meter_and_shared_bus(board_env, machine, tmp_path):
     assert s0.load() == 1234.5  # persisted under the state directory
     assert (tmp_path / "state" / "s0_1.json").exists()
     assert board.evse_hw(2).meter.master is board.evse_hw(3).meter.master  # one RS-485 bus
+
+
+# -- the mains meter and the phase switch --------------------------------------------------
+
+
+def test_mains_meter_from_board_data(board_env, machine, logged):
+    import boards.esp32 as esp32
+    from boards.esp32_devkit import BOARD
+
+    mains = dict(BOARD["evses"][0]["meter"], kind="sdm630", addr=3)
+    board = esp32.Board(dict(BOARD, mains_meter=mains))
+    m, evse = board.mains_meter, board.evse_hw(1).meter
+    assert (m.kind, m.addr, m.signed) == ("sdm630", 3, True)
+    assert m.master is evse.master  # one RS-485 bus, one master
+    assert (evse.kind, evse.addr, evse.signed) == ("sdm120", 1, False)
+    assert "mains meter" not in logged.getvalue()
+
+
+def test_mains_meter_from_config_over_the_first_evse_meter(board_env, machine, logged):
+    board_env.write_text(
+        json.dumps({"meter": {"baudrate": 9600}, "mains_meter": {"kind": "sdm630", "addr": 2}})
+    )
+    from boards import esp32_devkit
+
+    board = esp32_devkit.create()
+    m, evse = board.mains_meter, board.evse_hw(1).meter
+    assert (m.kind, m.addr, m.signed) == ("sdm630", 2, True)
+    assert m.master is evse.master
+    assert m.master.uart.baudrate == 9600 and gpio(m.master.de) == 33  # the EVSE's bus
+    assert (evse.kind, evse.addr, evse.signed) == ("sdm120", 1, False)  # unchanged
+    assert esp32_devkit.BOARD["mains_meter"] is None
+    assert "error" not in logged.getvalue().lower()
+
+
+def test_mains_meter_config_merged_over_the_boards_own(board_env, machine):
+    import boards.esp32 as esp32
+    from boards.smartevse_v3 import BOARD
+
+    board_env.write_text(json.dumps({"mains_meter": {"addr": 5}}))
+    mains = dict(BOARD["evses"][0]["meter"], uart=2, rx=4, tx=5, de=None, kind="abb_b23")
+    board = esp32.Board(dict(BOARD, mains_meter=mains))
+    m = board.mains_meter
+    assert (m.kind, m.addr, m.signed) == ("abb_b23", 5, True)
+    assert m.master is not board.evse_hw(1).meter.master and m.master.uart.id == 2
+    assert m.master.de is None
+
+
+@pytest.mark.parametrize(
+    "cfg,why",
+    [
+        ({"kind": "s0", "pin": 16}, "S0 gives no current"),
+        ({"kind": "sdm72", "addr": 2}, "unknown meter"),
+        ("sdm630", "mains meter"),  # not a dict
+    ],
+)
+def test_bad_mains_meter_is_logged_and_the_boot_goes_on(board_env, machine, logged, cfg, why):
+    board_env.write_text(json.dumps({"mains_meter": cfg}))
+    from boards import esp32_devkit
+
+    board = esp32_devkit.create()
+    assert board.mains_meter is None
+    assert board.evse_hw(1).meter.kind == "sdm120"  # the rest is built
+    out = logged.getvalue()
+    assert " E board: mains meter " in out and why in out
+
+
+def test_mains_meter_without_a_modbus_bus_to_share(board_env, machine, logged):
+    # The first EVSE counts S0 pulses: no bus to add the meter to, the config must name one.
+    import boards.esp32 as esp32
+    from boards.esp32_devkit import BOARD
+
+    board_env.write_text(json.dumps({"mains_meter": {"kind": "sdm630", "addr": 2}}))
+    e = dict(BOARD["evses"][0], meter={"kind": "s0", "pin": 16})
+    board = esp32.Board(dict(BOARD, evses=(e,)))
+    assert board.mains_meter is None
+    assert "KeyError" in logged.getvalue() and "'uart'" in logged.getvalue()
+    board_env.write_text(
+        json.dumps({"mains_meter": dict(BOARD["evses"][0]["meter"], kind="eem350", addr=2)})
+    )
+    m = esp32.Board(dict(BOARD, evses=(e,))).mains_meter
+    assert (m.kind, m.addr, m.signed) == ("eem350", 2, True)
+
+
+def test_s0_mains_meter_in_board_data_is_refused(board_env, machine, logged):
+    import boards.esp32 as esp32
+    from boards.esp32_devkit import BOARD
+
+    board = esp32.Board(dict(BOARD, mains_meter={"kind": "s0", "pin": 16}))
+    assert board.mains_meter is None and "S0 gives no current" in logged.getvalue()
+
+
+def test_phase_switch_only_on_three_phase_evses(board_env, machine, logged, monkeypatch):
+    import boards.esp32 as esp32
+    from boards.esp32_devkit import BOARD
+
+    made = []
+
+    class Pin(fake_machine.Pin):
+        def __init__(self, id, *a, **kw):
+            super().__init__(id, *a, **kw)
+            made.append(self)
+
+    monkeypatch.setattr(machine, "Pin", Pin)
+    e1 = dict(BOARD["evses"][0], phases=3, max_a=32, phase_switch=(21, 22))
+    e1.update(phase_switch_mirror=35, phase_switch_mirror_closed=0)
+    e2 = dict(BOARD["evses"][0], cp_out=18, cp_in=35, pp_in=34, contactor=(5,), mirror=None)
+    e2.update(rcd_fault=14, rcd_test=None, meter=None, phase_switch=(19,))  # 1 phase
+    board = esp32.Board(dict(BOARD, evses=(e1, e2)))
+    ps = board.evse_hw(1).phase_switch
+    assert [gpio(p) for p in ps._outputs] == [21, 22]
+    assert [p.value() for p in ps._outputs] == [0, 0] and ps.closed is False  # open: safe
+    assert [p.mode for p in ps._outputs] == [machine.Pin.OUT] * 2
+    assert gpio(ps._mirror) == 35 and ps._mirror.pull is None and ps._mirror_closed == 0
+    ps._mirror._value = 0
+    assert ps.feedback() is True
+    ps.close()
+    assert board.evse_hw(1).contactor.closed is False  # its own outputs
+    assert [gpio(p) for p in board.evse_hw(1).contactor._outputs] == [26]
+    assert board.evse_hw(2).phase_switch is None
+    assert 19 not in [gpio(p) for p in made]  # ignored: its pin never driven
+    assert " E board: EVSE 2: phase_switch needs 3 phases, not 1: ignored" in logged.getvalue()
+    e3 = dict(e1, phase_switch=(21,))
+    del e3["phase_switch_mirror"], e3["phase_switch_mirror_closed"]
+    ps = esp32.Board(dict(BOARD, evses=(e3,))).evse_hw(1).phase_switch
+    assert ps.feedback() is None and ps._mirror_closed == 1
+
+
+def test_safe_opens_the_phase_switch_too(board_env, machine):
+    from boards import smartevse_v3
+
+    board = smartevse_v3.create()
+    hw = board.evse_hw(1)
+    hw.contactor.close()
+    hw.phase_switch.close()
+    board.safe()
+    assert hw.contactor.closed is False and hw.phase_switch.closed is False
+    assert hw.phase_switch._outputs[0].value() == 0
 
 
 def test_calibration(machine):
@@ -491,12 +635,17 @@ class ADC:
         return 2402000
 
 
+class UART:
+    def __init__(self, id, **kw):
+        self.id = id
+
+
 class M:
     pass
 
 
 m = M()
-m.Pin, m.PWM, m.ADC = Pin, PWM, ADC
+m.Pin, m.PWM, m.ADC, m.UART = Pin, PWM, ADC, UART
 m.unique_id = lambda: b"\\x24\\x0a\\xc4\\x12\\x34\\x56"
 m.reset = lambda: print("reset")
 sys.modules["machine"] = m
@@ -514,6 +663,21 @@ for data in (DEVKIT, SMART):
     hw = board.evse_hw(1)
     print(board.MODEL, board.serial, hw.pilot.read(), hw.pilot._mv_full, hw.proximity.read_amps())
     print(type(board.unix_time()).__name__, board.boot_reason(), board.tasks(None))
+
+# SmartEVSE with its meter on RS-485, a mains meter added by /config.json, C2 the phase switch
+import json
+
+cfg = sys.argv[1] + "_config.json"
+for mains in ({"kind": "sdm630", "addr": 2}, {"kind": "s0", "pin": 16}, {"kind": "x"}):
+    with open(cfg, "w") as f:
+        json.dump({"mains_meter": mains}, f)
+    board = esp32.Board(SMART, config=cfg, state_dir=sys.argv[1])
+    hw = board.evse_hw(1)
+    mm = board.mains_meter
+    shared = mm is not None and mm._m is hw.meter._m
+    ps = hw.phase_switch
+    print(type(mm).__name__, mm and mm.addr, mm and mm.signed, shared, hw.meter.signed,
+          [p.id for p in hw.contactor._outputs], [(p.id, p.v) for p in ps._outputs], ps.closed)
 """
 
 
@@ -537,6 +701,14 @@ def test_esp32_composition_on_micropython(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     lines = [ln for ln in out.stdout.splitlines() if not ln.startswith(" W ")]
+    errors = [ln for ln in lines if ln.startswith(" E ")]  # the dict's order differs on MP
+    assert len(errors) == 2
+    assert errors[0].startswith(" E board: mains meter {")
+    assert errors[0].endswith("}: ValueError S0 gives no current and no sign: none")
+    assert errors[1].endswith(
+        "}: ValueError unknown meter 'x' (one of abb_b23, eem350, sdm120, sdm630): none"
+    )
+    lines = [ln for ln in lines if not ln.startswith(" E ")]
     assert lines == [
         # 47700 counts = 2402 mV: A on the DevKit (calibrated: 3300), PP open (None)
         "ESP32-DevKitC EVSE 240AC4123456 A 3300 None",
@@ -544,4 +716,7 @@ def test_esp32_composition_on_micropython(tmp_path):
         # the same counts: C on SmartEVSE's front end; PP at 6 dB: 1601 mV, 680 Ohm, 20 A
         "SmartEVSE v3.0 240AC4123456 C 3300 20",
         "int None []",
+        "Sdm630 2 True True False [32] [(27, 0)] False",
+        "NoneType None None False False [32] [(27, 0)] False",
+        "NoneType None None False False [32] [(27, 0)] False",
     ]

@@ -247,6 +247,139 @@ def test_other_address_and_make_meter():
         make_meter("sdm72", master, 1)
 
 
+# --- signed meters (the mains meter): a phase that exports reads a negative current --------------
+
+
+def req(addr, fc, start, count):
+    return with_crc(struct.pack(">BBHH", addr, fc, start, count)).hex()
+
+
+def test_signed_sdm630_exporting_phase_is_negative():
+    regs = sdm630_regs()
+    f32_regs(regs, 0x000E, -3600.0)  # L2 exports (solar on L2)
+    f32_regs(regs, 0x0034, P / 3 * 2 - 3600.0)
+    bus, de, master = setup(Slave(regs=regs))
+    r = run(make_meter("sdm630", master, 1, signed=True).read())
+    # the phase powers follow the currents: the first read grows from 12 to 18 registers
+    assert hexes(bus.requests) == [req(1, 4, 0, 18), req(1, 4, 0x34, 22)]
+    assert r.current_a == (f32r(A[0]), -f32r(A[1]), f32r(A[2]))
+    assert r.voltage_v == tuple(f32r(v) for v in V)
+    assert r.energy_wh == f32r(KWH) * 1000
+
+
+def test_signed_sdm630_every_phase():
+    for phase in range(3):
+        regs = sdm630_regs()
+        f32_regs(regs, 0x000C + 2 * phase, -1000.0)
+        bus, de, master = setup(Slave(regs=regs))
+        amps = run(make_meter("sdm630", master, signed=True).read()).current_a
+        assert [a < 0 for a in amps] == [i == phase for i in range(3)]
+        assert [abs(a) for a in amps] == [f32r(a) for a in A]
+
+
+def test_signed_sdm120_takes_the_total_power_sign():
+    regs = sdm120_regs()
+    f32_regs(regs, 0x000C, -3675.0)
+    bus, de, master = setup(Slave(regs=regs))
+    r = run(make_meter("sdm120", master, 1, signed=True).read())
+    assert hexes(bus.requests) == [req(1, 4, 0, 14), req(1, 4, 0x48, 2)]  # as unsigned
+    assert r.current_a == (-f32r(A[0]), None, None) and r.power_w == -3675.0
+    bus, de, master = setup(Slave(regs=sdm120_regs()))
+    assert run(make_meter("sdm120", master, signed=True).read()).current_a[0] == f32r(A[0])
+
+
+def test_signed_abb_b23_exporting_phase_is_negative():
+    regs = abb_regs()
+    for i, w in enumerate((3700.0, 3600.0, -2500.5)):  # L3 exports
+        u32_regs(regs, 0x5B16 + 2 * i, round(w * 100))
+    bus, de, master = setup(Slave(fc=3, regs=regs))
+    r = run(make_meter("abb_b23", master, 1, signed=True).read())
+    assert hexes(bus.requests) == [req(1, 3, 0x5B00, 28), req(1, 3, 0x5000, 4)]
+    assert r.current_a == (15.97, 16.02, -15.88)
+    assert r.power_w == 11020.0
+
+
+def test_signed_eem350_every_phase_takes_the_total_sign():
+    # No per-phase power in the map: the total's sign goes to all three phases.
+    regs = eem_regs()
+    u32_regs(regs, 0x0028, -4200, low_first=True)  # -420.0 W
+    bus, de, master = setup(Slave(regs=regs))
+    r = run(make_meter("eem350", master, 1, signed=True).read())
+    assert hexes(bus.requests) == [req(1, 4, 0, 64)]  # as unsigned
+    assert r.current_a == (-15.97, -16.02, -15.88) and r.power_w == -420.0
+    bus, de, master = setup(Slave(regs=eem_regs()))
+    assert run(make_meter("eem350", master, signed=True).read()).current_a == A
+
+
+def test_signed_meter_takes_the_magnitude_of_a_signed_current():
+    regs = eem_regs()
+    u32_regs(regs, 0x000C, -15970, low_first=True)  # a meter that signs its currents itself
+    bus, de, master = setup(Slave(regs=regs))
+    assert run(make_meter("eem350", master, signed=True).read()).current_a == A
+
+
+def _exporting(kind):
+    # every map's registers with every phase power (and the total) negative
+    if kind == "sdm630":
+        regs = sdm630_regs()
+        for i in range(3):
+            f32_regs(regs, 0x000C + 2 * i, -1000.0)
+        f32_regs(regs, 0x0034, -3000.0)
+        return Slave(regs=regs)
+    if kind == "sdm120":
+        regs = sdm120_regs()
+        f32_regs(regs, 0x000C, -1000.0)
+        return Slave(regs=regs)
+    if kind == "abb_b23":
+        regs = abb_regs(power_w=-3000.0)
+        for i in range(3):
+            u32_regs(regs, 0x5B16 + 2 * i, -100000)
+        return Slave(fc=3, regs=regs)
+    regs = eem_regs()
+    u32_regs(regs, 0x0028, -30000, low_first=True)
+    return Slave(regs=regs)
+
+
+UNSIGNED_REQUESTS = {
+    "sdm630": [req(1, 4, 0, 12), req(1, 4, 0x34, 22)],
+    "sdm120": [req(1, 4, 0, 14), req(1, 4, 0x48, 2)],
+    "abb_b23": [req(1, 3, 0x5B00, 22), req(1, 3, 0x5000, 4)],
+    "eem350": [req(1, 4, 0, 64)],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(UNSIGNED_REQUESTS))
+def test_unsigned_meter_unchanged_by_export(kind):
+    # The EVSE meters: the same requests as before signed meters existed, currents as read.
+    for m in (lambda ms: make_meter(kind, ms, 1), lambda ms: make_meter(kind, ms, 1, False)):
+        bus, de, master = setup(_exporting(kind))
+        r = run(m(master).read())
+        assert hexes(bus.requests) == UNSIGNED_REQUESTS[kind]
+        assert all(a is None or a > 0 for a in r.current_a)
+        assert r.power_w < 0
+
+
+@pytest.mark.parametrize("kind", sorted(UNSIGNED_REQUESTS))
+def test_signed_meter_all_phases_exporting(kind):
+    bus, de, master = setup(_exporting(kind))
+    amps = run(make_meter(kind, master, signed=True).read()).current_a
+    assert all(a is None or a < 0 for a in amps) and amps[0] is not None
+
+
+def test_signed_block_refused_reads_the_phase_powers_one_by_one():
+    regs = dict(STRICT_SDM630)
+    for i in range(3):
+        f32_regs(regs, 0x000C + 2 * i, (-500.0, 700.0, 800.0)[i])
+    bus, de, master = setup(Slave(regs=regs, strict=True))
+    m = make_meter("sdm630", master, signed=True)
+    r = run(m.read())
+    counts = [struct.unpack(">HH", q[2:6]) for q in bus.requests]
+    assert counts[:2] == [(0x0000, 18), (0x0034, 22)]
+    singles = (0, 2, 4, 6, 8, 10, 0x34, 0x48, 0x0C, 0x0E, 0x10)
+    assert counts[2:] == [(reg, 2) for reg in singles]
+    assert r.current_a == (-f32r(A[0]), f32r(A[1]), f32r(A[2]))
+
+
 @pytest.mark.parametrize(
     "reg,value,what",
     [
@@ -701,10 +834,10 @@ def bits(v):
     return v if v is None or isinstance(v, int) else struct.pack(">d", v).hex()
 
 async def main():
-    for kind, replies in CASES:
+    for kind, signed, replies in CASES:
         de = Pin()
         uart = Uart({bytes.fromhex(k): bytes.fromhex(v) for k, v in replies.items()})
-        m = make_meter(kind, ModbusMaster(uart, de=de, timeout_ms=30), 1)
+        m = make_meter(kind, ModbusMaster(uart, de=de, timeout_ms=30), 1, signed)
         r = await m.read()
         print(kind, " ".join(uart.sent), de.levels, bits(r.energy_wh), bits(r.power_w),
               [bits(x) for x in r.current_a], [bits(x) for x in r.voltage_v])
@@ -749,16 +882,20 @@ def test_meters_on_micropython(tmp_path):
         pytest.skip("no MicroPython unix port in .venv")
     cases = []
     expected = []
-    for kind, slave in (
-        ("sdm630", Slave(regs=sdm630_regs())),
-        ("sdm120", Slave(regs=sdm120_regs())),
-        ("abb_b23", Slave(fc=3, regs=abb_regs())),
-        ("eem350", Slave(regs=eem_regs())),
-        ("sdm630", Slave(regs=STRICT_SDM630, strict=True)),  # block refused: one read per value
+    for kind, signed, slave in (
+        ("sdm630", False, Slave(regs=sdm630_regs())),
+        ("sdm120", False, Slave(regs=sdm120_regs())),
+        ("abb_b23", False, Slave(fc=3, regs=abb_regs())),
+        ("eem350", False, Slave(regs=eem_regs())),
+        ("sdm630", False, Slave(regs=STRICT_SDM630, strict=True)),  # block refused
+        ("sdm630", True, _exporting("sdm630")),  # mains meters: negative currents
+        ("sdm120", True, _exporting("sdm120")),
+        ("abb_b23", True, _exporting("abb_b23")),
+        ("eem350", True, _exporting("eem350")),
     ):
         bus, de, master = setup(slave)
-        r = run(make_meter(kind, master, 1).read())
-        cases.append((kind, {q.hex(): slave.answer(q).hex() for q in bus.requests}))
+        r = run(make_meter(kind, master, 1, signed).read())
+        cases.append((kind, signed, {q.hex(): slave.answer(q).hex() for q in bus.requests}))
 
         def bits(v):
             return v if v is None or isinstance(v, int) else struct.pack(">d", v).hex()

@@ -186,7 +186,8 @@ _E = const(0)  # energy imported, Wh
 _P = const(1)  # total active power, W
 _I1 = const(2)  # current L1..L3, A
 _V1 = const(5)  # voltage L1..L3, V
-_SLOTS = const(8)
+_P1 = const(8)  # active power L1..L3, W (read by signed meters only)
+_SLOTS = const(11)
 
 
 class _RegisterMeter:
@@ -195,6 +196,13 @@ class _RegisterMeter:
     _FC       3 or 4
     _FIELDS   ((slot, register, kind, mul, div), ...): value = decode(kind) * mul / div
     _BLOCKS   ((start, count), ...): the reads that cover every field, as few as possible
+    _SIGN_FIELDS  the extra fields a signed meter reads (phase powers), () for none
+    _SIGN_BLOCKS  the blocks that cover _FIELDS + _SIGN_FIELDS; None: _BLOCKS do
+    _SIGN     (slot L1, slot L2, slot L3): the power whose sign each phase's current takes
+
+    signed=False (an EVSE meter): currents as the meter gives them, and only _FIELDS read.
+    signed=True (the mains meter): each current is negative while its phase exports (its
+    active power is negative), so that load management sees solar surplus per phase.
 
     If the meter refuses a block read with "illegal data address/value" (some firmware rejects
     reads over registers it does not define), the meter falls back for good to one read per
@@ -204,11 +212,21 @@ class _RegisterMeter:
     _FC = modbus.FC_INPUT
     _FIELDS = ()
     _BLOCKS = ()
+    _SIGN_FIELDS = ()
+    _SIGN_BLOCKS = None
+    _SIGN = (_P, _P, _P)
 
-    def __init__(self, master, addr=1):
+    def __init__(self, master, addr=1, signed=False):
         self._m = master
         self.addr = addr
-        self._plan = _plan(self._FIELDS, self._BLOCKS)
+        self.signed = signed
+        if signed:
+            self._fields = self._FIELDS + self._SIGN_FIELDS
+            blocks = self._BLOCKS if self._SIGN_BLOCKS is None else self._SIGN_BLOCKS
+        else:
+            self._fields = self._FIELDS
+            blocks = self._BLOCKS
+        self._plan = _plan(self._fields, blocks)
         self._split = False  # True once the meter refused a block read: one read per value
         self._vals = [None] * _SLOTS  # the values of the reading being made, by slot
 
@@ -222,7 +240,7 @@ class _RegisterMeter:
                 "meter", "address %d refuses block reads (%s): one read per value" % (self.addr, e)
             )
             self._split = True
-            self._plan = _plan(self._FIELDS, ())
+            self._plan = _plan(self._fields, ())
             return await self._read()
 
     async def _read(self):
@@ -237,7 +255,20 @@ class _RegisterMeter:
                 raise ModbusError("implausible value %r from address %d" % (x, self.addr))
         if v[_E] < 0:
             raise ModbusError("implausible energy %r Wh from address %d" % (v[_E], self.addr))
-        return Reading(v[_E], v[_P], (v[2], v[3], v[4]), (v[5], v[6], v[7]))
+        if self.signed:
+            s = self._SIGN
+            amps = (_signed(v[2], v[s[0]]), _signed(v[3], v[s[1]]), _signed(v[4], v[s[2]]))
+        else:
+            amps = (v[2], v[3], v[4])
+        return Reading(v[_E], v[_P], amps, (v[5], v[6], v[7]))
+
+
+def _signed(amps, watts):
+    # A phase's current with its power's sign: negative while the phase exports.
+    if amps is None:
+        return None
+    amps = abs(amps)
+    return -amps if watts is not None and watts < 0 else amps
 
 
 def _plan(fields, blocks):
@@ -276,10 +307,19 @@ class Sdm630(_RegisterMeter):
         (_E, 0x0048, _F32, 1000, 1),  # kWh
     )
     _BLOCKS = ((0x0000, 12), (0x0034, 22))
+    # Signed: the phase powers follow the currents, so the first read grows by 6 registers.
+    _SIGN_FIELDS = (
+        (_P1, 0x000C, _F32, 1, 1),
+        (_P1 + 1, 0x000E, _F32, 1, 1),
+        (_P1 + 2, 0x0010, _F32, 1, 1),
+    )
+    _SIGN_BLOCKS = ((0x0000, 18), (0x0034, 22))
+    _SIGN = (_P1, _P1 + 1, _P1 + 2)
 
 
 class Sdm120(_RegisterMeter):
-    """Eastron SDM120 (1-phase), FC04 float32; L2/L3 are None."""
+    """Eastron SDM120 (1-phase), FC04 float32; L2/L3 are None. Signed, L1 takes the sign of
+    the total power (the one phase's), which the first read already covers."""
 
     _FIELDS = (
         (_V1, 0x0000, _F32, 1, 1),
@@ -305,6 +345,15 @@ class AbbB23(_RegisterMeter):
         (_E, 0x5000, modbus.U64, 10, 1),  # 0.01 kWh = 10 Wh, kept an exact integer
     )
     _BLOCKS = ((0x5B00, 22), (0x5000, 4))
+    # Signed: the phase powers follow the total (S32 x 0.01 W like it, inferred), so the
+    # first read grows by 6 registers.
+    _SIGN_FIELDS = (
+        (_P1, 0x5B16, modbus.S32, 1, 100),
+        (_P1 + 1, 0x5B18, modbus.S32, 1, 100),
+        (_P1 + 2, 0x5B1A, modbus.S32, 1, 100),
+    )
+    _SIGN_BLOCKS = ((0x5B00, 28), (0x5000, 4))
+    _SIGN = (_P1, _P1 + 1, _P1 + 2)
 
 
 class Eem350(_RegisterMeter):
@@ -322,14 +371,20 @@ class Eem350(_RegisterMeter):
         (_E, 0x003E, modbus.S32_LW, 100, 1),  # 0.1 kWh = 100 Wh, kept an exact integer
     )
     _BLOCKS = ((0x0000, 64),)
+    # Signed: no per-phase power is known in this map, so every phase takes the sign of the
+    # total power. A site exporting on one phase while importing more on the others reads as
+    # importing on all three: less surplus than there is for Solar, more load than there is
+    # for Capacity; both on the safe side. (A total near zero may flip the sign on all three.)
+    _SIGN = (_P, _P, _P)
 
 
 _KINDS = {"sdm630": Sdm630, "sdm120": Sdm120, "abb_b23": AbbB23, "eem350": Eem350}
 
 
-def make_meter(kind, master, addr=1):
-    """The meter model named `kind` ("sdm630", "sdm120", "abb_b23", "eem350") at `addr`."""
+def make_meter(kind, master, addr=1, signed=False):
+    """The meter model named `kind` ("sdm630", "sdm120", "abb_b23", "eem350") at `addr`;
+    signed=True for a mains meter: currents negative on phases that export."""
     cls = _KINDS.get(kind)
     if cls is None:
         raise ValueError("unknown meter %r (one of %s)" % (kind, ", ".join(sorted(_KINDS))))
-    return cls(master, addr)
+    return cls(master, addr, signed)

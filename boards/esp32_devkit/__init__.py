@@ -90,8 +90,11 @@ BOARD = {
             "phases": 1,
             "ventilation": False,
             "cable_a": None,  # a socket: PP reads the cable
+            # No phase switch: one relay, one phase.
         },
     ),
+    # No mains meter on the board; /config.json "mains_meter" adds one on the RS-485 bus.
+    "mains_meter": None,
 }
 
 

@@ -3,7 +3,10 @@
 #
 # Pins: CP PWM GPIO19; CP disconnect GPIO15 (active high: held low, CP connected); CP sense
 # GPIO39 (ADC1 CH3, 11 dB); PP sense GPIO34 (ADC1 CH6, 6 dB); contactors GPIO32 (C1) and
-# GPIO27 (C2), SSR-driven and switched together here (no 1 <-> 3 phase switching); RCD fault in
+# GPIO27 (C2), SSR-driven (hardware.md 8, "Contactor 1 / 2"); C2 is the phase switch (the
+# contactor that connects L2/L3: open, the car charges on L1 only), as the vendor uses it for
+# 1 <-> 3 phase switching (that use is not in hardware.md: check the wiring; a C2 meant to
+# switch with C1 needs board data "contactor": (32, 27) without phase_switch); RCD fault in
 # GPIO13 (pull-up, active high, as hardware.md 4 describes the vendor's input); lock A/B
 # GPIO17/18, lock feedback GPIO35 (input-only, no internal pull: the board must bias it);
 # RS-485 RX23 / TX21 / DE22. Not used yet: temperature GPIO36 (MCP9700A, 500 mV at 0 C,
@@ -65,8 +68,9 @@ BOARD = {
             "pp_atten": "ATTN_6DB",
             "pp_mv_full": 2200,
             "pp_bands": PP_BANDS,
-            "contactor": (32, 27),
+            "contactor": (32,),  # C1
             "mirror": None,
+            "phase_switch": (27,),  # C2, L2/L3 (hardware.md 8: GPIO27); no mirror input
             "rcd_fault": 13,
             "rcd_pull": "up",
             "rcd_active": 1,
@@ -92,6 +96,8 @@ BOARD = {
             "cable_a": None,  # a socket; /config.json "cable_a" for a tethered cable
         },
     ),
+    # No mains meter on the board; /config.json "mains_meter" adds one on the RS-485 bus.
+    "mains_meter": None,
 }
 
 
