@@ -22,6 +22,9 @@ _RCD_CLEAR_MS = const(1000)  # ... and be clear again within this after the test
 _METER_POLL_MS = const(1000)
 _METER_READ_MS = const(2000)  # one meter read may take this long
 _METER_LOST_MS = const(8000)  # no good reading for this long: the meter is lost
+# 1<->3-phase switching, never under load: the phase switch moves only this long after the main
+# contactor opened, and the PWM comes back only this long after it moved (hardware.md 1.5).
+_PHASE_GAP_MS = const(3000)
 _MIN_A = const(6)  # the least current IEC 61851 lets us offer
 _U16 = const(65535)  # the pilot's duty in x1 (steady +12 V)
 # Above ~91 % duty (68 A) the -12 V plateau is too short for the pilot driver to judge the EV
@@ -60,7 +63,7 @@ class Evse:
     """One EVSE's charging state machine over its hardware (boards.drivers.EvseHw).
 
     Commands: `permit(on)`, `set_limit(amps)`, `set_available(on)`, `set_config_limit(amps)`,
-    `unlock()` (the cable lock).
+    `set_phases(n)`, `unlock()` (the cable lock).
     Reports: `cp`, `offered_a`, `faults`, `reading` and the properties below.
 
     The safety loop (`run`: `step` every 10 ms) only decides and drives the hardware, and
@@ -104,12 +107,20 @@ class Evse:
         self._open_since = None  # the mirror has read open since then, while a weld is set
         self._offer_ms = 0  # when the offered current last changed
         self._meter_ok_ms = None  # last good meter reading
+        # The phase switch (a 3-phase EVSE's L2/L3 contactor), None without one. _want is the
+        # phases asked for; _opened_ms when the main contactor last opened and _moved_ms when
+        # the switch last moved, each None once a phase gap has passed since.
+        self._switch = hw.phase_switch if hw.phases == 3 else None
+        self._want = hw.phases
+        self._opened_ms = None
+        self._moved_ms = None
         self._changed = False
         self.last_step = None  # ticks of the latest safety-loop step (the supervisor reads it)
         # What notify() last logged, and news the tick leaves for it.
         self._told_cp = "A"
         self._told_faults = set()
         self._told_rcd = None
+        self._told_phases = hw.phases
         self._forced = False  # the tick opened under load: the EV ignored x1
         self.last_poll = None  # ticks of the latest meter poll, good or not
 
@@ -128,6 +139,15 @@ class Evse:
 
     def set_available(self, on):
         self._available = bool(on)
+
+    def set_phases(self, n):
+        """Connect 1 or 3 phases. Without a phase switch (or on a 1-phase EVSE) nothing
+        happens. A change pauses the EV (x1), waits for the contactor to open, moves the
+        switch and offers again, each step _PHASE_GAP_MS apart: `switching` until then."""
+        if n != 1 and n != 3:
+            raise ValueError("phases must be 1 or 3")
+        if self._switch is not None:
+            self._want = n
 
     async def unlock(self):
         """Release the cable from the socket's lock: UNLOCKED, UNLOCK_FAILED or FIXED_CABLE.
@@ -177,6 +197,40 @@ class Evse:
         PWM until it rises again."""
         lim = self._limit_a
         return lim is not None and lim < _MIN_A
+
+    @property
+    def limit_a(self):
+        """The application's limit (set_limit), or None."""
+        return self._limit_a
+
+    @property
+    def max_a(self):
+        """The hardware's ceiling without the application's limit: the least of the board's
+        maximum, the cable's rating and the installer's limit."""
+        amps = self.hw.max_a
+        lim = self.cable_a
+        if lim is not None and lim < amps:
+            amps = lim
+        lim = self._config_a
+        if lim is not None and lim < amps:
+            amps = lim
+        return amps
+
+    @property
+    def phases(self):
+        """The phases the contactors connect now (what the switch was commanded to)."""
+        sw = self._switch
+        if sw is None:
+            return self.hw.phases
+        return 3 if sw.closed else 1
+
+    @property
+    def switching(self):
+        """A phase switch is pending or in its gaps: no offer until it is done."""
+        sw = self._switch
+        if sw is None:
+            return False
+        return self._moved_ms is not None or sw.closed != (self._want == 3)
 
     @property
     def suspended_evse(self):
@@ -243,6 +297,9 @@ class Evse:
             if self._rcd == _RCD_OK:
                 log.info(tag, "RCD self-test passed")
             self._told_rcd = self._rcd
+        if self.phases != self._told_phases:
+            log.info(tag, "phases %d -> %d" % (self._told_phases, self.phases))
+            self._told_phases = self.phases
         if self._forced:
             self._forced = False
             log.warn(tag, "EV ignored x1 for 6 s: opening under load")
@@ -351,7 +408,7 @@ class Evse:
             self._open_since = None
         elif c.closed and not fb:
             c.open()
-            self._switched = now
+            self._switched = self._opened_ms = now
             self._fault(CONTACTOR_FAULT, now)
         elif WELDED in self.faults and not fb:
             if self._open_since is None:
@@ -363,13 +420,7 @@ class Evse:
 
     def _target_a(self):
         # Written out: a loop over a tuple of the limits would allocate that tuple every tick.
-        amps = self.hw.max_a
-        lim = self.cable_a
-        if lim is not None and lim < amps:
-            amps = lim
-        lim = self._config_a
-        if lim is not None and lim < amps:
-            amps = lim
+        amps = self.max_a
         lim = self._limit_a
         if lim is not None and lim < amps:
             amps = lim
@@ -393,6 +444,8 @@ class Evse:
         hard = self._fault_since is not None
         ready = self.plugged and self._permitted and self._available and not self.faults
         ready = ready and self._rcd == _RCD_OK
+        if self._switch is not None and self._phase(now):
+            ready = False  # no offer while the phases change
         offer = self._offer(now) if ready else 0
         wants = self.cp == "C" or (self.cp == "D" and hw.ventilation)
         # The pilot: F for a while after a hard fault, then x1; x2 only while ready to charge.
@@ -425,6 +478,34 @@ class Evse:
             self._stop_since = None
             self._changed = True
 
+    def _phase(self, now):
+        """Move the phase switch when it is wanted and safe: the main contactor commanded open,
+        its mirror not saying closed, and open for _PHASE_GAP_MS. True while the offer must
+        stay off (a switch pending, or moved less than _PHASE_GAP_MS ago)."""
+        t = self._opened_ms
+        if t is not None and time.ticks_diff(now, t) >= _PHASE_GAP_MS:
+            self._opened_ms = t = None  # long enough: never compared again (ticks wrap)
+        moved = self._moved_ms
+        if moved is not None:
+            if time.ticks_diff(now, moved) < _PHASE_GAP_MS:
+                return True
+            self._moved_ms = None
+            self._changed = True  # switching is over
+        sw = self._switch
+        three = self._want == 3
+        if sw.closed == three:
+            return False
+        c = self.hw.contactor
+        if c.closed or t is not None or c.feedback() is True:
+            return True  # x1 is out: the EV goes to B (or 6 s pass) and the contactor opens
+        if three:
+            sw.close()
+        else:
+            sw.open()
+        self._moved_ms = now
+        self._changed = True
+        return True
+
     def _set_offer(self, amps, now):
         if amps != self.offered_a:
             self.offered_a = amps
@@ -433,7 +514,7 @@ class Evse:
 
     def _open(self, now):
         self.hw.contactor.open()
-        self._switched = now
+        self._switched = self._opened_ms = now
         self._stop_since = None
         self._changed = True
 
