@@ -32,7 +32,7 @@ class Clock:
 class FakeEvse:
     def __init__(self, n, phases=3, max_a=32):
         self.id = n
-        self.hw = SimpleNamespace(phases=phases, max_a=max_a, cable_a=None)
+        self.hw = SimpleNamespace(phases=phases, max_a=max_a, cable_a=None, phase_switch=None)
         self.cable_a = None
         self._config_a = None
         self.limit = "unset"
