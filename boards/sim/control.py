@@ -194,4 +194,14 @@ def _evse_status(e, ev, st):
         "tx_id": st.transactions.tx_id(e),
         "faults": sorted(e.faults),
         "max_open_ms": ev.max_open_ms,
+        "phases": e.phases,
+        "limit_a": _limit(e),
+        "phase_switches_under_load": ev.phase_switches_under_load,
     }
+
+
+def _limit(e):
+    """What smart charging and load management limit the EVSE to, or None when nothing limits
+    below the hardware (sim-control.md)."""
+    lim = e.limit_a
+    return float(lim) if lim is not None and lim < e.max_a else None
