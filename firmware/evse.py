@@ -103,24 +103,22 @@ class Evse:
         self._rcd_since = 0
         self._fault_since = None  # when the current hard fault began, for the F hold
         self._stop_since = None  # a charger-initiated stop began (x1 sent, contactor closed)
-        self._switched = 0  # when the contactor was last commanded
+        # When a contactor (main or phase switch) was last commanded; the tick keeps it at most
+        # _PHASE_GAP_MS ago, so that it never wraps (ticks_ms does after some days).
+        self._switched = time.ticks_add(ticks(), -_PHASE_GAP_MS)
         self._open_since = None  # the mirror has read open since then, while a weld is set
         self._offer_ms = 0  # when the offered current last changed
         self._meter_ok_ms = None  # last good meter reading
-        # The phase switch (a 3-phase EVSE's L2/L3 contactor), None without one. _want is the
-        # phases asked for; _opened_ms when the main contactor last opened and _moved_ms when
-        # the switch last moved, each None once a phase gap has passed since.
-        self._switch = hw.phase_switch if hw.phases == 3 else None
-        self._want = hw.phases
-        self._opened_ms = None
-        self._moved_ms = None
+        # The phases asked for (1 or 3) with a phase switch on a 3-phase EVSE, else None;
+        # _settling: the switch moved less than _PHASE_GAP_MS ago (at _switched).
+        self._want = 3 if hw.phase_switch is not None and hw.phases == 3 else None
+        self._settling = False
         self._changed = False
         self.last_step = None  # ticks of the latest safety-loop step (the supervisor reads it)
         # What notify() last logged, and news the tick leaves for it.
         self._told_cp = "A"
         self._told_faults = set()
         self._told_rcd = None
-        self._told_phases = hw.phases
         self._forced = False  # the tick opened under load: the EV ignored x1
         self.last_poll = None  # ticks of the latest meter poll, good or not
 
@@ -146,7 +144,7 @@ class Evse:
         switch and offers again, each step _PHASE_GAP_MS apart: `switching` until then."""
         if n != 1 and n != 3:
             raise ValueError("phases must be 1 or 3")
-        if self._switch is not None:
+        if self._want is not None:
             self._want = n
 
     async def unlock(self):
@@ -219,18 +217,15 @@ class Evse:
     @property
     def phases(self):
         """The phases the contactors connect now (what the switch was commanded to)."""
-        sw = self._switch
-        if sw is None:
+        if self._want is None:
             return self.hw.phases
-        return 3 if sw.closed else 1
+        return 3 if self.hw.phase_switch.closed else 1
 
     @property
     def switching(self):
         """A phase switch is pending or in its gaps: no offer until it is done."""
-        sw = self._switch
-        if sw is None:
-            return False
-        return self._moved_ms is not None or sw.closed != (self._want == 3)
+        want = self._want
+        return want is not None and (self._settling or want != self.phases)
 
     @property
     def suspended_evse(self):
@@ -297,9 +292,6 @@ class Evse:
             if self._rcd == _RCD_OK:
                 log.info(tag, "RCD self-test passed")
             self._told_rcd = self._rcd
-        if self.phases != self._told_phases:
-            log.info(tag, "phases %d -> %d" % (self._told_phases, self.phases))
-            self._told_phases = self.phases
         if self._forced:
             self._forced = False
             log.warn(tag, "EV ignored x1 for 6 s: opening under load")
@@ -408,7 +400,7 @@ class Evse:
             self._open_since = None
         elif c.closed and not fb:
             c.open()
-            self._switched = self._opened_ms = now
+            self._switched = now
             self._fault(CONTACTOR_FAULT, now)
         elif WELDED in self.faults and not fb:
             if self._open_since is None:
@@ -444,7 +436,9 @@ class Evse:
         hard = self._fault_since is not None
         ready = self.plugged and self._permitted and self._available and not self.faults
         ready = ready and self._rcd == _RCD_OK
-        if self._switch is not None and self._phase(now):
+        if time.ticks_diff(now, self._switched) > _PHASE_GAP_MS:
+            self._switched = time.ticks_add(now, -_PHASE_GAP_MS)  # long enough: no wrap
+        if self._want is not None and self._phase(now):
             ready = False  # no offer while the phases change
         offer = self._offer(now) if ready else 0
         wants = self.cp == "C" or (self.cp == "D" and hw.ventilation)
@@ -479,31 +473,28 @@ class Evse:
             self._changed = True
 
     def _phase(self, now):
-        """Move the phase switch when it is wanted and safe: the main contactor commanded open,
-        its mirror not saying closed, and open for _PHASE_GAP_MS. True while the offer must
-        stay off (a switch pending, or moved less than _PHASE_GAP_MS ago)."""
-        t = self._opened_ms
-        if t is not None and time.ticks_diff(now, t) >= _PHASE_GAP_MS:
-            self._opened_ms = t = None  # long enough: never compared again (ticks wrap)
-        moved = self._moved_ms
-        if moved is not None:
-            if time.ticks_diff(now, moved) < _PHASE_GAP_MS:
+        """Move the phase switch when it is wanted and safe: the main contactor commanded open
+        _PHASE_GAP_MS ago (or more) and its mirror not saying closed. True while the offer must
+        stay off: a switch pending, or moved less than _PHASE_GAP_MS ago."""
+        gap = time.ticks_diff(now, self._switched) >= _PHASE_GAP_MS
+        if self._settling:
+            if not gap:
                 return True
-            self._moved_ms = None
+            self._settling = False
             self._changed = True  # switching is over
-        sw = self._switch
+        sw = self.hw.phase_switch
         three = self._want == 3
         if sw.closed == three:
             return False
         c = self.hw.contactor
-        if c.closed or t is not None or c.feedback() is True:
+        if c.closed or not gap or c.feedback() is True:
             return True  # x1 is out: the EV goes to B (or 6 s pass) and the contactor opens
         if three:
             sw.close()
         else:
             sw.open()
-        self._moved_ms = now
-        self._changed = True
+        self._switched = now  # the main mirror settles too, and the next move waits a gap
+        self._settling = self._changed = True
         return True
 
     def _set_offer(self, amps, now):
@@ -514,7 +505,7 @@ class Evse:
 
     def _open(self, now):
         self.hw.contactor.open()
-        self._switched = self._opened_ms = now
+        self._switched = now
         self._stop_since = None
         self._changed = True
 

@@ -194,14 +194,6 @@ def test_limit_a_is_the_applications_and_max_a_the_hardwares():
     assert r.evse.offered_a == 16 and r.evse.limit_a == 40
 
 
-def test_phase_changes_are_logged_outside_the_tick(logged):
-    r = rig()
-    r.evse.set_phases(1)
-    r.step()
-    r.evse._tell("evse1")
-    assert "phases 3 -> 1" in logged.getvalue()
-
-
 # The tick under micropython.heap_lock() while the phases change: test_evse's rig (real pilot,
 # contactor with mirror and RCD drivers) plus a phase switch on its own coil.
 PHASE_HEAPLOCK = (
