@@ -64,7 +64,8 @@ class Evse:
 
     Commands: `permit(on)`, `set_limit(amps)`, `set_available(on)`, `set_config_limit(amps)`,
     `set_phases(n)`, `unlock()` (the cable lock).
-    Reports: `cp`, `offered_a`, `faults`, `reading` and the properties below.
+    Reports: `cp`, `offered_a`, `faults`, `reading`, `limit_a`, `phases`, `switching` and the
+    properties below.
 
     The safety loop (`run`: `step` every 10 ms) only decides and drives the hardware, and
     allocates nothing (a test runs it under heap_lock): no logging, no callbacks. A tick that
@@ -92,7 +93,7 @@ class Evse:
         self.cable_a = hw.cable_a  # the cable's rating: tethered, or read by PP at plug-in
         self._permitted = False
         self._available = True
-        self._limit_a = None  # application limit (smart charging, OCPP); None: none
+        self.limit_a = None  # application limit (smart charging, OCPP; set_limit); None: none
         self._config_a = None  # installer's limit; None: none
         self._raw = None  # candidate state and how long / often it has been read
         self._raw_since = 0
@@ -109,10 +110,13 @@ class Evse:
         self._open_since = None  # the mirror has read open since then, while a weld is set
         self._offer_ms = 0  # when the offered current last changed
         self._meter_ok_ms = None  # last good meter reading
-        # The phases asked for (1 or 3) with a phase switch on a 3-phase EVSE, else None;
-        # _settling: the switch moved less than _PHASE_GAP_MS ago (at _switched).
-        self._want = 3 if hw.phase_switch is not None and hw.phases == 3 else None
-        self._settling = False
+        # 1<->3-phase switching: _want is the phases asked for (1 or 3) where a 3-phase EVSE
+        # has a phase switch, else None. `phases`: what the contactors connect now (the switch
+        # starts open); `switching`: a switch is pending or in its gaps, no offer meanwhile.
+        sw = hw.phase_switch
+        self._want = 3 if sw is not None and hw.phases == 3 else None
+        self.phases = hw.phases if self._want is None or sw.closed else 1
+        self.switching = self._want is not None and self.phases != self._want
         self._changed = False
         self.last_step = None  # ticks of the latest safety-loop step (the supervisor reads it)
         # What notify() last logged, and news the tick leaves for it.
@@ -130,7 +134,7 @@ class Evse:
 
     def set_limit(self, amps):
         """The application's limit (A), or None. Offers are whole amperes: rounded down."""
-        self._limit_a = None if amps is None else int(amps)
+        self.limit_a = None if amps is None else int(amps)
 
     def set_config_limit(self, amps):
         self._config_a = None if amps is None else int(amps)
@@ -145,7 +149,9 @@ class Evse:
         if n != 1 and n != 3:
             raise ValueError("phases must be 1 or 3")
         if self._want is not None:
-            self._want = n
+            self._want = n = 3 if n == 3 else 1  # an int whatever number came
+            if n != self.phases:
+                self.switching = True  # the next tick stops the offer
 
     async def unlock(self):
         """Release the cable from the socket's lock: UNLOCKED, UNLOCK_FAILED or FIXED_CABLE.
@@ -193,13 +199,8 @@ class Evse:
     def limited(self):
         """The application's limit (smart charging) is below the least a pilot offers: no
         PWM until it rises again."""
-        lim = self._limit_a
+        lim = self.limit_a
         return lim is not None and lim < _MIN_A
-
-    @property
-    def limit_a(self):
-        """The application's limit (set_limit), or None."""
-        return self._limit_a
 
     @property
     def max_a(self):
@@ -213,19 +214,6 @@ class Evse:
         if lim is not None and lim < amps:
             amps = lim
         return amps
-
-    @property
-    def phases(self):
-        """The phases the contactors connect now (what the switch was commanded to)."""
-        if self._want is None:
-            return self.hw.phases
-        return 3 if self.hw.phase_switch.closed else 1
-
-    @property
-    def switching(self):
-        """A phase switch is pending or in its gaps: no offer until it is done."""
-        want = self._want
-        return want is not None and (self._settling or want != self.phases)
 
     @property
     def suspended_evse(self):
@@ -410,17 +398,12 @@ class Evse:
 
     # -- decisions --------------------------------------------------------------------------
 
-    def _target_a(self):
-        # Written out: a loop over a tuple of the limits would allocate that tuple every tick.
-        amps = self.max_a
-        lim = self._limit_a
-        if lim is not None and lim < amps:
-            amps = lim
-        return amps
-
     def _offer(self, now):
         """The current to offer now, rate limited: rises once per _RISE_MS, falls at once."""
-        target = self._target_a()
+        target = self.max_a  # written out: a loop over a tuple would allocate it every tick
+        lim = self.limit_a
+        if lim is not None and lim < target:
+            target = lim
         if target < _MIN_A:
             return 0
         if not self._diode_seen and target > _DIODE_CHECK_A:
@@ -474,28 +457,28 @@ class Evse:
 
     def _phase(self, now):
         """Move the phase switch when it is wanted and safe: the main contactor commanded open
-        _PHASE_GAP_MS ago (or more) and its mirror not saying closed. True while the offer must
-        stay off: a switch pending, or moved less than _PHASE_GAP_MS ago."""
+        _PHASE_GAP_MS ago (or more) and its mirror not saying closed. Returns `switching`:
+        the offer stays off while a switch is pending and a gap after it moved."""
         gap = time.ticks_diff(now, self._switched) >= _PHASE_GAP_MS
-        if self._settling:
-            if not gap:
-                return True
-            self._settling = False
-            self._changed = True  # switching is over
-        sw = self.hw.phase_switch
-        three = self._want == 3
-        if sw.closed == three:
-            return False
+        want = self._want
         c = self.hw.contactor
-        if c.closed or not gap or c.feedback() is True:
-            return True  # x1 is out: the EV goes to B (or 6 s pass) and the contactor opens
-        if three:
-            sw.close()
+        if want == self.phases:
+            # The gap after the move (or after the opening, when a change of mind came late)
+            busy = self.switching and not gap and not c.closed
+        elif c.closed or not gap or c.feedback() is True:
+            busy = True  # x1 is out: the EV goes to B (or 6 s pass) and the contactor opens
         else:
-            sw.open()
-        self._switched = now  # the main mirror settles too, and the next move waits a gap
-        self._settling = self._changed = True
-        return True
+            if want == 3:
+                self.hw.phase_switch.close()
+            else:
+                self.hw.phase_switch.open()
+            self.phases = want
+            self._switched = now  # the main mirror settles too, and the next move waits a gap
+            busy = self._changed = True
+        if busy != self.switching:
+            self.switching = busy
+            self._changed = True
+        return busy
 
     def _set_offer(self, amps, now):
         if amps != self.offered_a:

@@ -67,6 +67,7 @@ def test_switch_with_an_ev_that_pauses_x1_b_open_gap_switch_gap_pwm():
     r.charging()
     assert r.evse.phases == 3 and not r.evse.switching
     r.evse.set_phases(1)
+    assert r.evse.switching  # at once, for the caller
     r.step()
     # x1 at once, the contactor still closed (never opened under load by us here)
     assert r.pilot.history[-1] == ("x1",) and r.contactor.closed and r.evse.switching
