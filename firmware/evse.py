@@ -64,8 +64,8 @@ class Evse:
 
     Commands: `permit(on)`, `set_limit(amps)`, `set_available(on)`, `set_config_limit(amps)`,
     `set_phases(n)`, `unlock()` (the cable lock).
-    Reports: `cp`, `offered_a`, `faults`, `reading`, `limit_a`, `phases`, `switching` and the
-    properties below.
+    Reports: `cp`, `offered_a`, `faults`, `reading`, `limit_a`, `switching` and the properties
+    below.
 
     The safety loop (`run`: `step` every 10 ms) only decides and drives the hardware, and
     allocates nothing (a test runs it under heap_lock): no logging, no callbacks. A tick that
@@ -111,12 +111,10 @@ class Evse:
         self._offer_ms = 0  # when the offered current last changed
         self._meter_ok_ms = None  # last good meter reading
         # 1<->3-phase switching: _want is the phases asked for (1 or 3) where a 3-phase EVSE
-        # has a phase switch, else None. `phases`: what the contactors connect now (the switch
-        # starts open); `switching`: a switch is pending or in its gaps, no offer meanwhile.
-        sw = hw.phase_switch
-        self._want = 3 if sw is not None and hw.phases == 3 else None
-        self.phases = hw.phases if self._want is None or sw.closed else 1
-        self.switching = self._want is not None and self.phases != self._want
+        # has a phase switch, else None; `switching`: a switch is pending or in its gaps, no
+        # offer meanwhile. (No more attributes: a 38th would grow every Evse by 80 bytes.)
+        self._want = 3 if hw.phase_switch is not None and hw.phases == 3 else None
+        self.switching = self._want is not None and self.phases != 3
         self._changed = False
         self.last_step = None  # ticks of the latest safety-loop step (the supervisor reads it)
         # What notify() last logged, and news the tick leaves for it.
@@ -201,6 +199,13 @@ class Evse:
         PWM until it rises again."""
         lim = self.limit_a
         return lim is not None and lim < _MIN_A
+
+    @property
+    def phases(self):
+        """The phases the contactors connect now: 1 while the phase switch is open."""
+        if self._want is None:
+            return self.hw.phases
+        return 3 if self.hw.phase_switch.closed else 1
 
     @property
     def max_a(self):
@@ -472,7 +477,6 @@ class Evse:
                 self.hw.phase_switch.close()
             else:
                 self.hw.phase_switch.open()
-            self.phases = want
             self._switched = now  # the main mirror settles too, and the next move waits a gap
             busy = self._changed = True
         if busy != self.switching:
