@@ -68,18 +68,24 @@ def test_a_phase_relay_move_under_load_is_counted():
     ev = drawing()
     ev.relay.value(1)
     ev.phase_relay.value(1)
+    ev.update()  # as each meter read does
     assert ev.phase_switches_under_load == 1 and ev.power_w == 16 * 230.0 * 3
     ev.phase_relay.value(1)  # no move, nothing counted
+    ev.update()
     assert ev.phase_switches_under_load == 1
+    ev.phase_relay.value(0)  # moved under load, then the main relay opens: seen before
     ev.relay.value(0)
-    ev.phase_relay.value(0)
-    assert ev.phase_switches_under_load == 1
-    # A welded main contact carries the load whatever its coil says: counted too.
+    assert ev.phase_switches_under_load == 2
+    ev.phase_relay.value(1)  # moved without load, then the main relay closes
     ev.relay.value(1)
+    ev.update()
+    assert ev.phase_switches_under_load == 2 and ev.power_w == 16 * 230.0 * 3
+    # A welded main contact carries the load whatever its coil says: counted too.
     ev.raise_error("contactor_welded")
     ev.relay.value(0)
-    ev.phase_relay.value(1)
-    assert ev.phase_switches_under_load == 2
+    ev.phase_relay.value(0)
+    asyncio.run(ev.meter.read())
+    assert ev.phase_switches_under_load == 3
 
 
 def test_the_board_gives_its_three_phase_evses_the_phase_relay_as_switch(tmp_path):

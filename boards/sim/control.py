@@ -182,6 +182,7 @@ def _number(cmd, key):
 
 def _evse_status(e, ev, st):
     r = e.reading
+    lim = e.limit_a
     return {
         "id": e.id,
         "cp": e.cp,
@@ -195,13 +196,7 @@ def _evse_status(e, ev, st):
         "faults": sorted(e.faults),
         "max_open_ms": ev.max_open_ms,
         "phases": e.phases,
-        "limit_a": _limit(e),
+        # Null when nothing limits below the hardware (sim-control.md).
+        "limit_a": float(lim) if lim is not None and lim < e.max_a else None,
         "phase_switches_under_load": ev.phase_switches_under_load,
     }
-
-
-def _limit(e):
-    """What smart charging and load management limit the EVSE to, or None when nothing limits
-    below the hardware (sim-control.md)."""
-    lim = e.limit_a
-    return float(lim) if lim is not None and lim < e.max_a else None

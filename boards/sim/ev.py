@@ -141,8 +141,10 @@ class SimEV:
         self.relay = SimPin(0, None, self._relay_set)
         self.mirror = SimPin(0, lambda: 1 if self.contact_closed else 0)
         # The phase relay of a 3-phase EVSE: energised it connects L2 and L3; de-energised (as
-        # at power-up) only L1.
-        self.phase_relay = SimPin(0, None, self._phase_relay_set)
+        # at power-up) only L1. update() sees its moves (it runs before any move of the main
+        # contact, so one under load is seen under load).
+        self.phase_relay = SimPin(0)
+        self._phase_seen = 0
         self.rcd_test = SimPin(0)
         self.rcd_fault = SimPin(
             0, lambda: 1 if "rcd_trip" in self.faults or self.rcd_test.v else 0
@@ -294,14 +296,6 @@ class SimEV:
         if was != v:
             self.relay_changed(v)
 
-    def _phase_relay_set(self, v):
-        relay = self.phase_relay
-        self.update()
-        if v != relay.v and self.contact_closed:
-            self.phase_switches_under_load += 1  # never allowed: the firmware's bug
-        relay.v = v
-        self.update()
-
     def _motor(self, pin, v, locks):
         """One output of the lock motor's H-bridge (`locks`: it drives towards locked)."""
         pin.v = v
@@ -336,6 +330,10 @@ class SimEV:
         dt = time.ticks_diff(now, self._t)
         self._t = now
         self.energy_wh += self.power_w * dt / 3600000
+        if self.phase_relay.v != self._phase_seen:
+            self._phase_seen = self.phase_relay.v
+            if self.contact_closed:
+                self.phase_switches_under_load += 1  # never allowed: the firmware's bug
         offered = iec61851.current_for_duty(self.pwm._duty * 100 / 65535) if self.pwm_on else 0
         drawing = self.contact_closed and self.state in "CD"
         self.amps = min(offered, self.max_a) if drawing else 0.0
