@@ -177,6 +177,14 @@ _PER_EVSE = const(
 )
 _ROWS = const(9)  # len(_PER_EVSE)
 _UNLOCK = const("OCPPCommCtrlr/UnlockOnEVSideDisconnect")
+# SmartChargingCtrlr.ACPhaseSwitchingSupported without and with a phase switch: constants, so
+# that they stay in flash.
+_SWITCHING = const(
+    (
+        ("SmartChargingCtrlr/ACPhaseSwitchingSupported", "br=", "false", None),
+        ("SmartChargingCtrlr/ACPhaseSwitchingSupported", "br=", "true", None),
+    )
+)
 
 
 def _evse_row(n, hw, t):
@@ -273,14 +281,14 @@ def declarations(evses):
     EVSE order, one connector each."""
     hws = tuple((hw.phases, hw.max_a, hw.cable_a) for hw in evses)
     phases = max([hw[0] for hw in hws] or [0]) or 3
-    # True when an EVSE can switch between 1 and 3 phases (a 3-phase one with a phase switch).
-    switch = "false"
+    # Supported when an EVSE can switch between 1 and 3 phases (a 3-phase one with a switch).
+    switch = 0
     for hw in evses:
         if hw.phase_switch is not None and hw.phases == 3:
-            switch = "true"
+            switch = 1
     extra = (
         ("ChargingStation/SupplyPhases", "ir=", str(phases), (None, 0, 3, None)),
-        ("SmartChargingCtrlr/ACPhaseSwitchingSupported", "br=", switch, None),
+        _SWITCHING[switch],
     )
     rows = VARIABLES
     if hws and all(hw[2] is not None for hw in hws):
