@@ -426,8 +426,29 @@ class Evse:
         ready = ready and self._rcd == _RCD_OK
         if time.ticks_diff(now, self._switched) > _PHASE_GAP_MS:
             self._switched = time.ticks_add(now, -_PHASE_GAP_MS)  # long enough: no wrap
-        if self._want is not None and self._phase(now):
-            ready = False  # no offer while the phases change
+        want = self._want
+        if want is not None:
+            # The phase switch moves when wanted and safe: the main contactor commanded open
+            # _PHASE_GAP_MS ago (or more) and its mirror not saying closed. `switching`: the
+            # offer stays off while a switch is pending and a gap after it moved.
+            gap = time.ticks_diff(now, self._switched) >= _PHASE_GAP_MS
+            if want == self.phases:
+                # The gap after the move (or after the opening, when a change of mind came late)
+                busy = self.switching and not gap and not contactor.closed
+            elif contactor.closed or not gap or contactor.feedback() is True:
+                busy = True  # x1 is out: the EV goes to B (or 6 s pass), the contactor opens
+            else:
+                if want == 3:
+                    hw.phase_switch.close()
+                else:
+                    hw.phase_switch.open()
+                self._switched = now  # the main mirror settles too; the next move waits a gap
+                busy = self._changed = True
+            if busy != self.switching:
+                self.switching = busy
+                self._changed = True
+            if busy:
+                ready = False
         offer = self._offer(now) if ready else 0
         wants = self.cp == "C" or (self.cp == "D" and hw.ventilation)
         # The pilot: F for a while after a hard fault, then x1; x2 only while ready to charge.
@@ -459,30 +480,6 @@ class Evse:
             self._switched = now
             self._stop_since = None
             self._changed = True
-
-    def _phase(self, now):
-        """Move the phase switch when it is wanted and safe: the main contactor commanded open
-        _PHASE_GAP_MS ago (or more) and its mirror not saying closed. Returns `switching`:
-        the offer stays off while a switch is pending and a gap after it moved."""
-        gap = time.ticks_diff(now, self._switched) >= _PHASE_GAP_MS
-        want = self._want
-        c = self.hw.contactor
-        if want == self.phases:
-            # The gap after the move (or after the opening, when a change of mind came late)
-            busy = self.switching and not gap and not c.closed
-        elif c.closed or not gap or c.feedback() is True:
-            busy = True  # x1 is out: the EV goes to B (or 6 s pass) and the contactor opens
-        else:
-            if want == 3:
-                self.hw.phase_switch.close()
-            else:
-                self.hw.phase_switch.open()
-            self._switched = now  # the main mirror settles too, and the next move waits a gap
-            busy = self._changed = True
-        if busy != self.switching:
-            self.switching = busy
-            self._changed = True
-        return busy
 
     def _set_offer(self, amps, now):
         if amps != self.offered_a:
