@@ -22,6 +22,9 @@ _RCD_CLEAR_MS = const(1000)  # ... and be clear again within this after the test
 _METER_POLL_MS = const(1000)
 _METER_READ_MS = const(2000)  # one meter read may take this long
 _METER_LOST_MS = const(8000)  # no good reading for this long: the meter is lost
+# 1<->3-phase switching, never under load: the phase switch moves only this long after the main
+# contactor opened, and the PWM comes back only this long after it moved (hardware.md 1.5).
+_PHASE_GAP_MS = const(3000)
 _MIN_A = const(6)  # the least current IEC 61851 lets us offer
 _U16 = const(65535)  # the pilot's duty in x1 (steady +12 V)
 # Above ~91 % duty (68 A) the -12 V plateau is too short for the pilot driver to judge the EV
@@ -60,8 +63,9 @@ class Evse:
     """One EVSE's charging state machine over its hardware (boards.drivers.EvseHw).
 
     Commands: `permit(on)`, `set_limit(amps)`, `set_available(on)`, `set_config_limit(amps)`,
-    `unlock()` (the cable lock).
-    Reports: `cp`, `offered_a`, `faults`, `reading` and the properties below.
+    `set_phases(n)`, `unlock()` (the cable lock).
+    Reports: `cp`, `offered_a`, `faults`, `reading`, `limit_a`, `switching` and the properties
+    below.
 
     The safety loop (`run`: `step` every 10 ms) only decides and drives the hardware, and
     allocates nothing (a test runs it under heap_lock): no logging, no callbacks. A tick that
@@ -89,7 +93,7 @@ class Evse:
         self.cable_a = hw.cable_a  # the cable's rating: tethered, or read by PP at plug-in
         self._permitted = False
         self._available = True
-        self._limit_a = None  # application limit (smart charging, OCPP); None: none
+        self.limit_a = None  # application limit (smart charging, OCPP; set_limit); None: none
         self._config_a = None  # installer's limit; None: none
         self._raw = None  # candidate state and how long / often it has been read
         self._raw_since = 0
@@ -100,10 +104,17 @@ class Evse:
         self._rcd_since = 0
         self._fault_since = None  # when the current hard fault began, for the F hold
         self._stop_since = None  # a charger-initiated stop began (x1 sent, contactor closed)
-        self._switched = 0  # when the contactor was last commanded
+        # When a contactor (main or phase switch) was last commanded; the tick keeps it at most
+        # _PHASE_GAP_MS ago, so that it never wraps (ticks_ms does after some days).
+        self._switched = time.ticks_add(ticks(), -_PHASE_GAP_MS)
         self._open_since = None  # the mirror has read open since then, while a weld is set
         self._offer_ms = 0  # when the offered current last changed
         self._meter_ok_ms = None  # last good meter reading
+        # 1<->3-phase switching: _want is the phases asked for (1 or 3) where a 3-phase EVSE
+        # has a phase switch, else None; `switching`: a switch is pending or in its gaps, no
+        # offer meanwhile. (No more attributes: a 38th would grow every Evse by 80 bytes.)
+        self._want = 3 if hw.phase_switch is not None and hw.phases == 3 else None
+        self.switching = self._want is not None and self.phases != 3
         self._changed = False
         self.last_step = None  # ticks of the latest safety-loop step (the supervisor reads it)
         # What notify() last logged, and news the tick leaves for it.
@@ -121,13 +132,24 @@ class Evse:
 
     def set_limit(self, amps):
         """The application's limit (A), or None. Offers are whole amperes: rounded down."""
-        self._limit_a = None if amps is None else int(amps)
+        self.limit_a = None if amps is None else int(amps)
 
     def set_config_limit(self, amps):
         self._config_a = None if amps is None else int(amps)
 
     def set_available(self, on):
         self._available = bool(on)
+
+    def set_phases(self, n):
+        """Connect 1 or 3 phases. Without a phase switch (or on a 1-phase EVSE) nothing
+        happens. A change pauses the EV (x1), waits for the contactor to open, moves the
+        switch and offers again, each step _PHASE_GAP_MS apart: `switching` until then."""
+        if n != 1 and n != 3:
+            raise ValueError("phases must be 1 or 3")
+        if self._want is not None:
+            self._want = n = 3 if n == 3 else 1  # an int whatever number came
+            if n != self.phases:
+                self.switching = True  # the next tick stops the offer
 
     async def unlock(self):
         """Release the cable from the socket's lock: UNLOCKED, UNLOCK_FAILED or FIXED_CABLE.
@@ -175,8 +197,28 @@ class Evse:
     def limited(self):
         """The application's limit (smart charging) is below the least a pilot offers: no
         PWM until it rises again."""
-        lim = self._limit_a
+        lim = self.limit_a
         return lim is not None and lim < _MIN_A
+
+    @property
+    def phases(self):
+        """The phases the contactors connect now: 1 while the phase switch is open."""
+        if self._want is None:
+            return self.hw.phases
+        return 3 if self.hw.phase_switch.closed else 1
+
+    @property
+    def max_a(self):
+        """The hardware's ceiling without the application's limit: the least of the board's
+        maximum, the cable's rating and the installer's limit."""
+        amps = self.hw.max_a
+        lim = self.cable_a
+        if lim is not None and lim < amps:
+            amps = lim
+        lim = self._config_a
+        if lim is not None and lim < amps:
+            amps = lim
+        return amps
 
     @property
     def suspended_evse(self):
@@ -361,23 +403,12 @@ class Evse:
 
     # -- decisions --------------------------------------------------------------------------
 
-    def _target_a(self):
-        # Written out: a loop over a tuple of the limits would allocate that tuple every tick.
-        amps = self.hw.max_a
-        lim = self.cable_a
-        if lim is not None and lim < amps:
-            amps = lim
-        lim = self._config_a
-        if lim is not None and lim < amps:
-            amps = lim
-        lim = self._limit_a
-        if lim is not None and lim < amps:
-            amps = lim
-        return amps
-
     def _offer(self, now):
         """The current to offer now, rate limited: rises once per _RISE_MS, falls at once."""
-        target = self._target_a()
+        target = self.max_a  # written out: a loop over a tuple would allocate it every tick
+        lim = self.limit_a
+        if lim is not None and lim < target:
+            target = lim
         if target < _MIN_A:
             return 0
         if not self._diode_seen and target > _DIODE_CHECK_A:
@@ -393,6 +424,31 @@ class Evse:
         hard = self._fault_since is not None
         ready = self.plugged and self._permitted and self._available and not self.faults
         ready = ready and self._rcd == _RCD_OK
+        if time.ticks_diff(now, self._switched) > _PHASE_GAP_MS:
+            self._switched = time.ticks_add(now, -_PHASE_GAP_MS)  # long enough: no wrap
+        want = self._want
+        if want is not None:
+            # The phase switch moves when wanted and safe: the main contactor commanded open
+            # _PHASE_GAP_MS ago (or more) and its mirror not saying closed. `switching`: the
+            # offer stays off while a switch is pending and a gap after it moved.
+            gap = time.ticks_diff(now, self._switched) >= _PHASE_GAP_MS
+            if want == self.phases:
+                # The gap after the move (or after the opening, when a change of mind came late)
+                busy = self.switching and not gap and not contactor.closed
+            elif contactor.closed or not gap or contactor.feedback() is True:
+                busy = True  # x1 is out: the EV goes to B (or 6 s pass), the contactor opens
+            else:
+                if want == 3:
+                    hw.phase_switch.close()
+                else:
+                    hw.phase_switch.open()
+                self._switched = now  # the main mirror settles too; the next move waits a gap
+                busy = self._changed = True
+            if busy != self.switching:
+                self.switching = busy
+                self._changed = True
+            if busy:
+                ready = False
         offer = self._offer(now) if ready else 0
         wants = self.cp == "C" or (self.cp == "D" and hw.ventilation)
         # The pilot: F for a while after a hard fault, then x1; x2 only while ready to charge.

@@ -150,8 +150,7 @@ VARIABLES = (
     ("SmartChargingCtrlr/PeriodsPerSchedule", "ir=", "24", (None, 1, 1024, None)),
     ("SmartChargingCtrlr/ProfileStackLevel", "ir=", "8", (None, 0, 100, None)),
     ("SmartChargingCtrlr/RateUnit", "mr=", "A,W", (None, None, None, "A,W")),
-    # No board has a phase-switch contactor yet.
-    ("SmartChargingCtrlr/ACPhaseSwitchingSupported", "br=", "false", None),
+    # SmartChargingCtrlr/ACPhaseSwitchingSupported comes from the hardware: declarations().
     # OCPP 2.0.1 has no standard variable for the nominal voltage that converts W to A (2.1's
     # SupplyVoltage comes later): ours, on the controller that uses it.
     ("SmartChargingCtrlr/NominalVoltage", "iw", "230", ("V", 100, 500, None)),
@@ -187,6 +186,14 @@ _PER_EVSE = const(
 )
 _ROWS = const(9)  # len(_PER_EVSE)
 _UNLOCK = const("OCPPCommCtrlr/UnlockOnEVSideDisconnect")
+# SmartChargingCtrlr.ACPhaseSwitchingSupported without and with a phase switch: constants, so
+# that they stay in flash.
+_SWITCHING = const(
+    (
+        ("SmartChargingCtrlr/ACPhaseSwitchingSupported", "br=", "false", None),
+        ("SmartChargingCtrlr/ACPhaseSwitchingSupported", "br=", "true", None),
+    )
+)
 
 
 def _evse_row(n, hw, t):
@@ -277,12 +284,21 @@ class Declarations:
 
 
 def declarations(evses):
-    """All declarations (a Declarations): VARIABLES plus ChargingStation.SupplyPhases and the
-    EVSE and Connector components of `evses`, a sequence of boards.drivers.EvseHw (phases,
-    max_a, cable_a) in EVSE order, one connector each."""
+    """All declarations (a Declarations): VARIABLES plus ChargingStation.SupplyPhases,
+    SmartChargingCtrlr.ACPhaseSwitchingSupported and the EVSE and Connector components of
+    `evses`, a sequence of boards.drivers.EvseHw (phases, max_a, cable_a, phase_switch) in
+    EVSE order, one connector each."""
     hws = tuple((hw.phases, hw.max_a, hw.cable_a) for hw in evses)
     phases = max([hw[0] for hw in hws] or [0]) or 3
-    extra = (("ChargingStation/SupplyPhases", "ir=", str(phases), (None, 0, 3, None)),)
+    # Supported when an EVSE can switch between 1 and 3 phases (a 3-phase one with a switch).
+    switch = 0
+    for hw in evses:
+        if hw.phase_switch is not None and hw.phases == 3:
+            switch = 1
+    extra = (
+        ("ChargingStation/SupplyPhases", "ir=", str(phases), (None, 0, 3, None)),
+        _SWITCHING[switch],
+    )
     rows = VARIABLES
     if hws and all(hw[2] is not None for hw in hws):
         # A tethered cable cannot be unlocked: the setting is read-only false (§2.2). Only

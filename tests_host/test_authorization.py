@@ -62,7 +62,7 @@ class FakeSession:
 
 
 def hw():
-    return SimpleNamespace(phases=3, max_a=32, cable_a=None)
+    return SimpleNamespace(phases=3, max_a=32, cable_a=None, phase_switch=None)
 
 
 def decls(storage=None, entries=None, list_dpa=False):

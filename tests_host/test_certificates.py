@@ -143,7 +143,7 @@ class Time:
 
 def decls(capacity=None):
     out = []
-    for d in declarations([SimpleNamespace(phases=3, max_a=32, cable_a=None)]):
+    for d in declarations([SimpleNamespace(phases=3, max_a=32, cable_a=None, phase_switch=None)]):
         if d[0] == ENTRIES and capacity is not None:
             d = (ENTRIES, "ir", "0", (None, 0, capacity, None))
         out.append(d)

@@ -47,7 +47,7 @@ class FakeSession:
 
 
 def hw():
-    return SimpleNamespace(phases=3, max_a=32, cable_a=None)
+    return SimpleNamespace(phases=3, max_a=32, cable_a=None, phase_switch=None)
 
 
 def station(tmp_path, local_list=False):

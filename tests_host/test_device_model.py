@@ -189,6 +189,7 @@ class Hw:
     phases = 3
     max_a = 32
     cable_a = None
+    phase_switch = None
 
 
 gc.collect()

@@ -26,8 +26,9 @@ SCHEMA = json.loads(
 NOTIFY_REPORT = jsonschema.validators.validator_for(SCHEMA)(
     SCHEMA, format_checker=jsonschema.FormatChecker()
 )
-# The sim's device model: one EVSE with a socket, as boards/sim builds it.
-DECLS = declarations([SimpleNamespace(phases=PHASES, max_a=MAX_A, cable_a=None)])
+# The sim's device model: one EVSE with a socket and a phase switch, as boards/sim builds it.
+SIM_HW = SimpleNamespace(phases=PHASES, max_a=MAX_A, cable_a=None, phase_switch=object())
+DECLS = declarations([SIM_HW])
 KEYS = [d[0] for d in DECLS]
 WRITE_ONLY = {d[0] for d in DECLS if d[1][1] == "x"}
 

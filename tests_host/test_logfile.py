@@ -334,7 +334,7 @@ class _Queue:
 
 def test_security_events_are_written_to_the_security_log_at_once(tmp_path):
     store = Store(str(tmp_path / "state"))
-    hw = SimpleNamespace(phases=3, max_a=32, cable_a=None)
+    hw = SimpleNamespace(phases=3, max_a=32, cable_a=None, phase_switch=None)
     dm = DeviceModel(store, declarations([hw]))
     journal = LogFiles(str(tmp_path / "state" / "logs"), "security", 8192, 2)
     conn = SimpleNamespace(on_accepted=[], ready=asyncio.Event())

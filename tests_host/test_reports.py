@@ -23,8 +23,8 @@ NOW = 1795285000  # 2026-11-21T18:16:40Z
 NOTIFY_REPORT = validator("NotifyReportRequest")
 
 
-def hw(phases=3, max_a=32, cable_a=None):
-    return SimpleNamespace(phases=phases, max_a=max_a, cable_a=cable_a)
+def hw(phases=3, max_a=32, cable_a=None, switch=None):
+    return SimpleNamespace(phases=phases, max_a=max_a, cable_a=cable_a, phase_switch=switch)
 
 
 class FakeSession:
@@ -137,7 +137,7 @@ def test_declarations_cover_the_core_controllers_and_each_evse(tmp_path):
         "Connector.1.1",
         "Connector.2.1",
     }
-    assert len(decls) == len(VARIABLES) + 1 + 2 * 9
+    assert len(decls) == len(VARIABLES) + 2 + 2 * 9
     by = {d[0]: d for d in decls}
     assert by["EVSE.1/Power"][3] == ("W", 0, 22080, None)
     assert by["EVSE.2/Power"][3] == ("W", 0, 3680, None)
@@ -165,7 +165,7 @@ def test_declarations_make_the_evse_rows_when_asked_and_find_them_in_any_case():
     assert list(decls) == rows
     with pytest.raises(IndexError):
         decls[len(decls)]
-    assert rows[len(VARIABLES) + 1 : len(VARIABLES) + 4] == [
+    assert rows[len(VARIABLES) + 2 : len(VARIABLES) + 5] == [
         ("EVSE.1/AvailabilityState", "or", "Available", (None, None, None, STATES)),
         ("EVSE.1/Available", "br", "true", None),
         ("EVSE.1/AllowReset", "br=", "false", None),
@@ -195,10 +195,27 @@ def test_declarations_make_the_evse_rows_when_asked_and_find_them_in_any_case():
         assert decls.find(key) is None, key
 
 
+@pytest.mark.parametrize(
+    "evses, want",
+    [
+        ((), "false"),
+        ((dict(),), "false"),
+        ((dict(switch=object()),), "true"),
+        ((dict(), dict(switch=object())), "true"),  # any EVSE that can switch
+        ((dict(phases=1, switch=object()),), "false"),  # one phase has nothing to switch
+    ],
+)
+def test_ac_phase_switching_is_supported_when_an_evse_has_a_phase_switch(evses, want):
+    decls = declarations([hw(**kw) for kw in evses])
+    d = decls.find("SmartChargingCtrlr/ACPhaseSwitchingSupported", False)
+    assert d == ("SmartChargingCtrlr/ACPhaseSwitchingSupported", "br=", want, None)
+    assert [r[0] for r in decls].count(d[0]) == 1
+
+
 def test_only_tethered_cables_make_unlock_on_ev_side_disconnect_read_only_false():
     by = {d[0]: d for d in declarations([hw(cable_a=32)])}
     assert by["OCPPCommCtrlr/UnlockOnEVSideDisconnect"][1:3] == ("br=", "false")
-    assert len(by) == len(VARIABLES) + 1 + 9
+    assert len(by) == len(VARIABLES) + 2 + 9
 
 
 def test_every_default_passes_its_own_check_and_list_types_carry_a_values_list(tmp_path):

@@ -25,7 +25,7 @@ class Queue:
 def station(tmp_path, now=1_800_000_000):
     t = [now]
     store = Store(str(tmp_path))
-    hw = SimpleNamespace(phases=3, max_a=32, cable_a=None)
+    hw = SimpleNamespace(phases=3, max_a=32, cable_a=None, phase_switch=None)
     st = SimpleNamespace(
         store=store,
         dm=DeviceModel(store, declarations([hw])),

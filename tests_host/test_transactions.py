@@ -203,7 +203,7 @@ def accepted(group=None, status="Accepted", **kw):
 
 
 def hw():
-    return SimpleNamespace(phases=3, max_a=32, cable_a=None)
+    return SimpleNamespace(phases=3, max_a=32, cable_a=None, phase_switch=None)
 
 
 @pytest.fixture

@@ -405,7 +405,7 @@ def flash_bytes_per_charging_hour(hours=3):
 
     async def drive(tmp):
         store = CountingStore(tmp)
-        hw = types.SimpleNamespace(phases=3, max_a=32, cable_a=None)
+        hw = types.SimpleNamespace(phases=3, max_a=32, cable_a=None, phase_switch=None)
         dm = DeviceModel(store, declarations([hw]))
         link = types.SimpleNamespace(ready=asyncio.Event(), registration="Accepted")
         link.ready.set()

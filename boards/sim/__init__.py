@@ -1,5 +1,6 @@
 # sim: the virtual wallbox board for the MicroPython unix port: host clock, state directory,
-# simulated network, an EV with relay, RCD, PP and meter per EVSE (ev.py), the control channel.
+# simulated network, an EV with relay, phase relay, RCD, PP and meter per EVSE (ev.py), the
+# control channel.
 # MIT licence.
 
 import asyncio
@@ -113,6 +114,7 @@ class Board(boards.Board):
             phases=PHASES,
             proximity=Proximity(ev.pp_adc, PP_BANDS, MV_FULL),
             lock=Lock(ev.lock_a, ev.lock_b, ev.lock_switch, pulse_ms=100),
+            phase_switch=Contactor([ev.phase_relay]) if PHASES == 3 else None,
         )
 
     def wdt(self, timeout_ms):

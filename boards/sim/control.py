@@ -196,6 +196,7 @@ def _number(cmd, key):
 
 def _evse_status(e, ev, st):
     r = e.reading
+    lim = e.limit_a
     return {
         "id": e.id,
         "cp": e.cp,
@@ -208,4 +209,8 @@ def _evse_status(e, ev, st):
         "tx_id": st.transactions.tx_id(e),
         "faults": sorted(e.faults),
         "max_open_ms": ev.max_open_ms,
+        "phases": e.phases,
+        # Null when nothing limits below the hardware (sim-control.md).
+        "limit_a": float(lim) if lim is not None and lim < e.max_a else None,
+        "phase_switches_under_load": ev.phase_switches_under_load,
     }

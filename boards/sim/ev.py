@@ -1,5 +1,6 @@
 # ev: the virtual wallbox's hardware as the real drivers see it: an EV behind the control pilot,
-# the cable's PP resistor, the relay and its mirror contact, the RCD, and an energy meter.
+# the cable's PP resistor, the relay and its mirror contact, the phase relay (L2/L3), the RCD,
+# and an energy meter.
 # MIT licence.
 
 import asyncio
@@ -127,6 +128,7 @@ class SimEV:
         self.power_w = 0.0
         self.amps = 0.0
         self.max_open_ms = 0  # slowest pilot change -> relay open seen so far (bench)
+        self.phase_switches_under_load = 0  # phase relay moves with the main contact closed
         self._t = ticks()
         self._charged = False  # the EV has seen the PWM while asking: it is in C (or D)
         self._x1_since = None  # the PWM stopped while the EV was in C
@@ -138,6 +140,11 @@ class SimEV:
         self.pp_adc = _Adc(self._pp_u16)
         self.relay = SimPin(0, None, self._relay_set)
         self.mirror = SimPin(0, lambda: 1 if self.contact_closed else 0)
+        # The phase relay of a 3-phase EVSE: energised it connects L2 and L3; de-energised (as
+        # at power-up) only L1. update() sees its moves (it runs before any move of the main
+        # contact, so one under load is seen under load).
+        self.phase_relay = SimPin(0)
+        self._phase_seen = 0
         self.rcd_test = SimPin(0)
         self.rcd_fault = SimPin(
             0, lambda: 1 if "rcd_trip" in self.faults or self.rcd_test.v else 0
@@ -311,7 +318,11 @@ class SimEV:
 
     @property
     def phases_used(self):
-        return min(self.phases, self.ev_phases)
+        """The phases current flows on: the EV's, of those the relays connect."""
+        n = min(self.phases, self.ev_phases)
+        if self.phases == 3 and not self.phase_relay.v:
+            return 1
+        return n
 
     def update(self):
         """Integrate energy up to now, then recompute what flows."""
@@ -319,6 +330,10 @@ class SimEV:
         dt = time.ticks_diff(now, self._t)
         self._t = now
         self.energy_wh += self.power_w * dt / 3600000
+        if self.phase_relay.v != self._phase_seen:
+            self._phase_seen = self.phase_relay.v
+            if self.contact_closed:
+                self.phase_switches_under_load += 1  # never allowed: the firmware's bug
         offered = iec61851.current_for_duty(self.pwm._duty * 100 / 65535) if self.pwm_on else 0
         drawing = self.contact_closed and self.state in "CD"
         self.amps = min(offered, self.max_a) if drawing else 0.0
