@@ -130,6 +130,7 @@ def test_declarations_cover_the_core_controllers_and_each_evse(tmp_path):
         "ClockCtrlr",
         "DiagnosticsCtrlr",
         "SmartChargingCtrlr",
+        "LoadManagement",  # ours: local load management
         "LocalButton",
         "ChargingStation",
         "EVSE.1",

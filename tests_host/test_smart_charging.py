@@ -41,7 +41,6 @@ class FakeEvse:
         self._config_a = None
         self.max_a = max_a
         self.limit = "unset"
-        self.phases_wanted = phases
         self.asked = []  # set_phases calls
         # what load management reads
         self.reading = None
@@ -52,7 +51,6 @@ class FakeEvse:
 
     def set_phases(self, n):
         self.asked.append(n)
-        self.phases_wanted = n
 
 
 class FakeTxs:

@@ -76,6 +76,7 @@ class SmartCharging:
         self._rate = [False] * len(evses)  # a ChargingRateChanged to send at the next pass
         self._report = None  # GetChargingProfiles' parts, for the after-hook
         self._switched = [None] * len(evses)  # ticks of the last phase switch asked of each
+        self._asked = [e.hw.phases for e in evses]  # the phases asked of each (3 at boot)
         self.mains = mains  # the board's mains meter, or None
         self.load = None  # the LoadManagement while Mode is not Off
         self._no_mains = False  # the missing mains meter was logged
@@ -206,13 +207,9 @@ class SmartCharging:
         e = self.evses[n - 1]
         b = self.txs.bay(e)
         tx = b.tx
-        amps = e.hw.max_a
-        for lim in (e.cable_a, e._config_a):
-            if lim is not None and lim < amps:
-                amps = lim
         ctx["tx"] = None if tx is None else tx["id"]
         ctx["tx_start"] = None if tx is None else tx["t0"]
-        ctx["max_a"] = amps
+        ctx["max_a"] = e.max_a
         ctx["phases"] = e.hw.phases
         return ctx
 
@@ -270,7 +267,7 @@ class SmartCharging:
         """Ask EVSE e for `phases` (1 or 3) unless it switched less than
         PhaseSwitchMinInterval ago."""
         phases = 1 if phases < 3 else 3  # a two-phase limit: one phase is what a switch has
-        if phases == e.phases_wanted:
+        if phases == self._asked[i]:
             return
         ms = time.ticks_ms()
         last = self._switched[i]
@@ -279,6 +276,7 @@ class SmartCharging:
                 return
         log.info(_TAG, "EVSE %d: %d phase(s)" % (i + 1, phases))
         self._switched[i] = ms
+        self._asked[i] = phases
         e.set_phases(phases)
 
     def _manage(self):
