@@ -6,7 +6,10 @@
 # RAM, source "EMS", firmware/charging_profiles.Profiles.set_external): it takes part in the
 # limit the smart-charging block applies and in GetCompositeSchedule like any profile, and is
 # reported with NotifyChargingLimit when it starts to restrict and ClearedChargingLimit when it
-# stops (K12, K13). Built and run by the smart-charging block while Mode is not Off.
+# stops (K12, K13): what the CSMS was last told is kept per EVSE, and the difference is sent
+# once the link is ready (a restriction that began offline is told after the reconnect; one
+# that began and ended offline is not told at all). Built and run by the smart-charging block
+# while Mode is not Off.
 #
 # Every second (signed currents from the mains meter, negative = exported; the EVSEs' own draw
 # from their meters):
@@ -16,7 +19,8 @@
 #             phase (EVSEs with a phase switch, or wired for one phase) when it gives 6 A
 #             there; below that, an EVSE charging goes on at 6 A for SolarStopDelay (a cloud),
 #             then pauses (0 A); one not charging does not start
-# A limit falls at once and rises only _RISE_MS after its last change. A mains meter silent for
+# A limit falls at once and rises only _RISE_MS after its last change; all hold for _SETTLE_MS
+# after an EVSE's own draw changed (its meter catching up with the mains meter). A mains meter silent for
 # _LOST_MS is a logged fault and the safe fallback: 6 A per EVSE (Capacity), a pause (Solar).
 
 import asyncio
@@ -36,6 +40,9 @@ _TICK_MS = const(1000)  # the mains meter is read this often
 _READ_MS = const(2000)  # one read may take this long
 _LOST_MS = const(5000)  # no good reading for this long: the meter is lost
 _RISE_MS = const(5000)  # a limit rises at most once per this; it falls at once
+# After an EVSE's draw changed (its contactor or offer) its meter's reading lags the mains
+# meter's for up to a poll: the limits hold this long, until both have seen the change.
+_SETTLE_MS = const(2500)
 _MIN_A = const(6)  # the least a pilot offers
 _FALLBACK_A = const(6)  # Capacity without a mains meter: what each EVSE may take
 _ID = const(1000000000)  # the external profile of EVSE n has id _ID + n (no CSMS id)
@@ -45,16 +52,18 @@ _EXTERNAL = const("ChargingStationExternalConstraints")
 class LoadManagement:
     """dm: the device model (the LoadManagement variables); meter: the mains meter (async
     read() -> meter.Reading, signed currents); evses: the Evse controllers; profiles: the
-    charging profiles store (set_external); session: for NotifyChargingLimit and
-    ClearedChargingLimit; clock: the station's Clock; spawn: runs a coroutine; changed: called
-    after a limit changed, so that the smart-charging block applies it at once."""
+    charging profiles store (set_external); session and ready (an Event set while the link
+    is up and Accepted): for NotifyChargingLimit and ClearedChargingLimit; clock: the station's
+    Clock; spawn: runs a coroutine; changed: called after a limit changed, so that the
+    smart-charging block applies it at once."""
 
-    def __init__(self, dm, meter, evses, profiles, session, clock, spawn, changed):
+    def __init__(self, dm, meter, evses, profiles, session, ready, clock, spawn, changed):
         self.dm = dm
         self.meter = meter
         self.evses = evses
         self.profiles = profiles
         self.session = session
+        self.ready = ready
         self.clock = clock
         self.spawn = spawn
         self.changed = changed
@@ -66,6 +75,12 @@ class LoadManagement:
         self.lost = False  # the meter has been silent for _LOST_MS (a fault)
         self._ok_ms = None  # ticks of the last good reading (None: none yet)
         self._stop = False
+        # See _settled. None: not seen yet, so the first pass with a reading holds too (a
+        # session may have begun just before, its meter not showing it yet).
+        self._seen = [None] * n
+        self._since = [None] * n  # ticks of each EVSE's last change, None: settled
+        self._told = [False] * n  # whether the CSMS knows of a restriction on each EVSE
+        self._telling = False  # a NotifyChargingLimit or ClearedChargingLimit under way
 
     async def run(self):
         start = time.ticks_ms()
@@ -88,6 +103,9 @@ class LoadManagement:
         self._stop = True
         for i in range(len(self.evses)):
             self._publish(i, None, 0)
+            if self._told[i] and self.ready.is_set():
+                self._told[i] = False
+                self.spawn(self._tell(i, "ClearedChargingLimit", _cleared(i + 1)))
         self.changed()
 
     # -- the decision -----------------------------------------------------------------------
@@ -107,6 +125,9 @@ class LoadManagement:
                 log.error(_TAG, "mains meter lost: fallback limits")
         solar = self.dm.get(_MODE) == "Solar"
         fresh = self._ok_ms is not None and not self.lost
+        if not self._settled(ms) and fresh:
+            self._reconcile()
+            return
         evses = self.evses
         busy = 0
         for e in evses:
@@ -128,6 +149,42 @@ class LoadManagement:
             any_change = self._publish(i, amps, phases, ms) or any_change
         if any_change:
             self.changed()
+        self._reconcile()
+
+    def _reconcile(self):
+        """Tell the CSMS of the first EVSE whose restriction it does not know as it is."""
+        if self._telling or not self.ready.is_set():
+            return
+        for i in range(len(self.evses)):
+            lim = self.limits[i]
+            if (lim is not None) == self._told[i]:
+                continue
+            n = i + 1
+            if lim is None:
+                self.spawn(self._tell(i, "ClearedChargingLimit", _cleared(n)))
+            else:
+                s = _schedule(n, lim[0], lim[1], self.clock.iso())
+                msg = {"chargingLimit": {"chargingLimitSource": "EMS"}, "evseId": n,
+                       "chargingSchedule": [s]}  # fmt: skip
+                self.spawn(self._tell(i, "NotifyChargingLimit", msg))
+            return
+
+    def _settled(self, ms):
+        """False while an EVSE's draw changed less than _SETTLE_MS ago: its own meter may not
+        show it yet while the mains meter does, and the rest of the site would seem to draw
+        what it draws."""
+        ok = True
+        for i in range(len(self.evses)):
+            e = self.evses[i]
+            now = (e.energy_flowing, e.offered_a)
+            if now != self._seen[i]:
+                self._seen[i] = now
+                self._since[i] = ms
+            elif self._since[i] is not None and time.ticks_diff(ms, self._since[i]) >= _SETTLE_MS:
+                self._since[i] = None
+            if self._since[i] is not None:
+                ok = False
+        return ok
 
     def _own(self, p):
         """What the EVSEs draw on phase p (A) by their meters; nothing while their contactor
@@ -209,16 +266,8 @@ class LoadManagement:
         if new is None:
             self.profiles.set_external(n, None)
             log.info(_TAG, "EVSE %d: no limit" % n)
-            self.spawn(
-                self._tell("ClearedChargingLimit", {"chargingLimitSource": "EMS", "evseId": n})
-            )
             return True
-        s = {
-            "id": _ID + n,
-            "startSchedule": self.clock.iso(),
-            "chargingRateUnit": "A",
-            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": amps, "numberPhases": phases}],
-        }
+        s = _schedule(n, amps, phases, self.clock.iso())
         self.profiles.set_external(
             n,
             {
@@ -230,18 +279,29 @@ class LoadManagement:
             },
         )
         log.info(_TAG, "EVSE %d: %d A on %d phase(s)" % (n, amps, phases))
-        if old is None:  # it starts to restrict (K12)
-            self.spawn(
-                self._tell(
-                    "NotifyChargingLimit",
-                    {"chargingLimit": {"chargingLimitSource": "EMS"}, "evseId": n,
-                     "chargingSchedule": [s]},
-                )
-            )  # fmt: skip
         return True
 
-    async def _tell(self, action, payload):
+    async def _tell(self, i, action, payload):
+        """Send `action`; once answered the CSMS knows EVSE i's restriction as it was."""
+        self._telling = True
         try:
             await self.session.call(action, payload)
+            self._told[i] = action == "NotifyChargingLimit"
         except (asyncio.TimeoutError, ocppj.CallError, ocppj.NotConnected) as e:
-            log.warn(_TAG, "%s not sent: %r" % (action, e))
+            log.warn(_TAG, "%s not sent: %r" % (action, e))  # tried again next second
+        finally:
+            self._telling = False
+
+
+def _schedule(n, amps, phases, start):
+    """EVSE n's external limit as a ChargingScheduleType (its profile's, NotifyChargingLimit's)."""
+    return {
+        "id": _ID + n,
+        "startSchedule": start,
+        "chargingRateUnit": "A",
+        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": amps, "numberPhases": phases}],
+    }
+
+
+def _cleared(n):
+    return {"chargingLimitSource": "EMS", "evseId": n}

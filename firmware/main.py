@@ -283,6 +283,7 @@ class Station:
                 self.evses,
                 self.transactions,
                 self.spawn,
+                self.connection.ready,
                 self.board.mains_meter,
             )
 

@@ -181,7 +181,7 @@ _ChargingSchedulePeriod = const(
         (_CustomData, None, None, None, None),
     )
 )
-# ClearCacheRequest, FirmwareStatusNotificationResponse, GetLocalListVersionRequest, LogStatusNotificationResponse, MeterValuesResponse, NotifyCustomerInformationResponse, NotifyReportResponse, ReportChargingProfilesResponse, SecurityEventNotificationResponse, StatusNotificationResponse
+# ClearCacheRequest, ClearedChargingLimitResponse, FirmwareStatusNotificationResponse, GetLocalListVersionRequest, LogStatusNotificationResponse, MeterValuesResponse, NotifyChargingLimitResponse, NotifyCustomerInformationResponse, NotifyReportResponse, ReportChargingProfilesResponse, SecurityEventNotificationResponse, StatusNotificationResponse
 _ClearCacheRequest = const(
     (
         ("customData",),
@@ -630,18 +630,19 @@ _SetChargingProfileRequest = const(
 
 NAMES = (
     "AuthorizeResponse", "BootNotificationResponse", "ChangeAvailabilityRequest",
-    "ClearCacheRequest", "ClearChargingProfileRequest", "CustomerInformationRequest",
-    "DataTransferRequest", "DeleteCertificateRequest", "FirmwareStatusNotificationResponse",
-    "GetBaseReportRequest", "GetChargingProfilesRequest", "GetCompositeScheduleRequest",
-    "GetInstalledCertificateIdsRequest", "GetLocalListVersionRequest", "GetLogRequest",
-    "GetReportRequest", "GetTransactionStatusRequest", "GetVariablesRequest", "HeartbeatResponse",
+    "ClearCacheRequest", "ClearChargingProfileRequest", "ClearedChargingLimitResponse",
+    "CustomerInformationRequest", "DataTransferRequest", "DeleteCertificateRequest",
+    "FirmwareStatusNotificationResponse", "GetBaseReportRequest", "GetChargingProfilesRequest",
+    "GetCompositeScheduleRequest", "GetInstalledCertificateIdsRequest",
+    "GetLocalListVersionRequest", "GetLogRequest", "GetReportRequest",
+    "GetTransactionStatusRequest", "GetVariablesRequest", "HeartbeatResponse",
     "InstallCertificateRequest", "LogStatusNotificationResponse", "MeterValuesResponse",
-    "NotifyCustomerInformationResponse", "NotifyReportResponse", "ReportChargingProfilesResponse",
-    "RequestStartTransactionRequest", "RequestStopTransactionRequest", "ResetRequest",
-    "SecurityEventNotificationResponse", "SendLocalListRequest", "SetChargingProfileRequest",
-    "SetNetworkProfileRequest", "SetVariablesRequest", "StatusNotificationResponse",
-    "TransactionEventResponse", "TriggerMessageRequest", "UnlockConnectorRequest",
-    "UpdateFirmwareRequest",
+    "NotifyChargingLimitResponse", "NotifyCustomerInformationResponse", "NotifyReportResponse",
+    "ReportChargingProfilesResponse", "RequestStartTransactionRequest",
+    "RequestStopTransactionRequest", "ResetRequest", "SecurityEventNotificationResponse",
+    "SendLocalListRequest", "SetChargingProfileRequest", "SetNetworkProfileRequest",
+    "SetVariablesRequest", "StatusNotificationResponse", "TransactionEventResponse",
+    "TriggerMessageRequest", "UnlockConnectorRequest", "UpdateFirmwareRequest",
 )
 TABLES = (
     _AuthorizeResponse,
@@ -649,6 +650,7 @@ TABLES = (
     _ChangeAvailabilityRequest,
     _ClearCacheRequest,
     _ClearChargingProfileRequest,
+    _ClearCacheRequest,
     _CustomerInformationRequest,
     _DataTransferRequest,
     _DeleteCertificateRequest,
@@ -664,6 +666,7 @@ TABLES = (
     _GetVariablesRequest,
     _HeartbeatResponse,
     _InstallCertificateRequest,
+    _ClearCacheRequest,
     _ClearCacheRequest,
     _ClearCacheRequest,
     _ClearCacheRequest,

@@ -193,9 +193,11 @@ def test_solar_starts_switches_phases_and_pauses(csms, sims):
     events = calls(st, TE)
     assert {ev["transactionInfo"]["transactionId"] for ev in events} == {tx}
     assert "Ended" not in [ev["eventType"] for ev in events]
-    assert calls(st, "NotifyChargingLimit")[0]["chargingSchedule"][0][
-        "chargingSchedulePeriod"
-    ] == [{"startPeriod": 0, "limit": 0, "numberPhases": 1}]  # at boot: nothing exported
+    # one restriction all along, told once: 10 A on three phases from the first export
+    (notify,) = calls(st, "NotifyChargingLimit")
+    assert notify["chargingSchedule"][0]["chargingSchedulePeriod"] == [
+        {"startPeriod": 0, "limit": 10, "numberPhases": 3}
+    ]
 
 
 def test_the_max_profile_is_shared_by_two_evses_that_charge(csms, sims):

@@ -44,10 +44,12 @@ class Evse:
         self.ev_requesting = False
         self.plugged = False
         self.limited = False
+        self.offered_a = 0
 
     def draws(self, amps, phases=3):
         """The EV charges at `amps` on `phases` phases (its meter says so)."""
         self.plugged = self.ev_requesting = self.energy_flowing = amps > 0
+        self.offered_a = amps
         cur = tuple(float(amps) if p < phases else 0.0 for p in range(3))
         self.reading = Reading(0.0, amps * 230.0 * phases, cur, (230.0,) * 3)
 
@@ -72,16 +74,9 @@ class Site:
         self.profiles = Profiles(self.store)
         self.session = Session()
         self.changes = 0
-        self.lm = LoadManagement(
-            self.dm,
-            None,
-            self.evses,
-            self.profiles,
-            self.session,
-            Clock(),
-            lambda c: asyncio.run(c),  # sent at once: the order on the wire is kept
-            self.changed,
-        )
+        self.ready = asyncio.Event()
+        self.ready.set()
+        self.lm = None  # built by the first pass: the EVs as the test set them up are settled
         self.ms = 0
 
     def changed(self):
@@ -91,6 +86,21 @@ class Site:
         """One pass with the mains meter reading `amps` per phase (None: no answer)."""
         self.ms += after_ms
         r = None if amps == (None,) else Reading(0.0, 0.0, tuple(amps), (230.0,) * 3)
+        if self.lm is None:
+            self.lm = LoadManagement(
+                self.dm,
+                None,
+                self.evses,
+                self.profiles,
+                self.session,
+                self.ready,
+                Clock(),
+                lambda c: asyncio.run(c),  # sent at once: the order on the wire is kept
+                self.changed,
+            )
+            # the EVs as the test set them up have been so for long: settled (see
+            # test_the_first_pass_holds_too for a start)
+            self.lm._seen = [(e.energy_flowing, e.offered_a) for e in self.evses]
         self.lm.step(self.ms, r, 0)
 
     def limit(self, n=1):
@@ -230,6 +240,8 @@ def test_solar_without_a_switch_runs_at_6_a_for_the_delay_then_pauses(tmp_path):
     ev.draws(0)
     ev.plugged = ev.limited = True
     site.mains(-7, -7, -7, after_ms=5000)
+    assert site.lm.limits == [(0, 3)]  # the EV's own meter catching up: everything holds
+    site.mains(-7, -7, -7, after_ms=2500)
     assert site.lm.limits == [(7, 3)]  # export again: resumes
 
 
@@ -250,3 +262,61 @@ def test_stop_clears_every_limit(site):
 def test_a_one_phase_mains_meter(site):
     site.mains(20, None, None)
     assert site.lm.limits == [(5, 3)]
+
+
+def test_offline_the_csms_is_told_what_holds_once_the_link_is_back(tmp_path):
+    site = Site(tmp_path, fuse=40)
+    site.ready.clear()
+    site.mains(20, 0, 0)  # restricts offline: nothing sent
+    assert site.lm.limits == [(20, 3)] and site.actions() == []
+    site.ready.set()
+    site.mains(20, 0, 0)
+    assert site.actions() == ["NotifyChargingLimit"]
+    site.ready.clear()
+    site.mains(0, 0, 0, after_ms=6000)  # ends offline
+    site.mains(20, 0, 0, after_ms=1000)  # and starts again, still offline
+    site.ready.set()
+    site.mains(20, 0, 0)
+    assert site.actions() == []  # the CSMS knows of a restriction: nothing to tell
+    site.mains(0, 0, 0, after_ms=6000)
+    assert site.actions() == ["ClearedChargingLimit"]
+
+
+def test_a_report_that_fails_is_sent_again(tmp_path):
+    site = Site(tmp_path)
+    sent = site.session.sent
+
+    async def refuse(action, payload):
+        raise asyncio.TimeoutError()
+
+    site.session.call = refuse
+    site.mains(20, 0, 0)
+    assert sent == []
+    del site.session.call  # the class's call again
+    site.mains(20, 0, 0)
+    assert site.actions() == ["NotifyChargingLimit"]
+
+
+def test_the_limits_hold_while_an_evse_meter_catches_up(site):
+    ev = site.evses[0]
+    site.mains(5, 5, 5)
+    assert site.lm.limits == [(20, 3)]
+    ev.draws(20)  # the EV starts: the mains meter sees it first
+    ev.reading = Reading(0.0, 0.0, (0.0, 0.0, 0.0), (230.0,) * 3)
+    site.mains(25, 25, 25)
+    site.mains(25, 25, 25)
+    assert site.lm.limits == [(20, 3)]  # not cut to 0 by the house seeming to draw 25 A
+    ev.draws(20)  # its meter has it now
+    site.mains(25, 25, 25, after_ms=500)
+    assert site.lm.limits == [(20, 3)]
+    site.mains(30, 25, 25)  # and a real rise of the house's load falls at once
+    assert site.lm.limits == [(15, 3)]
+
+
+def test_the_first_pass_holds_too(site):
+    site.mains(1, 1, 1)
+    site.lm._seen = [None]  # as built: nothing seen yet
+    site.mains(30, 30, 30)
+    assert site.lm.limits == [(24, 3)]  # held
+    site.mains(30, 30, 30, after_ms=2500)
+    assert site.lm.limits == [(0, 3)]

@@ -45,6 +45,7 @@ class FakeEvse:
         # what load management reads
         self.reading = None
         self.energy_flowing = self.ev_requesting = self.plugged = self.limited = False
+        self.offered_a = 0
 
     def set_limit(self, amps):
         self.limit = amps
@@ -105,6 +106,8 @@ class Station:
         self.router = ocppj.Router()
         self.session = FakeSession()
         self.spawned = []
+        self.ready = asyncio.Event()
+        self.ready.set()
         self.block = SmartCharging(
             self.router,
             self.session,
@@ -114,6 +117,7 @@ class Station:
             self.evses,
             self.txs,
             self.spawn,
+            self.ready,
             mains,
         )
 
@@ -373,7 +377,9 @@ def mains(st, *amps, ms=1000):
     """A pass of load management with the mains meter reading `amps` per phase."""
     from meter import Reading
 
-    st.block.load.step(ms, Reading(0.0, 0.0, amps, (230.0,) * 3), 0)
+    lm = st.block.load
+    lm._seen = [(e.energy_flowing, e.offered_a) for e in st.evses]  # settled long ago
+    lm.step(ms, Reading(0.0, 0.0, amps, (230.0,) * 3), 0)
 
 
 def test_load_management_starts_and_stops_with_its_mode(tmp_path):
@@ -385,6 +391,8 @@ def test_load_management_starts_and_stops_with_its_mode(tmp_path):
     st.block._manage()
     mains(st, 12, 4, 4)
     assert [e.limit for e in st.evses] == [8, 8]  # applied at once: 20 - 12
+    st.run_spawned()
+    mains(st, 12, 4, 4, ms=2000)  # one report at a time
     st.run_spawned()
     assert [a for a, _ in st.session.sent] == ["NotifyChargingLimit"] * 2
     st.dm.set("LoadManagement/Mode", "Off")

@@ -61,6 +61,8 @@ CS_TO_CSMS = (
     "TransactionEvent",
     "NotifyCustomerInformation",
     "ReportChargingProfiles",
+    "NotifyChargingLimit",
+    "ClearedChargingLimit",
 )
 # Actions the CSMS sends: we validate its Request.
 CSMS_TO_CS = (

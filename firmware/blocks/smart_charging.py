@@ -62,7 +62,7 @@ class _Ctx:
 
 
 class SmartCharging:
-    def __init__(self, router, session, dm, store, clock, evses, txs, spawn, mains=None):
+    def __init__(self, router, session, dm, store, clock, evses, txs, spawn, ready, mains=None):
         self.session = session
         self.dm = dm
         self.clock = clock
@@ -77,6 +77,7 @@ class SmartCharging:
         self._report = None  # GetChargingProfiles' parts, for the after-hook
         self._switched = [None] * len(evses)  # ticks of the last phase switch asked of each
         self._asked = [e.hw.phases for e in evses]  # the phases asked of each (3 at boot)
+        self.ready = ready  # set while the link is up and Accepted (load management's reports)
         self.mains = mains  # the board's mains meter, or None
         self.load = None  # the LoadManagement while Mode is not Off
         self._no_mains = False  # the missing mains meter was logged
@@ -297,6 +298,7 @@ class SmartCharging:
                 self.evses,
                 self.profiles,
                 self.session,
+                self.ready,
                 self.clock,
                 self.spawn,
                 self.apply,
