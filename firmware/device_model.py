@@ -53,7 +53,7 @@ class DeviceModel:
         # key (as declared) -> current value string, for the values that are not the
         # declared default (most are: a dict of every value would cost RAM for nothing)
         self.values = {}
-        self._watch = {}  # key -> [callback(value)]
+        self._watch = {}  # key -> callback(value), or a tuple of them (see watch)
         self._dynamic = {}  # key -> () -> value string, for values read from elsewhere
         for key, value in factory:
             self._put(self.decl(key), value)
@@ -148,8 +148,14 @@ class DeviceModel:
         self._dynamic[self.decl(key)[0]] = fn
 
     def watch(self, key, fn):
-        """Call `fn(value)` after every change of `key` through `set`."""
-        self._watch.setdefault(self.decl(key)[0], []).append(fn)
+        """Call `fn(value)` after every change of `key` through `set`. One watcher is kept as
+        itself, more as a tuple: no list per key (heap; watchers are set up once, at boot)."""
+        k = self.decl(key)[0]
+        old = self._watch.get(k)
+        if old is None:
+            self._watch[k] = fn
+        else:
+            self._watch[k] = (old + (fn,)) if type(old) is tuple else (old, fn)
 
     def set(self, key, value):
         """Store a value that `check` accepted; persist it; tell the watchers."""
@@ -157,8 +163,12 @@ class DeviceModel:
         self._put(d, value)
         if d[1][1] != "r":
             self._save()
-        for fn in self._watch.get(d[0], ()):
-            fn(value)
+        w = self._watch.get(d[0])
+        if type(w) is tuple:
+            for fn in w:
+                fn(value)
+        elif w is not None:
+            w(value)
         return _REBOOT_REQUIRED if "!" in d[1] else ACCEPTED
 
     def _save(self):

@@ -20,8 +20,9 @@
 #             there; below that, an EVSE charging goes on at 6 A for SolarStopDelay (a cloud),
 #             then pauses (0 A); one not charging does not start
 # A limit falls at once and rises only _RISE_MS after its last change; all hold for _SETTLE_MS
-# after an EVSE's own draw changed (its meter catching up with the mains meter). A mains meter silent for
-# _LOST_MS is a logged fault and the safe fallback: 6 A per EVSE (Capacity), a pause (Solar).
+# after an EVSE's own draw changed (its meter catching up with the mains meter). A mains meter
+# silent for _LOST_MS is a logged fault and the safe fallback: 6 A per EVSE (Capacity), a pause
+# (Solar).
 
 import asyncio
 import time

@@ -142,7 +142,6 @@ class Station:
         self.local_list = None  # see _LOCAL_LIST
         self.firmware = None  # see _UPDATE
         self.diagnostics = None  # see LAZY
-        self.smart = None  # see _SMART
         # The OCPP functional blocks, each registering its handlers with the router.
         self.authorization = auth = Authorization(
             router, session, conn, dm, store, clock, lambda: self.local_list
@@ -185,8 +184,8 @@ class Station:
 
     def _mode(self, value):
         """LoadManagement.Mode changed: load management runs in the smart-charging block."""
-        if value != "Off" and self.smart is None:
-            self._load(_SMART)
+        if value != "Off":
+            self.router.entry(_SMART[0][0])  # loads the block unless it is loaded
 
     def _load(self, entry):
         """Import and build the block of `entry` (actions, module, ...): it registers its
@@ -274,7 +273,7 @@ class Station:
         elif name == "firmware.blocks.smart_charging":
             from firmware.blocks.smart_charging import SmartCharging
 
-            self.smart = SmartCharging(
+            SmartCharging(
                 self.router,
                 self.session,
                 self.dm,

@@ -147,6 +147,11 @@ def test_watchers_hear_changes(tmp_path):
     dm.watch(HB, seen.append)
     dm.set(HB, "5")
     assert seen == ["5"]
+    also = []
+    dm.watch(HB, also.append)  # a second and a third watcher of the same key
+    dm.watch(HB, lambda v: also.append(v + "!"))
+    dm.set(HB, "6")
+    assert seen == ["5", "6"] and also == ["6", "6!"]
 
 
 def test_store_survives_a_leftover_temporary_file_and_garbage(tmp_path):

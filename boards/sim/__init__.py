@@ -71,10 +71,10 @@ class Board(boards.Board):
         world = self._world.load(_WORLD) or ()
         for i in range(min(len(world), len(self.evs))):
             self.evs[i].restore(world[i])
-        self._mains = None  # see mains_meter
         self._wdt = None
         log.stream = sys.stderr
 
+    _mains = None  # see mains_meter (a class default: no slot in every board until used)
     unix_time = staticmethod(time.time)
     urandom = staticmethod(os.urandom)
     tls_links = 1 if ESP32 else None  # as a WROOM on the esp32 target (boards.Board.tls_links)
