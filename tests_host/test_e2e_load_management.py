@@ -51,6 +51,16 @@ def calls(st, action, start=0):
     ]
 
 
+def set_mode(csms, st, mode):
+    data = {
+        "component": {"name": "LoadManagement"},
+        "variable": {"name": "Mode"},
+        "attributeValue": mode,
+    }
+    r = csms.call(st, "SetVariables", {"setVariableData": [data]})
+    assert r["setVariableResult"][0]["attributeStatus"] == "Accepted"
+
+
 def ems_schedule(limit, phases=3):
     """The NotifyChargingLimit schedule of EVSE 1 (startSchedule checked apart)."""
     return {
@@ -97,20 +107,7 @@ def test_capacity_follows_the_site_load(csms, sims):
     assert "ChargingRateChanged" in triggers
     # Mode Off: the restriction ends
     n = len(st.frames)
-    r = csms.call(
-        st,
-        "SetVariables",
-        {
-            "setVariableData": [
-                {
-                    "component": {"name": "LoadManagement"},
-                    "variable": {"name": "Mode"},
-                    "attributeValue": "Off",
-                }
-            ]
-        },
-    )
-    assert r["setVariableResult"][0]["attributeStatus"] == "Accepted"
+    set_mode(csms, st, "Off")
     f = csms.wait_call(st, "ClearedChargingLimit", start=n)
     assert f.payload == {"chargingLimitSource": "EMS", "evseId": 1}
     e = evse(sim, lambda e: e["offered_a"] == 32.0, timeout=10)
@@ -124,20 +121,7 @@ def test_capacity_turned_on_while_running(csms, sims):
     charging(sim)
     evse(sim, lambda e: e["contactor"] and e["offered_a"] == 32.0)
     assert sim.cmd("mains_load", a=[5, 5, 5]) == {"ok": True}
-    r = csms.call(
-        st,
-        "SetVariables",
-        {
-            "setVariableData": [
-                {
-                    "component": {"name": "LoadManagement"},
-                    "variable": {"name": "Mode"},
-                    "attributeValue": "Capacity",
-                }
-            ]
-        },
-    )
-    assert r["setVariableResult"][0]["attributeStatus"] == "Accepted"
+    set_mode(csms, st, "Capacity")
     _, p = notified(csms, st)
     assert p["chargingSchedule"] == [ems_schedule(20)]
     e = evse(sim, lambda e: e["offered_a"] == 20.0)

@@ -7,7 +7,8 @@
 # (main.py): built on the first smart-charging CALL, or at boot when profiles are on flash.
 #
 # Decisions: SmartChargingCtrlr.Available false answers every action with CALLERROR
-# NotSupported; Enabled false rejects SetChargingProfile ("NotEnabled") and applies no limit.
+# NotSupported; Enabled false rejects SetChargingProfile ("NotEnabled") and applies none of the
+# CSMS's limits.
 # The MaxProfile is shared equally over the EVSEs with a transaction (at least one). TxProfiles
 # of a transaction that ended are dropped at the next pass (the block watches each EVSE's
 # transaction id: no hook in the transactions block). Local load management
