@@ -443,7 +443,9 @@ class Evse:
                 else:
                     hw.phase_switch.open()
                 self._switched = now  # the main mirror settles too; the next move waits a gap
-                busy = self._changed = True
+                # No EV plugged (as at boot): none to give a pause, the offer may follow at once
+                busy = self.plugged
+                self._changed = True
             if busy != self.switching:
                 self.switching = busy
                 self._changed = True
