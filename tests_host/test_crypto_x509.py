@@ -193,7 +193,10 @@ def make_key(kind):
     st.integers(1, 2**159 - 1),
     st.integers(-631152000, 253402300799 - DAY),  # 1950 .. 9999 (UTCTime and GeneralizedTime)
     st.integers(0, 200 * 365 * DAY),
-    st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=40),
+    # a CN is at most 64 bytes of UTF-8 (RFC 5280 ub-common-name; cryptography refuses more)
+    st.text(
+        st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=40
+    ).filter(lambda s: len(s.encode("utf-8")) <= 64),
     st.sets(st.sampled_from(USAGES)) | st.none(),
     st.booleans() | st.none(),
     st.integers(0, 5) | st.none(),
