@@ -43,23 +43,32 @@ setup: $(STAMP) ## create .venv with the pinned tools; gcc-multilib (as root) fo
 run: $(STAMP) ## the virtual wallbox against the development CSMS, interactive
 	$(PY) tools/run.py
 
-# The two targets' tests (tests_host/conftest.py) run in parallel: the host's (unit and
-# end-to-end) in the foreground, the virtual ESP32's in the background into
-# build/test-esp32.log, shown once both have ended.
+# Three pytest runs in parallel: the host's end-to-end tests in the foreground, the unit tests
+# (CPU-bound, some 3 min) and the virtual ESP32's end-to-end tests (tests_host/conftest.py) in
+# the background into build/test-unit.log and build/test-esp32.log, shown once all have ended.
+# The end-to-end runs mostly wait on the virtual wallboxes' real time, so they share the two
+# cores well; one run after the other would take over 13 minutes.
 test: $(STAMP) compile ## mpy-cross compile check, unit and end-to-end tests (host and esp32, in parallel)
-	@if msg=$$($(PY) tools/esp32sim.py check 2>&1); then \
-	  $(MAKE) -s esp32sim || exit 1; \
+	@esp=0; if msg=$$($(PY) tools/esp32sim.py check 2>&1); then \
+	  $(MAKE) -s esp32sim || exit 1; esp=1; \
+	fi; \
+	$(PY) -m pytest --target host -m "not e2e" -p no:cacheprovider --basetemp=build/pytest-unit \
+	    > build/test-unit.log 2>&1 & unit=$$!; \
+	trap "kill $$unit 2>/dev/null" INT TERM; \
+	if [ $$esp = 1 ]; then \
 	  $(PY) -m pytest --target esp32 -p no:cacheprovider --basetemp=build/pytest-esp32 \
 	    > build/test-esp32.log 2>&1 & pid=$$!; \
-	  trap "kill $$pid 2>/dev/null" INT TERM; \
-	  $(PY) -m pytest --target host; host=$$?; \
+	  trap "kill $$unit $$pid 2>/dev/null" INT TERM; \
+	  $(PY) -m pytest --target host -m e2e; host=$$?; \
 	  wait $$pid; esp32=$$?; \
 	  echo "---- the esp32 target (build/test-esp32.log) ----"; cat build/test-esp32.log; \
-	  [ $$host = 0 ] && [ $$esp32 = 0 ]; \
 	else \
 	  echo "$$msg: the esp32 target is skipped, testing the host target only"; \
-	  $(PY) -m pytest --target host; \
-	fi
+	  $(PY) -m pytest --target host -m e2e; host=$$?; esp32=0; \
+	fi; \
+	wait $$unit; unit_rc=$$?; \
+	echo "---- the unit tests (build/test-unit.log) ----"; cat build/test-unit.log; \
+	[ $$host = 0 ] && [ $$esp32 = 0 ] && [ $$unit_rc = 0 ]
 
 test-unit: $(STAMP) ## unit tests only (CPython)
 	$(PY) -m pytest -m "not e2e"
