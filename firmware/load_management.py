@@ -14,7 +14,7 @@
 # Every second (signed currents from the mains meter, negative = exported; the EVSEs' own draw
 # from their meters):
 #   other[p]  = mains[p] - own[p]: what the rest of the site draws on phase p
-#   Capacity: each EVSE that wants energy gets (MainsFuse - max other[p]) / their number
+#   Capacity: each EVSE with a car plugged in gets (MainsFuse - max other[p]) / their number
 #   Solar:    exported = -sum(other): 3 phases when it gives each EVSE 6 A per phase, else 1
 #             phase (EVSEs with a phase switch, or wired for one phase) when it gives 6 A
 #             there; below that, an EVSE charging goes on at 6 A for SolarStopDelay (a cloud),
@@ -130,9 +130,12 @@ class LoadManagement:
             self._reconcile()
             return
         evses = self.evses
+        # Who shares. Capacity: every EVSE with a car plugged in, so that one that starts
+        # drawing never takes the site over the fuse before the next pass (an idle car costs
+        # the others a share). Solar: only those that want energy (or wait on our pause).
         busy = 0
         for e in evses:
-            if e.ev_requesting or (e.plugged and e.limited):
+            if e.ev_requesting or (e.plugged and (e.limited or not solar)):
                 busy += 1
         busy = max(1, busy)
         if solar:

@@ -193,6 +193,24 @@ def test_capacity_is_shared_by_the_evses_that_want_energy(tmp_path):
     assert site.lm.limits == [(14, 3), (14, 3), (14, 3)]  # (32 - 4) / 2
 
 
+def test_capacity_counts_a_car_plugged_in_that_does_not_draw_yet(tmp_path):
+    site = Site(tmp_path, [Evse(1), Evse(2)], fuse=32)
+    a, b = site.evses
+    a.draws(16)
+    b.plugged = True  # in B: it may start drawing at any moment
+    site.mains(16, 16, 16)
+    assert site.lm.limits == [(16, 3), (16, 3)]  # 32 / 2: both together stay under the fuse
+
+
+def test_solar_counts_only_the_cars_that_want_energy(tmp_path):
+    site = Site(tmp_path, [Evse(1), Evse(2)], mode="Solar")
+    a, b = site.evses
+    a.draws(10)
+    b.plugged = True  # full: it takes nothing
+    site.mains(10 - 20, 10 - 20, 10 - 20)
+    assert site.lm.limits == [(20, 3), (20, 3)]  # all of the export for the one charging
+
+
 def test_a_lost_mains_meter_means_6_a_in_capacity(site):
     site.mains(0, 0, 20)
     site.mains(None)
