@@ -167,7 +167,8 @@ class LoadManagement:
             if lim is None:
                 self.spawn(self._tell(i, "ClearedChargingLimit", _cleared(n)))
             else:
-                s = _schedule(n, lim[0], lim[1], self.clock.iso())
+                # the schedule of the profile in force: what GetChargingProfiles reports too
+                s = self.profiles.get(_ID + n)[1]["chargingSchedule"][0]
                 msg = {"chargingLimit": {"chargingLimitSource": "EMS"}, "evseId": n,
                        "chargingSchedule": [s]}  # fmt: skip
                 self.spawn(self._tell(i, "NotifyChargingLimit", msg))
@@ -271,7 +272,12 @@ class LoadManagement:
             self.profiles.set_external(n, None)
             log.info(_TAG, "EVSE %d: no limit" % n)
             return True
-        s = _schedule(n, amps, phases, self.clock.iso())
+        s = {
+            "id": _ID + n,
+            "startSchedule": self.clock.iso(),
+            "chargingRateUnit": "A",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": amps, "numberPhases": phases}],
+        }
         self.profiles.set_external(
             n,
             {
@@ -291,20 +297,13 @@ class LoadManagement:
         try:
             await self.session.call(action, payload)
             self._told[i] = action == "NotifyChargingLimit"
-        except (asyncio.TimeoutError, ocppj.CallError, ocppj.NotConnected) as e:
+        except ocppj.CallError as e:  # the CSMS has it and refused it: asking again won't help
+            log.warn(_TAG, "%s refused: %r" % (action, e))
+            self._told[i] = action == "NotifyChargingLimit"
+        except (asyncio.TimeoutError, ocppj.NotConnected) as e:
             log.warn(_TAG, "%s not sent: %r" % (action, e))  # tried again next second
         finally:
             self._telling = False
-
-
-def _schedule(n, amps, phases, start):
-    """EVSE n's external limit as a ChargingScheduleType (its profile's, NotifyChargingLimit's)."""
-    return {
-        "id": _ID + n,
-        "startSchedule": start,
-        "chargingRateUnit": "A",
-        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": amps, "numberPhases": phases}],
-    }
 
 
 def _cleared(n):

@@ -338,3 +338,31 @@ def test_the_first_pass_holds_too(site):
     assert site.lm.limits == [(24, 3)]  # held
     site.mains(30, 30, 30, after_ms=2500)
     assert site.lm.limits == [(0, 3)]
+
+
+def test_a_report_the_csms_refuses_is_not_sent_again(tmp_path):
+    import ocppj
+
+    site = Site(tmp_path)
+    refused = []
+
+    async def refuse(action, payload):
+        refused.append(action)
+        raise ocppj.CallError("NotImplemented", remote=True)
+
+    site.session.call = refuse
+    site.mains(20, 0, 0)
+    site.mains(20, 0, 0)
+    assert refused == ["NotifyChargingLimit"]  # answered, if with a CALLERROR: told
+
+
+def test_notify_carries_the_schedule_of_the_profile_in_force(tmp_path):
+    site = Site(tmp_path)
+    site.ready.clear()
+    site.mains(20, 0, 0)
+    site.lm.clock = SimpleNamespace(iso=lambda: "2026-12-06T10:00:00Z")  # later, reconnected
+    site.ready.set()
+    site.mains(20, 0, 0)
+    ((_, msg),) = site.session.sent
+    assert msg["chargingSchedule"] == site.profiles.get(1000000001)[1]["chargingSchedule"]
+    assert msg["chargingSchedule"][0]["startSchedule"] == T0  # when the restriction began
