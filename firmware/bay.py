@@ -102,8 +102,9 @@ class Bay:
 
     # -- authorization ----------------------------------------------------------------------
 
-    def authorize(self, id_token, info, trigger=_AUTHORIZED, remote_id=None):
-        """`id_token` (accepted with idTokenInfo `info`) may charge here from now on."""
+    def authorize(self, id_token, info, trigger=_AUTHORIZED, remote_id=None, reservation=None):
+        """`id_token` (accepted with idTokenInfo `info`) may charge here from now on; the id
+        of the `reservation` it used goes with the Started event."""
         self.token = id_token
         group = info.get("groupIdToken")
         self.group = group["idToken"].lower() if group else None
@@ -112,6 +113,8 @@ class Bay:
         self._pending["idToken"] = id_token
         if remote_id is not None:
             self._pending["remoteStartId"] = remote_id
+        if reservation is not None:
+            self._pending["reservationId"] = reservation
         self._permit()
         log.info(_TAG, "EVSE %d authorized (%s)" % (self.n, trigger))
         if self.tx is not None:
@@ -151,6 +154,8 @@ class Bay:
         """Open a transaction if a start point is met now."""
         if self.tx is not None or not self.usable():  # usable: also may_start()
             return
+        if self.token is None and self.txs.held(self):
+            return  # kept for a reservation's driver: another's EV plugged in gets nothing
         e = self.evse
         met = {
             _EV_CONNECTED: e.plugged,
@@ -236,7 +241,7 @@ class Bay:
             "seqNo": tx["seq"],
             "transactionInfo": info,
         }
-        for k in ("idToken", "evse"):
+        for k in ("idToken", "evse", "reservationId"):
             v = self._pending.pop(k, None)
             if v is not None:
                 p[k] = v

@@ -68,6 +68,12 @@ _SMART = const(
     )
 )
 
+# Reservations while some are on flash (reservation._STORE: they expire, hold EVSEs and
+# show Reserved from boot), else with the first ReserveNow or CancelReservation.
+_RESERVE = const(
+    (("ReserveNow", "CancelReservation"), "firmware.blocks.reservation", "reservations")
+)
+
 _BOOT = "boot"  # store document: {"count": boots so far, "reason": reason for the next boot}
 _WDT_MS = const(5000)  # watchdog timeout; the supervisor feeds it every 100 ms while all is well
 _STEP_LATE_MS = const(500)  # a safety loop silent this long is dead
@@ -175,6 +181,7 @@ class Station:
             (_LOCAL_LIST, store.exists(_LOCAL_LIST[2])),
             (_UPDATE, bootsel.trial or store.exists(_UPDATE[2])),
             (_SMART, store.exists(_SMART[2]) or dm.get(_MODE) != "Off"),
+            (_RESERVE, store.exists(_RESERVE[2])),
         ):
             if now:
                 self._load(entry)
@@ -269,7 +276,6 @@ class Station:
                 self.availability,
                 self.transactions,
             )
-
         elif name == "firmware.blocks.smart_charging":
             from firmware.blocks.smart_charging import SmartCharging
 
@@ -284,6 +290,20 @@ class Station:
                 self.spawn,
                 self.connection.ready,
                 self.board.mains_meter,
+            )
+        elif name == "firmware.blocks.reservation":
+            from firmware.blocks.reservation import Reservations
+
+            Reservations(
+                self.router,
+                self.queue,
+                self.dm,
+                self.store,
+                self.clock,
+                self.evses,
+                self.transactions,
+                self.availability,
+                self.spawn,
             )
 
     def firmware_status(self):

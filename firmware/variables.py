@@ -163,6 +163,11 @@ VARIABLES = (
     ("LoadManagement/Mode", "ow", "Off", (None, None, None, "Off,Capacity,Solar")),
     ("LoadManagement/MainsFuse", "iw", "25", ("A", 6, 2000, None)),
     ("LoadManagement/SolarStopDelay", "iw", "60", _SEC_HOUR),
+    # Reservations (firmware/blocks/reservation.py); NonEvseSpecific: ReserveNow without an
+    # evseId is accepted.
+    ("ReservationCtrlr/Available", "br=", "true", None),
+    ("ReservationCtrlr/Enabled", "bw", "true", None),
+    ("ReservationCtrlr/NonEvseSpecific", "bw", "true", None),
     ("ChargingStation/AvailabilityState", "or", "Available", _STATES),
     ("ChargingStation/Available", "br", "true", None),
     ("ChargingStation/AllowNewSessionsPendingFirmwareUpdate", "bw", "false", None),

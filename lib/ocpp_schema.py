@@ -80,6 +80,12 @@ _ChargingProfilePurposeEnum = const((
 _ChargingRateUnitEnum = const(("W", "A"))
 # ComponentCriterionEnumType
 _ComponentCriterionEnum = const(("Active", "Available", "Enabled", "Problem"))
+# ConnectorEnumType
+_ConnectorEnum = const((
+    "cCCS1", "cCCS2", "cG105", "cTesla", "cType1", "cType2", "s309-1P-16A", "s309-1P-32A",
+    "s309-3P-16A", "s309-3P-32A", "sBS1361", "sCEE-7-7", "sType2", "sType3", "Other1PhMax16A",
+    "Other1PhOver16A", "Other3Ph", "Pan", "wInductive", "wResonant", "Undetermined", "Unknown",
+))
 # CostKindEnumType
 _CostKindEnum = const(("CarbonDioxideEmission", "RelativePricePercentage", "RenewableGenerationPercentage"))
 # GetCertificateIdUseEnumType
@@ -151,6 +157,14 @@ _AdditionalInfo = const(
         (_CustomData, 36, 50),
     )
 )
+# CancelReservationRequest
+_CancelReservationRequest = const(
+    (
+        ("customData", "reservationId"),
+        (14, 7),
+        (_CustomData, None),
+    )
+)
 # CertificateHashDataType
 _CertificateHashData = const(
     (
@@ -181,7 +195,7 @@ _ChargingSchedulePeriod = const(
         (_CustomData, None, None, None, None),
     )
 )
-# ClearCacheRequest, ClearedChargingLimitResponse, FirmwareStatusNotificationResponse, GetLocalListVersionRequest, LogStatusNotificationResponse, MeterValuesResponse, NotifyChargingLimitResponse, NotifyCustomerInformationResponse, NotifyReportResponse, ReportChargingProfilesResponse, SecurityEventNotificationResponse, StatusNotificationResponse
+# ClearCacheRequest, ClearedChargingLimitResponse, FirmwareStatusNotificationResponse, GetLocalListVersionRequest, LogStatusNotificationResponse, MeterValuesResponse, NotifyChargingLimitResponse, NotifyCustomerInformationResponse, NotifyReportResponse, ReportChargingProfilesResponse, ReservationStatusUpdateResponse, SecurityEventNotificationResponse, StatusNotificationResponse
 _ClearCacheRequest = const(
     (
         ("customData",),
@@ -495,6 +509,17 @@ _IdTokenInfo = const(
         ),
     )
 )
+# ReserveNowRequest
+_ReserveNowRequest = const(
+    (
+        (
+            "customData", "id", "expiryDateTime", "connectorType", "idToken", "evseId",
+            "groupIdToken",
+        ),
+        (14, 7, 3, 4, 13, 6, 12),
+        (_CustomData, None, None, _ConnectorEnum, _IdToken, None, _IdToken),
+    )
+)
 # SalesTariffEntryType
 _SalesTariffEntry = const(
     (
@@ -629,24 +654,26 @@ _SetChargingProfileRequest = const(
 )
 
 NAMES = (
-    "AuthorizeResponse", "BootNotificationResponse", "ChangeAvailabilityRequest",
-    "ClearCacheRequest", "ClearChargingProfileRequest", "ClearedChargingLimitResponse",
-    "CustomerInformationRequest", "DataTransferRequest", "DeleteCertificateRequest",
-    "FirmwareStatusNotificationResponse", "GetBaseReportRequest", "GetChargingProfilesRequest",
-    "GetCompositeScheduleRequest", "GetInstalledCertificateIdsRequest",
-    "GetLocalListVersionRequest", "GetLogRequest", "GetReportRequest",
-    "GetTransactionStatusRequest", "GetVariablesRequest", "HeartbeatResponse",
+    "AuthorizeResponse", "BootNotificationResponse", "CancelReservationRequest",
+    "ChangeAvailabilityRequest", "ClearCacheRequest", "ClearChargingProfileRequest",
+    "ClearedChargingLimitResponse", "CustomerInformationRequest", "DataTransferRequest",
+    "DeleteCertificateRequest", "FirmwareStatusNotificationResponse", "GetBaseReportRequest",
+    "GetChargingProfilesRequest", "GetCompositeScheduleRequest",
+    "GetInstalledCertificateIdsRequest", "GetLocalListVersionRequest", "GetLogRequest",
+    "GetReportRequest", "GetTransactionStatusRequest", "GetVariablesRequest", "HeartbeatResponse",
     "InstallCertificateRequest", "LogStatusNotificationResponse", "MeterValuesResponse",
     "NotifyChargingLimitResponse", "NotifyCustomerInformationResponse", "NotifyReportResponse",
     "ReportChargingProfilesResponse", "RequestStartTransactionRequest",
-    "RequestStopTransactionRequest", "ResetRequest", "SecurityEventNotificationResponse",
-    "SendLocalListRequest", "SetChargingProfileRequest", "SetNetworkProfileRequest",
-    "SetVariablesRequest", "StatusNotificationResponse", "TransactionEventResponse",
-    "TriggerMessageRequest", "UnlockConnectorRequest", "UpdateFirmwareRequest",
+    "RequestStopTransactionRequest", "ReservationStatusUpdateResponse", "ReserveNowRequest",
+    "ResetRequest", "SecurityEventNotificationResponse", "SendLocalListRequest",
+    "SetChargingProfileRequest", "SetNetworkProfileRequest", "SetVariablesRequest",
+    "StatusNotificationResponse", "TransactionEventResponse", "TriggerMessageRequest",
+    "UnlockConnectorRequest", "UpdateFirmwareRequest",
 )
 TABLES = (
     _AuthorizeResponse,
     _BootNotificationResponse,
+    _CancelReservationRequest,
     _ChangeAvailabilityRequest,
     _ClearCacheRequest,
     _ClearChargingProfileRequest,
@@ -674,6 +701,8 @@ TABLES = (
     _ClearCacheRequest,
     _RequestStartTransactionRequest,
     _RequestStopTransactionRequest,
+    _ClearCacheRequest,
+    _ReserveNowRequest,
     _ResetRequest,
     _ClearCacheRequest,
     _SendLocalListRequest,

@@ -87,8 +87,10 @@ def test_main_knows_the_lazy_blocks_records_without_importing_them():
     # firmware/main.py loads the update block and the local list at boot only when their
     # record is on flash.
     from firmware import main
-    from firmware.blocks import firmware_update, local_list
+    from firmware.blocks import firmware_update, local_list, reservation
 
+    assert main._RESERVE[1] == "firmware.blocks.reservation"
+    assert main._RESERVE[2] == reservation._STORE
     assert main._UPDATE[1] == "firmware.blocks.firmware_update"
     assert main._UPDATE[2] == firmware_update._STORE
     assert main._LOCAL_LIST[1] == "firmware.blocks.local_list"
@@ -99,7 +101,7 @@ def test_each_lazy_block_is_built_on_its_first_call(devkit):
     from firmware import main
 
     station = main.Station(devkit)
-    lazy = main.LAZY + (main._LOCAL_LIST, main._UPDATE)
+    lazy = main.LAZY + (main._LOCAL_LIST, main._UPDATE, main._RESERVE)
     for actions, *_ in lazy:
         for action in actions:
             assert type(station.router.handlers[action]) is not tuple  # a loader: not built
@@ -123,6 +125,17 @@ def test_a_stored_local_list_loads_its_block_at_boot(devkit):
     station = main.Station(devkit)
     assert station.local_list is not None and station.local_list.version == 3
     assert type(station.router.handlers["SendLocalList"]) is tuple
+    _unstarted(station)
+
+
+def test_stored_reservations_load_their_block_at_boot(devkit):
+    from firmware import main
+    from store import Store
+
+    Store(devkit.state_dir).save("reservations", [[4, 2000000000, "Central:r1", None, 1, None]])
+    station = main.Station(devkit)
+    assert type(station.router.handlers["ReserveNow"]) is tuple
+    assert station.availability.status(station.evses[0]) == "Reserved"
     _unstarted(station)
 
 

@@ -131,6 +131,7 @@ def test_declarations_cover_the_core_controllers_and_each_evse(tmp_path):
         "DiagnosticsCtrlr",
         "SmartChargingCtrlr",
         "LoadManagement",  # ours: local load management
+        "ReservationCtrlr",
         "LocalButton",
         "ChargingStation",
         "EVSE.1",

@@ -63,6 +63,7 @@ CS_TO_CSMS = (
     "ReportChargingProfiles",
     "NotifyChargingLimit",
     "ClearedChargingLimit",
+    "ReservationStatusUpdate",
 )
 # Actions the CSMS sends: we validate its Request.
 CSMS_TO_CS = (
@@ -92,6 +93,8 @@ CSMS_TO_CS = (
     "GetChargingProfiles",
     "ClearChargingProfile",
     "GetCompositeSchedule",
+    "ReserveNow",
+    "CancelReservation",
 )
 
 KIND_NAMES = ("STR", "DT", "ENUM", "INT", "NUM", "BOOL", "OBJ", "OPEN", "ARR", "ANY")

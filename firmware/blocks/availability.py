@@ -42,6 +42,7 @@ class Availability:
         self.clock = clock
         self.evses = evses
         self.busy = busy
+        self.reserved = None  # reserved(n): EVSE n is held for a reservation (its block's)
         self.wish = store.load(_STORE) or {}  # only Inoperative entries are stored
         self.reported = {}  # EVSE id -> the status the CSMS last heard
         self.held = False  # every EVSE kept Unavailable for a while (firmware install); not saved
@@ -97,7 +98,10 @@ class Availability:
             return "Faulted"  # also while Inoperative: a fault is news
         if not e.available:
             return "Unavailable"
-        if e.plugged or self.busy(e):
+        busy = self.busy(e)
+        if not busy and self.reserved is not None and self.reserved(e.id):
+            return "Reserved"  # also while another driver's EV is plugged in (it gets nothing)
+        if e.plugged or busy:
             return "Occupied"
         return "Available"
 

@@ -34,6 +34,7 @@ _SAMPLED = const("SampledDataCtrlr/")
 _ALIGNED = const("AlignedDataCtrlr/")
 _TICK_MS = const(1000)  # timers (sampling, clock alignment, plug-in timeout) run this often
 _METER_WAIT_MS = const(5000)  # at boot, how long an ended transaction waits for a reading
+_RESERVED = {"status": "Reserved"}  # for the log: a reservation keeps the EVSE for another
 
 
 class Transactions:
@@ -69,6 +70,7 @@ class Transactions:
         self._aligned_ended = None
         self._reading = False  # a card is being decided: further cards wait their turn
         self._halted = False  # True once a reset stopped everything: nothing starts any more
+        self.reservations = None  # the reservation block once loaded (it sets this)
         for b in self.bays:
             b.evse.on_change.append(lambda e, b=b: b.changed())
         router.on("RequestStartTransaction", self.on_request_start, self._after_start)
@@ -124,6 +126,23 @@ class Transactions:
     def tx_id(self, evse):
         return self.bays[evse.id - 1].tx_id
 
+    def held(self, b):
+        """A reservation keeps `b` for its driver: a plug-in alone opens no transaction."""
+        r = self.reservations
+        return r is not None and r.holds(b.n)
+
+    def _reserved(self, b, id_token, group):
+        """What the reservations say of `id_token` (of group `group`) charging at `b`: False
+        when `b` is held for another driver, else the reservation it uses there or None."""
+        r = self.reservations
+        return None if r is None else r.check(b.n, id_token, group)
+
+    def _authorize(self, b, id_token, info, found, trigger="Authorized", remote_id=None):
+        """`b.authorize`, using reservation `found` (of `_reserved`) if there is one: it ends,
+        and the Started event carries its id (H03)."""
+        rid = None if found is None else self.reservations.use(found)
+        b.authorize(id_token, info, trigger, remote_id, rid)
+
     def _by_tx(self, tx_id):
         for b in self.bays:
             if b.tx is not None and b.tx["id"] == tx_id:
@@ -159,9 +178,12 @@ class Transactions:
         await self._settled()
         info = await self.authorization.authorize(id_token, b.n)
         if allowed(info, b.n) and b.token is None and b.usable():
-            b.authorize(id_token, info)
-        else:
-            log.info(_TAG, "EVSE %d: token refused (%s)" % (b.n, info["status"]))
+            found = self._reserved(b, id_token, info.get("groupIdToken"))
+            if found is not False:
+                self._authorize(b, id_token, info, found)
+                return
+            info = _RESERVED
+        log.info(_TAG, "EVSE %d: token refused (%s)" % (b.n, info["status"]))
 
     async def _card(self, id_token):
         try:
@@ -204,16 +226,30 @@ class Transactions:
                     b.deauthorize("StopAuthorized", "Local", id_token)  # same group (C09)
                     return
         # Things may have moved while the CSMS was asked: choose again.
-        target = self._waiting()
-        if target is None:
-            for b in self.bays:
-                if b.token is None and b.usable() and not b.evse.plugged:
-                    target = b  # ahead of the plug (EVConnectionTimeOut runs)
-                    break
+        target, found = self._target(id_token, info)
         if target is None or not allowed(info, target.n):
             log.info(_TAG, "card accepted, but no EVSE it may use")
             return
-        target.authorize(id_token, info)
+        self._authorize(target, id_token, info, found)
+
+    def _target(self, id_token, info):
+        """(bay, reservation) for a card accepted with `info`: the first bay with an EV
+        plugged in and nobody authorizing it, else the first free one (ahead of the plug:
+        EVConnectionTimeOut runs), in each case one reserved for this driver first, and
+        never one held for another driver. (None, None) when there is none."""
+        group = info.get("groupIdToken")
+        for plugged in (True, False):
+            first = None
+            for b in self.bays:
+                if b.token is None and b.usable() and b.evse.plugged == plugged:
+                    found = self._reserved(b, id_token, group)
+                    if found:
+                        return b, found
+                    if found is None and first is None:
+                        first = b
+            if first is not None:
+                return first, None
+        return None, None
 
     def _waiting(self):
         """The first bay with an EV plugged in and nobody authorizing it."""
@@ -226,13 +262,19 @@ class Transactions:
 
     def on_request_start(self, req):
         n = req.get("evseId")
+        tok, group = req["idToken"], req.get("groupIdToken")
         if n is None:
-            free = [b for b in self.bays if b.token is None and b.usable()]
-            b = free[0] if free else None
+            b = None
+            for c in self.bays:
+                if c.token is None and c.usable() and self._reserved(c, tok, group) is not False:
+                    b = c
+                    break
         else:
             b = self.bays[n - 1] if 1 <= n <= len(self.bays) else None
         if b is None or b.token is not None or not b.usable() or not self.may_start():
             return {"status": "Rejected"}
+        if self._reserved(b, tok, group) is False:
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "Reserved"}}
         req["evseId"] = b.n  # for the after-hook
         resp = {"status": "Accepted"}
         if b.tx is not None:
@@ -250,10 +292,13 @@ class Transactions:
             info["groupIdToken"] = req["groupIdToken"]
         if self.dm.setting("AuthCtrlr/AuthorizeRemoteStart", False):
             info = await self.authorization.authorize(id_token, b.n)
+        found = self._reserved(b, id_token, info.get("groupIdToken"))
+        if found is False:
+            info = _RESERVED
         if not allowed(info, b.n) or b.token is not None or not b.usable():
             log.info(_TAG, "remote start on EVSE %d refused (%s)" % (b.n, info["status"]))
             return
-        b.authorize(id_token, info, "RemoteStart", req["remoteStartId"])
+        self._authorize(b, id_token, info, found, "RemoteStart", req["remoteStartId"])
         p = req.get("chargingProfile")
         if p is not None:
             # K05: a TxProfile for the transaction this start opens; the smart charging block
