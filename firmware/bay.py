@@ -154,7 +154,7 @@ class Bay:
         """Open a transaction if a start point is met now."""
         if self.tx is not None or not self.usable():  # usable: also may_start()
             return
-        if self.token is None and self.txs.held(self):
+        if self.token is None and self.txs.held(self.n):
             return  # kept for a reservation's driver: another's EV plugged in gets nothing
         e = self.evse
         met = {

@@ -169,7 +169,7 @@ class Station:
         )
         self.provisioning = Provisioning(router, session, dm, conn, txs, evses, spawn, self.reboot)
         self.availability = Availability(
-            router, session, conn, queue, dm, store, clock, evses, txs.busy, spawn
+            router, session, conn, queue, dm, store, clock, evses, txs, spawn
         )
         self.security = Security(dm, clock, queue, conn, self.boot_reason, journal)
         self.certificates = Certificates(router, dm, store, clock, board.settings)
@@ -302,7 +302,6 @@ class Station:
                 self.clock,
                 self.evses,
                 self.transactions,
-                self.availability,
                 self.spawn,
             )
 

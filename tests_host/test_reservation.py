@@ -40,7 +40,7 @@ def reserve_req(rid=1, evse=1, token="AABBCCDD", kind="ISO14443", expiry=NOW + 6
 def station(make):  # noqa: F811
     def build(n=1, values=None, **kw):
         st = make(n=n, values=values, **kw)
-        st.avail = SimpleNamespace(reserved=None, busy=st.txs.busy)
+        st.avail = SimpleNamespace(txs=st.txs)  # what Availability.status reads
         st.res = Reservations(
             st.router,
             st.queue,
@@ -49,7 +49,6 @@ def station(make):  # noqa: F811
             st.clock,
             st.evses,
             st.txs,
-            st.avail,
             st.spawn,
         )
         loops = [c for c in st.spawned if c.__name__ == "_expiry"]

@@ -33,16 +33,16 @@ class Availability:
     this block runs before the others', and the queue asks `_holds`.
     """
 
-    def __init__(self, router, session, connection, queue, dm, store, clock, evses, busy, spawn):
-        """busy(evse): a transaction is open on it (the transactions block's busy)."""
+    def __init__(self, router, session, connection, queue, dm, store, clock, evses, txs, spawn):
+        """txs: the transactions block, asked whether a transaction is open on an EVSE
+        (`busy`) and whether a reservation holds it (`held`)."""
         self.session = session
         self.connection = connection
         self.dm = dm
         self.store = store
         self.clock = clock
         self.evses = evses
-        self.busy = busy
-        self.reserved = None  # reserved(n): EVSE n is held for a reservation (its block's)
+        self.txs = txs
         self.wish = store.load(_STORE) or {}  # only Inoperative entries are stored
         self.reported = {}  # EVSE id -> the status the CSMS last heard
         self.held = False  # every EVSE kept Unavailable for a while (firmware install); not saved
@@ -98,8 +98,9 @@ class Availability:
             return "Faulted"  # also while Inoperative: a fault is news
         if not e.available:
             return "Unavailable"
-        busy = self.busy(e)
-        if not busy and self.reserved is not None and self.reserved(e.id):
+        txs = self.txs
+        busy = txs.busy(e)
+        if not busy and txs.held(e.id):
             return "Reserved"  # also while another driver's EV is plugged in (it gets nothing)
         if e.plugged or busy:
             return "Occupied"
@@ -108,7 +109,7 @@ class Availability:
     def _apply(self, e):
         """Make the wish real on `e` where it can be: going unavailable waits for idle."""
         want = self.operative(e)
-        if want != e.available and (want or not self.busy(e)):
+        if want != e.available and (want or not self.txs.busy(e)):
             e.set_available(want)
             log.info(_TAG, "EVSE %d %s" % (e.id, "operative" if want else "inoperative"))
 

@@ -17,11 +17,11 @@ free (that driver gets no energy there). Counted per connector type, exact when 
 connector of the station has one type (the usual wallbox); with mixed types it holds rather
 more than less.
 
-What the other blocks ask, through the hooks this block sets when it loads:
-- availability: `reserved(n)`: a held EVSE shows Reserved while no transaction runs there;
-- transactions: `check(n, id_token, group)` before a token is authorized at EVSE n, `use(r)`
-  when it is (the reservation is consumed, its id goes in the Started event), and `holds(n)`
-  before a plug-in alone opens a transaction.
+What the transactions block asks, once this block has loaded and made itself its
+`reservations`: `check(n, id_token, group)` before a token is authorized at EVSE n, `use(r)`
+when it is (the reservation is consumed, its id goes in the Started event), and `holds(n)`
+before a plug-in alone opens a transaction; the availability block asks it (`held`) too, and
+a held EVSE shows Reserved while no transaction runs there.
 """
 
 import asyncio
@@ -72,7 +72,7 @@ def _whole(r):
 
 
 class Reservations:
-    def __init__(self, router, queue, dm, store, clock, evses, transactions, availability, spawn):
+    def __init__(self, router, queue, dm, store, clock, evses, transactions, spawn):
         self.queue = queue
         self.dm = dm
         self.store = store
@@ -86,8 +86,7 @@ class Reservations:
         if len(self.items) != (len(items) if type(items) is list else -1):
             log.error(_TAG, "damaged reservations dropped: %r" % (items,))
             self._save()
-        transactions.reservations = self
-        availability.reserved = self.holds
+        transactions.reservations = self  # it asks check, use and holds
         for e in evses:
             e.on_change.append(self._changed)
             e.touch()  # its status is looked at again, Reserved now

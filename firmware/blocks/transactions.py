@@ -34,10 +34,13 @@ _SAMPLED = const("SampledDataCtrlr/")
 _ALIGNED = const("AlignedDataCtrlr/")
 _TICK_MS = const(1000)  # timers (sampling, clock alignment, plug-in timeout) run this often
 _METER_WAIT_MS = const(5000)  # at boot, how long an ended transaction waits for a reading
-_RESERVED = {"status": "Reserved"}  # for the log: a reservation keeps the EVSE for another
 
 
 class Transactions:
+    # The reservation block once loaded sets its own (a class attribute until then: no slot
+    # in each station's instance, heap).
+    reservations = None
+
     def __init__(
         self,
         router,
@@ -70,7 +73,6 @@ class Transactions:
         self._aligned_ended = None
         self._reading = False  # a card is being decided: further cards wait their turn
         self._halted = False  # True once a reset stopped everything: nothing starts any more
-        self.reservations = None  # the reservation block once loaded (it sets this)
         for b in self.bays:
             b.evse.on_change.append(lambda e, b=b: b.changed())
         router.on("RequestStartTransaction", self.on_request_start, self._after_start)
@@ -126,20 +128,36 @@ class Transactions:
     def tx_id(self, evse):
         return self.bays[evse.id - 1].tx_id
 
-    def held(self, b):
-        """A reservation keeps `b` for its driver: a plug-in alone opens no transaction."""
+    def held(self, n):
+        """A reservation keeps EVSE n for its driver: another driver's plug-in opens no
+        transaction there, and it shows Reserved while none is open."""
         r = self.reservations
-        return r is not None and r.holds(b.n)
+        return r is not None and r.holds(n)
 
-    def _reserved(self, b, id_token, group):
-        """What the reservations say of `id_token` (of group `group`) charging at `b`: False
-        when `b` is held for another driver, else the reservation it uses there or None."""
+    def _reserved(self, b, id_token, info):
+        """What the reservations say of `id_token` (its groupIdToken in `info`) charging at
+        `b`: False when `b` is held for another driver, else the reservation it uses there or
+        None."""
         r = self.reservations
-        return None if r is None else r.check(b.n, id_token, group)
+        return None if r is None else r.check(b.n, id_token, info.get("groupIdToken"))
 
-    def _authorize(self, b, id_token, info, found, trigger="Authorized", remote_id=None):
-        """`b.authorize`, using reservation `found` (of `_reserved`) if there is one: it ends,
-        and the Started event carries its id (H03)."""
+    def _may(self, b, id_token, info, what):
+        """`id_token`, decided with idTokenInfo `info`, may take `b` now; if not, logged."""
+        if not allowed(info, b.n):
+            why = info["status"]
+        elif b.token is not None or not b.usable():
+            why = "EVSE in use"
+        elif self._reserved(b, id_token, info) is False:
+            why = "reserved for another driver"
+        else:
+            return True
+        log.info(_TAG, "EVSE %d: %s refused (%s)" % (b.n, what, why))
+        return False
+
+    def _authorize(self, b, id_token, info, trigger="Authorized", remote_id=None):
+        """`b.authorize`, using the reservation `id_token` has at `b` if it has one: that
+        ends, and the Started event carries its id (H03). `_may` said yes."""
+        found = self._reserved(b, id_token, info)
         rid = None if found is None else self.reservations.use(found)
         b.authorize(id_token, info, trigger, remote_id, rid)
 
@@ -177,13 +195,8 @@ class Transactions:
     async def _start_at(self, b, id_token):
         await self._settled()
         info = await self.authorization.authorize(id_token, b.n)
-        if allowed(info, b.n) and b.token is None and b.usable():
-            found = self._reserved(b, id_token, info.get("groupIdToken"))
-            if found is not False:
-                self._authorize(b, id_token, info, found)
-                return
-            info = _RESERVED
-        log.info(_TAG, "EVSE %d: token refused (%s)" % (b.n, info["status"]))
+        if self._may(b, id_token, info, "token"):
+            self._authorize(b, id_token, info)
 
     async def _card(self, id_token):
         try:
@@ -226,30 +239,29 @@ class Transactions:
                     b.deauthorize("StopAuthorized", "Local", id_token)  # same group (C09)
                     return
         # Things may have moved while the CSMS was asked: choose again.
-        target, found = self._target(id_token, info)
+        target = self._target(id_token, info)
         if target is None or not allowed(info, target.n):
             log.info(_TAG, "card accepted, but no EVSE it may use")
             return
-        self._authorize(target, id_token, info, found)
+        self._authorize(target, id_token, info)
 
     def _target(self, id_token, info):
-        """(bay, reservation) for a card accepted with `info`: the first bay with an EV
-        plugged in and nobody authorizing it, else the first free one (ahead of the plug:
+        """The bay for a card accepted with `info`, or None: the first with an EV plugged in
+        and nobody authorizing it, else the first free one (ahead of the plug:
         EVConnectionTimeOut runs), in each case one reserved for this driver first, and
-        never one held for another driver. (None, None) when there is none."""
-        group = info.get("groupIdToken")
+        never one held for another driver."""
         for plugged in (True, False):
             first = None
             for b in self.bays:
                 if b.token is None and b.usable() and b.evse.plugged == plugged:
-                    found = self._reserved(b, id_token, group)
+                    found = self._reserved(b, id_token, info)
                     if found:
-                        return b, found
+                        return b
                     if found is None and first is None:
                         first = b
             if first is not None:
-                return first, None
-        return None, None
+                return first
+        return None
 
     def _waiting(self):
         """The first bay with an EV plugged in and nobody authorizing it."""
@@ -262,18 +274,18 @@ class Transactions:
 
     def on_request_start(self, req):
         n = req.get("evseId")
-        tok, group = req["idToken"], req.get("groupIdToken")
+        tok = req["idToken"]  # its groupIdToken, if any, is in req too
         if n is None:
             b = None
             for c in self.bays:
-                if c.token is None and c.usable() and self._reserved(c, tok, group) is not False:
+                if c.token is None and c.usable() and self._reserved(c, tok, req) is not False:
                     b = c
                     break
         else:
             b = self.bays[n - 1] if 1 <= n <= len(self.bays) else None
         if b is None or b.token is not None or not b.usable() or not self.may_start():
             return {"status": "Rejected"}
-        if self._reserved(b, tok, group) is False:
+        if self._reserved(b, tok, req) is False:
             return {"status": "Rejected", "statusInfo": {"reasonCode": "Reserved"}}
         req["evseId"] = b.n  # for the after-hook
         resp = {"status": "Accepted"}
@@ -292,13 +304,9 @@ class Transactions:
             info["groupIdToken"] = req["groupIdToken"]
         if self.dm.setting("AuthCtrlr/AuthorizeRemoteStart", False):
             info = await self.authorization.authorize(id_token, b.n)
-        found = self._reserved(b, id_token, info.get("groupIdToken"))
-        if found is False:
-            info = _RESERVED
-        if not allowed(info, b.n) or b.token is not None or not b.usable():
-            log.info(_TAG, "remote start on EVSE %d refused (%s)" % (b.n, info["status"]))
+        if not self._may(b, id_token, info, "remote start"):
             return
-        self._authorize(b, id_token, info, found, "RemoteStart", req["remoteStartId"])
+        self._authorize(b, id_token, info, "RemoteStart", req["remoteStartId"])
         p = req.get("chargingProfile")
         if p is not None:
             # K05: a TxProfile for the transaction this start opens; the smart charging block
