@@ -475,6 +475,47 @@ def test_console_customer_command():
             console.parse(bad)
 
 
+def test_console_reserve_and_cancel_commands(monkeypatch):
+    import tools.csms as csms_mod
+
+    class Clock(csms_mod.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return csms_mod.datetime(2026, 12, 6, 10, 0, 30, 500000, tzinfo=tz)
+
+    monkeypatch.setattr(csms_mod, "datetime", Clock)
+    console = Console(Csms())
+    first = console.parse("reserve 04A1B2")
+    assert (first.action, first.payload) == (
+        "ReserveNow",
+        {
+            "id": 1,
+            "expiryDateTime": "2026-12-06T10:30:30Z",
+            "idToken": {"idToken": "04A1B2", "type": "ISO14443"},
+            "evseId": 1,
+        },
+    )
+    assert console.parse("reserve R1:Central any 5 group=FLEET").payload == {
+        "id": 2,
+        "expiryDateTime": "2026-12-06T10:05:30Z",
+        "idToken": {"idToken": "R1", "type": "Central"},
+        "groupIdToken": {"idToken": "FLEET", "type": "Central"},
+    }
+    assert console.parse("reserve tok 2").payload["evseId"] == 2
+    cancel = console.parse("cancel 2")
+    assert (cancel.action, cancel.payload) == ("CancelReservation", {"reservationId": 2})
+    for bad in (
+        "reserve",
+        "reserve t x",
+        "reserve t 1 soon",
+        "reserve t 1 2 3",
+        "cancel",
+        "cancel x",
+    ):
+        with pytest.raises(ConsoleError):
+            console.parse(bad)
+
+
 def test_console_execute_against_a_station():
     async def body(csms, lines):
         console = Console(csms, timeout=2)

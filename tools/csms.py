@@ -28,7 +28,7 @@ import urllib.parse
 import warnings
 from collections import namedtuple
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import websockets
 from ocpp.charge_point import _raise_key_error
@@ -954,6 +954,10 @@ commands (prefix any station command with @ID when several stations are connecte
   customer <idToken>[:<type>]|id=<customerIdentifier> [report] [clear]
                                          CustomerInformation (report by default); the
                                          NotifyCustomerInformation parts show as they come
+  reserve <idToken>[:<type>] [evseId|any] [minutes] [group=<idToken>]
+                                         ReserveNow (type ISO14443, EVSE 1 and 30 minutes
+                                         by default; any: no evseId); ids count from 1
+  cancel <reservationId>                 CancelReservation
   raw <text>                             put text on the wire as is
   close [code]                           close the WebSocket from the server side
   refuse on|off                          refuse new connections with HTTP 503
@@ -1018,6 +1022,7 @@ class Console:
         self.update_id = 0
         self.log_id = 0
         self.customer_id = 0
+        self.reservation_id = 0
 
     def parse(self, line):
         line = line.strip()
@@ -1168,6 +1173,35 @@ class Console:
             token, _, token_type = args[0].partition(":")
             payload["idToken"] = {"idToken": token, "type": token_type or "ISO14443"}
         return "CustomerInformation", payload
+
+    def _shortcut_reserve(self, args, rest):
+        usage = "usage: reserve <idToken>[:<type>] [evseId|any] [minutes] [group=<idToken>]"
+        group = [a[6:] for a in args if a.startswith("group=")]
+        args = [a for a in args if not a.startswith("group=")]
+        if not 1 <= len(args) <= 3 or len(group) > 1 or not all(group):
+            raise ConsoleError(usage)
+        where = args[1] if len(args) > 1 else "1"
+        minutes = args[2] if len(args) > 2 else "30"
+        if not (where.isdigit() or where == "any") or not minutes.isdigit():
+            raise ConsoleError(usage)
+        token, _, token_type = args[0].partition(":")
+        self.reservation_id += 1
+        expiry = datetime.now(timezone.utc) + timedelta(minutes=int(minutes))
+        payload = {
+            "id": self.reservation_id,
+            "expiryDateTime": expiry.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "idToken": {"idToken": token, "type": token_type or "ISO14443"},
+        }
+        if where != "any":
+            payload["evseId"] = int(where)
+        if group:
+            payload["groupIdToken"] = {"idToken": group[0], "type": "Central"}
+        return "ReserveNow", payload
+
+    def _shortcut_cancel(self, args, rest):
+        if len(args) != 1 or not args[0].lstrip("-").isdigit():
+            raise ConsoleError("usage: cancel <reservationId>")
+        return "CancelReservation", {"reservationId": int(args[0])}
 
     def _station(self, station_id):
         if station_id is not None:
