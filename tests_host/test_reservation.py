@@ -13,6 +13,7 @@ from test_transactions import (  # noqa: F401 (make and tm: its fixtures, used h
     make,
     request,
     run,
+    stop_loop,
     tm,
 )
 
@@ -51,11 +52,7 @@ def station(make):  # noqa: F811
             st.txs,
             st.spawn,
         )
-        loops = [c for c in st.spawned if c.__name__ == "_expiry"]
-        assert len(loops) == 1
-        for c in loops:
-            st.spawned.remove(c)
-            c.close()  # the endless loop: the tests call _expire themselves
+        stop_loop(st, "_expiry")  # the tests call _expire themselves
         return st
 
     return build

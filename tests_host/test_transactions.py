@@ -263,14 +263,17 @@ def make(tmp_path, tm):
             st.board.urandom,
             boot_reason,
         )
-        loops = [c for c in st.spawned if c.__name__ == "_timers"]
-        assert len(loops) == 1
-        for c in loops:
-            st.spawned.remove(c)
-            c.close()  # the endless loop: the tests call _tick themselves
+        stop_loop(st, "_timers")  # the tests call _tick themselves
         return st
 
     return build
+
+
+def stop_loop(st, name):
+    """Close the endless loop `name` a block spawned: the tests run its steps themselves."""
+    (loop,) = [c for c in st.spawned if c.__name__ == name]
+    st.spawned.remove(loop)
+    loop.close()
 
 
 def run(st):
