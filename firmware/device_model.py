@@ -114,10 +114,19 @@ class DeviceModel:
 
     # -- values -----------------------------------------------------------------------------
 
+    # One function that serves many keys, `live(key)` -> value string, or None for a key it
+    # does not serve (the availability block's states: no closure and key per EVSE, heap); a
+    # class attribute until set.
+    live = None
+
     def get(self, key):
         fn = self._dynamic.get(key)
         if fn:
             return fn()
+        if self.live is not None:
+            v = self.live(key)
+            if v is not None:
+                return v
         v = self.values.get(key)
         if v is not None:
             return v

@@ -93,6 +93,14 @@ class Station:
     """Everything one charging station is made of, wired together once at boot: each part is
     handed what it uses, in the order below."""
 
+    # Parts that a station may never build, None until built (class attributes: no slot in
+    # the instance until then, heap): the lazy blocks that others ask for (_LOCAL_LIST,
+    # _UPDATE, LAZY's diagnostics) and the display (boards without one).
+    local_list = None
+    firmware = None
+    diagnostics = None
+    display = None
+
     def __init__(self, board):
         self.board = board
         self._stopped = asyncio.Event()
@@ -145,9 +153,6 @@ class Station:
         spawn(queue.run())
         self.evses = evses = [Evse(i, hw) for i, hw in enumerate(hws, 1)]
         self.supervisor = Supervisor(board.wdt(_WDT_MS))
-        self.local_list = None  # see _LOCAL_LIST
-        self.firmware = None  # see _UPDATE
-        self.diagnostics = None  # see LAZY
         # The OCPP functional blocks, each registering its handlers with the router.
         self.authorization = auth = Authorization(
             router, session, conn, dm, store, clock, lambda: self.local_list
@@ -171,6 +176,11 @@ class Station:
         self.availability = Availability(
             router, session, conn, queue, dm, store, clock, evses, txs, spawn
         )
+        # What the driver sees: the display and the status LED, where the board has them.
+        if board.display is not None or board.led is not None:
+            from firmware.display import Display
+
+            self.display = Display(board.display, board.led, txs, self.availability, conn, clock)
         self.security = Security(dm, clock, queue, conn, self.boot_reason, journal)
         self.certificates = Certificates(router, dm, store, clock, board.settings)
         # One bound method for every lazy block, its entry the argument (no closure each).
@@ -362,8 +372,7 @@ class Station:
             tasks.append(asyncio.create_task(e.run()))
             tasks.append(asyncio.create_task(e.notify()))  # the listeners, off the tick
             tasks.append(asyncio.create_task(e.meter_loop()))
-            sup.watch("evse%d" % e.id, lambda e=e: e.last_step, _STEP_LATE_MS)
-            sup.watch("meter%d" % e.id, lambda e=e: e.last_poll, _POLL_LATE_MS)
+            sup.watch(e, _STEP_LATE_MS, _POLL_LATE_MS)
         conn = asyncio.create_task(self.connection.run())
         sup.watch_task("ocpp", conn)
         tasks.append(conn)
@@ -371,11 +380,11 @@ class Station:
         tasks.append(asyncio.create_task(sup.run()))
         for coro in self._waiting:
             self.spawn(coro)
-        self._waiting = []
-        # This task flushes the logs on flash every second and the authorization cache's
-        # use times every minute (no task of their own: heap): at most one flash write a
-        # second for the lines below error (error lines and security events are written at
-        # once); a flush with nothing buffered returns at once.
+        self._waiting = None  # spawn starts them at once from now on
+        # This task flushes the logs on flash and redraws the display every second and writes
+        # the authorization cache's use times every minute (no task of their own: heap): at
+        # most one flash write a second for the lines below error (error lines and security
+        # events are written at once); a flush with nothing buffered returns at once.
         turns = 0
         while not self._stopped.is_set():
             await asyncio.sleep_ms(_TURN_MS)
@@ -383,6 +392,8 @@ class Station:
             if turns % _FLUSH_TURNS == 0:
                 log.file.flush()
                 self.security.journal.flush()
+                if self.display is not None:
+                    self.display.tick()
             if turns == _CACHE_TURNS:
                 turns = 0
                 self.authorization.flush()

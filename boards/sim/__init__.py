@@ -41,6 +41,23 @@ PP_BANDS = (
 )
 
 
+class TextDisplay:
+    """The sim's display, text only: the lines it shows now are in the control channel's
+    `status` ("display"). A display driver (see firmware/display.py) with as many lines and
+    columns as the boards' 128 x 64 displays with the 8 x 8 font, so that a screen made on the
+    sim fits them too; a QR code is the line "QR:<uri>" (`pixels` False)."""
+
+    cols = 16
+    rows = 8
+    pixels = False
+    lines = ()  # nothing shown yet (a class attribute: no __init__, heap)
+
+    def show(self, lines, qr=None):
+        # The lines as given, kept (no copy: the model makes a new list for each screen and
+        # cuts them to fit; "QR:<uri>" may be longer).
+        self.lines = lines
+
+
 class Board(boards.Board):
     MODEL = MODEL
     VENDOR = VENDOR
@@ -74,6 +91,7 @@ class Board(boards.Board):
         self._wdt = None
         log.stream = sys.stderr
 
+    display = TextDisplay()  # its lines are in the control channel's status (one sim a process)
     _mains = None  # see mains_meter (a class default: no slot in every board until used)
     unix_time = staticmethod(time.time)
     urandom = staticmethod(os.urandom)

@@ -59,24 +59,27 @@ class Availability:
         router.on("ChangeAvailability", self.on_change_availability, self._after_change)
         connection.on_accepted.append(self.report_all)
         connection.on_online.append(self._online)
-        self._provide()
+        dm.live = self._live
         spawn(self.run())
 
-    def _provide(self):
-        dm = self.dm
-        pairs = [("ChargingStation/", lambda: self._station_state())]
-        for e in self.evses:
-            pairs.append(("EVSE.%d/" % e.id, lambda e=e: self.status(e)))
-            pairs.append(("Connector.%d.1/" % e.id, lambda e=e: self.status(e)))
-        for prefix, fn in pairs:
-            try:
-                dm.provide(prefix + "AvailabilityState", fn)
-                dm.provide(prefix + "Available", lambda fn=fn: _bool(fn() != "Unavailable"))
-            except KeyError:
-                pass  # not declared in this device model
-
-    def _station_state(self):
-        return "Unavailable" if self.wish.get("0") else "Available"
+    def _live(self, key):
+        """AvailabilityState and Available of the station, an EVSE or its connector, for the
+        device model (DeviceModel.live); None for any other key. Keys come as declared:
+        "ChargingStation/Available", "EVSE.1/AvailabilityState", "Connector.1.1/Available"."""
+        head, _, var = key.partition("/")
+        if var != "AvailabilityState" and var != "Available":
+            return None
+        if head == "ChargingStation":
+            st = "Unavailable" if self.wish.get("0") else "Available"
+        else:
+            parts = head.split(".")
+            n = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            if not 1 <= n <= len(self.evses):
+                return None
+            st = self.status(self.evses[n - 1])
+        if var == "Available":
+            return "false" if st == "Unavailable" else "true"
+        return st
 
     # -- what each connector is ---------------------------------------------------------------
 
@@ -216,7 +219,3 @@ class Availability:
                 await asyncio.sleep_ms(1000)  # offline: try again once ready
                 continue
             await self._wake.wait()
-
-
-def _bool(b):
-    return "true" if b else "false"
