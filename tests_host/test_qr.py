@@ -149,6 +149,21 @@ def test_gf_tables():
     assert len(qr._EXP) == len(qr._LOG) == 256
 
 
+def test_padding():
+    # Mode 0100, count 3, "abc", terminator 0000, then the pad codewords at once (segno 1.6.6
+    # puts a zero byte before them: see _reference); 1-M has 16 data codewords.
+    words = qr._codewords(b"abc", 8, 16, 26, 10, 1)
+    assert words[:16] == bytes.fromhex("4036162630ec11ec11ec11ec11ec11ec")
+
+
+def test_reed_solomon():
+    # The worked example of ISO/IEC 18004 (annex I): "01234567" at 1-M, 10 EC codewords.
+    data = bytes.fromhex("10200c566180ec11ec11ec11ec11ec11")
+    rem = bytearray(10)
+    qr._remainder(data, 0, 16, qr._generator(10), rem)
+    assert rem == bytes.fromhex("a524d4c1ed36c7872c55")
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.sampled_from(LEVELS), st.data())
 def test_random_bytes_like_segno(ecl, data):
