@@ -194,3 +194,14 @@ def test_state_for_messages(station):
     e.set(faults=set(), available=False)
     st.display.tick()
     assert m.asked == ["Faulted", "Unavailable"]
+
+
+def test_a_uri_message_is_a_qr_code_on_a_pixel_display(station):
+    st = station(pixels=True)
+    st.display.messages = Messages()
+    st.display.messages.now = [(1, "AlwaysFront", "URI", "https://pay.example/cs1")]
+    st.display.tick()
+    lines, qr = st.driver.drawn[-1]
+    assert lines == [] and qr.size == 25  # version 2 at level M for 22 bytes
+    st.display.tick()
+    assert len(st.driver.drawn) == 1  # encoded and drawn once while it stays

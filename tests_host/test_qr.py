@@ -5,11 +5,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import qr
 import segno
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from segno import encoder as segno_encoder
+
+import qr
 
 ROOT = Path(__file__).resolve().parent.parent
 MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
