@@ -192,7 +192,8 @@ MALFORMED = [
     ('[9, "e1", {}]', "e1", "MessageTypeNotSupported"),
     ('[2, "e2", "GetVariables"]', "e2", "RpcFrameworkError"),
     ('[2, "e3", "FlyToTheMoon", {}]', "e3", "NotImplemented"),
-    ('[2, "e4", "CancelReservation", {"reservationId": 1}]', "e4", "NotSupported"),
+    # A local controller's action: known to OCPP, never a charging station's.
+    ('[2, "e4", "UnpublishFirmware", {"checksum": "0f"}]', "e4", "NotSupported"),
     ('[2, "e5", "GetVariables", [1]]', "e5", "FormatViolation"),
     ('[2, "e6", "GetVariables", {"getVariableData": [], "x": 1}]', "e6", "FormatViolation"),
     ('[2, "e7", "GetVariables", {}]', "e7", "OccurrenceConstraintViolation"),
