@@ -44,6 +44,11 @@ class Board:
     # exports; None: the board has none.
     mains_meter = None
 
+    # The display and the status LED (firmware/display.py has their interfaces); None: the
+    # board has none.
+    display = None
+    led = None
+
     def safe(self):
         """Contactors open, CP in F: for a crash handler before it resets. None here."""
 
