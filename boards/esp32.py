@@ -1,5 +1,6 @@
-# esp32: what every ESP32 board shares: pins, PWM, ADC and UART built from a board's data dict,
-# the drivers on them (one EvseHw per EVSE), Wi-Fi, clock, watchdog, and the Board. MIT licence.
+# esp32: what every ESP32 board shares: pins, PWM, ADC, UART, I2C and SPI built from a board's
+# data dict, the drivers on them (one EvseHw per EVSE, the display, the status LED), Wi-Fi,
+# clock, watchdog, and the Board. MIT licence.
 #
 # A board module (boards/esp32_devkit, boards/smartevse_v3) holds only data and create(); this
 # file and those folders are the only code that imports machine.
@@ -30,6 +31,18 @@
 #   mains_meter             None (the board modules' default), or a Modbus meter dict as
 #                           "meter" above: the meter at the grid connection (Board.mains_meter,
 #                           currents signed: negative on a phase that exports); not S0
+#   display                 None (none), or the display (Board.display, boards/drivers/display.py):
+#                           {"kind": "ssd1306", "sda", "scl", "i2c" (hardware I2C id; None:
+#                            SoftI2C), "freq", "addr"}: micropython-lib's ssd1306 on I2C; or
+#                           {"kind": "st7567", "spi" (id), "sck", "mosi", "a0", "rst",
+#                            "baudrate", "backlight" (None: none), "backlight_on", "contrast"
+#                            (0..63), "flip"}: boards/drivers/st7567.py, write-only SPI, no CS.
+#                           One that cannot be built (no device answers, ssd1306 not installed)
+#                           is logged and left out; the boot goes on
+#   led                     None, or the status LED (Board.led, boards/drivers/status_led.py):
+#                           {"kind": "rgb", "red", "green", "blue", "active"} or
+#                           {"kind": "single", "charging", "error", "wifi", "active"} (a pin
+#                           None: that LED is missing); active: the level that lights an LED
 #
 # /config.json (settings): csms_url, id, security_profile, variables, ... as for the sim board;
 # "wifi": {"ssid", "password"}; installation overrides for every EVSE: "max_a" (only lower),
@@ -209,6 +222,71 @@ def _contactor(e, outputs, mirror):
     )
 
 
+def build_display(d):
+    """The display driver of board data `d`, or None: none in the data, or one that cannot be
+    built (logged: a wallbox charges without its display)."""
+    if d is None:
+        return None
+    Pin = machine.Pin
+    try:
+        from boards.drivers.display import Display
+
+        kind = d["kind"]
+        if kind == "ssd1306":
+            import ssd1306  # micropython-lib's: frozen (make freeze) or mip-installed (deploy)
+
+            pins = {"scl": Pin(d["scl"]), "sda": Pin(d["sda"]), "freq": d.get("freq", 400000)}
+            i2c = d.get("i2c")
+            bus = machine.SoftI2C(**pins) if i2c is None else machine.I2C(i2c, **pins)
+            # Its init writes at once: OSError (ENODEV) when nothing answers at addr.
+            dev = ssd1306.SSD1306_I2C(128, 64, bus, addr=d.get("addr", 0x3C))
+            return Display(dev, True)
+        if kind == "st7567":
+            from boards.drivers.st7567 import ST7567
+
+            spi = machine.SPI(
+                d["spi"],
+                baudrate=d.get("baudrate", 4000000),
+                polarity=0,  # SCK idles low: no stray rising edge, which the LCD would count
+                phase=0,
+                sck=Pin(d["sck"]),
+                mosi=Pin(d["mosi"]),
+                miso=None,  # write-only; else the port takes its default MISO pin
+            )
+            dev = ST7567(
+                spi,
+                _output(d["a0"]),
+                _output(d["rst"]),
+                contrast=d.get("contrast", 32),
+                flip=d.get("flip", False),
+            )
+            bl = d.get("backlight")
+            on = d.get("backlight_on", 1)
+            return Display(dev, False, None if bl is None else _output(bl, 1 - on), on)
+        raise ValueError("unknown kind")
+    except Exception as e:  # no display, or not this one: logged, the boot goes on
+        log.warn("board", "display %r: %s %s: none" % (d.get("kind"), type(e).__name__, e))
+        return None
+
+
+def build_led(d):
+    """The status LED of board data `d`, or None; its pins start off."""
+    if d is None:
+        return None
+    from boards.drivers.status_led import RGB, SINGLE, StatusLed
+
+    kind = d["kind"]
+    if kind == "rgb":
+        names, table = ("red", "green", "blue"), RGB
+    elif kind == "single":
+        names, table = ("charging", "error", "wifi"), SINGLE
+    else:
+        raise ValueError("LED kind %r: not rgb or single" % kind)
+    on = d.get("active", 1)
+    pins = [None if d.get(n) is None else _output(d[n], 1 - on) for n in names]
+    return StatusLed(pins, table, on)
+
+
 def build_evse(e, settings, masters, store, evse_id):
     """One EvseHw from the board's dict `e`; outputs start safe (contactors open, CP x1)."""
     contactor = _contactor(e, "contactor", "mirror")
@@ -316,6 +394,9 @@ class Board(boards.Board):
             for i, e in enumerate(data["evses"])
         ]
         self.mains_meter = mains_meter(data, self.settings, masters)
+        # After the EVSEs (their outputs safe first); None without one (boards.Board).
+        self.display = build_display(data.get("display"))
+        self.led = build_led(data.get("led"))
 
     unix_time = staticmethod(unix_time)
     urandom = staticmethod(urandom)

@@ -127,6 +127,43 @@ class UART:
         pass
 
 
+class I2C:
+    """A hardware I2C bus: records every write as (addr, bytes). A write to an address in
+    `absent` (a test sets it, on the class for buses the code makes) raises OSError 19
+    (ENODEV), as when no device acknowledges."""
+
+    absent = frozenset()
+
+    def __init__(self, id=-1, scl=None, sda=None, freq=400000, **kw):
+        self.id, self.scl, self.sda, self.freq, self.kw = id, scl, sda, freq, kw
+        self.written = []
+
+    def writeto(self, addr, buf, stop=True):
+        if addr in self.absent:
+            raise OSError(19)
+        self.written.append((addr, bytes(buf)))
+        return len(buf)
+
+    def writevto(self, addr, bufs, stop=True):
+        return self.writeto(addr, b"".join(bytes(b) for b in bufs), stop)
+
+
+class SoftI2C(I2C):
+    def __init__(self, scl=None, sda=None, freq=400000, **kw):
+        super().__init__(-1, scl, sda, freq, **kw)
+
+
+class SPI:
+    """A hardware SPI bus: records every write (bytes) in `written`."""
+
+    def __init__(self, id, baudrate=500000, **kw):
+        self.id, self.baudrate, self.kw = id, baudrate, kw
+        self.written = []
+
+    def write(self, buf):
+        self.written.append(bytes(buf))
+
+
 class WDT:
     instances = []
 
@@ -150,7 +187,7 @@ def reset():
 def install():
     """Put fake `machine` and `esp32` modules into sys.modules; returns the machine module."""
     m = types.ModuleType("machine")
-    for name in ("Pin", "PWM", "ADC", "UART", "WDT", "reset"):
+    for name in ("Pin", "PWM", "ADC", "UART", "I2C", "SoftI2C", "SPI", "WDT", "reset"):
         setattr(m, name, globals()[name])
     m.resets = resets
     sys.modules["machine"] = m

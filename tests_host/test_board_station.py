@@ -146,6 +146,7 @@ def test_the_base_board_declares_the_optional_capabilities_as_none():
     b.identity, b.settings = "X1", {"security_profile": 2}
     assert b.app_partition() is None and b.running_app() is None
     assert b.confirm_app() is None and b.safe() is None
+    assert b.display is None and b.led is None  # firmware/display.py: none
     assert b.factory_variables() == (
         ("SecurityCtrlr/Identity", "X1"),
         ("SecurityCtrlr/SecurityProfile", "2"),

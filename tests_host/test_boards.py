@@ -9,6 +9,7 @@ import time
 import types
 from pathlib import Path
 
+import fake_display
 import pytest
 
 import fake_machine
@@ -68,7 +69,13 @@ def meters(monkeypatch):
 
 
 @pytest.fixture
-def board_env(machine, meters, tmp_path, monkeypatch):
+def displays(monkeypatch):
+    """Stand-ins for the display controllers' drivers: CPython has no framebuf."""
+    fake_display.install(monkeypatch)
+
+
+@pytest.fixture
+def board_env(machine, meters, displays, tmp_path, monkeypatch):
     """Config file and state directory in tmp_path instead of the device's /config.json, /state."""
     import boards.esp32 as esp32
 
@@ -397,7 +404,8 @@ def test_phase_switch_only_on_three_phase_evses(board_env, machine, logged, monk
     e1.update(phase_switch_mirror=35, phase_switch_mirror_closed=0)
     e2 = dict(BOARD["evses"][0], cp_out=18, cp_in=35, pp_in=34, contactor=(5,), mirror=None)
     e2.update(rcd_fault=14, rcd_test=None, meter=None, phase_switch=(19,))  # 1 phase
-    board = esp32.Board(dict(BOARD, evses=(e1, e2)))
+    # The devkit's display (I2C on 21/22) and LEDs (19, 18, 17) left out: their pins used here.
+    board = esp32.Board(dict(BOARD, evses=(e1, e2), display=None, led=None))
     ps = board.evse_hw(1).phase_switch
     assert [gpio(p) for p in ps._outputs] == [21, 22]
     assert [p.value() for p in ps._outputs] == [0, 0] and ps.closed is False  # open: safe
@@ -413,7 +421,7 @@ def test_phase_switch_only_on_three_phase_evses(board_env, machine, logged, monk
     assert " E board: EVSE 2: phase_switch needs 3 phases, not 1: ignored" in logged.getvalue()
     e3 = dict(e1, phase_switch=(21,))
     del e3["phase_switch_mirror"], e3["phase_switch_mirror_closed"]
-    ps = esp32.Board(dict(BOARD, evses=(e3,))).evse_hw(1).phase_switch
+    ps = esp32.Board(dict(BOARD, evses=(e3,), display=None, led=None)).evse_hw(1).phase_switch
     assert ps.feedback() is None and ps._mirror_closed == 1
 
 

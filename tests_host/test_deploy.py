@@ -78,9 +78,11 @@ def test_deploy_dry_run(board):
     before = sorted((ROOT / stage).rglob("*"))
     lines = run_tool("deploy", board, "--port", "/dev/ttyUSB0", "--dry-run")
     files = ["build/mpy/%s.mpy -> :/%s.mpy" % (f[:-3], f[:-3]) for f in expected_sources(board)]
+    # micropython-lib's SSD1306 driver for the DevKit's OLED, in the same session
+    mip = "+ mip install --target /lib ssd1306 " if board == "esp32_devkit" else ""
     cmd = (
         "%s -m mpremote connect /dev/ttyUSB0 fs cp -r %s/lib %s/firmware %s/boards %s/main.py : "
-        "+ reset" % (sys.executable, stage, stage, stage, stage)
+        "%s+ reset" % (sys.executable, stage, stage, stage, stage, mip)
     )
     assert lines == files + ["(generated) main.py -> :/main.py", cmd]
     assert sorted((ROOT / stage).rglob("*")) == before  # a dry run stages nothing
@@ -96,6 +98,16 @@ def test_deploy_dry_run_with_config():
         "%s -m mpremote connect /dev/ttyACM0 fs cp -r %s/lib %s/firmware %s/boards %s/main.py : "
         "+ fs cp my.json :config.json + reset" % (sys.executable, stage, stage, stage, stage)
     )
+
+
+def test_packages_follow_the_boards_display(monkeypatch):
+    # The DevKit's SSD1306 needs micropython-lib's ssd1306; SmartEVSE's ST7567 driver is ours.
+    assert deploy.packages("esp32_devkit") == ["ssd1306"]
+    assert deploy.packages("smartevse_v3") == []
+    assert deploy.board_data("esp32_devkit")["display"]["kind"] == "ssd1306"
+    monkeypatch.setattr(deploy, "board_data", lambda board: {"display": None})
+    assert deploy.packages("esp32_devkit") == []
+    assert deploy.deploy_commands("esp32_devkit", "/dev/ttyUSB0")[0][-2:] == ["+", "reset"]
 
 
 def test_flash_dry_run():
@@ -154,10 +166,13 @@ class Recorder:
     """The functions a manifest calls, recording which files it freezes."""
 
     def __init__(self):
-        self.files, self.includes = [], []
+        self.files, self.includes, self.requires = [], [], []
 
     def include(self, path):
         self.includes.append(path)
+
+    def require(self, name):
+        self.requires.append(name)
 
     def module(self, path, base_path=".", opt=None):
         assert opt == 0
@@ -177,8 +192,11 @@ def test_freeze_manifest_names_every_file(board, tmp_path, monkeypatch):
     assert (out / "main.py").read_text() == deploy.main_py(board)
     code = compile(text, "manifest.py", "exec")
     rec = Recorder()
-    exec(code, {"include": rec.include, "module": rec.module, "package": rec.package})
+    names = {"include": rec.include, "module": rec.module, "package": rec.package}
+    exec(code, dict(names, require=rec.require))
     assert rec.includes == ["$(PORT_DIR)/boards/manifest.py"]
+    # micropython-lib's driver of the DevKit's OLED comes from the checkout, not this repository
+    assert rec.requires == (["ssd1306"] if board == "esp32_devkit" else [])
     want = [(ROOT / f).as_posix() for f in expected_sources(board)] + [
         (out / "main.py").as_posix()
     ]

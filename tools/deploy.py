@@ -21,17 +21,21 @@ small /main.py that builds the board and runs firmware.main.run(board); on a cra
 the board safe (contactors open, CP in F), logs the traceback to the console and /crash.txt,
 waits 5 s and resets. Ctrl-C reaches the REPL with the board made safe. The files go through a
 staging folder, build/deploy/BOARD, copied with `fs cp -r` so that mpremote creates the
-folders. --config FILE also copies FILE to /config.json (csms_url, id, wifi, ...: see
-boards/esp32.py). Files of earlier deploys that are no longer part of the set stay on the
-device; `mpremote fs rm -r :lib` (or a `flash`) clears them. --dry-run prints the file list
-and the command line and touches nothing.
+folders. A board whose display needs a micropython-lib package (an SSD1306: `ssd1306`) then
+gets it with `mip install` in the same session (mpremote fetches it from micropython-lib's
+index: the host needs the internet). --config FILE also copies FILE to /config.json
+(csms_url, id, wifi, ...: see boards/esp32.py). Files of earlier deploys that are no longer
+part of the set stay on the device; `mpremote fs rm -r :lib` (or a `flash`) clears them.
+--dry-run prints the file list and the command line and touches nothing.
 
 freeze: writes build/freeze/BOARD/manifest.py and main.py. The manifest includes the port's
 own (`include("$(PORT_DIR)/boards/manifest.py")`: asyncio and the rest of a stock image),
-then freezes lib/ as top-level modules, the firmware package, this board's boards/ files and
-main.py, at optimisation level 0 so that tracebacks keep line numbers. A frozen main.py runs
-at boot in place of /main.py (shared/runtime/pyexec.c, pyexec_file_if_exists). To build the
-image (ESP-IDF installed and exported, a MicroPython checkout in $MPY_DIR):
+requires the micropython-lib packages the board's display needs (`require("ssd1306")`, from
+the checkout's lib/micropython-lib), then freezes lib/ as top-level modules, the firmware
+package, this board's boards/ files and main.py, at optimisation level 0 so that tracebacks
+keep line numbers. A frozen main.py runs at boot in place of /main.py
+(shared/runtime/pyexec.c, pyexec_file_if_exists). To build the image (ESP-IDF installed and
+exported, a MicroPython checkout in $MPY_DIR):
 
     make freeze BOARD=esp32_devkit
     make -C $MPY_DIR/mpy-cross
@@ -48,6 +52,7 @@ filesystem: `mpremote connect PORT fs cp config.json :config.json`.
 """
 
 import argparse
+import importlib.util
 import shlex
 import shutil
 import subprocess
@@ -103,6 +108,11 @@ machine.reset()
 """
 
 
+# micropython-lib packages a display kind of the board data needs on the device
+# (boards/esp32.py build_display): frozen by `freeze`, mip-installed by `deploy`.
+DISPLAY_PACKAGES = {"ssd1306": "ssd1306"}
+
+
 def boards():
     """The ESP32 boards: folders of boards/ with an __init__.py, except drivers and sim."""
     return sorted(
@@ -134,6 +144,22 @@ def board_files(board):
     return sorted(files)
 
 
+def board_data(board):
+    """The BOARD dict of boards/BOARD (a data module: it imports no hardware module)."""
+    path = ROOT / "boards" / board / "__init__.py"
+    spec = importlib.util.spec_from_file_location("_board_data_" + board, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.BOARD
+
+
+def packages(board):
+    """The micropython-lib packages `board` needs beside its sources (its display's driver)."""
+    display = board_data(board).get("display")
+    kind = display and display.get("kind")
+    return [DISPLAY_PACKAGES[kind]] if kind in DISPLAY_PACKAGES else []
+
+
 def deploy_files(board):
     """(compiled file under build/mpy, path on the device) for every source of the board."""
     out = []
@@ -152,6 +178,9 @@ def deploy_commands(board, port, config=None):
     stage = (STAGE / board).as_posix()
     argv = [sys.executable, "-m", "mpremote", "connect", port, "fs", "cp", "-r"]
     argv += [stage + "/lib", stage + "/firmware", stage + "/boards", stage + "/main.py", ":"]
+    pkgs = packages(board)
+    if pkgs:
+        argv += ["+", "mip", "install", "--target", "/lib"] + pkgs
     if config:
         argv += ["+", "fs", "cp", str(config), ":config.json"]
     argv += ["+", "reset"]
@@ -199,6 +228,9 @@ def manifest(board):
         'include("$(PORT_DIR)/boards/manifest.py")',
         "",
     ]
+    pkgs = packages(board)
+    if pkgs:  # micropython-lib's, from the checkout: not copied into this repository
+        lines += ['require("%s")' % p for p in pkgs] + [""]
     lines += freeze_lines(sources(board))
     lines += ["# runs at boot in place of /main.py"]
     lines += ['module("main.py", base_path=%r, opt=0)' % freeze_dir, ""]

@@ -3,8 +3,10 @@
 # MIT licence.
 #
 # Pins (esp32-evse DevKitC): CP PWM GPIO27, CP sense GPIO36 (ADC1 CH0), PP sense GPIO39 (ADC1
-# CH3), relay GPIO26, RS-485 RX32 / TX25 / DE33. Its LEDs (19, 18, 17), DS18x20 (16), AC
-# current / voltage inputs (35, 34) and button (0) are not used by this firmware yet.
+# CH3), relay GPIO26, RS-485 RX32 / TX25 / DE33, status LEDs charging GPIO19, error GPIO18,
+# Wi-Fi GPIO17 (active high: unconfirmed; GPIO17 is PSRAM on a WROVER module: there set the
+# "wifi" LED to None). Its DS18x20 (16), AC current / voltage inputs (35, 34) and button (0)
+# are not used by this firmware yet.
 #
 # This project's choice for what esp32-evse's DevKitC lacks (free GPIOs; no strapping pin
 # 0/2/5/12/15, no input-only pin 34-39 as an output, no flash pin 6-11, not 16/17 (PSRAM on
@@ -14,6 +16,11 @@
 #   GPIO23  RCD test out, active high, low at boot
 #   GPIO4   contactor mirror in, internal pull-up: an auxiliary NO contact to GND reads 0 when
 #           the main contacts are closed
+#   GPIO21  SDA, GPIO22 SCL: an SSD1306 128 x 64 OLED module on I2C (hardware I2C 0, 400 kHz),
+#           address 0x3C (some modules are 0x3D: set "addr"). Wiring: module VCC -> 3V3 (not
+#           5 V: the module's pull-ups go to its VCC), GND -> GND, SDA -> GPIO21, SCL ->
+#           GPIO22. The module's own pull-ups (usually 4.7k..10k) serve the bus. Optional:
+#           without a module the boot logs "display ... ENODEV" and goes on without one.
 #
 # CP front end (this project's, following hardware.md 1.2: +12 V -> <= 2.4 V, -12 V -> >=
 # 0.15 V at the pin): CP -> 100k -> node; node -> 24k -> 3V3; node -> 18k -> GND. Thevenin:
@@ -95,6 +102,8 @@ BOARD = {
     ),
     # No mains meter on the board; /config.json "mains_meter" adds one on the RS-485 bus.
     "mains_meter": None,
+    "display": {"kind": "ssd1306", "i2c": 0, "sda": 21, "scl": 22, "freq": 400000, "addr": 0x3C},
+    "led": {"kind": "single", "charging": 19, "error": 18, "wifi": 17, "active": 1},
 }
 
 

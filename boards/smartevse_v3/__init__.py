@@ -9,8 +9,16 @@
 # switch with C1 needs board data "contactor": (32, 27) without phase_switch); RCD fault in
 # GPIO13 (pull-up, active high, as hardware.md 4 describes the vendor's input); lock A/B
 # GPIO17/18, lock feedback GPIO35 (input-only, no internal pull: the board must bias it);
-# RS-485 RX23 / TX21 / DE22. Not used yet: temperature GPIO36 (MCP9700A, 500 mV at 0 C,
-# 10 mV/C), ext switch GPIO16, RGB LED 2/4/12, buttons 0/25/33, LCD (26, 33, 25, 5, 14).
+# RS-485 RX23 / TX21 / DE22; RGB status LED red GPIO2, green GPIO4, blue GPIO12 (active high:
+# unconfirmed); ST7567 128 x 64 LCD on SPI (boards/drivers/st7567.py): SCK GPIO26, MOSI GPIO33,
+# A0 GPIO25, RST GPIO5, backlight GPIO14, no CS. Not used yet: temperature GPIO36 (MCP9700A,
+# 500 mV at 0 C, 10 mV/C), ext switch GPIO16, buttons 0/25/33.
+# Strapping pins among them: GPIO12 (MTDI, the blue LED) selects the flash voltage at reset and
+# must then be low (the module's pull-down, the LED circuit must not pull it up): the firmware
+# drives it only after boot, low (off) first. GPIO2 and GPIO5 are straps too (download mode,
+# SDIO timing); GPIO14 pulses at boot (the backlight may flicker). The buttons on GPIO25 (A0)
+# and GPIO33 (MOSI) share the LCD's lines: reading them needs the LCD idle and those pins
+# switched to inputs for the read (not done here).
 # v3.1 moved RCD to GPIO38, lock to 10/9 and RS-485 RX to GPIO37: not this table.
 #
 # Missing on this board, and what follows:
@@ -98,6 +106,24 @@ BOARD = {
     ),
     # No mains meter on the board; /config.json "mains_meter" adds one on the RS-485 bus.
     "mains_meter": None,
+    # The LCD: contrast 32 (the controller's reset value of 0..63) at regulation ratio 5.0 and
+    # SEG normal, COM reversed (flip False) are datasheet values, not measured on a SmartEVSE:
+    # a pale or dark screen wants another contrast, a mirrored one flip True (unconfirmed).
+    # SPI mode 0 at 4 MHz (the ST7567 takes up to 20 MHz).
+    "display": {
+        "kind": "st7567",
+        "spi": 1,
+        "sck": 26,
+        "mosi": 33,
+        "a0": 25,
+        "rst": 5,
+        "baudrate": 4000000,
+        "backlight": 14,
+        "backlight_on": 1,  # unconfirmed
+        "contrast": 32,
+        "flip": False,
+    },
+    "led": {"kind": "rgb", "red": 2, "green": 4, "blue": 12, "active": 1},
 }
 
 
