@@ -9,9 +9,9 @@ import time
 import types
 from pathlib import Path
 
-import fake_display
 import pytest
 
+import fake_display
 import fake_machine
 
 ROOT = Path(__file__).resolve().parent.parent
