@@ -8,8 +8,9 @@ Once a second the model makes the screen and hands it to the board's driver (boa
 
 - the station's own screen: for each EVSE what a driver needs to know now (ready, car
   connected, authorized, charging with power and energy, paused, finished with the energy,
-  reserved, faulted with the fault, out of service), the cost lines of the tariff block when it
-  has any, and "Offline" while the CSMS cannot be reached;
+  reserved, faulted with the fault, out of service) and its session's tariff and cost lines
+  (block I, `cost.lines(...)`, once that block has loaded and made itself `cost`); and
+  "Offline" while the CSMS cannot be reached;
 - the display messages the CSMS set (block O, `messages.active(now, state)`, once that block
   has loaded and made itself `messages`): the newest AlwaysFront one alone; else the InFront
   ones, taking turns; else the NormalCycle ones take turns with the station's screen, _CYCLE_S
@@ -123,7 +124,7 @@ class Display:
         if shown is not None:
             if shown[2] == "URI":
                 return [], shown[3]
-            return _wrap(shown[3], d.cols, d.rows), None
+            return wrap(shown[3], d.cols, d.rows), None
         # The station's own screen: each EVSE's lines (with its number when there are
         # several), the cost, and Offline.
         out = []
@@ -161,8 +162,8 @@ class Display:
             if len(bays) > 1:
                 lines[0] = "%d %s" % (b.n, lines[0])
             out += lines
-        if self.cost is not None:
-            out += self.cost.lines()
+            if self.cost is not None:
+                out += self.cost.lines(b.n, st, d.cols, d.rows)
         if not online:
             out.append("Offline")
         del out[d.rows :]
@@ -207,7 +208,7 @@ def _kwh(e, done):
     return "-- kWh" if done is None else "%.2f kWh" % (done / 1000)
 
 
-def _wrap(text, cols, rows):
+def wrap(text, cols, rows):
     """`text` in lines of at most `cols` characters, broken at spaces where it can be, at
     most `rows` lines."""
     out = []

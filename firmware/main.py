@@ -74,6 +74,10 @@ _RESERVE = const(
     (("ReserveNow", "CancelReservation"), "firmware.blocks.reservation", "reservations")
 )
 
+# Tariff and cost, on a board with a display only: with the first CostUpdated, or when the
+# transactions block finds a tariff or a cost in an answer (Transactions._cost).
+_COST = const((("CostUpdated",), "firmware.blocks.tariff_cost"))
+
 _BOOT = "boot"  # store document: {"count": boots so far, "reason": reason for the next boot}
 _WDT_MS = const(5000)  # watchdog timeout; the supervisor feeds it every 100 ms while all is well
 _STEP_LATE_MS = const(500)  # a safety loop silent this long is dead
@@ -122,7 +126,7 @@ class Station:
         hws = [board.evse_hw(i) for i in range(1, board.evses + 1)]  # built once
         self.dm = dm = DeviceModel(
             store,
-            declarations(hws),
+            declarations(hws, board.display is not None),
             board.factory_variables(),
             # popped: the config file's variables are the device model's now (heap)
             board.settings.pop("variables", ()),
@@ -187,6 +191,8 @@ class Station:
         load = self._load
         for entry in LAZY:
             router.later(entry[0], load, entry)
+        if board.display is not None:
+            router.later(_COST[0], load, _COST)  # costs need a display to be shown on
         for entry, now in (
             (_LOCAL_LIST, store.exists(_LOCAL_LIST[2])),
             (_UPDATE, bootsel.trial or store.exists(_UPDATE[2])),
@@ -301,6 +307,10 @@ class Station:
                 self.connection.ready,
                 self.board.mains_meter,
             )
+        elif name == "firmware.blocks.tariff_cost":
+            from firmware.blocks.tariff_cost import TariffCost
+
+            TariffCost(self.router, self.session, self.dm, self.transactions, self.display)
         elif name == "firmware.blocks.reservation":
             from firmware.blocks.reservation import Reservations
 

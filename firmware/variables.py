@@ -168,6 +168,13 @@ VARIABLES = (
     ("ReservationCtrlr/Available", "br=", "true", None),
     ("ReservationCtrlr/Enabled", "bw", "true", None),
     ("ReservationCtrlr/NonEvseSpecific", "bw", "true", None),
+    # Tariff and cost (firmware/blocks/tariff_cost.py): shown on the display. Available:
+    # whether the board has one (declarations() picks the row).
+    ("TariffCostCtrlr/Enabled:Tariff", "bw", "true", None),
+    ("TariffCostCtrlr/Enabled:Cost", "bw", "true", None),
+    ("TariffCostCtrlr/Currency", "sw", "EUR", (None, 0, 3, None)),
+    ("TariffCostCtrlr/TariffFallbackMessage", "sw", "", (None, 0, 255, None)),
+    ("TariffCostCtrlr/TotalCostFallbackMessage", "sw", "", (None, 0, 255, None)),
     ("ChargingStation/AvailabilityState", "or", "Available", _STATES),
     ("ChargingStation/Available", "br", "true", None),
     ("ChargingStation/AllowNewSessionsPendingFirmwareUpdate", "bw", "false", None),
@@ -197,6 +204,21 @@ _SWITCHING = const(
     (
         ("SmartChargingCtrlr/ACPhaseSwitchingSupported", "br=", "false", None),
         ("SmartChargingCtrlr/ACPhaseSwitchingSupported", "br=", "true", None),
+    )
+)
+
+
+# What needs a display to be shown on, without and with one: constants, as _SWITCHING.
+_DISPLAYED = const(
+    (
+        (
+            ("TariffCostCtrlr/Available:Tariff", "br=", "false", None),
+            ("TariffCostCtrlr/Available:Cost", "br=", "false", None),
+        ),
+        (
+            ("TariffCostCtrlr/Available:Tariff", "br=", "true", None),
+            ("TariffCostCtrlr/Available:Cost", "br=", "true", None),
+        ),
     )
 )
 
@@ -288,11 +310,12 @@ class Declarations:
         return None
 
 
-def declarations(evses):
+def declarations(evses, display=False):
     """All declarations (a Declarations): VARIABLES plus ChargingStation.SupplyPhases,
-    SmartChargingCtrlr.ACPhaseSwitchingSupported and the EVSE and Connector components of
-    `evses`, a sequence of boards.drivers.EvseHw (phases, max_a, cable_a, phase_switch) in
-    EVSE order, one connector each."""
+    SmartChargingCtrlr.ACPhaseSwitchingSupported, what needs a display (`display`: the board
+    has one) and the EVSE and Connector components of `evses`, a sequence of
+    boards.drivers.EvseHw (phases, max_a, cable_a, phase_switch) in EVSE order, one connector
+    each."""
     hws = tuple((hw.phases, hw.max_a, hw.cable_a) for hw in evses)
     phases = max([hw[0] for hw in hws] or [0]) or 3
     # Supported when an EVSE can switch between 1 and 3 phases (a 3-phase one with a switch).
@@ -303,7 +326,7 @@ def declarations(evses):
     extra = (
         ("ChargingStation/SupplyPhases", "ir=", str(phases), (None, 0, 3, None)),
         _SWITCHING[switch],
-    )
+    ) + _DISPLAYED[1 if display else 0]
     rows = VARIABLES
     if hws and all(hw[2] is not None for hw in hws):
         # A tethered cable cannot be unlocked: the setting is read-only false (§2.2). Only

@@ -443,6 +443,34 @@ def _join(b, pairs, out):
     out[o:] = mv[i:]
 
 
+def number_text(text, name, value):
+    """The JSON text of the number that follows the key `name` in the checked JSON `text` and
+    that json.loads read as `value`: "12.345" where the float is 12.344999..., so that an
+    amount can be shown as it was sent. None when there is none. (A key inside a string has
+    its quotes escaped there, so it is never found.)"""
+    if type(text) is not bytes:
+        text = bytes(text, "utf-8") if type(text) is str else bytes(text)
+    key = ('"' + name + '"').encode()
+    n = len(text)
+    i = text.find(key)
+    while i >= 0:
+        j = i + len(key)
+        while j < n and text[j] in b" \t\r\n:":
+            j += 1
+        k = j
+        while k < n and text[k] in b"+-0123456789.eE":
+            k += 1
+        if k > j:
+            t = text[j:k].decode()
+            try:
+                if float(t) == value:
+                    return t
+            except ValueError:
+                pass
+        i = text.find(key, k)
+    return None
+
+
 # ---- what goes out
 
 

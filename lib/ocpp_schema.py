@@ -219,6 +219,14 @@ _Cost = const(
         (_CustomData, _CostKindEnum, None, None),
     )
 )
+# CostUpdatedRequest
+_CostUpdatedRequest = const(
+    (
+        ("customData", "totalCost", "transactionId"),
+        (14, 9, 1),
+        (_CustomData, None, 36),
+    )
+)
 # DataTransferRequest
 _DataTransferRequest = const(
     (
@@ -656,9 +664,9 @@ _SetChargingProfileRequest = const(
 NAMES = (
     "AuthorizeResponse", "BootNotificationResponse", "CancelReservationRequest",
     "ChangeAvailabilityRequest", "ClearCacheRequest", "ClearChargingProfileRequest",
-    "ClearedChargingLimitResponse", "CustomerInformationRequest", "DataTransferRequest",
-    "DeleteCertificateRequest", "FirmwareStatusNotificationResponse", "GetBaseReportRequest",
-    "GetChargingProfilesRequest", "GetCompositeScheduleRequest",
+    "ClearedChargingLimitResponse", "CostUpdatedRequest", "CustomerInformationRequest",
+    "DataTransferRequest", "DeleteCertificateRequest", "FirmwareStatusNotificationResponse",
+    "GetBaseReportRequest", "GetChargingProfilesRequest", "GetCompositeScheduleRequest",
     "GetInstalledCertificateIdsRequest", "GetLocalListVersionRequest", "GetLogRequest",
     "GetReportRequest", "GetTransactionStatusRequest", "GetVariablesRequest", "HeartbeatResponse",
     "InstallCertificateRequest", "LogStatusNotificationResponse", "MeterValuesResponse",
@@ -678,6 +686,7 @@ TABLES = (
     _ClearCacheRequest,
     _ClearChargingProfileRequest,
     _ClearCacheRequest,
+    _CostUpdatedRequest,
     _CustomerInformationRequest,
     _DataTransferRequest,
     _DeleteCertificateRequest,

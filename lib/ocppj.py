@@ -144,6 +144,12 @@ class Session:
     timeout); incoming CALLs are answered meanwhile by `run`, which owns the receive side.
     """
 
+    # The JSON text of the last `totalCost` received (jsonwire.number_text), in a
+    # TransactionEventResponse or a CostUpdated: read right after its frame is handed over, it
+    # gives the amount as sent, which a float may not hold (a class attribute until the first
+    # one comes: no slot in the instance, heap).
+    decimal = None
+
     def __init__(self, router, new_id, timeout_s=30):
         self.router = router
         self.new_id = new_id  # () -> fresh message id, never reused, also across reboots
@@ -291,10 +297,15 @@ class Session:
     async def _parse(self, r):
         # The checked text r.text parsed, or None once out of memory was answered.
         try:
-            return json.loads(r.text)
+            msg = json.loads(r.text)
         except MemoryError:
             r.text = None  # a rewritten copy is garbage now: room for the answer
             await self._refuse(r, _INTERNAL_ERROR, "out of memory to parse it")
+            return None
+        p = msg[-1] if type(msg) is list and len(msg) > 2 else None
+        if type(p) is dict and type(p.get("totalCost")) in (int, float):
+            self.decimal = jsonwire.number_text(r.text, "totalCost", p["totalCost"])
+        return msg
 
     async def _refuse(self, r, code, why):
         # Answer a frame we cannot take (r: its jsonwire.Checked): a CALL with a readable id

@@ -163,11 +163,11 @@ def test_a_uri_message_is_a_qr_line_on_a_text_display(station):
 
 
 def test_long_words_are_cut_and_lines_limited():
-    from firmware.display import _wrap
+    from firmware.display import wrap
 
-    assert _wrap("a" * 20 + " b", 16, 8) == ["a" * 16, "aaaa b"]
-    assert _wrap("one\ntwo", 16, 8) == ["one", "two"]
-    assert len(_wrap("x " * 100, 16, 8)) == 8
+    assert wrap("a" * 20 + " b", 16, 8) == ["a" * 16, "aaaa b"]
+    assert wrap("one\ntwo", 16, 8) == ["one", "two"]
+    assert len(wrap("x " * 100, 16, 8)) == 8
 
 
 def test_a_failing_driver_is_logged_and_the_next_tick_draws(station, logged):

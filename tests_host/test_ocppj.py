@@ -629,3 +629,34 @@ def test_a_loader_that_registers_nothing_is_an_internal_error_and_bad_actions_ar
     assert router.entry("GetVariables") is None
     with pytest.raises(ValueError):
         router.later(("NoSuchAction",), lambda: None)
+
+
+def test_a_total_cost_keeps_its_json_text_for_the_display():
+    async def go():
+        session, ws = make()
+        session.router.on("CostUpdated", lambda req: {})
+        task = asyncio.create_task(session.run(ws))
+        await asyncio.sleep(0)
+        assert session.decimal is None  # the class default: no slot until one comes
+        ws.feed('[2, "c1", "CostUpdated", {"totalCost": 12345.675, "transactionId": "t"}]')
+        assert await ws.next_sent(1) == [3, "c1", {}]
+        assert session.decimal == "12345.675"
+        ws.hang_up()
+        with pytest.raises(ConnectionError):
+            await task
+
+    asyncio.run(go())
+
+
+def test_number_text_finds_the_literal_of_the_value_read():
+    from jsonwire import number_text
+
+    text = (
+        b'{"customData": {"vendorId": "v", "totalCost": 1}, "m": "\\"totalCost\\": 7",'
+        b' "totalCost" : 1.2e1}'
+    )
+    assert number_text(text, "totalCost", 12.0) == "1.2e1"
+    assert number_text(text, "totalCost", 1) == "1"
+    assert number_text(text, "totalCost", 7) is None  # inside a string
+    assert number_text(bytearray(b'{"x": 3}'), "totalCost", 3) is None
+    assert number_text('{"totalCost":-0.5}', "totalCost", -0.5) == "-0.5"

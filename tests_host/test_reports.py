@@ -132,6 +132,7 @@ def test_declarations_cover_the_core_controllers_and_each_evse(tmp_path):
         "SmartChargingCtrlr",
         "LoadManagement",  # ours: local load management
         "ReservationCtrlr",
+        "TariffCostCtrlr",
         "LocalButton",
         "ChargingStation",
         "EVSE.1",
@@ -139,7 +140,7 @@ def test_declarations_cover_the_core_controllers_and_each_evse(tmp_path):
         "Connector.1.1",
         "Connector.2.1",
     }
-    assert len(decls) == len(VARIABLES) + 2 + 2 * 9
+    assert len(decls) == len(VARIABLES) + 4 + 2 * 9  # SupplyPhases, phase switching, costs x 2
     by = {d[0]: d for d in decls}
     assert by["EVSE.1/Power"][3] == ("W", 0, 22080, None)
     assert by["EVSE.2/Power"][3] == ("W", 0, 3680, None)
@@ -167,7 +168,7 @@ def test_declarations_make_the_evse_rows_when_asked_and_find_them_in_any_case():
     assert list(decls) == rows
     with pytest.raises(IndexError):
         decls[len(decls)]
-    assert rows[len(VARIABLES) + 2 : len(VARIABLES) + 5] == [
+    assert rows[len(VARIABLES) + 4 : len(VARIABLES) + 7] == [
         ("EVSE.1/AvailabilityState", "or", "Available", (None, None, None, STATES)),
         ("EVSE.1/Available", "br", "true", None),
         ("EVSE.1/AllowReset", "br=", "false", None),
@@ -217,7 +218,7 @@ def test_ac_phase_switching_is_supported_when_an_evse_has_a_phase_switch(evses, 
 def test_only_tethered_cables_make_unlock_on_ev_side_disconnect_read_only_false():
     by = {d[0]: d for d in declarations([hw(cable_a=32)])}
     assert by["OCPPCommCtrlr/UnlockOnEVSideDisconnect"][1:3] == ("br=", "false")
-    assert len(by) == len(VARIABLES) + 2 + 9
+    assert len(by) == len(VARIABLES) + 4 + 9
 
 
 def test_every_default_passes_its_own_check_and_list_types_carry_a_values_list(tmp_path):

@@ -95,6 +95,7 @@ CSMS_TO_CS = (
     "GetCompositeSchedule",
     "ReserveNow",
     "CancelReservation",
+    "CostUpdated",
 )
 
 KIND_NAMES = ("STR", "DT", "ENUM", "INT", "NUM", "BOOL", "OBJ", "OPEN", "ARR", "ANY")

@@ -30,6 +30,7 @@ from firmware.queue import ENDED, TRANSACTION_EVENT, UPDATED
 
 _TAG = const("tx")
 _TX = const("TxCtrlr/")
+_COST = const("TariffCostCtrlr/")
 _SAMPLED = const("SampledDataCtrlr/")
 _ALIGNED = const("AlignedDataCtrlr/")
 _TICK_MS = const(1000)  # timers (sampling, clock alignment, plug-in timeout) run this often
@@ -40,6 +41,8 @@ class Transactions:
     # The reservation block once loaded sets its own (a class attribute until then: no slot
     # in each station's instance, heap).
     reservations = None
+    # The tariff and cost block (block I) likewise, loaded by _cost when first needed.
+    tariff = None
 
     def __init__(
         self,
@@ -160,6 +163,25 @@ class Transactions:
         found = self._reserved(b, id_token, info)
         rid = None if found is None else self.reservations.use(found)
         b.authorize(id_token, info, trigger, remote_id, rid)
+        dm = self.dm
+        t = self._cost(
+            "personalMessage" in info
+            or dm.setting(_COST + "TariffFallbackMessage", "")
+            or dm.setting(_COST + "TotalCostFallbackMessage", "")
+        )
+        if t is not None:
+            t.authorized(b, info)  # the driver's tariff on the display
+
+    def _cost(self, need):
+        """The tariff and cost block, loaded first when `need`: an answer brings a tariff or a
+        cost, or a fallback message is set. None when it is not loaded, or the board has no
+        display to show costs on (no CostUpdated handler then)."""
+        if self.tariff is None and need:
+            try:
+                self.router.entry("CostUpdated")
+            except Exception as e:
+                log.warn(_TAG, "tariff and cost: %r" % e)
+        return self.tariff
 
     def _by_tx(self, tx_id):
         for b in self.bays:
@@ -369,6 +391,13 @@ class Transactions:
 
     def _on_reply(self, payload, response):
         info = response.get("idTokenInfo")
+        t = self._cost(
+            "totalCost" in response
+            or "updatedPersonalMessage" in response
+            or (info is not None and "personalMessage" in info)
+        )
+        if t is not None:
+            t.reply(payload, response)
         tok = payload.get("idToken")
         if info is None or tok is None:
             return
