@@ -151,6 +151,8 @@ class Display:
             elif st == "Paused":
                 why = "Paused by car" if b.charging_state() == "SuspendedEV" else "Paused"
                 lines = [why, _kwh(e, b.tx)]
+            elif st == "Stopping":
+                lines = ["Stopping", _kwh(e, b.tx)]
             elif st == "Finished":
                 lines = ["Finished", _kwh(e, self._last[i]), "Unplug the car"]
             elif st == "Authorized":
@@ -171,8 +173,8 @@ class Display:
 
     def _state(self, i, b):
         """What the EVSE of bay `b` (index i) is now, for the screen and the LED: the
-        availability status, or Charging / Paused / Finished / Authorized. Notes what it saw
-        in _last."""
+        availability status, or Charging / Paused / Stopping / Finished / Authorized. Notes
+        what it saw in _last."""
         e = b.evse
         st = self.availability.status(e)
         tx = b.tx
@@ -184,6 +186,8 @@ class Display:
                 return "Charging"
             if cs in ("SuspendedEV", "SuspendedEVSE"):
                 return "Paused"
+            if b.token is None and st not in ("Faulted", "Unavailable"):
+                return "Stopping"  # the authorization ended, the transaction ends soon
         elif type(last) is dict:
             # Ended since the last look: its energy stays on the screen until the unplug.
             r = e.reading

@@ -3,6 +3,7 @@
 import asyncio
 import base64
 import json
+from decimal import Decimal
 
 import pytest
 import websockets
@@ -545,3 +546,39 @@ def test_console_execute_against_a_station():
             assert await console.execute("quit") == "bye" and console.finished
 
     run(body)
+
+
+def test_the_tariff_prices_each_session_from_its_energy_readings():
+    from tools.csms import Tariff
+
+    t = Tariff("0.30")
+
+    def event(kind, wh=None, token=False):
+        p = {"eventType": kind, "transactionInfo": {"transactionId": "t1"}}
+        if wh is not None:
+            sv = {"value": wh, "measurand": "Energy.Active.Import.Register"}
+            p["meterValue"] = [{"timestamp": "2026-12-06T10:00:00Z", "sampledValue": [sv]}]
+        if token:
+            p["idToken"] = {"idToken": "A", "type": "ISO14443"}
+        return p
+
+    tariff = {"format": "ASCII", "content": "0.30 EUR/kWh"}
+    info = t.authorize(None, {})["idTokenInfo"]
+    assert info == {"status": "Accepted", "personalMessage": tariff}
+    assert t.transaction_event(None, event("Started", 1000.0, True)) == {
+        "idTokenInfo": {"status": "Accepted", "personalMessage": tariff},
+        "totalCost": 0.0,
+    }
+    assert t.transaction_event(None, event("Updated")) == {}
+    assert t.transaction_event(None, event("Updated", 5125.55)) == {"totalCost": 1.24}
+    assert t.transaction_event(None, event("Ended")) == {"totalCost": 1.24}
+    assert t.cost("t1") == Decimal("1.24")
+
+
+def test_console_cost_command():
+    console = Console(Csms())
+    c = console.parse("cost t-1 12.345")
+    assert (c.action, c.payload) == ("CostUpdated", {"totalCost": 12.345, "transactionId": "t-1"})
+    for bad in ("cost", "cost t", "cost t x", "cost t nan"):
+        with pytest.raises(ConsoleError):
+            console.parse(bad)

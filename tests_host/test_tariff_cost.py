@@ -147,3 +147,19 @@ def test_a_total_for_a_transaction_nobody_knows_is_ignored(station):
     ended = {"eventType": "Ended", "transactionInfo": {"transactionId": "zz"}}
     cost.reply(ended, {"totalCost": 1})
     assert lines(st, "Charging") == ["T"]
+
+
+def test_a_session_authorized_ahead_of_the_plug_gets_its_total_after_its_end(station, tm):  # noqa: F811
+    st = station()
+    e = st.evses[0]
+    card(st, "AABBCCDD", accepted(personalMessage={"format": "ASCII", "content": "T"}))
+    assert st.txs.bays[0].tx is None and lines(st, "Authorized") == ["T"]
+    e.plug()  # the transaction begins now
+    assert lines(st, "Paused") == ["T"]  # the display looks each second: it is noted
+    card(st, "AABBCCDD")
+    settle(st, tm)
+    assert st.txs.bays[0].tx is None
+    while st.queue.live:
+        p = st.queue.live[0][1]
+        reply(st, {"totalCost": 3} if p["eventType"] == "Ended" else {})
+    assert lines(st, "Finished") == ["Total 3.00 EUR"]

@@ -29,6 +29,7 @@ import warnings
 from collections import namedtuple
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import websockets
 from ocpp.charge_point import _raise_key_error
@@ -496,6 +497,57 @@ def _transaction_event(station, payload):
     return {}
 
 
+class Tariff:
+    """Prices every session at a price per kWh (the ``--tariff`` option), as a CSMS with
+    billing does: the tariff as the driver's personalMessage in Authorize and TransactionEvent
+    answers, and ``totalCost`` (the energy since the session's first reading times the price,
+    rounded to cents) in the answer to each TransactionEvent that carries a meter reading, the
+    final one in the answer to Ended. ``cost(transactionId)`` is the last amount computed."""
+
+    def __init__(self, per_kwh, currency="EUR"):
+        self.per_kwh = Decimal(str(per_kwh))
+        self.currency = currency
+        self.first = {}  # transactionId -> the first energy register reading (Wh)
+        self.costs = {}  # transactionId -> the last totalCost (a Decimal)
+
+    def message(self):
+        return {"format": "ASCII", "content": f"{self.per_kwh:.2f} {self.currency}/kWh"}
+
+    def authorize(self, station, payload):
+        return {"idTokenInfo": {"status": "Accepted", "personalMessage": self.message()}}
+
+    def transaction_event(self, station, payload):
+        answer = _transaction_event(station, payload)
+        if "idTokenInfo" in answer:
+            answer["idTokenInfo"]["personalMessage"] = self.message()
+        tx = payload["transactionInfo"]["transactionId"]
+        wh = _energy_wh(payload)
+        if wh is not None:
+            first = self.first.setdefault(tx, wh)
+            cost = ((wh - first) / 1000 * self.per_kwh).quantize(Decimal("0.01"))
+            self.costs[tx] = cost
+            answer["totalCost"] = float(cost)
+        elif payload["eventType"] == "Ended" and tx in self.costs:
+            answer["totalCost"] = float(self.costs[tx])
+        return answer
+
+    def cost(self, tx):
+        return self.costs.get(tx)
+
+
+def _energy_wh(payload):
+    """The last energy register reading (Wh, a Decimal) in a TransactionEvent, or None."""
+    wh = None
+    for mv in payload.get("meterValue", ()):
+        for sv in mv["sampledValue"]:
+            if sv.get("measurand", "Energy.Active.Import.Register") == (
+                "Energy.Active.Import.Register"
+            ):
+                unit = sv.get("unitOfMeasure", {}).get("unit", "Wh")
+                wh = Decimal(str(sv["value"])) * (1000 if unit == "kWh" else 1)
+    return wh
+
+
 def _constant(answer):
     def handler(station, payload):
         return json.loads(json.dumps(answer))  # a fresh copy each time
@@ -669,6 +721,8 @@ class Csms:
     ``set_tls`` changes all of it while running. ``tls_hellos`` counts the TLS handshakes
     begun, failed ones included.
 
+    ``tariff`` (a price per kWh, EUR) prices every session: see :class:`Tariff`.
+
     ``log_sink`` (a folder) starts a :class:`tools.logsink.LogSink` there, ``sink``: HTTP PUT
     and POST and FTP uploads of station logs (GetLog), saved into that folder.
     """
@@ -687,6 +741,7 @@ class Csms:
         client_ca=None,
         tls_max_version=None,
         log_sink=None,
+        tariff=None,
     ):
         self.host = host
         self.port = port
@@ -699,6 +754,12 @@ class Csms:
         self.attempts = []
         self.boot_policy = default_boot_policy
         self.handlers = dict(DEFAULT_HANDLERS)
+        #: the Tariff pricing sessions (``tariff``: a price per kWh), or None
+        self.tariff = None
+        if tariff is not None:
+            self.tariff = Tariff(tariff)
+            self.handlers["Authorize"] = self.tariff.authorize
+            self.handlers["TransactionEvent"] = self.tariff.transaction_event
         #: callable() -> the date-time string used for currentTime (replace it in tests)
         self.clock = utc_now
         self._refusing = False
@@ -958,6 +1019,7 @@ commands (prefix any station command with @ID when several stations are connecte
                                          ReserveNow (type ISO14443, EVSE 1 and 30 minutes
                                          by default; any: no evseId); ids count from 1
   cancel <reservationId>                 CancelReservation
+  cost <transactionId> <amount>          CostUpdated (the running cost of a session)
   raw <text>                             put text on the wire as is
   close [code]                           close the WebSocket from the server side
   refuse on|off                          refuse new connections with HTTP 503
@@ -1198,6 +1260,15 @@ class Console:
             payload["groupIdToken"] = {"idToken": group[0], "type": "Central"}
         return "ReserveNow", payload
 
+    def _shortcut_cost(self, args, rest):
+        try:
+            amount = Decimal(args[1]) if len(args) == 2 else None
+        except ArithmeticError:
+            amount = None
+        if amount is None or not amount.is_finite():
+            raise ConsoleError("usage: cost <transactionId> <amount>")
+        return "CostUpdated", {"totalCost": float(amount), "transactionId": args[0]}
+
     def _shortcut_cancel(self, args, rest):
         if len(args) != 1 or not args[0].lstrip("-").isdigit():
             raise ConsoleError("usage: cancel <reservationId>")
@@ -1313,6 +1384,7 @@ async def _run(args):
         passwords=passwords,
         serve=args.serve,
         log_sink=args.log_sink,
+        tariff=args.tariff,
         certfile=args.cert,
         keyfile=args.key,
         client_ca=args.client_ca,
@@ -1354,6 +1426,12 @@ def main(argv=None):
         "--log-sink",
         metavar="DIR",
         help="save the logs stations upload (HTTP PUT/POST, FTP) into DIR",
+    )
+    parser.add_argument(
+        "--tariff",
+        type=Decimal,
+        metavar="EUR_PER_KWH",
+        help="price every session: the tariff to the driver, totalCost in the answers",
     )
     parser.add_argument(
         "--cert", metavar="PEM", help="serve wss:// with this server certificate (needs --key)"

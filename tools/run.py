@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +38,7 @@ DEMO = [
     1,
     '{"cmd":"swipe","token":"04A2B3C4D5E680"}',
     4,
+    # The display (status "display") shows the tariff the CSMS gave and the running cost.
     '{"cmd":"status"}',
     '{"cmd":"swipe","token":"04A2B3C4D5E680"}',
     2,
@@ -132,9 +134,16 @@ async def main(argv=None):
     ap.add_argument("--port", type=int, default=9000)
     ap.add_argument("--id", default="CS1")
     ap.add_argument("--demo", action="store_true", help="run the scripted demo and exit")
+    ap.add_argument(
+        "--tariff",
+        default="0.30",
+        metavar="EUR_PER_KWH",
+        help="the CSMS prices sessions (tariff and costs on the display); 'none': it does not",
+    )
     args = ap.parse_args(argv)
     csms = Csms(
         port=args.port,
+        tariff=None if args.tariff == "none" else Decimal(args.tariff),
         log=lambda text: print(text, flush=True),
         log_sink=ROOT / "state" / "uploads",  # where GetLog's uploads land (getlog command)
     )

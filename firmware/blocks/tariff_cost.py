@@ -129,11 +129,15 @@ class TariffCost:
                 return [rec[_COST]]
             text = self.dm.setting(_CTRLR + "TotalCostFallbackMessage", "")
             return wrap(text, cols, _TEXT_LINES) if text and self._on("Cost") else []
-        if state not in ("Authorized", "Charging", "Paused"):
-            if rec[_TARIFF] is not None or rec[_COST] is not None:
-                rec[_TX] = rec[_TARIFF] = rec[_COST] = None  # no session here any more
-                rec[_FINAL] = False
+        if state == "Available" and (rec[_TX] or rec[_TARIFF] or rec[_COST]):
+            rec[_TX] = rec[_TARIFF] = rec[_COST] = None  # no car, no session: forgotten
+            rec[_FINAL] = False
+        if state not in ("Authorized", "Charging", "Paused", "Stopping"):
             return []
+        if rec[_TX] is None:
+            # Authorized ahead of the plug: its transaction has begun since. Noted now, an
+            # answer that comes after its end (offline) still finds it.
+            rec[_TX] = self.txs.bays[n - 1].tx_id
         out = wrap(rec[_TARIFF], cols, _TEXT_LINES) if rec[_TARIFF] else []
         if rec[_COST] is not None:
             out.append(rec[_COST])
