@@ -74,6 +74,16 @@ _RESERVE = const(
     (("ReserveNow", "CancelReservation"), "firmware.blocks.reservation", "reservations")
 )
 
+# Display messages while some are on flash (display_messages._STORE: the display shows them
+# from boot), else with the first of their CALLs.
+_MESSAGES = const(
+    (
+        ("SetDisplayMessage", "GetDisplayMessages", "ClearDisplayMessage"),
+        "firmware.blocks.display_messages",
+        "display_messages",
+    )
+)
+
 _BOOT = "boot"  # store document: {"count": boots so far, "reason": reason for the next boot}
 _WDT_MS = const(5000)  # watchdog timeout; the supervisor feeds it every 100 ms while all is well
 _STEP_LATE_MS = const(500)  # a safety loop silent this long is dead
@@ -87,6 +97,7 @@ _CACHE_TURNS = const(600)  # the authorization cache's use times every minute
 _MODE = const("LoadManagement/Mode")  # local load management: Off, Capacity, Solar
 _LOG_LEVEL = const("DiagnosticsCtrlr/LogLevel")  # the lowest level the diagnostics log keeps
 _LEVELS = const(("Debug", "Info", "Warning", "Error"))  # its values, log's levels 0..3
+_DISPLAY = const("DisplayMessageCtrlr/Available")  # the board has a display
 
 
 class Station:
@@ -148,6 +159,10 @@ class Station:
         self.local_list = None  # see _LOCAL_LIST
         self.firmware = None  # see _UPDATE
         self.diagnostics = None  # see LAZY
+        # The display model (firmware/display.py), None on a board without a display.
+        self.display = None
+        if self.display is not None:
+            dm.set(_DISPLAY, "true")  # declared false: constant from here on
         # The OCPP functional blocks, each registering its handlers with the router.
         self.authorization = auth = Authorization(
             router, session, conn, dm, store, clock, lambda: self.local_list
@@ -182,6 +197,7 @@ class Station:
             (_UPDATE, bootsel.trial or store.exists(_UPDATE[2])),
             (_SMART, store.exists(_SMART[2]) or dm.get(_MODE) != "Off"),
             (_RESERVE, store.exists(_RESERVE[2])),
+            (_MESSAGES, store.exists(_MESSAGES[2])),
         ):
             if now:
                 self._load(entry)
@@ -303,6 +319,19 @@ class Station:
                 self.evses,
                 self.transactions,
                 self.spawn,
+            )
+        elif name == "firmware.blocks.display_messages":
+            from firmware.blocks.display_messages import DisplayMessages
+
+            DisplayMessages(
+                self.router,
+                self.session,
+                self.dm,
+                self.store,
+                self.clock,
+                self.transactions,
+                self.spawn,
+                self.display,
             )
 
     def firmware_status(self):

@@ -132,6 +132,7 @@ def test_declarations_cover_the_core_controllers_and_each_evse(tmp_path):
         "SmartChargingCtrlr",
         "LoadManagement",  # ours: local load management
         "ReservationCtrlr",
+        "DisplayMessageCtrlr",
         "LocalButton",
         "ChargingStation",
         "EVSE.1",
@@ -586,8 +587,10 @@ def test_get_report_component_criteria(tmp_path):
     every = [d[0] for d in st.dm.declared]
     local = [k for k in every if k.startswith("LocalAuthListCtrlr/")]
     # Every component is available and enabled (those without Available/Enabled/Active count
-    # as such); none has a Problem variable.
-    assert get_report(st, criteria=["Available"])[1] == every
+    # as such), but the display messages of a station without a display; none has a Problem
+    # variable.
+    shown = [k for k in every if not k.startswith("DisplayMessageCtrlr/")]
+    assert get_report(st, criteria=["Available"])[1] == shown
     assert get_report(st, criteria=["Enabled"])[1] == every
     assert get_report(st, criteria=["Active"])[1] == every
     assert get_report(st, criteria=["Problem"]) == ({"status": "EmptyResultSet"}, [])
@@ -600,7 +603,7 @@ def test_get_report_component_criteria(tmp_path):
     st.dm.set("LocalAuthListCtrlr/Enabled", "false")
     keys = get_report(st, criteria=["Enabled"])[1]
     assert not [k for k in keys if k.startswith("LocalAuthListCtrlr/")]
-    assert get_report(st, criteria=["Available"])[1] == every  # still available
+    assert get_report(st, criteria=["Available"])[1] == shown  # still available
     st.dm.set("LocalAuthListCtrlr/Enabled", "true")
     keys = get_report(st, criteria=["Enabled"])[1]
     assert [k for k in keys if k.startswith("LocalAuthListCtrlr/")] == local
