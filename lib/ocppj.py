@@ -100,7 +100,7 @@ class Router:
     def __init__(self):
         self.handlers = {}
         self.gate = None
-        self._later = []  # load, arg, load, arg, ... of the blocks not loaded yet (later)
+        self._later = []  # actions, load, arg, ... of the blocks not loaded yet (later)
 
     def on(self, action, handler, after=None):
         if action not in ocpp_schema.ACTIONS:
@@ -111,30 +111,38 @@ class Router:
         """The handlers of `actions` come from `load()` (`load(arg)` when arg is given), called
         on the first CALL of any of them: it imports and builds the block, which registers
         them with `on`. Until then the block's module costs no RAM (MicroPython's asyncio
-        loads its parts the same way). One loader and an argument per block, kept flat in a
-        list: no closure per block (some 60 B of heap each)."""
-        i = len(self._later)
+        loads its parts the same way). The actions (a tuple, in flash when constant), the
+        loader and its argument are kept flat in a list: no closure per block (some 60 B of
+        heap each), and no entry in `handlers` per action (the dict grows by steps: three
+        more actions cost 64 B on an ESP32)."""
         for action in actions:
             if action not in ocpp_schema.ACTIONS:
                 raise ValueError(action)
-            self.handlers[action] = i  # an int, not a (handler, after) tuple: see entry()
-        self._later.append(load)
-        self._later.append(arg)
+        later = self._later
+        later.append(actions)
+        later.append(load)
+        later.append(arg)
 
     def entry(self, action):
         """(handler, after) of `action`, loading its block first if need be; None when the
         action is not implemented here."""
         entry = self.handlers.get(action)
-        if type(entry) is int:
-            load, arg = self._later[entry], self._later[entry + 1]
-            if arg is None:
-                load()
-            else:
-                load(arg)  # the block registers its handlers, replacing the loader's index
-            entry = self.handlers.get(action)
-            if type(entry) is not tuple:
-                raise CallError(_INTERNAL_ERROR, "no handler after loading " + action)
-        return entry
+        if entry is not None:
+            return entry
+        later = self._later
+        for i in range(0, len(later), 3):
+            if action in later[i]:
+                load, arg = later[i + 1], later[i + 2]
+                if arg is None:
+                    load()
+                else:
+                    load(arg)  # the block registers its handlers
+                entry = self.handlers.get(action)
+                if entry is None:
+                    raise CallError(_INTERNAL_ERROR, "no handler after loading " + action)
+                later[i] = ()  # loaded: its actions are in handlers now
+                return entry
+        return None
 
 
 class Session:

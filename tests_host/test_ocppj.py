@@ -614,6 +614,7 @@ def test_a_lazy_block_loader_gets_its_argument():
         router.on("ClearCache", lambda req: {"status": "Accepted"})
 
     router.later(("ClearCache",), load, ("entry",))
+    assert router.handlers == {}  # no entry per action until loaded (heap)
     handler, after = router.entry("ClearCache")
     assert got == [("entry",)] and handler({}) == {"status": "Accepted"}
     router.entry("ClearCache")
@@ -626,6 +627,8 @@ def test_a_loader_that_registers_nothing_is_an_internal_error_and_bad_actions_ar
     with pytest.raises(ocppj.CallError) as e:
         router.entry("ClearCache")
     assert e.value.code == "InternalError"
+    with pytest.raises(ocppj.CallError):  # tried again next time
+        router.entry("ClearCache")
     assert router.entry("GetVariables") is None
     with pytest.raises(ValueError):
         router.later(("NoSuchAction",), lambda: None)
