@@ -93,7 +93,7 @@ def plug_in(st):
 def test_every_set_answer_in_the_order_of_the_checks(station, tm):  # noqa: F811
     st = station(display=False)
     assert st.display is None
-    assert request(st, "SetDisplayMessage", {"message": info()}) == {
+    assert request(st, "SetDisplayMessage", {"message": info(fmt="HTML")}) == {
         "status": "Rejected",
         "statusInfo": {"reasonCode": "UnsupportedRequest"},
     }
