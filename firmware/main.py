@@ -78,6 +78,16 @@ _RESERVE = const(
 # transactions block finds a tariff or a cost in an answer (Transactions._cost).
 _COST = const((("CostUpdated",), "firmware.blocks.tariff_cost"))
 
+# Display messages while some are on flash (display_messages._STORE: the display shows them
+# from boot), else with the first of their CALLs.
+_MESSAGES = const(
+    (
+        ("SetDisplayMessage", "GetDisplayMessages", "ClearDisplayMessage"),
+        "firmware.blocks.display_messages",
+        "display_messages",
+    )
+)
+
 _BOOT = "boot"  # store document: {"count": boots so far, "reason": reason for the next boot}
 _WDT_MS = const(5000)  # watchdog timeout; the supervisor feeds it every 100 ms while all is well
 _STEP_LATE_MS = const(500)  # a safety loop silent this long is dead
@@ -134,7 +144,7 @@ class Station:
         dm.provide("ClockCtrlr/DateTime", clock.iso)
         dm.watch(_LOG_LEVEL, _file_level)
         _file_level(dm.get(_LOG_LEVEL))
-        self.router = router = ocppj.Router()
+        self.router = router = ocppj.Router(self._load)  # it loads the lazy blocks
         timeout = dm.get_int("OCPPCommCtrlr/MessageTimeout:Default")
         self.session = session = ocppj.Session(router, self.new_id, timeout)
         spawn = self.spawn
@@ -187,22 +197,21 @@ class Station:
             self.display = Display(board.display, board.led, txs, self.availability, conn, clock)
         self.security = Security(dm, clock, queue, conn, self.boot_reason, journal)
         self.certificates = Certificates(router, dm, store, clock, board.settings)
-        # One bound method for every lazy block, its entry the argument (no closure each).
-        load = self._load
         for entry in LAZY:
-            router.later(entry[0], load, entry)
+            router.later(entry)
         if board.display is not None:
-            router.later(_COST[0], load, _COST)  # costs need a display to be shown on
+            router.later(_COST)  # costs need a display to be shown on
         for entry, now in (
             (_LOCAL_LIST, store.exists(_LOCAL_LIST[2])),
             (_UPDATE, bootsel.trial or store.exists(_UPDATE[2])),
             (_SMART, store.exists(_SMART[2]) or dm.get(_MODE) != "Off"),
             (_RESERVE, store.exists(_RESERVE[2])),
+            (_MESSAGES, store.exists(_MESSAGES[2])),
         ):
             if now:
                 self._load(entry)
             else:
-                router.later(entry[0], load, entry)
+                router.later(entry)
         dm.watch(_MODE, self._mode)
 
     def _mode(self, value):
@@ -323,6 +332,19 @@ class Station:
                 self.evses,
                 self.transactions,
                 self.spawn,
+            )
+        elif name == "firmware.blocks.display_messages":
+            from firmware.blocks.display_messages import DisplayMessages
+
+            DisplayMessages(
+                self.router,
+                self.session,
+                self.dm,
+                self.store,
+                self.clock,
+                self.transactions,
+                self.spawn,
+                self.display,
             )
 
     def firmware_status(self):

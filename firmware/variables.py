@@ -42,6 +42,7 @@ _MEASURANDS = const(
 _ENERGY = const("Energy.Active.Import.Register")
 _TOKEN_TYPES = const("NoAuthorization,Local,KeyCode,ISO14443,ISO15693,eMAID,MacAddress")
 _STATES = const((None, None, None, "Available,Occupied,Reserved,Unavailable,Faulted"))
+_FORMATS = const((None, None, None, "ASCII,UTF8,URI"))  # display message formats (no HTML)
 _CERTIFICATES = const(
     8
 )  # certificate slots (CSMS and manufacturer roots): CertificateEntries maxLimit
@@ -49,6 +50,7 @@ _LOCAL_LIST = const(100)  # local authorization list capacity: LocalAuthListCtrl
 _AUTH_CACHE_BYTES = const(4096)  # authorization cache capacity: AuthCacheCtrlr.Storage maxLimit
 _VOLTS = const(230)  # nominal phase voltage, for the rated power of an EVSE
 _PROFILES = const(24)  # charging profiles stored: SmartChargingCtrlr.Entries maxLimit
+_MESSAGES = const(8)  # display messages stored: DisplayMessageCtrlr.DisplayMessages maxLimit
 
 # The station-wide part: every controller of the Core set (ocpp201-station.md §2.2, §3.1).
 VARIABLES = (
@@ -175,6 +177,21 @@ VARIABLES = (
     ("TariffCostCtrlr/Currency", "sw", "EUR", (None, 0, 3, None)),
     ("TariffCostCtrlr/TariffFallbackMessage", "sw", "", (None, 0, 255, None)),
     ("TariffCostCtrlr/TotalCostFallbackMessage", "sw", "", (None, 0, 255, None)),
+    # Display messages (firmware/blocks/display_messages.py). Available: whether the board
+    # has a display (declarations() picks the row); DisplayMessages: how many are set,
+    # maxLimit the capacity. Language is ours (OCPP 2.1 adds one of that name): the language
+    # tag of the messages shown, empty for all of them.
+    ("DisplayMessageCtrlr/Enabled", "bw", "true", None),
+    ("DisplayMessageCtrlr/DisplayMessages", "ir", "0", (None, 0, _MESSAGES, None)),
+    ("DisplayMessageCtrlr/SupportedFormats", "mr=", "ASCII,UTF8,URI", _FORMATS),
+    (
+        "DisplayMessageCtrlr/SupportedPriorities",
+        "mr=",
+        "AlwaysFront,InFront,NormalCycle",
+        (None, None, None, "AlwaysFront,InFront,NormalCycle"),
+    ),
+    ("DisplayMessageCtrlr/PersonalMessageSize", "ir=", "512", (None, 0, 512, None)),
+    ("DisplayMessageCtrlr/Language", "sw", "", (None, 0, 8, None)),
     ("ChargingStation/AvailabilityState", "or", "Available", _STATES),
     ("ChargingStation/Available", "br", "true", None),
     ("ChargingStation/AllowNewSessionsPendingFirmwareUpdate", "bw", "false", None),
@@ -212,10 +229,12 @@ _SWITCHING = const(
 _DISPLAYED = const(
     (
         (
+            ("DisplayMessageCtrlr/Available", "br=", "false", None),
             ("TariffCostCtrlr/Available:Tariff", "br=", "false", None),
             ("TariffCostCtrlr/Available:Cost", "br=", "false", None),
         ),
         (
+            ("DisplayMessageCtrlr/Available", "br=", "true", None),
             ("TariffCostCtrlr/Available:Tariff", "br=", "true", None),
             ("TariffCostCtrlr/Available:Cost", "br=", "true", None),
         ),

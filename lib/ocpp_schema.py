@@ -103,6 +103,10 @@ _InstallCertificateUseEnum = const(("V2GRootCertificate", "MORootCertificate", "
 _LogEnum = const(("DiagnosticsLog", "SecurityLog"))
 # MessageFormatEnumType
 _MessageFormatEnum = const(("ASCII", "HTML", "URI", "UTF8"))
+# MessagePriorityEnumType
+_MessagePriorityEnum = const(("AlwaysFront", "InFront", "NormalCycle"))
+# MessageStateEnumType
+_MessageStateEnum = const(("Charging", "Faulted", "Idle", "Unavailable"))
 # MessageTriggerEnumType
 _MessageTriggerEnum = const((
     "BootNotification", "LogStatusNotification", "FirmwareStatusNotification", "Heartbeat",
@@ -195,7 +199,7 @@ _ChargingSchedulePeriod = const(
         (_CustomData, None, None, None, None),
     )
 )
-# ClearCacheRequest, ClearedChargingLimitResponse, FirmwareStatusNotificationResponse, GetLocalListVersionRequest, LogStatusNotificationResponse, MeterValuesResponse, NotifyChargingLimitResponse, NotifyCustomerInformationResponse, NotifyReportResponse, ReportChargingProfilesResponse, ReservationStatusUpdateResponse, SecurityEventNotificationResponse, StatusNotificationResponse
+# ClearCacheRequest, ClearedChargingLimitResponse, FirmwareStatusNotificationResponse, GetLocalListVersionRequest, LogStatusNotificationResponse, MeterValuesResponse, NotifyChargingLimitResponse, NotifyCustomerInformationResponse, NotifyDisplayMessagesResponse, NotifyReportResponse, ReportChargingProfilesResponse, ReservationStatusUpdateResponse, SecurityEventNotificationResponse, StatusNotificationResponse
 _ClearCacheRequest = const(
     (
         ("customData",),
@@ -209,6 +213,14 @@ _ClearChargingProfile = const(
         ("customData", "evseId", "chargingProfilePurpose", "stackLevel"),
         (14, 6, 4, 6),
         (_CustomData, None, _ChargingProfilePurposeEnum, None),
+    )
+)
+# ClearDisplayMessageRequest
+_ClearDisplayMessageRequest = const(
+    (
+        ("customData", "id"),
+        (14, 7),
+        (_CustomData, None),
     )
 )
 # CostType
@@ -268,6 +280,14 @@ _GetCompositeScheduleRequest = const(
         ("customData", "duration", "chargingRateUnit", "evseId"),
         (14, 7, 4, 7),
         (_CustomData, None, _ChargingRateUnitEnum, None),
+    )
+)
+# GetDisplayMessagesRequest
+_GetDisplayMessagesRequest = const(
+    (
+        ("customData", "id", "requestId", "priority", "state"),
+        (14, 16, 7, 4, 4),
+        (_CustomData, (1, None, 3, None), None, _MessagePriorityEnum, _MessageStateEnum),
     )
 )
 # GetInstalledCertificateIdsRequest
@@ -517,6 +537,20 @@ _IdTokenInfo = const(
         ),
     )
 )
+# MessageInfoType
+_MessageInfo = const(
+    (
+        (
+            "customData", "display", "id", "priority", "state", "startDateTime", "endDateTime",
+            "transactionId", "message",
+        ),
+        (14, 12, 7, 5, 4, 2, 2, 0, 13),
+        (
+            _CustomData, _Component, None, _MessagePriorityEnum, _MessageStateEnum, None, None, 36,
+            _MessageContent,
+        ),
+    )
+)
 # ReserveNowRequest
 _ReserveNowRequest = const(
     (
@@ -592,6 +626,14 @@ _SalesTariff = const(
         (_CustomData, None, 32, None, (1, 1024, 6, _SalesTariffEntry)),
     )
 )
+# SetDisplayMessageRequest
+_SetDisplayMessageRequest = const(
+    (
+        ("customData", "message"),
+        (14, 13),
+        (_CustomData, _MessageInfo),
+    )
+)
 # SetVariablesRequest
 _SetVariablesRequest = const(
     (
@@ -664,17 +706,19 @@ _SetChargingProfileRequest = const(
 NAMES = (
     "AuthorizeResponse", "BootNotificationResponse", "CancelReservationRequest",
     "ChangeAvailabilityRequest", "ClearCacheRequest", "ClearChargingProfileRequest",
-    "ClearedChargingLimitResponse", "CostUpdatedRequest", "CustomerInformationRequest",
-    "DataTransferRequest", "DeleteCertificateRequest", "FirmwareStatusNotificationResponse",
-    "GetBaseReportRequest", "GetChargingProfilesRequest", "GetCompositeScheduleRequest",
+    "ClearDisplayMessageRequest", "ClearedChargingLimitResponse", "CostUpdatedRequest",
+    "CustomerInformationRequest", "DataTransferRequest", "DeleteCertificateRequest",
+    "FirmwareStatusNotificationResponse", "GetBaseReportRequest", "GetChargingProfilesRequest",
+    "GetCompositeScheduleRequest", "GetDisplayMessagesRequest",
     "GetInstalledCertificateIdsRequest", "GetLocalListVersionRequest", "GetLogRequest",
     "GetReportRequest", "GetTransactionStatusRequest", "GetVariablesRequest", "HeartbeatResponse",
     "InstallCertificateRequest", "LogStatusNotificationResponse", "MeterValuesResponse",
-    "NotifyChargingLimitResponse", "NotifyCustomerInformationResponse", "NotifyReportResponse",
-    "ReportChargingProfilesResponse", "RequestStartTransactionRequest",
-    "RequestStopTransactionRequest", "ReservationStatusUpdateResponse", "ReserveNowRequest",
-    "ResetRequest", "SecurityEventNotificationResponse", "SendLocalListRequest",
-    "SetChargingProfileRequest", "SetNetworkProfileRequest", "SetVariablesRequest",
+    "NotifyChargingLimitResponse", "NotifyCustomerInformationResponse",
+    "NotifyDisplayMessagesResponse", "NotifyReportResponse", "ReportChargingProfilesResponse",
+    "RequestStartTransactionRequest", "RequestStopTransactionRequest",
+    "ReservationStatusUpdateResponse", "ReserveNowRequest", "ResetRequest",
+    "SecurityEventNotificationResponse", "SendLocalListRequest", "SetChargingProfileRequest",
+    "SetDisplayMessageRequest", "SetNetworkProfileRequest", "SetVariablesRequest",
     "StatusNotificationResponse", "TransactionEventResponse", "TriggerMessageRequest",
     "UnlockConnectorRequest", "UpdateFirmwareRequest",
 )
@@ -685,6 +729,7 @@ TABLES = (
     _ChangeAvailabilityRequest,
     _ClearCacheRequest,
     _ClearChargingProfileRequest,
+    _ClearDisplayMessageRequest,
     _ClearCacheRequest,
     _CostUpdatedRequest,
     _CustomerInformationRequest,
@@ -694,6 +739,7 @@ TABLES = (
     _GetBaseReportRequest,
     _GetChargingProfilesRequest,
     _GetCompositeScheduleRequest,
+    _GetDisplayMessagesRequest,
     _GetInstalledCertificateIdsRequest,
     _ClearCacheRequest,
     _GetLogRequest,
@@ -708,6 +754,7 @@ TABLES = (
     _ClearCacheRequest,
     _ClearCacheRequest,
     _ClearCacheRequest,
+    _ClearCacheRequest,
     _RequestStartTransactionRequest,
     _RequestStopTransactionRequest,
     _ClearCacheRequest,
@@ -716,6 +763,7 @@ TABLES = (
     _ClearCacheRequest,
     _SendLocalListRequest,
     _SetChargingProfileRequest,
+    _SetDisplayMessageRequest,
     _SetNetworkProfileRequest,
     _SetVariablesRequest,
     _ClearCacheRequest,

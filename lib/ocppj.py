@@ -97,44 +97,45 @@ class Router:
     (the boot logic refuses CALLs while the registration is Pending or Rejected).
     """
 
-    def __init__(self):
+    def __init__(self, load=None):
         self.handlers = {}
         self.gate = None
-        self._later = []  # load, arg, load, arg, ... of the blocks not loaded yet (later)
+        self.load = load  # load(entry): builds the block of a lazy entry (see later)
+        self._later = []  # the entries of the blocks not loaded yet
 
     def on(self, action, handler, after=None):
         if action not in ocpp_schema.ACTIONS:
             raise ValueError(action)
         self.handlers[action] = (handler, after)
 
-    def later(self, actions, load, arg=None):
-        """The handlers of `actions` come from `load()` (`load(arg)` when arg is given), called
-        on the first CALL of any of them: it imports and builds the block, which registers
-        them with `on`. Until then the block's module costs no RAM (MicroPython's asyncio
-        loads its parts the same way). One loader and an argument per block, kept flat in a
-        list: no closure per block (some 60 B of heap each)."""
-        i = len(self._later)
-        for action in actions:
+    def later(self, entry):
+        """The handlers of the actions `entry[0]` come from the router's `load(entry)`,
+        called on the first CALL of any of them: it imports and builds the block, which
+        registers them with `on`. Until then the block's module costs no RAM (MicroPython's
+        asyncio loads its parts the same way). `entry` (a tuple, in flash when constant) is
+        all that is kept: one loader for every block and no closure per block (some 60 B of
+        heap each), and no entry in `handlers` per action (the dict grows by steps: three
+        more actions cost 64 B on an ESP32)."""
+        for action in entry[0]:
             if action not in ocpp_schema.ACTIONS:
                 raise ValueError(action)
-            self.handlers[action] = i  # an int, not a (handler, after) tuple: see entry()
-        self._later.append(load)
-        self._later.append(arg)
+        self._later.append(entry)
 
     def entry(self, action):
         """(handler, after) of `action`, loading its block first if need be; None when the
         action is not implemented here."""
         entry = self.handlers.get(action)
-        if type(entry) is int:
-            load, arg = self._later[entry], self._later[entry + 1]
-            if arg is None:
-                load()
-            else:
-                load(arg)  # the block registers its handlers, replacing the loader's index
-            entry = self.handlers.get(action)
-            if type(entry) is not tuple:
-                raise CallError(_INTERNAL_ERROR, "no handler after loading " + action)
-        return entry
+        if entry is not None:
+            return entry
+        for lazy in self._later:
+            if action in lazy[0]:
+                self.load(lazy)  # the block registers its handlers
+                entry = self.handlers.get(action)
+                if entry is None:
+                    raise CallError(_INTERNAL_ERROR, "no handler after loading " + action)
+                self._later.remove(lazy)  # loaded: its actions are in handlers now
+                return entry
+        return None
 
 
 class Session:

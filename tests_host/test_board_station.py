@@ -87,8 +87,10 @@ def test_main_knows_the_lazy_blocks_records_without_importing_them():
     # firmware/main.py loads the update block and the local list at boot only when their
     # record is on flash.
     from firmware import main
-    from firmware.blocks import firmware_update, local_list, reservation
+    from firmware.blocks import display_messages, firmware_update, local_list, reservation
 
+    assert main._MESSAGES[1] == "firmware.blocks.display_messages"
+    assert main._MESSAGES[2] == display_messages._STORE
     assert main._RESERVE[1] == "firmware.blocks.reservation"
     assert main._RESERVE[2] == reservation._STORE
     assert main._UPDATE[1] == "firmware.blocks.firmware_update"
@@ -101,10 +103,10 @@ def test_each_lazy_block_is_built_on_its_first_call(devkit):
     from firmware import main
 
     station = main.Station(devkit)
-    lazy = main.LAZY + (main._LOCAL_LIST, main._UPDATE, main._RESERVE)
+    lazy = main.LAZY + (main._LOCAL_LIST, main._UPDATE, main._RESERVE, main._MESSAGES)
     for actions, *_ in lazy:
         for action in actions:
-            assert type(station.router.handlers[action]) is not tuple  # a loader: not built
+            assert action not in station.router.handlers  # not built: only its loader
     assert station.local_list is None and station.firmware is None
     assert station.firmware_status() == ("Idle", None)
     for actions, module, *_ in lazy:
@@ -125,6 +127,20 @@ def test_a_stored_local_list_loads_its_block_at_boot(devkit):
     station = main.Station(devkit)
     assert station.local_list is not None and station.local_list.version == 3
     assert type(station.router.handlers["SendLocalList"]) is tuple
+    _unstarted(station)
+
+
+def test_stored_display_messages_load_their_block_at_boot(devkit):
+    from firmware import main
+    from store import Store
+
+    Store(devkit.state_dir).save(
+        "display_messages", [[1, "NormalCycle", "UTF8", "Hi", None, None, None, None, None]]
+    )
+    station = main.Station(devkit)
+    assert type(station.router.handlers["GetDisplayMessages"]) is tuple
+    assert station.dm.get("DisplayMessageCtrlr/DisplayMessages") == "1"
+    assert station.dm.get("DisplayMessageCtrlr/Available") == "false"  # no display here
     _unstarted(station)
 
 

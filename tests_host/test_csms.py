@@ -476,6 +476,48 @@ def test_console_customer_command():
             console.parse(bad)
 
 
+def test_console_display_message_commands():
+    console = Console(Csms())
+    first = console.parse("message 1 InFront Cheap  energy  till 16:00")
+    assert (first.action, first.payload) == (
+        "SetDisplayMessage",
+        {
+            "message": {
+                "id": 1,
+                "priority": "InFront",
+                "message": {"format": "UTF8", "content": "Cheap  energy  till 16:00"},
+            }
+        },
+    )
+    assert console.parse("message 2 AlwaysFront https://example.com/pay").payload == {
+        "message": {
+            "id": 2,
+            "priority": "AlwaysFront",
+            "message": {"format": "URI", "content": "https://example.com/pay"},
+        }
+    }
+    assert console.parse("message 3 NormalCycle http://x").payload["message"]["message"] == {
+        "format": "URI",
+        "content": "http://x",
+    }
+    get = console.parse("messages")
+    assert (get.action, get.payload) == ("GetDisplayMessages", {"requestId": 1})
+    assert console.parse("messages").payload == {"requestId": 2}
+    clear = console.parse("clearmsg 2")
+    assert (clear.action, clear.payload) == ("ClearDisplayMessage", {"id": 2})
+    for bad in (
+        "message",
+        "message 1 InFront",
+        "message x InFront hi",
+        "messages 3",
+        "clearmsg",
+        "clearmsg x",
+        "clearmsg 1 2",
+    ):
+        with pytest.raises(ConsoleError):
+            console.parse(bad)
+
+
 def test_console_reserve_and_cancel_commands(monkeypatch):
     import tools.csms as csms_mod
 

@@ -582,12 +582,13 @@ def test_a_lazy_block_is_built_on_the_first_call_of_one_of_its_actions():
     async def go():
         session, ws = make()
 
-        def load():
+        def load(entry):
             loads.append(1)
             session.router.on("DataTransfer", lambda req: {"status": "UnknownVendorId"})
             session.router.on("ClearCache", lambda req: {"status": "Accepted"})
 
-        session.router.later(("DataTransfer", "ClearCache"), load)
+        session.router.load = load
+        session.router.later((("DataTransfer", "ClearCache"),))
         task = asyncio.create_task(session.run(ws))
         ws.feed('[2,"a","ClearCache",{}]')
         ws.feed('[2,"b","DataTransfer",{"vendorId":"x"}]')
@@ -606,29 +607,32 @@ def test_a_lazy_block_is_built_on_the_first_call_of_one_of_its_actions():
 
 
 def test_a_lazy_block_loader_gets_its_argument():
-    router = ocppj.Router()
     got = []
 
-    def load(arg):
-        got.append(arg)
+    def load(entry):
+        got.append(entry)
         router.on("ClearCache", lambda req: {"status": "Accepted"})
 
-    router.later(("ClearCache",), load, ("entry",))
+    router = ocppj.Router(load)
+    router.later((("ClearCache",), "block"))
+    assert router.handlers == {}  # no entry per action until loaded (heap)
     handler, after = router.entry("ClearCache")
-    assert got == [("entry",)] and handler({}) == {"status": "Accepted"}
+    assert got == [(("ClearCache",), "block")] and handler({}) == {"status": "Accepted"}
     router.entry("ClearCache")
-    assert got == [("entry",)]  # loaded once
+    assert len(got) == 1  # loaded once
 
 
 def test_a_loader_that_registers_nothing_is_an_internal_error_and_bad_actions_are_refused():
-    router = ocppj.Router()
-    router.later(("ClearCache",), lambda: None)
+    router = ocppj.Router(lambda entry: None)
+    router.later((("ClearCache",),))
     with pytest.raises(ocppj.CallError) as e:
         router.entry("ClearCache")
     assert e.value.code == "InternalError"
+    with pytest.raises(ocppj.CallError):  # tried again next time
+        router.entry("ClearCache")
     assert router.entry("GetVariables") is None
     with pytest.raises(ValueError):
-        router.later(("NoSuchAction",), lambda: None)
+        router.later((("NoSuchAction",),))
 
 
 def test_a_total_cost_keeps_its_json_text_for_the_display():

@@ -133,6 +133,7 @@ def test_declarations_cover_the_core_controllers_and_each_evse(tmp_path):
         "LoadManagement",  # ours: local load management
         "ReservationCtrlr",
         "TariffCostCtrlr",
+        "DisplayMessageCtrlr",
         "LocalButton",
         "ChargingStation",
         "EVSE.1",
@@ -140,7 +141,7 @@ def test_declarations_cover_the_core_controllers_and_each_evse(tmp_path):
         "Connector.1.1",
         "Connector.2.1",
     }
-    assert len(decls) == len(VARIABLES) + 4 + 2 * 9  # SupplyPhases, phase switching, costs x 2
+    assert len(decls) == len(VARIABLES) + 5 + 2 * 9  # SupplyPhases, switching, display x 3
     by = {d[0]: d for d in decls}
     assert by["EVSE.1/Power"][3] == ("W", 0, 22080, None)
     assert by["EVSE.2/Power"][3] == ("W", 0, 3680, None)
@@ -168,7 +169,7 @@ def test_declarations_make_the_evse_rows_when_asked_and_find_them_in_any_case():
     assert list(decls) == rows
     with pytest.raises(IndexError):
         decls[len(decls)]
-    assert rows[len(VARIABLES) + 4 : len(VARIABLES) + 7] == [
+    assert rows[len(VARIABLES) + 5 : len(VARIABLES) + 8] == [
         ("EVSE.1/AvailabilityState", "or", "Available", (None, None, None, STATES)),
         ("EVSE.1/Available", "br", "true", None),
         ("EVSE.1/AllowReset", "br=", "false", None),
@@ -218,7 +219,7 @@ def test_ac_phase_switching_is_supported_when_an_evse_has_a_phase_switch(evses, 
 def test_only_tethered_cables_make_unlock_on_ev_side_disconnect_read_only_false():
     by = {d[0]: d for d in declarations([hw(cable_a=32)])}
     assert by["OCPPCommCtrlr/UnlockOnEVSideDisconnect"][1:3] == ("br=", "false")
-    assert len(by) == len(VARIABLES) + 4 + 9
+    assert len(by) == len(VARIABLES) + 5 + 9
 
 
 def test_every_default_passes_its_own_check_and_list_types_carry_a_values_list(tmp_path):
@@ -587,8 +588,10 @@ def test_get_report_component_criteria(tmp_path):
     every = [d[0] for d in st.dm.declared]
     local = [k for k in every if k.startswith("LocalAuthListCtrlr/")]
     # Every component is available and enabled (those without Available/Enabled/Active count
-    # as such); none has a Problem variable.
-    assert get_report(st, criteria=["Available"])[1] == every
+    # as such), but the display messages of a station without a display; none has a Problem
+    # variable.
+    shown = [k for k in every if not k.startswith("DisplayMessageCtrlr/")]
+    assert get_report(st, criteria=["Available"])[1] == shown
     assert get_report(st, criteria=["Enabled"])[1] == every
     assert get_report(st, criteria=["Active"])[1] == every
     assert get_report(st, criteria=["Problem"]) == ({"status": "EmptyResultSet"}, [])
@@ -601,7 +604,7 @@ def test_get_report_component_criteria(tmp_path):
     st.dm.set("LocalAuthListCtrlr/Enabled", "false")
     keys = get_report(st, criteria=["Enabled"])[1]
     assert not [k for k in keys if k.startswith("LocalAuthListCtrlr/")]
-    assert get_report(st, criteria=["Available"])[1] == every  # still available
+    assert get_report(st, criteria=["Available"])[1] == shown  # still available
     st.dm.set("LocalAuthListCtrlr/Enabled", "true")
     keys = get_report(st, criteria=["Enabled"])[1]
     assert [k for k in keys if k.startswith("LocalAuthListCtrlr/")] == local

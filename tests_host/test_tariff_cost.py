@@ -48,10 +48,11 @@ def station(make):  # noqa: F811
         st.session.decimal = None
         st.display = SimpleNamespace(cost=None)
 
-        def load():
+        def load(entry):
             TariffCost(st.router, st.session, st.dm, st.txs, st.display)
 
-        st.router.later(("CostUpdated",), load)
+        st.router.load = load
+        st.router.later((("CostUpdated",),))
         return st
 
     return build

@@ -1020,6 +1020,12 @@ commands (prefix any station command with @ID when several stations are connecte
                                          by default; any: no evseId); ids count from 1
   cancel <reservationId>                 CancelReservation
   cost <transactionId> <amount>          CostUpdated (the running cost of a session)
+  message <id> AlwaysFront|InFront|NormalCycle <text...>
+                                         SetDisplayMessage (format UTF8; URI for a text
+                                         starting with http:// or https://)
+  messages                               GetDisplayMessages (all); the
+                                         NotifyDisplayMessages parts show as they come
+  clearmsg <id>                          ClearDisplayMessage
   raw <text>                             put text on the wire as is
   close [code]                           close the WebSocket from the server side
   refuse on|off                          refuse new connections with HTTP 503
@@ -1085,6 +1091,7 @@ class Console:
         self.log_id = 0
         self.customer_id = 0
         self.reservation_id = 0
+        self.messages_id = 0
 
     def parse(self, line):
         line = line.strip()
@@ -1273,6 +1280,31 @@ class Console:
         if len(args) != 1 or not args[0].lstrip("-").isdigit():
             raise ConsoleError("usage: cancel <reservationId>")
         return "CancelReservation", {"reservationId": int(args[0])}
+
+    def _shortcut_message(self, args, rest):
+        if len(args) < 3 or not args[0].lstrip("-").isdigit():
+            raise ConsoleError("usage: message <id> AlwaysFront|InFront|NormalCycle <text...>")
+        text = rest.split(None, 2)[2]  # as typed, spaces included
+        uri = text.startswith(("http://", "https://"))
+        payload = {
+            "message": {
+                "id": int(args[0]),
+                "priority": args[1],
+                "message": {"format": "URI" if uri else "UTF8", "content": text},
+            }
+        }
+        return "SetDisplayMessage", payload
+
+    def _shortcut_messages(self, args, rest):
+        if args:
+            raise ConsoleError("usage: messages")
+        self.messages_id += 1
+        return "GetDisplayMessages", {"requestId": self.messages_id}
+
+    def _shortcut_clearmsg(self, args, rest):
+        if len(args) != 1 or not args[0].lstrip("-").isdigit():
+            raise ConsoleError("usage: clearmsg <id>")
+        return "ClearDisplayMessage", {"id": int(args[0])}
 
     def _station(self, station_id):
         if station_id is not None:

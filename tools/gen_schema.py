@@ -64,6 +64,7 @@ CS_TO_CSMS = (
     "NotifyChargingLimit",
     "ClearedChargingLimit",
     "ReservationStatusUpdate",
+    "NotifyDisplayMessages",
 )
 # Actions the CSMS sends: we validate its Request.
 CSMS_TO_CS = (
@@ -96,6 +97,9 @@ CSMS_TO_CS = (
     "ReserveNow",
     "CancelReservation",
     "CostUpdated",
+    "SetDisplayMessage",
+    "GetDisplayMessages",
+    "ClearDisplayMessage",
 )
 
 KIND_NAMES = ("STR", "DT", "ENUM", "INT", "NUM", "BOOL", "OBJ", "OPEN", "ARR", "ANY")
