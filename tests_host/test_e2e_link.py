@@ -304,6 +304,7 @@ def test_control_channel_contract(csms, sims, target):
     st = sim.wait_status(lambda s: s["registration"] == "Accepted")
     assert st.pop("max_stall_ms") >= 0
     assert [e["id"] for e in st.pop("evse")] == [1]
+    assert type(st.pop("display")) is list
     assert st == {
         "ok": True,
         "firmware_version": "0.1.0",

@@ -295,7 +295,10 @@ def test_a_small_heap_costs_an_answer_at_worst_never_the_link(csms, sims, heap):
 # free-text strings (every request may also carry customData.vendorId).
 NAME = {"component": {"name": "X"}, "variable": {"name": "Y"}}
 BASES = {
+    "CancelReservation": ({"reservationId": 99}, []),  # Rejected: unknown
     "ChangeAvailability": ({"operationalStatus": "Operative"}, []),
+    "ClearDisplayMessage": ({"id": 99}, []),  # Unknown
+    "CostUpdated": ({"totalCost": 1.5, "transactionId": "T"}, [("transactionId",)]),  # ignored
     "ClearCache": ({}, []),
     "ClearChargingProfile": ({"chargingProfileId": 99}, []),  # Unknown
     "CustomerInformation": (
@@ -320,6 +323,7 @@ BASES = {
     "GetBaseReport": ({"requestId": 1, "reportBase": "SummaryInventory"}, []),
     "GetChargingProfiles": ({"requestId": 1, "chargingProfile": {"stackLevel": 9}}, []),
     "GetCompositeSchedule": ({"evseId": 1, "duration": 60}, []),
+    "GetDisplayMessages": ({"requestId": 1, "id": [99]}, []),  # Unknown
     "GetInstalledCertificateIds": ({}, []),
     "GetLog": (
         {"logType": "DiagnosticsLog", "requestId": 1, "log": {"remoteLocation": "x"}},
@@ -347,6 +351,15 @@ BASES = {
         [("idToken", "idToken")],
     ),
     "RequestStopTransaction": ({"transactionId": "T"}, [("transactionId",)]),
+    "ReserveNow": (  # expired already: Rejected, nothing kept
+        {
+            "id": 1,
+            "expiryDateTime": "2000-01-01T00:00:00Z",
+            "idToken": {"idToken": "T", "type": "Central"},
+            "evseId": 1,
+        },
+        [("idToken", "idToken")],
+    ),
     "Reset": ({"type": "OnIdle", "evseId": 1}, []),
     "SendLocalList": (
         {
@@ -379,6 +392,17 @@ BASES = {
             },
         },
         [],
+    ),
+    "SetDisplayMessage": (  # ended already: Rejected, nothing kept
+        {
+            "message": {
+                "id": 1,
+                "priority": "NormalCycle",
+                "endDateTime": "2000-01-01T00:00:00Z",
+                "message": {"format": "UTF8", "content": "C"},
+            }
+        },
+        [("message", "message", "content")],
     ),
     "SetNetworkProfile": (
         {
