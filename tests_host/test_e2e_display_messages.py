@@ -188,3 +188,34 @@ def test_times_states_transactions_and_a_power_loss(csms, sims, tmp_path):
         msg(2, "AlwaysFront", "Enjoy", state="Charging"),
         msg(4, "InFront", "Still here"),
     ]
+
+
+def test_a_wallbox_without_a_display(csms, sims):
+    cfg = {"variables": variables(FAST), "sim": {"display": False}}
+    sim = sims(csms.url, config=cfg)
+    st, _ = accepted(csms, sim)
+    names = [
+        ("DisplayMessageCtrlr", "Available"),
+        ("TariffCostCtrlr", "Available", "Tariff"),
+        ("TariffCostCtrlr", "Available", "Cost"),
+    ]
+    req = []
+    for comp, var, *inst in names:
+        v = {"name": var}
+        if inst:
+            v["instance"] = inst[0]
+        req.append({"component": {"name": comp}, "variable": v})
+    got = csms.call(st, "GetVariables", {"getVariableData": req})
+    assert [r["attributeValue"] for r in got["getVariableResult"]] == ["false"] * 3
+    assert put(csms, st, msg(1, "NormalCycle", "Hi")) == {
+        "status": "Rejected",
+        "statusInfo": {"reasonCode": "UnsupportedRequest"},
+    }
+    assert csms.call(st, "GetDisplayMessages", {"requestId": 1}) == {"status": "Unknown"}
+    # No display to show costs on: CostUpdated is not supported here.
+    start = len(st.frames)
+    with pytest.raises(Exception, match="NotSupported"):
+        csms.call(st, "CostUpdated", {"totalCost": 1.5, "transactionId": "T"})
+    (err,) = [f.msg for f in st.frames[start:] if f.kind == "error"]
+    assert err[2] == "NotSupported" and err[4] == {}
+    assert sim.cmd("status")["display"] == []

@@ -81,6 +81,8 @@ class Board(boards.Board):
         self.settings["csms_url"] = opts.get("csms", "ws://127.0.0.1:9000/ocpp")
         self.net_up = True  # False after the control channel's ws_disconnect
         sim = self.settings.get("sim", {})
+        if sim.get("display") is False:
+            self.display = None  # a wallbox without a display (the class has one)
         self.evs = [SimEV(PHASES, save=self.save_world) for _ in range(self.evses)]
         for ev in self.evs:
             ev.stop_delay_ms = int(sim.get("ev_stop_delay_s", 1) * 1000)

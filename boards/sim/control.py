@@ -179,7 +179,7 @@ class Control:
             "registration": reg if reg else "None",
             "connected": st.connection.connected,
             "max_stall_ms": st.supervisor.max_stall_ms,
-            "display": self.board.display.lines,
+            "display": [] if self.board.display is None else self.board.display.lines,
             "evse": [_evse_status(e, self.board.evs[e.id - 1], st) for e in st.evses],
         }
 
