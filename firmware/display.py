@@ -47,6 +47,7 @@ class Display:
     # (class attributes until then: no slot in the instance, heap).
     messages = None
     cost = None
+    _qr = None  # (uri, its QR code) while a URI is shown: encoded once (a class default)
     # (Few methods and functions: each one costs heap on a board, frozen or not.)
 
     def __init__(self, driver, led, transactions, availability, connection, clock):
@@ -64,8 +65,9 @@ class Display:
         # "Finished" screen), else None.
         self._last = [None] * len(transactions.bays)
 
-    def tick(self):
-        """Redraw if the screen changed, and set the LED."""
+    async def tick(self):
+        """Redraw if the screen changed, and set the LED. A QR code is encoded in steps that
+        let the other tasks run (on an ESP32 it takes longer than the loop may wait)."""
         try:
             states = [self._state(i, b) for i, b in enumerate(self.txs.bays)]
             online = self.connection.ready.is_set()
@@ -86,12 +88,17 @@ class Display:
             self._shown = (lines, uri)
             qr = None
             if uri is not None:
-                if d.pixels:
-                    from qr import encode  # only while a URI is shown (heap)
-
-                    qr = encode(uri)
-                else:
+                if not d.pixels:
                     lines = ["QR:" + uri] + lines
+                elif self._qr is not None and self._qr[0] == uri:
+                    qr = self._qr[1]  # a message that takes turns comes back: no new encoding
+                else:
+                    from qr import encode_steps  # only while a URI is shown (heap)
+                    from steps import run_async
+
+                    self._qr = None
+                    qr = await run_async(encode_steps(uri))
+                    self._qr = (uri, qr)
             d.show(lines, qr)
         except Exception as e:  # a bad message or a driver error: the next second again
             log.exc(_TAG, "refresh", e)
@@ -102,6 +109,7 @@ class Display:
         d = self.driver
         m = self.messages
         shown = None
+        active = None
         if m is not None:
             if "Faulted" in states:
                 state = "Faulted"
@@ -121,6 +129,8 @@ class Display:
                 else:
                     k = turn % (len(active) + 1)  # the station's screen takes its turn too
                     shown = active[k - 1] if k else None
+        if self._qr is not None and not (active and any(a[3] == self._qr[0] for a in active)):
+            self._qr = None  # its message is gone: so is the code kept for it
         if shown is not None:
             if shown[2] == "URI":
                 return [], shown[3]

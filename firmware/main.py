@@ -425,7 +425,7 @@ class Station:
                 log.file.flush()
                 self.security.journal.flush()
                 if self.display is not None:
-                    self.display.tick()
+                    await self.display.tick()
             if turns == _CACHE_TURNS:
                 turns = 0
                 self.authorization.flush()

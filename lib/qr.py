@@ -10,6 +10,8 @@
 
 from micropython import const
 
+import steps
+
 _LEVELS = const("LMQH")  # index 0..3; the format information codes them as index ^ 1
 _MAX_VERSION = const(10)
 _FORMAT_GEN = const(0x537)  # BCH(15,5) generator
@@ -94,6 +96,13 @@ def encode(data, ecl="M", mask=None):
     """`data` (bytes, or str sent as UTF-8) in byte mode, in the smallest version (1 to 10) that
     holds it at error-correction level `ecl` ("L", "M", "Q" or "H"); `mask` (0 to 7) forces a
     mask, None picks the one with the lowest penalty. ValueError when it does not fit."""
+    return steps.run(encode_steps(data, ecl, mask))
+
+
+def encode_steps(data, ecl="M", mask=None):
+    """`encode` as a generator (lib/steps.py) that yields every few rows of the mask scoring,
+    the longest part: on an ESP32 the whole takes far longer than the asyncio loop may wait,
+    so the display awaits it with steps.run_async."""
     if isinstance(data, str):
         data = data.encode()
     level = _LEVELS.find(ecl.upper()) if isinstance(ecl, str) and len(ecl) == 1 else -1
@@ -132,7 +141,8 @@ def encode(data, ecl="M", mask=None):
         best = -1
         for m in range(8):
             _mask(work, bits, fn, stride, size, m, pat)
-            score = _penalty(work, stride, size, line, prev)
+            yield
+            score = yield from _penalty(work, stride, size, line, prev)
             if best < 0 or score < best:  # on a tie the lower mask number stays
                 best = score
                 mask = m
@@ -366,10 +376,13 @@ def _mask(dst, src, fn, stride, size, mask, pat):
 
 def _penalty(work, stride, size, line, prev):
     """The penalty of a masked symbol: runs, 2 x 2 blocks, finder-like patterns and the
-    balance of dark and light (ISO/IEC 18004:2015, 7.8.3.1)."""
+    balance of dark and light (ISO/IEC 18004:2015, 7.8.3.1). A generator: it yields every 8
+    rows and columns."""
     score = 0
     dark = 0
     for y in range(size):
+        if y & 7 == 7:
+            yield
         base = y * stride
         for x in range(size):
             line[x] = work[base + (x >> 3)] >> (x & 7) & 1
@@ -385,6 +398,8 @@ def _penalty(work, stride, size, line, prev):
             dark += line[x]
         line, prev = prev, line
     for x in range(size):
+        if x & 7 == 7:
+            yield
         i = x >> 3
         s = x & 7
         for y in range(size):

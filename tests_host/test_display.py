@@ -2,6 +2,7 @@
 availability block's status rule, with the fakes of test_transactions.py: what a driver sees
 in each state, display messages taking their turns, the LED, and no redraw without a change."""
 
+import asyncio
 from types import SimpleNamespace
 
 import pytest
@@ -64,9 +65,13 @@ def station(make):  # noqa: F811
     return build
 
 
+def tick(st):
+    asyncio.run(st.display.tick())
+
+
 def screen(st):
     """Tick, and the lines on the screen now."""
-    st.display.tick()
+    tick(st)
     return st.driver.drawn[-1][0]
 
 
@@ -127,8 +132,8 @@ def test_two_evses_are_numbered(station):
 
 def test_no_redraw_while_the_screen_stays(station):
     st = station()
-    st.display.tick()
-    st.display.tick()
+    tick(st)
+    tick(st)
     assert len(st.driver.drawn) == 1
 
 
@@ -177,11 +182,11 @@ def test_a_failing_driver_is_logged_and_the_next_tick_draws(station, logged):
         raise OSError(5)
 
     st.driver.show = broken
-    st.display.tick()
+    tick(st)
     assert "refresh" in logged.getvalue()
     del st.driver.show
     st.display._shown = None
-    st.display.tick()
+    tick(st)
     assert st.driver.drawn
 
 
@@ -190,9 +195,9 @@ def test_state_for_messages(station):
     m = st.display.messages = Messages()
     e = st.evses[0]
     e.set(faults={"rcd_trip"})
-    st.display.tick()
+    tick(st)
     e.set(faults=set(), available=False)
-    st.display.tick()
+    tick(st)
     assert m.asked == ["Faulted", "Unavailable"]
 
 
@@ -200,8 +205,51 @@ def test_a_uri_message_is_a_qr_code_on_a_pixel_display(station):
     st = station(pixels=True)
     st.display.messages = Messages()
     st.display.messages.now = [(1, "AlwaysFront", "URI", "https://pay.example/cs1")]
-    st.display.tick()
+    tick(st)
     lines, qr = st.driver.drawn[-1]
     assert lines == [] and qr.size == 25  # version 2 at level M for 22 bytes
-    st.display.tick()
+    tick(st)
     assert len(st.driver.drawn) == 1  # encoded and drawn once while it stays
+
+
+def test_a_qr_code_is_encoded_in_steps_once_while_its_message_lasts(station, tm):  # noqa: F811
+    import qr
+
+    st = station(pixels=True)
+    m = st.display.messages = Messages()
+    m.now = [(1, "NormalCycle", "URI", "https://pay.example/cs1")]
+    encoded = []
+    real = qr.encode_steps
+
+    def counting(uri):
+        encoded.append(uri)
+        return real(uri)
+
+    qr.encode_steps = counting
+    try:
+        turns = []
+
+        async def go():
+            async def other():  # another task: it runs while the code is encoded
+                while True:
+                    turns.append(1)
+                    await asyncio.sleep(0)
+
+            t = asyncio.create_task(other())
+            await asyncio.sleep(0)
+            for _ in range(4):
+                before, n = len(turns), len(encoded)
+                await st.display.tick()
+                if len(encoded) > n and len(turns) < before + 8:
+                    raise AssertionError("the loop waited for the whole encoding")
+                tm.advance(s=5)
+            t.cancel()
+
+        asyncio.run(go())
+    finally:
+        qr.encode_steps = real
+    shown = [qr_ is not None for _, qr_ in st.driver.drawn]
+    assert shown.count(True) >= 2 and encoded == ["https://pay.example/cs1"]
+    m.now = []
+    tick(st)
+    assert st.display._qr is None  # its message gone, so is the code

@@ -208,9 +208,28 @@ def test_on_micropython(tmp_path):
         pytest.skip("no MicroPython unix port in .venv")
     script = tmp_path / "mp_qr.py"
     script.write_text(MP_SCRIPT)
-    env = dict(os.environ, MICROPYPATH=str(ROOT / "lib"))
+    env = dict(os.environ, MICROPYPATH=".frozen:%s" % (ROOT / "lib"))
     out = subprocess.run(
         [str(MICROPYTHON), str(script)], env=env, capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:-1] == _expected_mp_output()
+
+
+def test_encode_steps_yield_often_and_give_the_same_symbol():
+    import qr
+    import steps
+
+    gen = qr.encode_steps("https://pay.example/cs1")
+    n = 0
+    try:
+        while True:
+            next(gen)
+            n += 1
+    except StopIteration as e:
+        symbol = e.value
+    assert n >= 8 * 6  # every 8 rows and columns of each of the 8 masks, and between masks
+    direct = qr.encode("https://pay.example/cs1")
+    assert symbol.size == direct.size and symbol.mask == direct.mask
+    assert all(symbol.get(x, y) == direct.get(x, y) for x in range(25) for y in range(25))
+    assert steps.run(qr.encode_steps(b"x", "H")).version == 1
