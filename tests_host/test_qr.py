@@ -217,17 +217,12 @@ def test_on_micropython(tmp_path):
 
 
 def test_encode_steps_yield_often_and_give_the_same_symbol():
+    from test_crypto_steps import counted
+
     import qr
     import steps
 
-    gen = qr.encode_steps("https://pay.example/cs1")
-    n = 0
-    try:
-        while True:
-            next(gen)
-            n += 1
-    except StopIteration as e:
-        symbol = e.value
+    symbol, n = counted(qr.encode_steps("https://pay.example/cs1"))
     assert n >= 8 * 6  # every 8 rows and columns of each of the 8 masks, and between masks
     direct = qr.encode("https://pay.example/cs1")
     assert symbol.size == direct.size and symbol.mask == direct.mask
