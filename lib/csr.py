@@ -7,7 +7,9 @@
 #                                 the public key; key_pem(key) the same as "EC PRIVATE KEY" PEM.
 #                                 mbedTLS (MicroPython's ssl) takes this DER as the client key.
 #   load_key(data) -> PrivateKey  from that PEM or DER, or PKCS#8 ("PRIVATE KEY", as openssl
-#                                 genpkey writes); ValueError for anything else
+#                                 genpkey writes); ValueError for anything else. The public
+#                                 key stored beside d is trusted (no scalar multiplication
+#                                 at load); without one it is computed on first need.
 #   request_der(key, cn, org="") -> bytes   the CSR, signed with key; request_steps(...) the
 #                                 same as steps (steps.py), request_pem(der) -> str its PEM
 #
