@@ -14,6 +14,10 @@
 #   seq = one(der)           # the same three lines in one
 #   n = seq.integer()
 #   oid = seq.oid()          # "1.2.840.10045.2.1"
+#
+# And the few encoders that signing needs (CSRs, signatures, keys), each giving one element's
+# DER as bytes: tlv(tag, contents); integer(n), n >= 0; oid(dotted); bits(data), a BIT STRING
+# of whole bytes. Constructed elements nest them: tlv(SEQUENCE, integer(1) + oid(...)).
 
 from micropython import const
 
@@ -201,3 +205,38 @@ class Reader:
         if tag in (PRINTABLE_STRING, T61_STRING, IA5_STRING, VISIBLE_STRING):
             return "".join(chr(c) for c in v)  # ASCII, or Latin-1 for T61 as in practice
         raise DerError("not a string (tag 0x%02x)" % tag)
+
+
+def tlv(tag, contents):
+    """One element: tag, length in the fewest bytes, contents (bytes)."""
+    n = len(contents)
+    if n < 0x80:
+        return bytes((tag, n)) + contents
+    k = (bit_length(n) + 7) // 8
+    return bytes((tag, 0x80 | k)) + n.to_bytes(k, "big") + contents
+
+
+def integer(n):
+    """An INTEGER n >= 0 in the fewest bytes: a leading 0x00 where the top bit is set."""
+    if n < 0:
+        raise ValueError("negative INTEGER")
+    return tlv(INTEGER, n.to_bytes(bit_length(n) // 8 + 1, "big"))
+
+
+def oid(dotted):
+    """An OBJECT IDENTIFIER from its dotted form ("1.2.840.10045.2.1")."""
+    arcs = [int(a) for a in dotted.split(".")]
+    arcs[0:2] = [40 * arcs[0] + arcs[1]]  # the first two arcs share one number
+    out = bytearray()
+    for n in arcs:
+        shift = (bit_length(n) - 1) // 7 * 7 if n else 0  # base 128, most significant first
+        while shift:
+            out.append(0x80 | n >> shift & 0x7F)
+            shift -= 7
+        out.append(n & 0x7F)
+    return tlv(OID, bytes(out))
+
+
+def bits(data):
+    """A BIT STRING of whole bytes (no unused bits)."""
+    return tlv(BIT_STRING, b"\x00" + data)

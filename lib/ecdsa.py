@@ -1,27 +1,53 @@
-# ecdsa: ECDSA signature verification on NIST P-256 and P-384 (FIPS 186-4 §6.4, SEC 1 §4.1.4).
-# MIT licence. Ours because MicroPython has no public-key cryptography and no maintained
-# package offers it.
+# ecdsa: ECDSA on NIST P-256 and P-384 (FIPS 186-4 §6.4, SEC 1 §4.1): signature verification,
+# and key generation and signing (RFC 6979 nonces) for the station's own key. MIT licence.
+# Ours because MicroPython has no public-key cryptography and no maintained package offers it.
 #
 #   P256, P384                          the curves (Curve: name, oid, p, b, g, n, size, hash)
 #   PublicKey(curve, x, y)              ValueError unless (x, y) is a point on the curve
 #   PublicKey.from_bytes(curve, b)      from SEC 1 uncompressed bytes 04 || X || Y
+#   key.to_bytes()                      the same uncompressed bytes
 #   key.verify_digest(hash_name, digest, sig) -> bool   sig: DER SEQUENCE { r, s }
 #   key.verify_rs(digest, r, s) -> bool
 #   key.verify_steps(hash_name, digest, sig)   verify_digest as steps (steps.py): a pause
 #                                       after each of two inversions, then every 4 bits of
 #                                       the scalars (66 pauses on P-256)
 #   key.default_hash                    "sha256" on P-256, "sha384" on P-384
+#   encode_signature(r, s), decode_signature(der)   DER SEQUENCE { r, s } and back
+#
+#   PrivateKey(curve, d, public=None)   ValueError unless 0 < d < n; public (a PublicKey) is
+#                                       trusted, and computed on first need when None
+#   PrivateKey.generate(urandom, curve=P256)   a new key from urandom(n) -> n random bytes
+#                                       (os.urandom); generate_steps(...) the same as steps
+#   priv.public_key() -> PublicKey      public_steps() the same as steps
+#   priv.sign_digest(digest) -> DER signature; sign_steps(digest) the same as steps (a pause
+#                                       every 4 bits of the nonce and after each of two
+#                                       inversions: 66 on P-256); sign_rs(digest) -> (r, s)
 #
 # Any digest length goes with either curve: a longer one is cut to the bit length of the
 # group order (SHA-384 on P-256), a shorter one is used whole (SHA-256 on P-384). hash_name
 # is there only so that rsa.PublicKey and this class are called alike.
 #
-# Only public data is handled, so nothing here needs to run in constant time. Points are in
-# Jacobian coordinates (X, Y, Z) standing for (X/Z^2, Y/Z^3); Z == 0 is the point at
-# infinity. u1*G + u2*Q is one pass over the bits of both scalars (Shamir's trick).
+# Verification handles only public data. Points are in Jacobian coordinates (X, Y, Z)
+# standing for (X/Z^2, Y/Z^3); Z == 0 is the point at infinity. u1*G + u2*Q is one pass over
+# the bits of both scalars (Shamir's trick).
+#
+# Signing and key generation handle secrets (the key d, the nonce k), and nothing here runs
+# in constant time: Python's big integers do not, and double-and-add takes longer for more
+# one bits. Constant time is out of reach in Python; the station signs a CSR now and then,
+# so no one gets to time thousands of signatures. What is guaranteed is RFC 6979: the nonce
+# is HMAC-derived from the key and the digest alone, so a weak or broken random source can
+# never leak the key through a repeated or biased nonce (it still must be good for the key
+# itself). The HMAC is HMAC-SHA-256 on both curves (RFC 6979 A.2.5's vectors on P-256 with
+# SHA-256, and A.2.6's SHA-256 ones on P-384).
+
+import hashlib
+
+from micropython import const
 
 import asn1
 import steps
+
+_KEY_TRIES = const(16)  # random draws outside [1, n-1] before the source is deemed broken
 
 
 class Curve:
@@ -142,6 +168,64 @@ def _shamir(curve, u1, u2, q):
     return x, y, z
 
 
+def _mul(curve, k, pt):
+    """k * pt (affine, k > 0) in Jacobian coordinates by double-and-add, as steps: a pause
+    every 4 bits."""
+    p = curve.p
+    x, y, z = 0, 1, 0
+    for i in range(asn1.bit_length(k) - 1, -1, -1):
+        x, y, z = _double(p, x, y, z)
+        if (k >> i) & 1:
+            x, y, z = _add(p, x, y, z, pt[0], pt[1])
+        if i % 4 == 0:
+            yield
+    return x, y, z
+
+
+def _bits2int(curve, b):
+    # SEC 1 / RFC 6979 bits2int: the leftmost n_bits bits of b as an integer.
+    e = int.from_bytes(b, "big")
+    if len(b) * 8 > curve.n_bits:
+        e >>= len(b) * 8 - curve.n_bits
+    return e
+
+
+def _hmac(key, data):
+    # HMAC-SHA-256 (RFC 2104) with a key of at most 64 bytes: MicroPython has no hmac module.
+    key += bytes(64 - len(key))
+    inner = hashlib.sha256(bytes(c ^ 0x36 for c in key) + data).digest()
+    return hashlib.sha256(bytes(c ^ 0x5C for c in key) + inner).digest()
+
+
+def _nonces(curve, d, digest):
+    """RFC 6979 §3.2 nonces for key d and digest, in order (a plain iterator, not steps):
+    the first is the one; the next ones only if a signature with it has r or s zero."""
+    n = curve.n
+    size = (curve.n_bits + 7) // 8
+    x = d.to_bytes(size, "big")
+    h = (_bits2int(curve, digest) % n).to_bytes(size, "big")  # bits2octets
+    v = b"\x01" * 32
+    k = _hmac(bytes(32), v + b"\x00" + x + h)
+    v = _hmac(k, v)
+    k = _hmac(k, v + b"\x01" + x + h)
+    v = _hmac(k, v)
+    while True:
+        t = b""
+        while len(t) < size:
+            v = _hmac(k, v)
+            t += v
+        c = _bits2int(curve, t)
+        if 0 < c < n:
+            yield c
+        k = _hmac(k, v + b"\x00")
+        v = _hmac(k, v)
+
+
+def encode_signature(r, s):
+    """DER SEQUENCE { INTEGER r, INTEGER s }."""
+    return asn1.tlv(asn1.SEQUENCE, asn1.integer(r) + asn1.integer(s))
+
+
 def decode_signature(sig):
     """(r, s) from a DER SEQUENCE { INTEGER r, INTEGER s }, or None if it is not one."""
     try:
@@ -172,6 +256,11 @@ class PublicKey:
             curve, int.from_bytes(data[1 : n + 1], "big"), int.from_bytes(data[n + 1 :], "big")
         )
 
+    def to_bytes(self):
+        """SEC 1 §2.3.3 uncompressed form: 04 || X || Y."""
+        n = self.curve.size
+        return b"\x04" + self.x.to_bytes(n, "big") + self.y.to_bytes(n, "big")
+
     def verify_digest(self, hash_name, digest, sig):
         return steps.run(self.verify_steps(hash_name, digest, sig))
 
@@ -190,9 +279,7 @@ class PublicKey:
         n = c.n
         if not (0 < r < n and 0 < s < n):
             return False
-        e = int.from_bytes(digest, "big")
-        if len(digest) * 8 > c.n_bits:
-            e >>= len(digest) * 8 - c.n_bits
+        e = _bits2int(c, digest)
         w = _inverse(s, n)
         yield
         x, _, z = yield from _shamir(c, e * w % n, r * w % n, (self.x, self.y))
@@ -203,3 +290,71 @@ class PublicKey:
         p = c.p
         zz = z * z % p
         return (r * zz - x) % p == 0 or (r + n < p and ((r + n) * zz - x) % p == 0)
+
+
+class PrivateKey:
+    """An ECDSA private key: the scalar d and its public key. Never log or send d."""
+
+    def __init__(self, curve, d, public=None):
+        if not 0 < d < curve.n:
+            raise ValueError("private key out of range")
+        self.curve = curve
+        self.d = d
+        self._public = public
+
+    @classmethod
+    def generate(cls, urandom, curve=P256):
+        return steps.run(cls.generate_steps(urandom, curve))
+
+    @classmethod
+    def generate_steps(cls, urandom, curve=P256):
+        """generate as steps. Rejection sampling: draws of the order's length until one is
+        in [1, n-1] (on P-256 one draw in 2^32 is not); ValueError when the source gives
+        the wrong length or _KEY_TRIES draws outside (a stuck source: all zeros, all ones)."""
+        size = (curve.n_bits + 7) // 8
+        for _ in range(_KEY_TRIES):
+            b = urandom(size)
+            if len(b) != size:
+                raise ValueError("random source gave %d bytes, not %d" % (len(b), size))
+            d = _bits2int(curve, b)
+            if 0 < d < curve.n:
+                key = cls(curve, d)
+                yield from key.public_steps()
+                return key
+        raise ValueError("random source gives no key")
+
+    def public_key(self):
+        return steps.run(self.public_steps())
+
+    def public_steps(self):
+        """public_key as steps."""
+        if self._public is None:
+            c = self.curve
+            x, y, z = yield from _mul(c, self.d, c.g)
+            self._public = PublicKey(c, *_affine(c.p, x, y, z))  # on the curve, or a bug
+        return self._public
+
+    def sign_digest(self, digest):
+        return steps.run(self.sign_steps(digest))
+
+    def sign_rs(self, digest):
+        return steps.run(self._sign_rs(digest))
+
+    def sign_steps(self, digest):
+        """sign_digest as steps: the DER signature of digest."""
+        r, s = yield from self._sign_rs(digest)
+        return encode_signature(r, s)
+
+    def _sign_rs(self, digest):
+        c = self.curve
+        n = c.n
+        e = _bits2int(c, digest)
+        for k in _nonces(c, self.d, digest):
+            x, y, z = yield from _mul(c, k, c.g)  # z != 0: 0 < k < n
+            r = _affine(c.p, x, y, z)[0] % n
+            yield
+            if r:
+                s = _inverse(k, n) * (e + r * self.d) % n
+                yield
+                if s:
+                    return r, s
