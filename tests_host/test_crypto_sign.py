@@ -8,7 +8,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import csr
 import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -20,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import asn1
+import csr
 import ecdsa
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 import sntp
 
 ROOT = Path(__file__).resolve().parent.parent
