@@ -167,13 +167,26 @@ class Session:
 
     # -- sending ----------------------------------------------------------------------------
 
-    async def _send(self, frame):
+    async def _send(self, frame, ours=False):
         ws = self.ws
         if ws is None:
             raise NotConnected()
         # Floats as the decimal text meant, and strict UTF-8 even if a string we hold is
         # not (one stored before strings were checked): jsonwire.dumps.
-        await ws.send(jsonwire.dumps(frame))
+        data = jsonwire.dumps(frame)
+        if not ours:
+            await ws.send(data)
+            return
+        try:
+            await ws.send(data)
+        except MemoryError:
+            raise
+        except Exception as e:
+            # The link closed under our CALL (the WebSocket's ConnectionClosed, a socket
+            # error): for call()'s caller that is NotConnected, as when it drops while the
+            # answer is awaited, and no failed attempt of the message.
+            log.warn(_TAG, "sending: %r" % (e,))
+            raise NotConnected()
 
     async def call(self, action, payload, timeout_s=None):
         """Send a CALL and return the CALLRESULT payload.
@@ -187,7 +200,7 @@ class Session:
             self._answer = None
             self._reply.clear()
             try:
-                await self._send([_CALL, uid, action, payload])
+                await self._send([_CALL, uid, action, payload], True)
                 self.last_call_ms = time.ticks_ms()
                 log.info(_TAG, "-> %s %s" % (action, uid))
                 timeout = self.timeout_s if timeout_s is None else timeout_s

@@ -664,3 +664,24 @@ def test_number_text_finds_the_literal_of_the_value_read():
     assert number_text(text, "totalCost", 7) is None  # inside a string
     assert number_text(bytearray(b'{"x": 3}'), "totalCost", 3) is None
     assert number_text('{"totalCost":-0.5}', "totalCost", -0.5) == "-0.5"
+
+
+def test_a_link_closing_under_our_call_is_not_connected():
+    import ws as wsmod
+
+    async def go():
+        session, ws = make()
+        task = asyncio.create_task(session.run(ws))
+        await asyncio.sleep(0)
+
+        async def closed(text):
+            raise wsmod.ConnectionClosed(1006, "aborted")
+
+        ws.send = closed
+        with pytest.raises(ocppj.NotConnected):
+            await session.call("BootNotification", BOOT)
+        ws.hang_up()
+        with pytest.raises(ConnectionError):
+            await task
+
+    asyncio.run(go())
