@@ -97,8 +97,11 @@ class Display:
                     from steps import run_async
 
                     self._qr = None
-                    qr = await run_async(encode_steps(uri))
-                    self._qr = (uri, qr)
+                    try:
+                        qr = await run_async(encode_steps(uri))
+                        self._qr = (uri, qr)
+                    except ValueError:  # longer than the largest code (version 10): as text
+                        lines = wrap(uri, d.cols, d.rows)
             d.show(lines, qr)
         except Exception as e:  # a bad message or a driver error: the next second again
             log.exc(_TAG, "refresh", e)

@@ -253,3 +253,13 @@ def test_a_qr_code_is_encoded_in_steps_once_while_its_message_lasts(station, tm)
     m.now = []
     tick(st)
     assert st.display._qr is None  # its message gone, so is the code
+
+
+def test_a_uri_too_long_for_a_qr_code_is_shown_as_text(station):
+    st = station(pixels=True)
+    st.display.messages = Messages()
+    uri = "https://pay.example/" + "x" * 300
+    st.display.messages.now = [(1, "AlwaysFront", "URI", uri)]
+    tick(st)
+    lines, qr = st.driver.drawn[-1]
+    assert qr is None and lines[0] == uri[:16] and len(lines) == 8
