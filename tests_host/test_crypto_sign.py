@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_crypto_steps import counted
 
 import asn1
 import csr
@@ -88,16 +89,6 @@ def verify_theirs(key, data, sig, h=hashes.SHA256()):
         return True
     except InvalidSignature:
         return False
-
-
-def counted(gen):
-    n = 0
-    try:
-        while True:
-            next(gen)
-            n += 1
-    except StopIteration as e:
-        return e.value, n
 
 
 def draws(*values, size=32):

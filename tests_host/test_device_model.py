@@ -244,3 +244,46 @@ def test_setting_reads_an_optional_variable_as_its_defaults_type(tmp_path):
     assert dm.setting("LocalButton/IdToken", "") == ""
     assert dm.setting("Nope/Nothing", 7) == 7
     assert dm.setting("Nope/Nothing", True) is True
+
+
+LIVE_SCRIPT = """
+import micropython
+from firmware.blocks.availability import Availability
+
+
+class Avail:
+    wish = {}
+    evses = ()
+
+
+a = Avail()
+live = Availability._live
+live(a, "TxCtrlr/TxStartPoint")
+r = "alloc"
+x = y = z = 0
+micropython.heap_lock()
+try:
+    x = live(a, "TxCtrlr/TxStartPoint")
+    y = live(a, "SampledDataCtrlr/TxUpdatedInterval")
+    z = live(a, "AuthCtrlr/Enabled")
+    r = "noalloc"
+except MemoryError:
+    pass
+micropython.heap_unlock()
+print(r, x is None and y is None and z is None)
+print(live(a, "ChargingStation/Available"), live(a, "EVSE.1/Available"))
+"""
+
+
+def test_the_availability_states_cost_other_keys_no_allocation_on_micropython(tmp_path):
+    # DeviceModel.get asks the availability block's live(key) for every key it reads (the
+    # settings each tick of the timers): any other key must go without allocating.
+    root = Path(__file__).resolve().parent.parent
+    mp = root / ".venv" / "bin" / "micropython"
+    if not mp.exists():
+        pytest.skip("no MicroPython unix port in .venv")
+    script = tmp_path / "live.py"
+    script.write_text(LIVE_SCRIPT)
+    env = dict(os.environ, MICROPYPATH=".frozen:%s:%s" % (root / "lib", root))
+    out = subprocess.run([str(mp), str(script)], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["noalloc", "True", "true", "None"], out.stdout + out.stderr

@@ -66,9 +66,14 @@ class Availability:
         """AvailabilityState and Available of the station, an EVSE or its connector, for the
         device model (DeviceModel.live); None for any other key. Keys come as declared:
         "ChargingStation/Available", "EVSE.1/AvailabilityState", "Connector.1.1/Available"."""
-        head, _, var = key.partition("/")
-        if var != "AvailabilityState" and var != "Available":
+        # Asked on every DeviceModel.get: the other keys go without allocating anything.
+        if key.endswith("/AvailabilityState"):
+            var = "AvailabilityState"
+        elif key.endswith("/Available"):
+            var = "Available"
+        else:
             return None
+        head = key[: len(key) - len(var) - 1]
         if head == "ChargingStation":
             st = "Unavailable" if self.wish.get("0") else "Available"
         else:

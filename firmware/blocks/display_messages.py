@@ -178,6 +178,13 @@ class DisplayMessages:
         longer ongoing."""
         if now is None:
             now = self.clock.now()
+        for m in self.items:  # asked each second: a new list only when one is gone
+            if (m[_END] is not None and now >= m[_END]) or (
+                m[_TX] is not None and not self._ongoing(m[_TX])
+            ):
+                break
+        else:
+            return
         keep = [
             m
             for m in self.items
