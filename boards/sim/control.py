@@ -5,6 +5,7 @@
 import asyncio
 import gc
 import json
+import select
 import sys
 
 from micropython import const
@@ -29,22 +30,31 @@ class Control:
         self.station = station
 
     async def run(self):
-        reader = asyncio.StreamReader(sys.stdin.buffer)
+        stdin = sys.stdin.buffer
+        reader = asyncio.StreamReader(stdin)
+        waiting = select.poll()
+        waiting.register(stdin, select.POLLIN)
         line = bytearray()
         while True:
-            # One byte per read, so a reboot never leaves a half-read command behind in our
-            # buffer and a partial line never blocks the loop.
-            b = await reader.read(1)
-            if not b:
-                log.info("sim", "control channel closed (stdin at end)")
-                return
-            if b != b"\n":
-                if len(line) <= _MAX_LINE:
-                    line.extend(b)
-                continue
-            if line.strip():
-                await self.execute(bytes(line))
-            line = bytearray()
+            b = await reader.read(1)  # the loop runs on until input arrives
+            # What is in the pipe now is read, and carried out, in this same turn of the loop:
+            # a command written at once is never cut in two by a reboot (another task), whose
+            # new boot would read the rest as a malformed line. One byte per read, so a partial
+            # line never blocks the loop and nothing is read past what the pipe holds.
+            while True:
+                if not b:
+                    log.info("sim", "control channel closed (stdin at end)")
+                    return
+                if b != b"\n":
+                    if len(line) <= _MAX_LINE:
+                        line.extend(b)
+                else:
+                    if line.strip():
+                        await self.execute(bytes(line))
+                    line = bytearray()
+                if not waiting.poll(0):
+                    break
+                b = stdin.read(1)
 
     async def execute(self, raw):
         cid = None
