@@ -30,10 +30,7 @@ class Control:
         self.station = station
 
     async def run(self):
-        stdin = sys.stdin.buffer
-        reader = asyncio.StreamReader(stdin)
-        waiting = select.poll()
-        waiting.register(stdin, select.POLLIN)
+        reader = asyncio.StreamReader(sys.stdin.buffer)
         line = bytearray()
         while True:
             b = await reader.read(1)  # the loop runs on until input arrives
@@ -41,6 +38,7 @@ class Control:
             # a command written at once is never cut in two by a reboot (another task), whose
             # new boot would read the rest as a malformed line. One byte per read, so a partial
             # line never blocks the loop and nothing is read past what the pipe holds.
+            more = None  # a poller while input flows only (not idle heap, not in `heap`)
             while True:
                 if not b:
                     log.info("sim", "control channel closed (stdin at end)")
@@ -49,12 +47,17 @@ class Control:
                     if len(line) <= _MAX_LINE:
                         line.extend(b)
                 else:
+                    more = None
                     if line.strip():
                         await self.execute(bytes(line))
                     line = bytearray()
-                if not waiting.poll(0):
+                if more is None:
+                    more = select.poll()
+                    more.register(sys.stdin.buffer, select.POLLIN)
+                if not more.poll(0):
                     break
-                b = stdin.read(1)
+                b = sys.stdin.buffer.read(1)
+            more = None
 
     async def execute(self, raw):
         cid = None
