@@ -166,7 +166,6 @@ class Station:
         self.queue = queue = MessageQueue(store.root + "/queue.jnl", session, conn, dm)
         spawn(queue.run())
         self.evses = evses = [Evse(i, hw) for i, hw in enumerate(hws, 1)]
-        self.supervisor = Supervisor(board.wdt(_WDT_MS))
         # The OCPP functional blocks, each registering its handlers with the router.
         self.authorization = auth = Authorization(
             router, session, conn, dm, store, clock, lambda: self.local_list
@@ -213,6 +212,9 @@ class Station:
             else:
                 router.later(entry)
         dm.watch(_MODE, self._mode)
+        # The watchdog last: what the boot does before the loop runs (the factory roots'
+        # signatures above: seconds on a board) must not starve it into a reset loop.
+        self.supervisor = Supervisor(board.wdt(_WDT_MS))
 
     def _mode(self, value):
         """LoadManagement.Mode changed: load management runs in the smart-charging block."""
@@ -300,6 +302,7 @@ class Station:
                 self.certificates,
                 self.availability,
                 self.transactions,
+                self.dm,
             )
         elif name == "firmware.blocks.smart_charging":
             from firmware.blocks.smart_charging import SmartCharging

@@ -83,6 +83,22 @@ def _unstarted(station):
         coro.close()
 
 
+def test_the_watchdog_starts_once_the_boot_has_verified_the_factory_roots(devkit, monkeypatch):
+    """A factory root's self-signature takes seconds on a board: it is checked before the
+    watchdog starts, else a first boot could starve it, and every boot after it too."""
+    from firmware.blocks.certificates import Certificates
+    from firmware.main import Station
+
+    seen = []
+    factory, wdt = Certificates._factory, devkit.wdt
+    monkeypatch.setattr(
+        Certificates, "_factory", lambda s, st: (seen.append("roots"), factory(s, st))
+    )
+    monkeypatch.setattr(devkit, "wdt", lambda ms: (seen.append("wdt"), wdt(ms))[1])
+    Station(devkit)
+    assert seen == ["roots", "wdt"]
+
+
 def test_main_knows_the_lazy_blocks_records_without_importing_them():
     # firmware/main.py loads the update block and the local list at boot only when their
     # record is on flash.

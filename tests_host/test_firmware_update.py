@@ -77,6 +77,7 @@ class Station:
         self.availability = SimpleNamespace(hold=self.holds.append)
         self.evses = [SimpleNamespace(id=1)]
         self.tx = False
+        self.allow = {"ChargingStation/AllowNewSessionsPendingFirmwareUpdate": False}
         self.certificates = SimpleNamespace(
             roots=lambda kind: roots,
             installed=lambda kind: len(roots),
@@ -112,6 +113,7 @@ class Station:
             self.certificates,
             self.availability,
             self,  # transactions: idle()
+            SimpleNamespace(get_bool=lambda key: self.allow[key]),  # the device model
         )
 
     def statuses(self):
@@ -126,12 +128,14 @@ def pki():
     foreign, _ = ota.make_signer(other, other_key)
     old = NOW - datetime.timedelta(days=30)
     expired, _ = ota.make_signer(root, root_key, days=2, not_before=old)
+    future, _ = ota.make_signer(root, root_key, not_before=NOW + datetime.timedelta(days=2))
     return SimpleNamespace(
         roots=x509.load_pem(ota.pem(root)),
         signer=ota.pem(signer),
         key=signer_key,
         foreign=ota.pem(foreign),
         expired=ota.pem(expired),
+        future=ota.pem(future),
     )
 
 
@@ -165,6 +169,7 @@ async def until(pred, timeout=10):
         ({"signingCertificate": "not a certificate"}, "InvalidCertificate", True),
         ({"signingCertificate": "foreign"}, "InvalidCertificate", True),
         ({"signingCertificate": "expired"}, "InvalidCertificate", True),
+        ({"signingCertificate": "future"}, "InvalidCertificate", True),
         ({}, "Accepted", None),
     ],
 )
@@ -519,3 +524,40 @@ def test_a_board_with_one_tls_link_closes_the_wss_link_for_an_https_download(
     assert st.connection.log == (["away", "back"] if alone else [])
     # Downloaded went out on the link that came back, none skipped
     assert st.statuses()[:3] == ["Downloading", "Downloaded", "SignatureVerified"]
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_the_install_waits_for_the_sessions_and_holds_idle_evses_unless_allowed(
+    tmp_path, pki, esp32_board, allow
+):
+    """AllowNewSessionsPendingFirmwareUpdate false: idle EVSEs go Unavailable as soon as the
+    install waits; true: new sessions may start until all are idle, held only then."""
+    board, flash = esp32_board
+    data = _image()
+
+    async def go():
+        (tmp_path / "www").mkdir()
+        (tmp_path / "www" / "fw.bin").write_bytes(data)
+        files = FileServer(tmp_path / "www")
+        await files.start()
+        try:
+            st = Station(tmp_path / "state", board, pki.roots)
+            st.allow["ChargingStation/AllowNewSessionsPendingFirmwareUpdate"] = allow
+            st.tx = True  # a charging session runs
+            fu = st.block()
+            st.connection.ready.set()
+            req = request(pki, files.url("fw.bin"), data)
+            resp = await fu.on_update(req)
+            fu._after_update(req, resp)
+            await until(lambda: st.statuses()[-1:] == ["InstallScheduled"])
+            await asyncio.sleep(0.1)
+            assert st.holds == ([] if allow else [True])
+            st.tx = False  # the session ends
+            await until(lambda: st.reboots)
+            assert st.holds == [True]
+            return st
+        finally:
+            await files.stop()
+
+    st = asyncio.run(go())
+    assert st.statuses() == fwu_happy()[:3] + ["InstallScheduled"] + fwu_happy()[3:]

@@ -66,6 +66,7 @@ _MAX_REBOOTS = 2  # reboots into an installed slot before giving up on it
 _TRIAL_S = 600  # a trial slot not Accepted within this long reboots (and so may roll back)
 _RESUME_WAIT_MS = 30000  # after a power loss, how long an update waits to be online again
 _ROOT = "ManufacturerRootCertificate"
+_ALLOW_NEW = "ChargingStation/AllowNewSessionsPendingFirmwareUpdate"
 _CHECK_ROOM = 6144  # bytes kept free for the signing certificate's check: a root and its check
 _NO_ROOT = "no trusted root: "  # x509.chain_steps' message when no root fits
 _BUNDLE = "bundle"  # bundle.BUNDLE and bundle.IMAGE, the update record's "kind", known here
@@ -106,6 +107,7 @@ class FirmwareUpdate:
         certificates,
         availability,
         transactions,
+        dm,
     ):
         """board: its firmware image capabilities (boards.Board: app_partition, running_app,
         confirm_app); reboot(reason): the station's (async) reboot, main.Station.reboot."""
@@ -120,6 +122,7 @@ class FirmwareUpdate:
         self.certificates = certificates
         self.availability = availability
         self.transactions = transactions
+        self.dm = dm
         self.base = store.root
         self.doc = self.store.load(_STORE)
         if self.doc is not None and self.doc.get("v") != 1:
@@ -530,13 +533,17 @@ class FirmwareUpdate:
             await self._notify(INSTALL_SCHEDULED)
             scheduled = True
             await self._until(when)
-        self._hold(True)  # no new session while installing; idle EVSEs Unavailable
+        # No new session while installing: idle EVSEs go Unavailable, at once unless new
+        # sessions may start while the install waits for the running ones to end.
+        if not self.dm.get_bool(_ALLOW_NEW):
+            self._hold(True)
         if not self.transactions.idle():
             log.info(_TAG, "install waits for the transactions to end")
             if not scheduled:
                 await self._notify(INSTALL_SCHEDULED)
             while not self.transactions.idle():
                 await asyncio.sleep_ms(1000)
+        self._hold(True)  # in the turn that found them idle: no session starts in between
         if d["installs"] >= _MAX_INSTALLS:
             self._hold(False)
             await self._finish(INSTALLATION_FAILED)
