@@ -43,32 +43,36 @@ setup: $(STAMP) ## create .venv with the pinned tools; gcc-multilib (as root) fo
 run: $(STAMP) ## the virtual wallbox against the development CSMS, interactive
 	$(PY) tools/run.py
 
-# Three pytest runs in parallel: the host's end-to-end tests in the foreground, the unit tests
-# (CPU-bound, some 3 min) and the virtual ESP32's end-to-end tests (tests_host/conftest.py) in
-# the background into build/test-unit.log and build/test-esp32.log, shown once all have ended.
-# The end-to-end runs mostly wait on the virtual wallboxes' real time, so they share the two
-# cores well; one run after the other would take over 13 minutes.
+# The unit tests (CPU-bound, some 3 min) and each target's end-to-end tests (the esp32 run:
+# also the tests of the virtual ESP32 itself) in E2E_SHARDS
+# shares (whole modules, tests_host/conftest.py --shard) run in parallel, each into its log
+# under build/, shown once all have ended. The end-to-end runs mostly wait on the virtual
+# wallboxes' real time, so they share the two cores well; one after the other they would take
+# over 20 minutes.
+E2E_SHARDS ?= 2
 test: $(STAMP) compile ## mpy-cross compile check, unit and end-to-end tests (host and esp32, in parallel)
-	@esp=0; if msg=$$($(PY) tools/esp32sim.py check 2>&1); then \
-	  $(MAKE) -s esp32sim || exit 1; esp=1; \
-	fi; \
-	$(PY) -m pytest --target host -m "not e2e" -p no:cacheprovider --basetemp=build/pytest-unit \
-	    > build/test-unit.log 2>&1 & unit=$$!; \
-	trap "kill $$unit 2>/dev/null" INT TERM; \
-	if [ $$esp = 1 ]; then \
-	  $(PY) -m pytest --target esp32 -p no:cacheprovider --basetemp=build/pytest-esp32 --durations=10 \
-	    > build/test-esp32.log 2>&1 & pid=$$!; \
-	  trap "kill $$unit $$pid 2>/dev/null" INT TERM; \
-	  $(PY) -m pytest --target host -m e2e --durations=10; host=$$?; \
-	  wait $$pid; esp32=$$?; \
-	  echo "---- the esp32 target (build/test-esp32.log) ----"; cat build/test-esp32.log; \
+	@targets=host; if msg=$$($(PY) tools/esp32sim.py check 2>&1); then \
+	  $(MAKE) -s esp32sim || exit 1; targets="host esp32"; \
 	else \
 	  echo "$$msg: the esp32 target is skipped, testing the host target only"; \
-	  $(PY) -m pytest --target host -m e2e; host=$$?; esp32=0; \
 	fi; \
-	wait $$unit; unit_rc=$$?; \
-	echo "---- the unit tests (build/test-unit.log) ----"; cat build/test-unit.log; \
-	[ $$host = 0 ] && [ $$esp32 = 0 ] && [ $$unit_rc = 0 ]
+	$(PY) -m pytest --target host -m "not e2e" -p no:cacheprovider --basetemp=build/pytest-unit \
+	    > build/test-unit.log 2>&1 & pids=$$!; logs=build/test-unit.log; \
+	trap 'kill $$pids 2>/dev/null' INT TERM; \
+	for t in $$targets; do \
+	  sel=; [ $$t = host ] && sel="-m e2e"; \
+	  i=1; while [ $$i -le $(E2E_SHARDS) ]; do \
+	    log=build/test-$$t-$$i.log; logs="$$logs $$log"; \
+	    $(PY) -m pytest --target $$t $$sel --shard $$i/$(E2E_SHARDS) -p no:cacheprovider \
+	      --basetemp=build/pytest-$$t-$$i --durations=5 > $$log 2>&1 & pids="$$pids $$!"; \
+	    i=$$((i + 1)); \
+	  done; \
+	done; \
+	echo "unit and end-to-end tests ($$targets) running: $$logs"; \
+	rc=0; for p in $$pids; do wait $$p || rc=1; done; \
+	for log in $$logs; do echo "---- $$log ----"; cat $$log; done; \
+	grep -H "passed\|failed" $$logs | grep " in "; \
+	exit $$rc
 
 test-unit: $(STAMP) ## unit tests only (CPython)
 	$(PY) -m pytest -m "not e2e"

@@ -3,7 +3,11 @@ on each target, `host` (the 64-bit unix port, sources) and `esp32` (the virtual 
 frozen, 112 KiB heap), as `test_x[host]` and `test_x[esp32]`; `@pytest.mark.targets("host")`
 keeps a test to the targets named. `--target T` (repeatable; default both) runs one target's
 tests only: the unit tests count as host tests, the tests of the virtual ESP32 itself (those
-using `program`) as esp32 tests, so that `make test` runs the two in parallel."""
+using `program`) as esp32 tests, so that `make test` runs the two in parallel. `--shard I/N`
+runs the I-th of N shares of what is left, whole modules each (their module fixtures are built
+once), balanced by the number of tests (a module's `SHARD_WEIGHT` says more where its tests are
+long): the end-to-end tests mostly wait on the virtual wallboxes' real time, so several runs
+share the two cores well."""
 
 import mpcompat
 
@@ -22,6 +26,7 @@ def pytest_addoption(parser):
         dest="targets",
         help="run this target's tests only (repeatable; default: both)",
     )
+    parser.addoption("--shard", help="I/N: run the I-th of N shares of the tests (1 <= I <= N)")
 
 
 def pytest_configure(config):
@@ -50,9 +55,33 @@ def pytest_collection_modifyitems(config, items):
         if target is None:
             target = "esp32" if "program" in item.fixturenames else "host"
         (keep if target in chosen else drop).append(item)
+    shard = config.getoption("shard")
+    if shard:
+        keep, more = _shard(keep, shard)
+        drop += more
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def _shard(items, spec):
+    """(kept, dropped): the items of the modules that fall to share I of N (spec "I/N"). Each
+    module goes, heaviest first, to the share with the least weight so far."""
+    i, n = (int(x) for x in spec.split("/"))
+    if not 1 <= i <= n:
+        raise pytest.UsageError("--shard %s: I must be between 1 and N" % spec)
+    weights = {}
+    for item in items:
+        mod = item.module
+        weights[mod] = getattr(mod, "SHARD_WEIGHT", weights.get(mod, 0) + 1)
+    load = [0] * n
+    share = {}
+    for mod in sorted(weights, key=lambda m: (-weights[m], m.__name__)):
+        k = load.index(min(load))
+        share[mod] = k
+        load[k] += weights[mod]
+    kept = [t for t in items if share[t.module] == i - 1]
+    return kept, [t for t in items if share[t.module] != i - 1]
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import pytest
 from tools import esp32_scenario, soak
 
 pytestmark = pytest.mark.e2e
+SHARD_WEIGHT = 18  # a minute and a half a target: as many as some 18 other end-to-end tests
 
 
 def test_a_short_soak_bills_every_session_exactly_once(request, target):

@@ -279,7 +279,6 @@ def test_dumps_writes_floats_as_meant_and_leaves_the_payload_alone():
 _MP_SCRIPT = """
 import json
 import random
-import time
 
 import jsonwire
 
@@ -308,18 +307,13 @@ for _ in range(20000):
     if t != want or float(t) != x:
         bad.append((n, t, want))
 print("decimals", len(bad), bad[:3])
-# The longest stretch between two yields of the check, on large texts.
-worst = 0
+# How often the check of a large text yields (the loop runs on between two yields).
 for data in BIG_TEXTS:
     r = jsonwire.Checked(data)
-    t = time.ticks_us()
+    n = 0
     for _ in jsonwire._scan(r, data):
-        now = time.ticks_us()
-        worst = max(worst, time.ticks_diff(now, t))
-        t = now
-    worst = max(worst, time.ticks_diff(time.ticks_us(), t))
-    print("big", r.status)
-print("worst_us", worst)
+        n += 1
+    print("big", r.status, len(data), n)
 """
 
 
@@ -367,9 +361,13 @@ def test_on_micropython(tmp_path):
     sent = bytes.fromhex(rest[0])
     assert sent == '[1,"\U0001f600","\u00e9",76.15,795.81,1693300.0]'.encode()
     assert rest[1] == "decimals 0 []"
-    assert rest[2:-1] == ["big 0"] * 6 + ["big 3"]
-    worst_us = int(rest[-1].split()[1])
-    assert worst_us < 10000  # under 1 ms on a PC; the ESP32 is some 30 times slower
+    big = [line.split()[1:] for line in rest[2:]]
+    assert [b[0] for b in big] == ["0"] * 6 + ["3"]
+    # The check yields every jsonwire._STEP bytes or so (a run of digits is read in slices by
+    # C, not byte by byte): no text holds the loop for long. How long that is on a board is
+    # a figure of make bench (loop_stall), not a timed test's.
+    for _, size, yields in big[:6]:
+        assert int(yields) >= int(size) // jsonwire._STEP - 1, (size, yields)
 
 
 @settings(max_examples=300, deadline=None)

@@ -828,11 +828,14 @@ class Csms:
     def update_request(self, name, request_id, retries=None, retry_interval=None, **firmware):
         """An UpdateFirmware payload for the served file ``name``, signed by name.sig with the
         certificate name.pem beside it; ``firmware`` adds or overrides fields of "firmware"
-        (retrieveDateTime defaults to now; a None value leaves the field out)."""
+        (retrieveDateTime defaults to a minute ago, "now" to a station whose clock, set in whole
+        seconds, may lag ours by one; a None value leaves the field out)."""
         if self.files is None:
             raise ConsoleError("no folder served (start the CSMS with --serve DIR)")
         base = os.path.join(self.files.directory, name)
-        fw = {"location": self.files.url(name), "retrieveDateTime": self.clock()}
+        now = datetime.fromisoformat(self.clock().replace("Z", "+00:00"))
+        past = (now - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        fw = {"location": self.files.url(name), "retrieveDateTime": past}
         for field, suffix in (("signature", ".sig"), ("signingCertificate", ".pem")):
             if os.path.exists(base + suffix):
                 with open(base + suffix) as f:
