@@ -18,6 +18,7 @@ from cryptography import x509 as cx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from test_board_station import devkit as devkit  # the fixture
 from test_certificates import CSMS, DAY, call, delete, install, make_root, ocsp_hash_data, pem
 from tls_certs import make_pki
 
@@ -430,3 +431,54 @@ def test_the_own_file_makes_a_tls_context_on_micropython(tmp_path):
         "own ok",
         "certificate without key ValueError('invalid key',)",
     ], out.stdout + out.stderr
+
+
+# -- the station: the block loads on first use, the renewal date is looked at every minute ------
+
+
+def test_main_loads_the_block_on_first_use_and_renews_near_the_end(devkit, monkeypatch):
+    from firmware import connection, main, network
+    from firmware.blocks import certificates
+
+    # The file and document names the modules that do not import the block repeat.
+    assert main._OWN_CERT == sc_mod._STORE
+    assert network._OWN_CERT == certificates._OWN_CERT == "/" + sc_mod._CERT_FILE
+    assert connection  # (it gets the file from network.NetworkProfiles.client_certificate)
+
+    station = main.Station(devkit)
+    assert "CertificateSigned" not in station.router.handlers
+    station.certify("test")
+    assert sc_mod.block.running and "CertificateSigned" in station.router.handlers
+    for coro in station._waiting:
+        coro.close()
+
+    def minutes(renew):
+        """What a station asks within a few "minutes" of two turns each (certify's why)."""
+        station = main.Station(devkit)
+        for coro in station._waiting:
+            coro.close()
+        station._waiting = []
+        asked = []
+        monkeypatch.setattr(station, "certify", asked.append)
+        monkeypatch.setattr(main, "_CACHE_TURNS", 2)
+        monkeypatch.setattr(station.connection, "run", _idle)
+        station.connection.ready.set()
+        station.store.save("station_cert", {"v": 1, "renew": renew})
+
+        async def go():
+            task = asyncio.create_task(station.run())
+            await asyncio.sleep(0.35)
+            station._stopped.set()
+            await task
+
+        asyncio.run(go())
+        return asked[:1], station.clock.now()
+
+    got, now = minutes(2**40)
+    assert got == []
+    assert minutes(now - 1)[0] == [None]  # renew()
+    assert minutes("junk")[0] == []
+
+
+async def _idle():
+    await asyncio.sleep(3600)
