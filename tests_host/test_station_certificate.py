@@ -371,6 +371,9 @@ def test_profile_3_without_a_client_certificate_asks_for_one(tmp_path, logged):
         "securityProfile": 3,
         "ocppInterface": "Wired0",
     }
+    bad = {"configurationSlot": 2, "connectionData": dict(data, ocppCsmsUrl="ws://x/ocpp")}
+    got = call(st, "SetNetworkProfile", bad)
+    assert got["statusInfo"]["reasonCode"] == "InvalidNetworkConf" and asked == []
     req = {"configurationSlot": 2, "connectionData": data}
     assert call(st, "SetNetworkProfile", req) == {
         "status": "Rejected",

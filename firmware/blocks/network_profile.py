@@ -57,12 +57,6 @@ class NetworkProfile:
             return INVALID_CONF
         if sp >= 2 and not self.certificates.roots(CSMS_ROOT):
             return NO_CERTIFICATE  # an installed CSMS root, the one TLS will trust
-        if sp == 3 and profiles.client_certificate() is None:
-            # The station makes its own (A02): asked for now, on the current link; the CSMS
-            # sends this profile again once it has signed it.
-            if self.certify is not None:
-                self.certify("security profile 3 without a client certificate")
-            return NO_CERTIFICATE
         if data["ocppVersion"] != "OCPP20" or data["ocppTransport"] != "JSON":
             return INVALID_CONF
         if "vpn" in data or data["messageTimeout"] < 1:
@@ -73,4 +67,11 @@ class NetworkProfile:
             return INVALID_CONF
         if tls != (sp >= 2):
             return INVALID_CONF  # profile 1 is ws://, profiles 2 and 3 are wss:// (§1.2)
+        if sp == 3 and profiles.client_certificate() is None:
+            # The station makes its own (A02): asked for now, on the current link; the CSMS
+            # sends this profile again once it has signed it. Last: only for a profile that
+            # is fine otherwise.
+            if self.certify is not None:
+                self.certify("security profile 3 without a client certificate")
+            return NO_CERTIFICATE
         return None
