@@ -9,6 +9,7 @@ import asyncio
 import datetime
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -451,7 +452,8 @@ def test_main_loads_the_block_on_first_use_and_renews_near_the_end(devkit, monke
     station = main.Station(devkit)
     assert "CertificateSigned" not in station.router.handlers
     station.certify("test")
-    assert sc_mod.block.running and "CertificateSigned" in station.router.handlers
+    block = sys.modules["firmware.blocks.station_certificate"].block  # (tests reload modules)
+    assert block.running and "CertificateSigned" in station.router.handlers
     for coro in station._waiting:
         coro.close()
 
