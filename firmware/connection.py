@@ -265,7 +265,8 @@ class Connection:
         ctx = None
         self.tls = url.startswith("wss:")
         if self.tls:
-            ctx = _tls_context(self._ca_file(), self.board.settings, profile)
+            own = self.profiles.client_certificate() if profile == 3 else None
+            ctx = _tls_context(self._ca_file(), self.board.settings, profile, own)
         log.info(_TAG, "connecting to %s (slot %d, security profile %d)" % (url, slot, profile))
         self.session.timeout_s = p["messageTimeout"]  # this profile's MessageTimeout
         timeout_ms = self.session.timeout_s * 1000
@@ -457,11 +458,12 @@ def _call(fn, *args):
         log.exc(_TAG, "callback failed", e)
 
 
-def _tls_context(ca_file, settings, profile):
+def _tls_context(ca_file, settings, profile, client=None):
     """TLS for security profiles 2 and 3: the CSMS's certificate must lead to a root in
     `ca_file` and name the host (both checked by the TLS library in the handshake, the host
     name against the SAN's dNSName and iPAddress, else the CN); profile 3 adds our client
-    certificate (the leaf alone: no intermediates are sent).
+    certificate (the leaf alone: no intermediates are sent): `client` (certificate file, key
+    file; network.NetworkProfiles.client_certificate) when given, else the board settings.
 
     Files are PEM (or a single DER certificate or key). They reach the TLS library as DER,
     which every MicroPython build reads: the unix port's mbedTLS has no PEM parser."""
@@ -474,11 +476,10 @@ def _tls_context(ca_file, settings, profile):
     for der in _ders(ca_file):
         ctx.load_verify_locations(cadata=der)  # each call adds one root
     if profile == 3:
-        cert = settings.get("client_cert_file")
-        key = settings.get("client_key_file")
+        cert, key = client or (settings.get("client_cert_file"), settings.get("client_key_file"))
         if not (cert and key):
             raise OSError("security profile 3 without client_cert_file and client_key_file")
-        ctx.load_cert_chain(_ders(cert)[0], _ders(key)[0])
+        ctx.load_cert_chain(_ders(cert)[0], _ders(key)[-1])  # the key: the last block
     return ctx
 
 

@@ -40,6 +40,7 @@ LAZY = const(
         (("SetNetworkProfile",), "firmware.blocks.network_profile"),
         (("CustomerInformation",), "firmware.blocks.customer_information"),
         (("GetLog",), "firmware.blocks.diagnostics"),
+        (("CertificateSigned",), "firmware.blocks.station_certificate"),
     )
 )
 # Blocks built at boot only when their store document is on flash. The local list when a
@@ -101,6 +102,9 @@ _CACHE_TURNS = const(600)  # the authorization cache's use times every minute
 _MODE = const("LoadManagement/Mode")  # local load management: Off, Capacity, Solar
 _LOG_LEVEL = const("DiagnosticsCtrlr/LogLevel")  # the lowest level the diagnostics log keeps
 _LEVELS = const(("Debug", "Info", "Warning", "Error"))  # its values, log's levels 0..3
+# The station's own certificate: its renewal date (station_certificate._STORE), looked at
+# every minute without loading that block.
+_OWN_CERT = const("station_cert")
 
 
 class Station:
@@ -246,6 +250,7 @@ class Station:
                 self.spawn,
                 self.firmware_status,
                 self.log_status,
+                self.certify,
             )
         elif name == "firmware.blocks.data_transfer":
             from firmware.blocks.data_transfer import DataTransfer
@@ -261,6 +266,22 @@ class Station:
                 self.certificates,
                 self.security,
                 self.board.settings,
+                self.certify,
+            )
+        elif name == "firmware.blocks.station_certificate":
+            from firmware.blocks.station_certificate import StationCertificate
+
+            StationCertificate(
+                self.router,
+                self.session,
+                self.dm,
+                self.store,
+                self.clock,
+                self.connection,
+                self.certificates,
+                self.security,
+                self.spawn,
+                self.board.urandom,
             )
         elif name == "firmware.blocks.customer_information":
             from firmware.blocks.customer_information import CustomerInformation
@@ -350,6 +371,18 @@ class Station:
                 self.display,
             )
 
+    def certify(self, why):
+        """Ask the CSMS for a new certificate of the station's own key (A02/A03), loading the
+        block that does it; why None: the certificate in use is near its end."""
+        self.router.entry("CertificateSigned")  # loads the block unless it is loaded
+        from firmware.blocks import station_certificate
+
+        b = station_certificate.block
+        if why is None:
+            b.renew()
+        else:
+            b.request(why)
+
     def firmware_status(self):
         """(status, requestId) of the firmware update for TriggerMessage: Idle while its block
         is not loaded (no update under way)."""
@@ -432,6 +465,12 @@ class Station:
             if turns == _CACHE_TURNS:
                 turns = 0
                 self.authorization.flush()
+                # The station's own certificate near its end, while online: renew it (A03).
+                if self.connection.ready.is_set() and self.store.exists(_OWN_CERT):
+                    doc = self.store.load(_OWN_CERT)
+                    renew = doc.get("renew") if type(doc) is dict else None
+                    if type(renew) is int and self.clock.now() >= renew:
+                        self.certify(None)
         for t in self._tasks:
             t.cancel()
 

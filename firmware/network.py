@@ -18,6 +18,9 @@ ACTIVE = "OCPPCommCtrlr/ActiveNetworkProfile"
 ATTEMPTS = "OCPPCommCtrlr/NetworkProfileConnectionAttempts"
 _SECURITY_PROFILE = const("SecurityCtrlr/SecurityProfile")
 _TIMEOUT = const("OCPPCommCtrlr/MessageTimeout:Default")
+# The station's own certificate and key (firmware/blocks/station_certificate.py), in the state
+# directory.
+_OWN_CERT = const("/station_cert.pem")
 
 
 def parse_slots(text):
@@ -108,6 +111,21 @@ class NetworkProfiles:
             "ocppInterface": "Wired0",
         }
 
+    def client_certificate(self):
+        """(certificate file, key file) of the TLS client certificate of security profile 3:
+        the station's own (A02/A03: one file, the chain, then the key) before the board
+        settings client_cert_file and client_key_file; None while there is none."""
+        from store import file_size
+
+        own = self.store.root + _OWN_CERT
+        if file_size(own) > 0:
+            return own, own
+        cert = self.settings.get("client_cert_file")
+        key = self.settings.get("client_key_file")
+        if cert and key and file_size(cert) >= 0 and file_size(key) >= 0:
+            return cert, key
+        return None
+
     def put(self, slot, data):
         """Keep the profile the CSMS wrote for `slot` (customData dropped), atomically."""
         p = {}
@@ -126,6 +144,16 @@ class NetworkProfiles:
         for slot in self.priority:
             p = self.profile(slot)
             if p is None:
+                continue
+            if p["securityProfile"] == 3 and self.client_certificate() is None:
+                if slot not in self._skipped:
+                    self._skipped.add(slot)
+                    log.warn(
+                        _TAG,
+                        "slot %d skipped: security profile 3 without a client "
+                        "certificate (the CSMS signs one: TriggerMessage "
+                        "SignChargingStationCertificate)" % slot,
+                    )
                 continue
             if p["securityProfile"] < current:
                 if slot not in self._skipped:

@@ -67,6 +67,8 @@ _AuthorizeCertificateStatusEnum = const((
     "Accepted", "SignatureError", "CertificateExpired", "CertificateRevoked",
     "NoCertificateAvailable", "CertChainError", "ContractCancelled",
 ))
+# CertificateSigningUseEnumType
+_CertificateSigningUseEnum = const(("ChargingStationCertificate", "V2GCertificate"))
 # ChargingLimitSourceEnumType
 _ChargingLimitSourceEnum = const(("EMS", "Other", "SO", "CSO"))
 # ChargingProfileKindEnumType
@@ -88,6 +90,8 @@ _ConnectorEnum = const((
 ))
 # CostKindEnumType
 _CostKindEnum = const(("CarbonDioxideEmission", "RelativePricePercentage", "RenewableGenerationPercentage"))
+# GenericStatusEnumType
+_GenericStatusEnum = const(("Accepted", "Rejected"))
 # GetCertificateIdUseEnumType
 _GetCertificateIdUseEnum = const((
     "V2GRootCertificate", "MORootCertificate", "CSMSRootCertificate", "V2GCertificateChain",
@@ -175,6 +179,14 @@ _CertificateHashData = const(
         ("customData", "hashAlgorithm", "issuerNameHash", "issuerKeyHash", "serialNumber"),
         (14, 5, 1, 1, 1),
         (_CustomData, _HashAlgorithmEnum, 128, 128, 40),
+    )
+)
+# CertificateSignedRequest
+_CertificateSignedRequest = const(
+    (
+        ("customData", "certificateChain", "certificateType"),
+        (14, 1, 4),
+        (_CustomData, 10000, _CertificateSigningUseEnum),
     )
 )
 # ChargingProfileCriterionType
@@ -480,6 +492,14 @@ _NetworkConnectionProfile = const(
         ),
     )
 )
+# SignCertificateResponse
+_SignCertificateResponse = const(
+    (
+        ("customData", "status", "statusInfo"),
+        (14, 5, 12),
+        (_CustomData, _GenericStatusEnum, _StatusInfo),
+    )
+)
 # TriggerMessageRequest
 _TriggerMessageRequest = const(
     (
@@ -705,11 +725,11 @@ _SetChargingProfileRequest = const(
 
 NAMES = (
     "AuthorizeResponse", "BootNotificationResponse", "CancelReservationRequest",
-    "ChangeAvailabilityRequest", "ClearCacheRequest", "ClearChargingProfileRequest",
-    "ClearDisplayMessageRequest", "ClearedChargingLimitResponse", "CostUpdatedRequest",
-    "CustomerInformationRequest", "DataTransferRequest", "DeleteCertificateRequest",
-    "FirmwareStatusNotificationResponse", "GetBaseReportRequest", "GetChargingProfilesRequest",
-    "GetCompositeScheduleRequest", "GetDisplayMessagesRequest",
+    "CertificateSignedRequest", "ChangeAvailabilityRequest", "ClearCacheRequest",
+    "ClearChargingProfileRequest", "ClearDisplayMessageRequest", "ClearedChargingLimitResponse",
+    "CostUpdatedRequest", "CustomerInformationRequest", "DataTransferRequest",
+    "DeleteCertificateRequest", "FirmwareStatusNotificationResponse", "GetBaseReportRequest",
+    "GetChargingProfilesRequest", "GetCompositeScheduleRequest", "GetDisplayMessagesRequest",
     "GetInstalledCertificateIdsRequest", "GetLocalListVersionRequest", "GetLogRequest",
     "GetReportRequest", "GetTransactionStatusRequest", "GetVariablesRequest", "HeartbeatResponse",
     "InstallCertificateRequest", "LogStatusNotificationResponse", "MeterValuesResponse",
@@ -719,13 +739,14 @@ NAMES = (
     "ReservationStatusUpdateResponse", "ReserveNowRequest", "ResetRequest",
     "SecurityEventNotificationResponse", "SendLocalListRequest", "SetChargingProfileRequest",
     "SetDisplayMessageRequest", "SetNetworkProfileRequest", "SetVariablesRequest",
-    "StatusNotificationResponse", "TransactionEventResponse", "TriggerMessageRequest",
-    "UnlockConnectorRequest", "UpdateFirmwareRequest",
+    "SignCertificateResponse", "StatusNotificationResponse", "TransactionEventResponse",
+    "TriggerMessageRequest", "UnlockConnectorRequest", "UpdateFirmwareRequest",
 )
 TABLES = (
     _AuthorizeResponse,
     _BootNotificationResponse,
     _CancelReservationRequest,
+    _CertificateSignedRequest,
     _ChangeAvailabilityRequest,
     _ClearCacheRequest,
     _ClearChargingProfileRequest,
@@ -766,6 +787,7 @@ TABLES = (
     _SetDisplayMessageRequest,
     _SetNetworkProfileRequest,
     _SetVariablesRequest,
+    _SignCertificateResponse,
     _ClearCacheRequest,
     _TransactionEventResponse,
     _TriggerMessageRequest,

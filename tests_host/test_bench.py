@@ -20,3 +20,11 @@ def test_the_flash_figures_run_against_the_firmware_and_leave_it_as_it_was():
     assert 20000 < journal < per_hour < 200000
     assert (transactions.time, bay.time, store.append_line, store.write_lines, log.level) == before
     assert transactions.time is time
+
+
+def test_the_key_and_csr_figures_run_on_the_unix_port_and_the_csr_verifies():
+    from tools import bench_crypto
+
+    f = bench_crypto.key_figures()  # SystemExit when the CSR does not verify in cryptography
+    assert set(f) == {"key_generation_ms", "csr_signature_ms"}
+    assert all(0 < v < 10000 for v in f.values())

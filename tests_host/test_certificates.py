@@ -1008,7 +1008,18 @@ def test_a_factory_file_is_not_read_once_a_root_of_its_kind_is_installed(tmp_pat
 # -- on MicroPython: the real station boots without the certificate and update code ----------
 
 MICROPYTHON = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "micropython"
-HEAVY = ["x509", "asn1", "rsa", "ecdsa", "sha2", "steps", "httpc", "bundle"]
+HEAVY = [
+    "x509",
+    "asn1",
+    "rsa",
+    "ecdsa",
+    "sha2",
+    "steps",
+    "httpc",
+    "bundle",
+    "csr",
+    "firmware.blocks.station_certificate",
+]
 
 # Boots firmware.main.Station on the sim board (not run: no CSMS needed), then reports the
 # heavy modules loaded, after the boot and after what the boot hands other blocks (the TLS CA

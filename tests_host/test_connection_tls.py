@@ -69,7 +69,7 @@ def drive(monkeypatch, st, outcomes):
 
     monkeypatch.setattr(connection_mod.ws, "connect", connect)
     monkeypatch.setattr(connection_mod.asyncio, "sleep_ms", sleep_ms)
-    monkeypatch.setattr(connection_mod, "_tls_context", lambda ca, s, p: ("ctx", ca, p))
+    monkeypatch.setattr(connection_mod, "_tls_context", lambda ca, s, p, c=None: ("ctx", ca, p))
     conn._serve = serve
     asyncio.run(asyncio.wait_for(conn.run(), 5))
     return conn, sleeps, contexts
@@ -141,7 +141,7 @@ def test_uploads_get_a_context_checking_the_csms_roots_without_a_client_certific
     tmp_path, monkeypatch
 ):
     st = station(tmp_path, client_cert_file="c.pem", client_key_file="k.pem")
-    monkeypatch.setattr(connection_mod, "_tls_context", lambda ca, s, p: ("ctx", ca, p))
+    monkeypatch.setattr(connection_mod, "_tls_context", lambda ca, s, p, c=None: ("ctx", ca, p))
     assert link(st).tls_context() == ("ctx", st.board.settings["csms_ca_file"], 2)
 
 

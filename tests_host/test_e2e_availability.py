@@ -222,7 +222,11 @@ def test_trigger_message_for_every_message(csms, sims):
     assert next_call("LogStatusNotification", "LogStatusNotification") == {"status": "Idle"}
     assert trigger(csms, st, "TransactionEvent") == {"status": "Accepted"}  # it charges
     assert trigger(csms, st, "BootNotification") == rej  # F06.FR.17: already Accepted
-    assert trigger(csms, st, "SignChargingStationCertificate") == {"status": "NotImplemented"}
+    # A02/A03: the station asks for a certificate (test_e2e_station_certificate.py).
+    start = len(st.frames)
+    assert trigger(csms, st, "SignChargingStationCertificate") == ok
+    p = csms.wait_call(st, "SignCertificate", start=start).payload
+    assert set(p) == {"csr", "certificateType"}
 
 
 def test_trigger_boot_while_pending_sends_it_at_once_with_reason_triggered(csms, sims):

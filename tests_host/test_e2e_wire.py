@@ -297,6 +297,8 @@ NAME = {"component": {"name": "X"}, "variable": {"name": "Y"}}
 BASES = {
     "CancelReservation": ({"reservationId": 99}, []),  # Rejected: unknown
     "ChangeAvailability": ({"operationalStatus": "Operative"}, []),
+    # Rejected at once (no ISO 15118 here); the chain (up to 10000 characters) not drawn.
+    "CertificateSigned": ({"certificateChain": "C", "certificateType": "V2GCertificate"}, []),
     "ClearDisplayMessage": ({"id": 99}, []),  # Unknown
     "CostUpdated": ({"totalCost": 1.5, "transactionId": "T"}, [("transactionId",)]),  # ignored
     "ClearCache": ({}, []),

@@ -2,7 +2,8 @@
 
 make_pki(directory) writes PEM files and returns a Pki with their paths:
 
-- ca: the CSMS root CA, the one the station trusts (csms_ca_file);
+- ca: the CSMS root CA, the one the station trusts (csms_ca_file), key in ca_key (the
+  development CSMS's CA signs the station's own certificates with it: A02);
 - server: CSMS server certificate from `ca` for localhost and 127.0.0.1 (SAN dNSName and
   iPAddress), key in server_key;
 - wrong_ca: the same names, issued by another root (other_ca) the station does not trust;
@@ -42,6 +43,7 @@ class Pki:
     other_ca: str
     station_ca: str
     stranger_ca: str
+    ca_key: str
     server: str
     server_key: str
     server_rsa: str
@@ -159,11 +161,11 @@ def make_pki(directory, station_id="CS1"):
     stranger = make_root("Stranger Test Root", keys["stranger"])
     out = {
         "dir": d,
-        "ca": _save(d, "ca", ca),
         "other_ca": _save(d, "other_ca", other),
         "station_ca": _save(d, "station_ca", station_ca),
         "stranger_ca": _save(d, "stranger_ca", stranger),
     }
+    out["ca"], out["ca_key"] = _save(d, "ca", ca, keys["ca"])
     leaves = (
         ("server", _ec_key(), "localhost", ca, keys["ca"], LOCAL_NAMES, {}),
         ("server_rsa", rsa.generate_private_key(65537, 2048), "localhost", ca, keys["ca"],

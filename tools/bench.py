@@ -51,12 +51,14 @@
 - log_flash_bytes_per_charging_hour: tools/bench_logs.py: what the diagnostics log on flash
   writes per charging hour at the default level.
 - rsa2048_verify_ms, ecdsa_p256_verify_ms, sha256_mb_per_s: tools/bench_crypto.py, on the
-  MicroPython unix port (medians of 21 runs; SHA-256 over 1 MiB in 4 KiB pieces).
+  MicroPython unix port (medians of 21 runs; SHA-256 over 1 MiB in 4 KiB pieces);
+  key_generation_ms, csr_signature_ms: the station's own P-256 key and its CSR (A02), there.
 - ota_update_peak_heap_bytes: tools/bench_ota.py: the peak GC heap above idle during a whole
   signed update of the virtual wallbox, measured inside the update block.
 - esp32_frozen_bytes, esp32_idle_heap_bytes, esp32_min_heap_kib, esp32_peak_heap_bytes: the
   virtual ESP32 (tools/bench_esp32.py; the reference scenario is tools/esp32_scenario.py);
-  esp32_log_upload_peak_heap_bytes: the heap a log upload needs there (tools/bench_logs.py).
+  esp32_log_upload_peak_heap_bytes: the heap a log upload needs there (tools/bench_logs.py);
+  esp32_key_and_csr_heap_bytes: the heap the station's own key and CSR need there.
 - set_profile_to_pwm_ms, esp32_set_profile_to_pwm_ms, esp32_smart_charging_heap_bytes,
   esp32_load_management_heap_bytes: smart charging (tools/bench_smart.py).
 """
@@ -565,7 +567,7 @@ def main():
     print("flash_bytes_per_charging_hour: %d bytes" % flash, flush=True)
     flash = bench_logs.log_flash_bytes_per_charging_hour()
     print("log_flash_bytes_per_charging_hour: %d bytes" % flash, flush=True)
-    bench_crypto.main()  # rsa2048_verify_ms, ecdsa_p256_verify_ms, sha256_mb_per_s
+    bench_crypto.main()  # rsa2048_verify_ms, ..., key_generation_ms, csr_signature_ms
     print("ota_update_peak_heap_bytes: %d bytes" % bench_ota.figure(), flush=True)
     bench_esp32.main()  # esp32_frozen_bytes, esp32_idle_heap_bytes, esp32_min_heap_kib, ...
     bench_smart.main()  # set_profile_to_pwm_ms, esp32_smart_charging_heap_bytes, ...

@@ -1,5 +1,5 @@
 # bench_esp32: the virtual ESP32's figures for `make bench` (issue 11). MIT licence.
-"""The four esp32_* figures, on the virtual ESP32 (tools/esp32sim.py, 32-bit, frozen):
+"""The esp32_* figures, on the virtual ESP32 (tools/esp32sim.py, 32-bit, frozen):
 
 - esp32_frozen_bytes: the flash the frozen firmware adds: text + data of the program minus
   the same build without the firmware (x86 code of the C parts is the same in both; the
@@ -11,6 +11,10 @@
   (tools/esp32_scenario.py) passes (goal: at most 80 KiB).
 - esp32_peak_heap_bytes: the highest live heap over the reference scenario at 112 KiB, from a
   sampler that collects and reads every 20 ms (tools/probe/memprobe.py).
+- esp32_key_and_csr_heap_bytes: the heap the station's own key pair and CSR need (A02) at
+  112 KiB: the peak (that sampler) from idle and accepted until the SignCertificate a
+  TriggerMessage SignChargingStationCertificate asks for is on the wire, minus idle: the
+  block's loading, the key generation and the CSR's signature.
 """
 
 import os
@@ -39,6 +43,27 @@ def idle_heap_bytes(heap="112K"):
             sim.wait_status(lambda s: s["registration"] == "Accepted" and s["connected"])
             time.sleep(3)
             return sim.cmd("heap")["alloc"]
+        finally:
+            sim.close()
+            csms.stop()
+
+
+def key_and_csr_heap_bytes(heap="112K"):
+    os.environ["WALLBOX_SIM_PROBE"] = "1"
+    csms = CsmsThread()
+    with tempfile.TemporaryDirectory() as tmp:
+        sim = Sim(tmp, csms.url, heap=heap, esp32=True, config={"variables": variables(FAST)})
+        try:
+            st = csms.station(timeout=20)
+            sim.wait_status(lambda s: s["registration"] == "Accepted" and s["connected"])
+            time.sleep(3)
+            idle = sim.cmd("status")["heap_alloc"]
+            sim.cmd("heap_reset")
+            req = {"requestedMessage": "SignChargingStationCertificate"}
+            if csms.call(st, "TriggerMessage", req)["status"] != "Accepted":
+                return None
+            csms.wait_call(st, "SignCertificate", timeout=30)
+            return sim.cmd("status")["heap_peak"] - idle
         finally:
             sim.close()
             csms.stop()
@@ -84,6 +109,10 @@ def main():
     print(
         "esp32_log_upload_peak_heap_bytes: %s" % ("%d bytes" % peak if peak else "failed"),
         flush=True,
+    )
+    peak = key_and_csr_heap_bytes()
+    print(
+        "esp32_key_and_csr_heap_bytes: %s" % ("%d bytes" % peak if peak else "failed"), flush=True
     )
     if esp32_scenario.MISSING:
         print("esp32_scenario_missing: %s" % ", ".join(esp32_scenario.MISSING), flush=True)

@@ -43,6 +43,7 @@ from websockets.protocol import State
 __all__ = [
     "NO_REPLY",
     "Attempt",
+    "CertificateAuthority",
     "CallErrorReply",
     "Console",
     "FileServer",
@@ -555,6 +556,124 @@ def _constant(answer):
     return handler
 
 
+class CertificateAuthority:
+    """The CSMS's CA for the stations' own certificates (OCPP A02/A03): ``Csms.ca``.
+
+    SignCertificate with a CSR that verifies is answered Accepted, then CertificateSigned
+    carries the chain (the new certificate, then the CA's): subject = the CSR's, valid ``days``
+    from a day ago, a TLS client certificate (clientAuth). ``certfile``/``keyfile``: the CA
+    (PEM), e.g. the root the stations trust for the CSMS, so the chain leads to it.
+
+    ``mode`` (test knobs, changeable at any time): "sign"; "wrong_chain" (signed by a CA of
+    its own that no station trusts); "silent" (Accepted, then no CertificateSigned: the
+    station's retries); "reject" (SignCertificate Rejected). ``issued`` lists what was sent.
+    """
+
+    def __init__(self, certfile, keyfile, days=365, mode="sign"):
+        from cryptography import x509 as cx
+        from cryptography.hazmat.primitives import serialization
+
+        with open(certfile, "rb") as f:
+            self.cert = cx.load_pem_x509_certificate(f.read())
+        with open(keyfile, "rb") as f:
+            self.key = serialization.load_pem_private_key(f.read(), None)
+        self.days = days
+        self.mode = mode
+        self.issued = []  # cryptography Certificates, in order
+        self._stranger = None  # (certificate, key) of "wrong_chain"
+
+    def _other(self):
+        from cryptography import x509 as cx
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        if self._stranger is None:
+            key = ec.generate_private_key(ec.SECP256R1())
+            name = cx.Name([cx.NameAttribute(cx.NameOID.COMMON_NAME, "Untrusted CA")])
+            now = datetime.now(timezone.utc)
+            cert = (
+                cx.CertificateBuilder()
+                .subject_name(name)
+                .issuer_name(name)
+                .public_key(key.public_key())
+                .serial_number(cx.random_serial_number())
+                .not_valid_before(now - timedelta(days=1))
+                .not_valid_after(now + timedelta(days=365))
+                .add_extension(cx.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(key, hashes.SHA256())
+            )
+            self._stranger = cert, key
+        return self._stranger
+
+    def sign(self, csr_pem):
+        """The PEM chain for the CSR ``csr_pem``; ValueError when its signature is bad."""
+        from cryptography import x509 as cx
+        from cryptography.hazmat.primitives import hashes, serialization
+
+        csr = cx.load_pem_x509_csr(csr_pem.encode())
+        if not csr.is_signature_valid:
+            raise ValueError("CSR signature does not verify")
+        ca, key = (self.cert, self.key) if self.mode != "wrong_chain" else self._other()
+        now = datetime.now(timezone.utc)
+        usage = dict.fromkeys(
+            (
+                "content_commitment",
+                "key_encipherment",
+                "data_encipherment",
+                "key_agreement",
+                "key_cert_sign",
+                "crl_sign",
+                "encipher_only",
+                "decipher_only",
+            ),
+            False,
+        )
+        cert = (
+            cx.CertificateBuilder()
+            .subject_name(csr.subject)
+            .issuer_name(ca.subject)
+            .public_key(csr.public_key())
+            .serial_number(cx.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=self.days))
+            .add_extension(cx.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(cx.KeyUsage(digital_signature=True, **usage), critical=True)
+            .add_extension(cx.ExtendedKeyUsage([cx.ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+            .sign(key, hashes.SHA256())
+        )
+        self.issued.append(cert)
+        return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (cert, ca)).decode()
+
+
+async def _sign_certificate(station, payload):
+    """SignCertificate: Accepted without a CA (Csms.ca None); with one, see
+    CertificateAuthority: the CertificateSigned follows once our answer is on the wire."""
+    ca = station.csms.ca
+    if ca is None or ca.mode == "silent":
+        return {"status": "Accepted"}
+    if ca.mode == "reject":
+        return {"status": "Rejected"}
+    try:
+        chain = ca.sign(payload["csr"])
+    except ValueError as e:
+        station.csms._log(station.id, f"!! CSR refused: {e}")
+        return {"status": "Rejected"}
+    uid = station.current_call.unique_id
+
+    async def send():
+        try:
+            await station.wait_frame(lambda f: f.direction == "out" and f.unique_id == uid)
+            req = {"certificateChain": chain, "certificateType": "ChargingStationCertificate"}
+            await station.call("CertificateSigned", req)
+        except Exception as e:  # the station went away, or did not answer
+            station.csms._log(station.id, f"!! CertificateSigned: {e!r}")
+
+    task = asyncio.ensure_future(send())
+    station.csms._tasks.add(task)
+    task.add_done_callback(station.csms._tasks.discard)
+    return {"status": "Accepted"}
+
+
 #: The default answer for every CS -> CSMS action; Csms.handlers starts as a copy.
 DEFAULT_HANDLERS = {
     "BootNotification": _boot_notification,
@@ -571,7 +690,7 @@ DEFAULT_HANDLERS = {
     "LogStatusNotification": _constant({}),
     "NotifyCustomerInformation": _constant({}),
     "DataTransfer": _constant({"status": "UnknownVendorId"}),
-    "SignCertificate": _constant({"status": "Accepted"}),
+    "SignCertificate": _sign_certificate,
     "NotifyChargingLimit": _constant({}),
     "ClearedChargingLimit": _constant({}),
     "ReportChargingProfiles": _constant({}),
@@ -762,6 +881,9 @@ class Csms:
             self.handlers["TransactionEvent"] = self.tariff.transaction_event
         #: callable() -> the date-time string used for currentTime (replace it in tests)
         self.clock = utc_now
+        #: the CertificateAuthority signing the stations' CSRs (SignCertificate), or None
+        self.ca = None
+        self._tasks = set()
         self._refusing = False
         self._server = None
         self._changed = asyncio.Event()
@@ -1424,6 +1546,8 @@ async def _run(args):
         keyfile=args.key,
         client_ca=args.client_ca,
     )
+    if args.ca_cert:
+        csms.ca = CertificateAuthority(args.ca_cert, args.ca_key)
     await csms.start()
     auth = f", Basic auth for {', '.join(passwords)}" if passwords else ""
     out(f"CSMS listening on {csms.url}/<stationId> (subprotocol {SUBPROTOCOL}{auth})")
@@ -1477,9 +1601,17 @@ def main(argv=None):
         metavar="PEM",
         help="require client certificates issued by these roots (security profile 3)",
     )
+    parser.add_argument(
+        "--ca-cert",
+        metavar="PEM",
+        help="sign the stations' certificate requests (SignCertificate) with this CA",
+    )
+    parser.add_argument("--ca-key", metavar="PEM", help="the signing CA's private key")
     args = parser.parse_args(argv)
     if (args.cert is None) != (args.key is None) or (args.client_ca and not args.cert):
         parser.error("--cert and --key go together; --client-ca needs them")
+    if (args.ca_cert is None) != (args.ca_key is None):
+        parser.error("--ca-cert and --ca-key go together")
     try:
         asyncio.run(_run(args))
     except KeyboardInterrupt:

@@ -65,6 +65,7 @@ CS_TO_CSMS = (
     "ClearedChargingLimit",
     "ReservationStatusUpdate",
     "NotifyDisplayMessages",
+    "SignCertificate",
 )
 # Actions the CSMS sends: we validate its Request.
 CSMS_TO_CS = (
@@ -100,6 +101,7 @@ CSMS_TO_CS = (
     "SetDisplayMessage",
     "GetDisplayMessages",
     "ClearDisplayMessage",
+    "CertificateSigned",
 )
 
 KIND_NAMES = ("STR", "DT", "ENUM", "INT", "NUM", "BOOL", "OBJ", "OPEN", "ARR", "ANY")

@@ -45,6 +45,7 @@ _KINDS = const(
 _TAG = const("certs")
 _DIR = const("certs")  # in the state directory: one "<prefix>-<seq>.pem" per certificate
 _CA_FILE = const("csms_ca.pem")  # in the state directory: all CSMS roots, for the TLS context
+_OWN_CERT = const("/station_cert.pem")  # the station's own (firmware/blocks/station_certificate)
 _TMP = const(".tmp")
 # Store document: {"v": 1, "factory": [certificateTypes whose factory file was installed],
 #  "seq": highest file number used, "certs": [[certificateType, seq, issuerNameHash,
@@ -450,10 +451,12 @@ class Certificates:
         return not stuck
 
     def _own_certificate(self, want, alg):
-        """The station's client certificate (board setting client_cert_file, the leaf first,
-        maybe with its chain) matches `want`. When its issuer is in neither, the issuer's name
-        and the serial decide."""
-        path = self.settings.get("client_cert_file")
+        """The station's client certificate (its own, made with the CSMS (A02), else the board
+        setting client_cert_file; the leaf first, maybe with its chain) matches `want`. When
+        its issuer is in neither, the issuer's name and the serial decide."""
+        path = self.store.root + _OWN_CERT
+        if store.file_size(path) <= 0:
+            path = self.settings.get("client_cert_file")
         if not path:
             return False
         import x509

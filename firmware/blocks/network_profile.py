@@ -3,7 +3,6 @@
 # MIT licence.
 
 import log
-import store
 import ws
 from firmware import network
 from firmware.blocks.certificates import CSMS as CSMS_ROOT
@@ -20,9 +19,12 @@ NO_CERTIFICATE = "MissingCertificate"  # profile 2/3 without CSMS root, 3 withou
 
 
 class NetworkProfile:
-    def __init__(self, router, dm, connection, certificates, security, settings):
-        """settings: the board's (the client certificate and key files)."""
+    def __init__(self, router, dm, connection, certificates, security, settings, certify=None):
+        """settings: the board's (the client certificate and key files). certify(why): ask
+        for a certificate of the station's own key (the station certificate block), None: no
+        such block."""
         self.dm = dm
+        self.certify = certify
         self.connection = connection
         self.certificates = certificates
         self.security = security
@@ -55,11 +57,6 @@ class NetworkProfile:
             return INVALID_CONF
         if sp >= 2 and not self.certificates.roots(CSMS_ROOT):
             return NO_CERTIFICATE  # an installed CSMS root, the one TLS will trust
-        if sp == 3 and not (
-            _exists(self.settings.get("client_cert_file"))
-            and _exists(self.settings.get("client_key_file"))
-        ):
-            return NO_CERTIFICATE
         if data["ocppVersion"] != "OCPP20" or data["ocppTransport"] != "JSON":
             return INVALID_CONF
         if "vpn" in data or data["messageTimeout"] < 1:
@@ -70,8 +67,11 @@ class NetworkProfile:
             return INVALID_CONF
         if tls != (sp >= 2):
             return INVALID_CONF  # profile 1 is ws://, profiles 2 and 3 are wss:// (§1.2)
+        if sp == 3 and profiles.client_certificate() is None:
+            # The station makes its own (A02): asked for now, on the current link; the CSMS
+            # sends this profile again once it has signed it. Last: only for a profile that
+            # is fine otherwise.
+            if self.certify is not None:
+                self.certify("security profile 3 without a client certificate")
+            return NO_CERTIFICATE
         return None
-
-
-def _exists(path):
-    return bool(path) and store.file_size(path) >= 0

@@ -31,10 +31,12 @@ class RemoteControl:
         spawn,
         firmware_status,
         log_status,
+        certify=None,
     ):
         """firmware_status(), log_status(): (status, requestId) of the firmware update block
         for FirmwareStatusNotification and of the diagnostics block for LogStatusNotification,
-        ("Idle", None) while the block is not loaded."""
+        ("Idle", None) while the block is not loaded. certify(why): ask for a new certificate
+        of the station's own key (the station certificate block); None: not offered."""
         self.session = session
         self.dm = dm
         self.clock = clock
@@ -45,6 +47,7 @@ class RemoteControl:
         self.spawn = spawn
         self.firmware_status = firmware_status
         self.log_status = log_status
+        self.certify = certify
         router.on("TriggerMessage", self.on_trigger, self._after_trigger)
         router.on("UnlockConnector", self.on_unlock)
 
@@ -79,6 +82,8 @@ class RemoteControl:
         if msg == "TransactionEvent":
             txs = self.transactions.triggerable(evse["id"] if evse else None)
             return _ACCEPTED if txs else _REJECTED  # none running: Rejected (unconfirmed)
+        if msg == "SignChargingStationCertificate" and self.certify is not None:
+            return _ACCEPTED  # A03: a request under way already counts
         return _NOT_IMPLEMENTED
 
     def _after_trigger(self, req, resp):
@@ -93,6 +98,8 @@ class RemoteControl:
         elif msg == "TransactionEvent":
             evse = req.get("evse")
             self.transactions.trigger(evse["id"] if evse else None)
+        elif msg == "SignChargingStationCertificate":
+            self.certify("TriggerMessage")
         else:
             evse = req.get("evse")
             self.spawn(self._send(msg, evse["id"] if evse else None))
