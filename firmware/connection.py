@@ -28,6 +28,29 @@ _WAKE_POLL_MS = const(100)  # a pause looks at its wake event this often (see _p
 # Critical security events of a failed TLS connection (A00.FR.316).
 _BAD_CERT = const("InvalidCsmsCertificate")
 _BAD_VERSION = const("InvalidTLSVersion")
+_BAD_SUITES = const("InvalidTLSCipherSuite")
+# mbedTLS's MBEDTLS_ERR_SSL_CONN_EOF: the server ended the handshake, as it does when it has no
+# cipher suite (or no TLS version) in common with us.
+_CONN_EOF = const(-0x7280)
+_SOURCE = const("ClockCtrlr/TimeSource")
+_SAVE_EVERY_S = const(86400)  # the time on flash (timesync.SAVED): once a day at most
+# The TLS 1.2 suites OCPP 2.0.1 asks for (A00.FR.318, 319; ocpp201-station.md §1.2), the only
+# ones offered to the CSMS, in mbedTLS's names (MicroPython) and OpenSSL's (CPython).
+_SUITES = const(
+    (
+        "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256",
+        "TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384",
+        "TLS-ECDHE-RSA-WITH-AES-128-GCM-SHA256",
+        "TLS-ECDHE-RSA-WITH-AES-256-GCM-SHA384",
+        "TLS-RSA-WITH-AES-128-GCM-SHA256",
+        "TLS-RSA-WITH-AES-256-GCM-SHA384",
+    )
+)
+_OPENSSL_SUITES = const(
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-RSA-AES256-GCM-SHA384:AES128-GCM-SHA256:AES256-GCM-SHA384"
+)
+_NO_SUITE = const("the server offers none of the OCPP 2.0.1 TLS 1.2 cipher suites")
 # Log-only security event: the CSMS refused our Basic auth credentials (HTTP 401).
 _AUTH_REFUSED = const("FailedToAuthenticateAtCsms")
 
@@ -84,6 +107,11 @@ class Connection:
     `registration` is None until the first BootNotification answer of this boot, then the
     status the CSMS gave (Accepted, Pending or Rejected).
     """
+
+    # Class attributes until set (no slot in the instance before, heap): the last NTP sync
+    # worked (firmware/timesync.py), and the clock value last saved on flash (synced).
+    ntp_ok = False
+    _saved_s = 0
 
     def __init__(
         self, board, dm, session, store, clock, spawn, boot_reason, ca_path=None, event=None
@@ -210,6 +238,10 @@ class Connection:
         slots = Rotation(self.profiles)
         backoff = Backoff(self._rand)
         delay = 0
+        if "NTP" in self.dm.get(_SOURCE):  # the sync at boot, before any TLS
+            from firmware import timesync
+
+            await timesync.sync(self)
         while not self.stopping:
             if not self._free.is_set():  # away: no attempt, no back-off, until back
                 await self._free.wait()
@@ -264,6 +296,11 @@ class Connection:
         auth = (identity, password) if password and profile < 3 else None
         ctx = None
         self.tls = url.startswith("wss:")
+        if self.tls and not self.clock.known():
+            from firmware import timesync
+
+            url = await timesync.before_tls(self, url, profile)
+            self.tls = url.startswith("wss:")
         if self.tls:
             ctx = _tls_context(self._ca_file(), self.board.settings, profile)
         log.info(_TAG, "connecting to %s (slot %d, security profile %d)" % (url, slot, profile))
@@ -289,11 +326,22 @@ class Connection:
             if e.status == 401 and auth is not None:
                 self._attempt_failed(_AUTH_REFUSED, e, url)
             raise
+        except OSError as e:
+            if not (self.tls and e.args and e.args[0] == _CONN_EOF):
+                raise
+            # The server ended the handshake: no suite, or no TLS version, in common. One
+            # more handshake with the TLS library's own suites tells which.
+            why = await _diagnose(url, timeout_ms)
+            if why is None:
+                raise
+            bad_version = isinstance(why, ws.TlsVersionError)
+            self._attempt_failed(_BAD_VERSION if bad_version else _BAD_SUITES, why, url)
+            raise why from None
 
     def tls_context(self):
         """TLS that checks a server against the CSMS roots, as the CSMS link does, without
         our client certificate: for uploads to https:// locations (GetLog). OSError when there
-        is no root to check with."""
+        is no root to check with. The same cipher suites as the CSMS link."""
         return _tls_context(self._ca_file(), self.board.settings, 2)
 
     def _ca_file(self):
@@ -410,8 +458,31 @@ class Connection:
             await asyncio.sleep_ms(min(left, _WAKE_POLL_MS))
 
     def _set_clock(self, resp):
-        if "Heartbeat" in self.dm.get("ClockCtrlr/TimeSource").split(","):
-            self.clock.set(rfc3339.parse(resp["currentTime"]))
+        # The CSMS's time, when Heartbeat is a time source and NTP, working, is not before it.
+        src = self.dm.get(_SOURCE).split(",")
+        if "Heartbeat" not in src:
+            return
+        if self.ntp_ok and "NTP" in src and src.index("NTP") < src.index("Heartbeat"):
+            return
+        self.clock.set(rfc3339.parse(resp["currentTime"]))
+        self.synced()
+
+    def synced(self):
+        """A good source (the CSMS, NTP) just set the clock: its time goes to flash, for a boot
+        without a clock (timesync.before_tls), at the first sync of a boot, then at most once
+        a day (or when the clock went back before the saved time)."""
+        now = self.clock.now()
+        if self._saved_s == 0 or not 0 <= now - self._saved_s < _SAVE_EVERY_S:
+            self._saved_s = now
+            self.store.save("clock", now)  # timesync.SAVED (not imported here: heap)
+
+    def ntp_daily(self):
+        """Called once a minute (Station.run): the daily NTP sync, when NTP is a time source."""
+        if "NTP" in self.dm.get(_SOURCE):
+            from firmware import timesync
+
+            if timesync.due():
+                self.spawn(timesync.sync(self))
 
     async def _heartbeats(self):
         while True:
@@ -461,7 +532,7 @@ def _tls_context(ca_file, settings, profile):
     """TLS for security profiles 2 and 3: the CSMS's certificate must lead to a root in
     `ca_file` and name the host (both checked by the TLS library in the handshake, the host
     name against the SAN's dNSName and iPAddress, else the CN); profile 3 adds our client
-    certificate (the leaf alone: no intermediates are sent).
+    certificate (the leaf alone: no intermediates are sent). Only OCPP's cipher suites.
 
     Files are PEM (or a single DER certificate or key). They reach the TLS library as DER,
     which every MicroPython build reads: the unix port's mbedTLS has no PEM parser."""
@@ -471,6 +542,7 @@ def _tls_context(ca_file, settings, profile):
         raise OSError("wss:// without a CSMS root certificate")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.verify_mode = ssl.CERT_REQUIRED  # micropython-lib's SSLContext starts at CERT_NONE
+    _only_ocpp_suites(ctx)
     for der in _ders(ca_file):
         ctx.load_verify_locations(cadata=der)  # each call adds one root
     if profile == 3:
@@ -480,6 +552,53 @@ def _tls_context(ca_file, settings, profile):
             raise OSError("security profile 3 without client_cert_file and client_key_file")
         ctx.load_cert_chain(_ders(cert)[0], _ders(key)[0])
     return ctx
+
+
+def _only_ocpp_suites(ctx):
+    """Offer only _SUITES: MicroPython's SSLContext has mbedTLS's context as _context, whose
+    set_ciphers refuses a name the build lacks (then the build's own of them are offered)."""
+    import sys
+
+    if sys.implementation.name != "micropython":
+        ctx.set_ciphers(_OPENSSL_SUITES)
+        return
+    c = ctx._context
+    try:
+        c.set_ciphers(_SUITES)
+    except OSError:
+        have = c.get_ciphers()
+        c.set_ciphers(tuple([n for n in _SUITES if n in have]))
+
+
+async def _diagnose(url, timeout_ms):
+    """Why a server ended our TLS handshake (CONN_EOF): one handshake with the library's own
+    suites, not checking the certificate, then closed without a byte of HTTP (two bytes of
+    CRLF, which an HTTP server skips, tell when the handshake is over). OSError(_NO_SUITE)
+    when it gets through (the server takes only suites OCPP does not allow), TlsVersionError
+    when the server speaks only TLS < 1.2, None when it fails as ours did (not the suites)."""
+    import ssl
+
+    host, port = ws.parse_url(url)[1:3]
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_NONE
+    s = None
+    try:
+        s = (await asyncio.open_connection(host, port, ssl=ctx, server_hostname=host))[0].s
+        end = time.ticks_add(time.ticks_ms(), timeout_ms)
+        while time.ticks_diff(end, time.ticks_ms()) > 0:
+            if s.write(b"\r\n"):  # None while the handshake goes on
+                return OSError(_NO_SUITE)
+            await asyncio.sleep_ms(20)
+    except OSError as e:
+        e = ws._tls_error(e)
+        if isinstance(e, ws.TlsVersionError):
+            return e
+    except Exception:
+        pass
+    finally:
+        if s is not None:
+            s.close()
+    return None
 
 
 def _ders(path):

@@ -120,7 +120,7 @@ class Station:
         self._stopped = asyncio.Event()
         self._tasks = None  # background tasks once running; before that, coroutines waiting
         self._waiting = []
-        self.clock = clock = Clock(board.unix_time)
+        self.clock = clock = Clock(board.unix_time, board.set_time)
         log.clock = clock
         self.store = store = Store(board.state_dir)
         # The logs on flash (built empty: files are looked at with the first flush); imported
@@ -429,6 +429,7 @@ class Station:
             if turns == _CACHE_TURNS:
                 turns = 0
                 self.authorization.flush()
+                self.connection.ntp_daily()
         for t in self._tasks:
             t.cancel()
 

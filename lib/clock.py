@@ -1,29 +1,44 @@
-# clock: the station's wall clock, set from the CSMS, over an injected time source.
+# clock: the station's wall clock, set from the CSMS or NTP, over an injected time source.
 # MIT licence. Ours because the OCPP clock is an offset over the board's RTC, nothing more.
 
 import time
 
+from micropython import const
+
 import rfc3339
+
+# A clock before this (2026-01-01) was never set: a board's RTC after power-up starts in 2000
+# (or 1970). TLS cannot check certificate dates against it (firmware/timesync.py).
+_EARLIEST = const(1767225600)
 
 
 class Clock:
     """UTC wall clock in whole seconds. `source()` is the board's time since 1970, seconds.
 
-    `set()` moves the clock to the CSMS's time by keeping an offset, so that the board's own
-    clock (RTC or host) is never written from here. Integers only: on an ESP32 floats are
-    single precision, which near 1.8e9 s would round to whole minutes.
+    `set()` moves the clock to the CSMS's time by keeping an offset over the source. A board
+    whose TLS library checks certificate dates against its own clock (an ESP32's RTC) passes
+    `setter(unix_s)`: that clock is set too, when it is off (the offset is then about 0).
+    Integers only: on an ESP32 floats are single precision, which near 1.8e9 s would round to
+    whole minutes.
     """
 
-    def __init__(self, source):
+    def __init__(self, source, setter=None):
         self._source = source
+        self._setter = setter
         self.offset = 0  # seconds added to the source; 0 until the CSMS has told the time
         self.on_step = []  # callables(step_s, old_now) run after each set() that moved it
 
     def now(self):
         return int(self._source()) + self.offset
 
+    def known(self):
+        """False while the clock was never set (before _EARLIEST): no TLS dates checked."""
+        return self.now() >= _EARLIEST
+
     def set(self, unix_s):
         old = self.now()
+        if self._setter is not None and int(unix_s) != int(self._source()):
+            self._setter(int(unix_s))
         self.offset = int(unix_s) - int(self._source())
         step = self.now() - old
         if step:
