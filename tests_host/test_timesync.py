@@ -276,3 +276,23 @@ def test_a_handshake_the_server_ended_is_diagnosed_once_per_burst(tmp_path, monk
         ("InvalidTLSCipherSuite", NO_SUITE + " (127.0.0.1:8443)"),
         ("InvalidTLSVersion", "the server offers no TLS version >= 1.2 (127.0.0.1:8443)"),
     ]
+
+
+def test_the_esp32_board_sets_its_rtc_where_mbedtls_reads_the_time(monkeypatch):
+    """boards/esp32.set_time: the RTC as machine.RTC().datetime wants it (weekday 0 Monday)."""
+    import fake_machine
+
+    got = []
+
+    class RTC:
+        def datetime(self, t):
+            got.append(t)
+
+    for n in ("machine", "esp32", "boards.esp32"):
+        monkeypatch.delitem(sys.modules, n, raising=False)
+    fake_machine.install().RTC = RTC
+    import boards.esp32 as esp32
+
+    esp32.set_time(NOW)  # 2026-12-06T11:45:40Z, a Sunday
+    assert got == [(2026, 12, 6, 6, 11, 45, 40, 0)]
+    assert esp32.Board.set_time is esp32.set_time
