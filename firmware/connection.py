@@ -108,10 +108,7 @@ class Connection:
     status the CSMS gave (Accepted, Pending or Rejected).
     """
 
-    # Class attributes until set (no slot in the instance before, heap): the last NTP sync
-    # worked (firmware/timesync.py), and the clock value last saved on flash (synced).
-    ntp_ok = False
-    _saved_s = 0
+    saved_s = 0  # the clock's value last saved on flash; a class attribute until set (heap)
 
     def __init__(
         self, board, dm, session, store, clock, spawn, boot_reason, ca_path=None, event=None
@@ -458,31 +455,24 @@ class Connection:
             await asyncio.sleep_ms(min(left, _WAKE_POLL_MS))
 
     def _set_clock(self, resp):
-        # The CSMS's time, when Heartbeat is a time source and NTP, working, is not before it.
+        # The CSMS's time, when Heartbeat is a time source and NTP, working, is not before it
+        # (NTP in TimeSource: timesync is loaded since boot or the minute after the change).
         src = self.dm.get(_SOURCE).split(",")
         if "Heartbeat" not in src:
             return
-        if self.ntp_ok and "NTP" in src and src.index("NTP") < src.index("Heartbeat"):
-            return
-        self.clock.set(rfc3339.parse(resp["currentTime"]))
-        self.synced()
-
-    def synced(self):
-        """A good source (the CSMS, NTP) just set the clock: its time goes to flash, for a boot
-        without a clock (timesync.before_tls), at the first sync of a boot, then at most once
-        a day (or when the clock went back before the saved time)."""
-        now = self.clock.now()
-        if self._saved_s == 0 or not 0 <= now - self._saved_s < _SAVE_EVERY_S:
-            self._saved_s = now
-            self.store.save("clock", now)  # timesync.SAVED (not imported here: heap)
-
-    def ntp_daily(self):
-        """Called once a minute (Station.run): the daily NTP sync, when NTP is a time source."""
-        if "NTP" in self.dm.get(_SOURCE):
+        if "NTP" in src and src.index("NTP") < src.index("Heartbeat"):
             from firmware import timesync
 
-            if timesync.due():
-                self.spawn(timesync.sync(self))
+            if timesync.ok:
+                return
+        self.clock.set(rfc3339.parse(resp["currentTime"]))
+        # A good sync: the time goes to flash, for a boot without a clock
+        # (timesync.before_tls), at the first sync of a boot, then at most once a day (or when
+        # the clock went back before the saved time). timesync does the same after NTP.
+        now = self.clock.now()
+        if self.saved_s == 0 or not 0 <= now - self.saved_s < _SAVE_EVERY_S:
+            self.saved_s = now
+            self.store.save("clock", now)  # timesync.SAVED (not imported here: heap)
 
     async def _heartbeats(self):
         while True:
@@ -537,12 +527,23 @@ def _tls_context(ca_file, settings, profile):
     Files are PEM (or a single DER certificate or key). They reach the TLS library as DER,
     which every MicroPython build reads: the unix port's mbedTLS has no PEM parser."""
     import ssl
+    import sys
 
     if not ca_file:
         raise OSError("wss:// without a CSMS root certificate")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.verify_mode = ssl.CERT_REQUIRED  # micropython-lib's SSLContext starts at CERT_NONE
-    _only_ocpp_suites(ctx)
+    # Only _SUITES. MicroPython's SSLContext holds mbedTLS's as _context, whose set_ciphers
+    # refuses a name the build lacks: then the build's own of them.
+    if sys.implementation.name != "micropython":
+        ctx.set_ciphers(_OPENSSL_SUITES)
+    else:
+        c = ctx._context
+        try:
+            c.set_ciphers(_SUITES)
+        except OSError:
+            have = c.get_ciphers()
+            c.set_ciphers(tuple([n for n in _SUITES if n in have]))
     for der in _ders(ca_file):
         ctx.load_verify_locations(cadata=der)  # each call adds one root
     if profile == 3:
@@ -552,22 +553,6 @@ def _tls_context(ca_file, settings, profile):
             raise OSError("security profile 3 without client_cert_file and client_key_file")
         ctx.load_cert_chain(_ders(cert)[0], _ders(key)[0])
     return ctx
-
-
-def _only_ocpp_suites(ctx):
-    """Offer only _SUITES: MicroPython's SSLContext has mbedTLS's context as _context, whose
-    set_ciphers refuses a name the build lacks (then the build's own of them are offered)."""
-    import sys
-
-    if sys.implementation.name != "micropython":
-        ctx.set_ciphers(_OPENSSL_SUITES)
-        return
-    c = ctx._context
-    try:
-        c.set_ciphers(_SUITES)
-    except OSError:
-        have = c.get_ciphers()
-        c.set_ciphers(tuple([n for n in _SUITES if n in have]))
 
 
 async def _diagnose(url, timeout_ms):

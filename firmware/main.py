@@ -429,7 +429,11 @@ class Station:
             if turns == _CACHE_TURNS:
                 turns = 0
                 self.authorization.flush()
-                self.connection.ntp_daily()
+                if "NTP" in self.dm.get("ClockCtrlr/TimeSource"):  # the daily NTP sync
+                    from firmware import timesync
+
+                    if timesync.due():
+                        self.spawn(timesync.sync(self.connection))
         for t in self._tasks:
             t.cancel()
 

@@ -22,7 +22,9 @@ _TIMEOUT_MS = const(3000)  # one query
 _GAP_MS = const(15000)  # RFC 4330: no query sooner than this after the last one
 _DAY_MS = const(86400000)  # the daily sync
 _RETRY_MS = const(3600000)  # after a failed daily sync
+_SAVE_EVERY_S = const(86400)  # the time on flash: once a day at most
 
+ok = False  # the last sync worked: a Heartbeat after NTP in TimeSource is no source then
 _last = None  # ticks of the last query, None before the first
 _next = None  # ticks when the next daily sync is due, None: now
 _busy = False
@@ -36,9 +38,9 @@ def due():
 
 async def sync(conn):
     """Ask the NTP servers in priority order until one answers; True when one set the clock.
-    `conn` is the station's Connection (its dm, clock, store; it keeps ntp_ok). No query
-    within _GAP_MS of the last one: False at once."""
-    global _last, _next, _busy
+    `conn` is the station's Connection (its dm, clock, store). No query within _GAP_MS of the
+    last one: False at once."""
+    global ok, _last, _next, _busy
     if _busy or (_last is not None and time.ticks_diff(time.ticks_ms(), _last) < _GAP_MS):
         return False
     _busy = True
@@ -61,13 +63,15 @@ async def sync(conn):
                 continue
             conn.clock.set(unix_s)
             log.info(_TAG, "set by NTP from %s: %s (delay %d ms)" % (uri, conn.clock.iso(), delay))
-            conn.ntp_ok = True
-            conn.synced()
+            ok = True
+            if not 0 <= unix_s - conn.saved_s < _SAVE_EVERY_S:  # as Connection._set_clock
+                conn.saved_s = unix_s
+                conn.store.save(SAVED, unix_s)
             _next = time.ticks_add(time.ticks_ms(), _DAY_MS)
             return True
         if not asked:
             log.warn(_TAG, "NTP is a time source but no ClockCtrlr.NtpServerUri is set")
-        conn.ntp_ok = False  # the Heartbeat's time counts again (Connection._set_clock)
+        ok = False  # the Heartbeat's time counts again (Connection._set_clock)
         _next = time.ticks_add(time.ticks_ms(), _RETRY_MS)
         return False
     finally:

@@ -90,9 +90,13 @@ class Board(boards.Board):
             # The board's clock starts at 1970-01-01T00:00:00Z, as an RTC after power-up,
             # until the firmware sets it (set_time). The host's TLS still checks certificate
             # dates against the host's clock: what the firmware does first is its own rule.
-            self._skew = int(time.time())
-            self.unix_time = self._rtc
-            self.set_time = self._set_rtc
+            skew = [int(time.time())]  # closures, not methods: nothing in the class (heap)
+
+            def set_time(unix_s):
+                skew[0] = int(time.time()) - unix_s
+
+            self.unix_time = lambda: int(time.time()) - skew[0]
+            self.set_time = set_time
         self._world = Store(self.state_dir)
         world = self._world.load(_WORLD) or ()
         for i in range(min(len(world), len(self.evs))):
@@ -105,12 +109,6 @@ class Board(boards.Board):
     unix_time = staticmethod(time.time)
     urandom = staticmethod(os.urandom)
     tls_links = 1 if ESP32 else None  # as a WROOM on the esp32 target (boards.Board.tls_links)
-
-    def _rtc(self):
-        return int(time.time()) - self._skew
-
-    def _set_rtc(self, unix_s):
-        self._skew = int(time.time()) - unix_s
 
     def save_world(self):
         """Persist the simulated world (car, cable, faults, meter register): it is not part of
