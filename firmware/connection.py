@@ -50,7 +50,6 @@ _OPENSSL_SUITES = const(
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:"
     "ECDHE-RSA-AES256-GCM-SHA384:AES128-GCM-SHA256:AES256-GCM-SHA384"
 )
-_NO_SUITE = const("the server offers none of the OCPP 2.0.1 TLS 1.2 cipher suites")
 # Log-only security event: the CSMS refused our Basic auth credentials (HTTP 401).
 _AUTH_REFUSED = const("FailedToAuthenticateAtCsms")
 
@@ -107,8 +106,6 @@ class Connection:
     `registration` is None until the first BootNotification answer of this boot, then the
     status the CSMS gave (Accepted, Pending or Rejected).
     """
-
-    saved_s = 0  # the clock's value last saved on flash; a class attribute until set (heap)
 
     def __init__(
         self, board, dm, session, store, clock, spawn, boot_reason, ca_path=None, event=None
@@ -327,8 +324,11 @@ class Connection:
             if not (self.tls and e.args and e.args[0] == _CONN_EOF):
                 raise
             # The server ended the handshake: no suite, or no TLS version, in common. One
-            # more handshake with the TLS library's own suites tells which.
-            why = await _diagnose(url, timeout_ms)
+            # more handshake with the TLS library's own suites tells which (a module of its
+            # own: loaded only then, heap).
+            from firmware import tls_diagnosis
+
+            why = await tls_diagnosis.diagnose(url, timeout_ms)
             if why is None:
                 raise
             bad_version = isinstance(why, ws.TlsVersionError)
@@ -469,9 +469,10 @@ class Connection:
         # A good sync: the time goes to flash, for a boot without a clock
         # (timesync.before_tls), at the first sync of a boot, then at most once a day (or when
         # the clock went back before the saved time). timesync does the same after NTP.
-        now = self.clock.now()
-        if self.saved_s == 0 or not 0 <= now - self.saved_s < _SAVE_EVERY_S:
-            self.saved_s = now
+        c = self.clock
+        now = c.now()
+        if c.saved == 0 or not 0 <= now - c.saved < _SAVE_EVERY_S:
+            c.saved = now  # kept on the clock, whose dict has room for it (heap)
             self.store.save("clock", now)  # timesync.SAVED (not imported here: heap)
 
     async def _heartbeats(self):
@@ -553,37 +554,6 @@ def _tls_context(ca_file, settings, profile):
             raise OSError("security profile 3 without client_cert_file and client_key_file")
         ctx.load_cert_chain(_ders(cert)[0], _ders(key)[0])
     return ctx
-
-
-async def _diagnose(url, timeout_ms):
-    """Why a server ended our TLS handshake (CONN_EOF): one handshake with the library's own
-    suites, not checking the certificate, then closed without a byte of HTTP (two bytes of
-    CRLF, which an HTTP server skips, tell when the handshake is over). OSError(_NO_SUITE)
-    when it gets through (the server takes only suites OCPP does not allow), TlsVersionError
-    when the server speaks only TLS < 1.2, None when it fails as ours did (not the suites)."""
-    import ssl
-
-    host, port = ws.parse_url(url)[1:3]
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.verify_mode = ssl.CERT_NONE
-    s = None
-    try:
-        s = (await asyncio.open_connection(host, port, ssl=ctx, server_hostname=host))[0].s
-        end = time.ticks_add(time.ticks_ms(), timeout_ms)
-        while time.ticks_diff(end, time.ticks_ms()) > 0:
-            if s.write(b"\r\n"):  # None while the handshake goes on
-                return OSError(_NO_SUITE)
-            await asyncio.sleep_ms(20)
-    except OSError as e:
-        e = ws._tls_error(e)
-        if isinstance(e, ws.TlsVersionError):
-            return e
-    except Exception:
-        pass
-    finally:
-        if s is not None:
-            s.close()
-    return None
 
 
 def _ders(path):

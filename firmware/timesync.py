@@ -64,8 +64,9 @@ async def sync(conn):
             conn.clock.set(unix_s)
             log.info(_TAG, "set by NTP from %s: %s (delay %d ms)" % (uri, conn.clock.iso(), delay))
             ok = True
-            if not 0 <= unix_s - conn.saved_s < _SAVE_EVERY_S:  # as Connection._set_clock
-                conn.saved_s = unix_s
+            c = conn.clock
+            if c.saved == 0 or not 0 <= unix_s - c.saved < _SAVE_EVERY_S:  # as _set_clock
+                c.saved = unix_s
                 conn.store.save(SAVED, unix_s)
             _next = time.ticks_add(time.ticks_ms(), _DAY_MS)
             return True

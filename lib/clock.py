@@ -22,6 +22,8 @@ class Clock:
     whole minutes.
     """
 
+    saved = 0  # the time last saved on flash (firmware/connection.py), 0: none this boot
+
     def __init__(self, source, setter=None):
         self._source = source
         self._setter = setter

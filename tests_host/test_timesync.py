@@ -8,16 +8,20 @@ server ended."""
 import asyncio
 import ssl
 import sys
+import time
 
 import pytest
+from test_board_station import devkit  # noqa: F401 (a fixture)
 from test_connection_tls import WSS, Security, drive
 from test_network import FakeStation, fast, link, settings
+from tls_certs import make_pki
 
+import rfc3339
 import sntp
 import ws
 from clock import Clock
 from firmware import connection as connection_mod
-from firmware import timesync
+from firmware import timesync, tls_diagnosis
 from firmware.network import NetworkProfiles
 
 NOW = 1796557540  # 2026-12-06
@@ -29,7 +33,7 @@ NO_SUITE = "the server offers none of the OCPP 2.0.1 TLS 1.2 cipher suites"
 def fresh():
     """timesync's state is per boot (module globals): each test starts a boot."""
     timesync._last = timesync._next = None
-    timesync._busy = False
+    timesync._busy = timesync.ok = False
     timesync._addrs.clear()
     yield
 
@@ -106,7 +110,7 @@ def test_ntp_first_in_priority_order_then_the_tls_url(tmp_path, monkeypatch):
     url = asyncio.run(timesync.before_tls(conn, WSS, 2))
     assert url == WSS and st.clock.now() == NOW and st.rtc.sets == [NOW]
     assert asked == [("192.0.2.1", 123), ("192.0.2.2", 1123)]
-    assert conn.ntp_ok and st.store.load("clock") == NOW  # a good sync is saved
+    assert timesync.ok and st.store.load("clock") == NOW  # a good sync is saved
     # RFC 4330: no server is asked again within 15 s.
     assert asyncio.run(timesync.sync(conn)) is False and len(asked) == 2
     assert not timesync.due()  # the next daily sync is a day away
@@ -134,7 +138,7 @@ def test_ntp_failing_falls_back_to_the_saved_time(tmp_path, monkeypatch):
     st.store.save("clock", NOW)
     conn = link(st)
     assert asyncio.run(timesync.before_tls(conn, WSS, 2)) == WSS
-    assert asked == [("192.0.2.1", 123)] and st.clock.now() == NOW and not conn.ntp_ok
+    assert asked == [("192.0.2.1", 123)] and st.clock.now() == NOW and not timesync.ok
     assert timesync._next is not None  # the next try in an hour, not at once
 
 
@@ -160,21 +164,45 @@ def test_a_connection_attempt_with_the_clock_unset(tmp_path, monkeypatch, sp):
         assert calls == [("ws://127.0.0.1:8443/ocpp/CS%201", None)] and not conn.tls
 
 
-def test_the_boot_sync_and_the_daily_one(tmp_path, monkeypatch):
-    st = station(tmp_path, values=(NTP, URI1))
-    asked = fake_ntp(monkeypatch, {"192.0.2.1": NOW})
-    conn, _, contexts = drive(monkeypatch, st, [None])
-    assert asked == [("192.0.2.1", 123)] and len(contexts) == 2  # at boot, then TLS
-    conn.ntp_daily()
-    assert st.spawned == []  # not due for a day
-    timesync._next = None
-    conn.ntp_daily()
-    assert len(st.spawned) == 1
-    st.spawned.pop().close()
-    timesync._next = None
-    st.dm.set("ClockCtrlr/TimeSource", "Heartbeat")
-    conn.ntp_daily()
-    assert st.spawned == []  # NTP no longer a source
+def test_the_boot_sync_and_the_daily_one(devkit, monkeypatch):  # noqa: F811
+    """At boot before the first connection attempt, then from Station.run's minute turn when
+    due (a day after a good sync, an hour after a failed one); never when NTP is no source."""
+    from firmware import main
+
+    monkeypatch.setattr(main, "_TURN_MS", 2)  # a minute of turns in about 1 s
+    station = main.Station(devkit)
+    station.dm.set("ClockCtrlr/TimeSource", "NTP,Heartbeat")
+    calls = []
+
+    async def sync(conn):
+        calls.append(conn)
+        return False
+
+    monkeypatch.setattr(timesync, "sync", sync)
+    minutes = []
+    monkeypatch.setattr(station.authorization, "flush", lambda: minutes.append(1))
+    seen = []
+
+    async def go():
+        task = asyncio.create_task(station.run())
+        for n in (1, 2, 3):
+            for _ in range(3000):
+                if len(minutes) >= n:
+                    break
+                await asyncio.sleep(0.01)
+            seen.append(list(calls))
+            del calls[:]
+            if n == 1:  # a sync a while ago: the next not due yet
+                timesync._next = time.ticks_add(time.ticks_ms(), 3600000)
+            elif n == 2:  # due, but NTP no longer a source
+                timesync._next = None
+                station.dm.set("ClockCtrlr/TimeSource", "Heartbeat")
+        station._stopped.set()
+        await task
+
+    asyncio.run(go())
+    conn = station.connection
+    assert seen == [[conn, conn], [], []]  # at boot and the first minute (due), then none
 
 
 @pytest.mark.parametrize(
@@ -191,7 +219,7 @@ def test_the_heartbeat_rule_follows_time_source_order(tmp_path, source, ntp_ok, 
     st = station(tmp_path, t=NOW)
     st.dm.set("ClockCtrlr/TimeSource", source)
     conn = link(st)
-    conn.ntp_ok = ntp_ok
+    timesync.ok = ntp_ok
     conn._set_clock({"currentTime": "2026-12-06T12:00:00Z"})
     assert (st.clock.now() == 1796558400) is set_by_heartbeat
 
@@ -202,23 +230,20 @@ def test_the_time_goes_to_flash_at_the_first_sync_then_daily(tmp_path):
     saves = []
     real = st.store.save
     st.store.save = lambda name, doc: (saves.append((name, doc)), real(name, doc))
-    conn.synced()
-    st.rtc.t += 3600
-    conn.synced()  # an hour later: not written again
-    st.rtc.t += 86400
-    conn.synced()
-    st.rtc.t -= 7200  # the CSMS moved the clock back before the saved time: written
-    conn.synced()
-    assert saves == [
-        ("clock", NOW),
-        ("clock", NOW + 90000),
-        ("clock", NOW + 82800),
-    ]
+
+    def heartbeat(t):
+        conn._set_clock({"currentTime": rfc3339.format(t)})
+
+    heartbeat(NOW)
+    heartbeat(NOW + 3600)  # an hour later: not written again
+    heartbeat(NOW + 90000)
+    heartbeat(NOW + 82800)  # the CSMS moved the clock back before the saved time: written
+    assert saves == [("clock", NOW), ("clock", NOW + 90000), ("clock", NOW + 82800)]
 
 
-def test_only_ocpps_suites_are_offered(monkeypatch):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    connection_mod._only_ocpp_suites(ctx)
+def test_only_ocpps_suites_are_offered(tmp_path, monkeypatch):
+    pki = make_pki(tmp_path / "pki")
+    ctx = connection_mod._tls_context(pki.ca, {}, 2)
     tls12 = [c["name"] for c in ctx.get_ciphers() if c["protocol"] == "TLSv1.2"]
     assert sorted(tls12) == sorted(
         [
@@ -243,13 +268,22 @@ def test_only_ocpps_suites_are_offered(monkeypatch):
                 raise OSError(-28800, "MBEDTLS_ERR_SSL_BAD_CONFIG")
             self.chosen = names
 
-    class MpContext:
-        _context = MbedContext()
+    class MpContext:  # micropython-lib's ssl.SSLContext
+        verify_mode = None
 
+        def __init__(self, protocol):
+            self._context = MbedContext()
+
+        def load_verify_locations(self, cadata):
+            pass
+
+    monkeypatch.setattr(ssl, "SSLContext", MpContext)
     monkeypatch.setattr(sys.implementation, "name", "micropython")
-    connection_mod._only_ocpp_suites(MpContext)
-    monkeypatch.undo()
-    assert MpContext._context.chosen == (
+    try:
+        ctx = connection_mod._tls_context(pki.ca, {}, 2)
+    finally:
+        monkeypatch.undo()
+    assert ctx._context.chosen == (
         "TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384",
         "TLS-RSA-WITH-AES-128-GCM-SHA256",
     )
@@ -269,7 +303,7 @@ def test_a_handshake_the_server_ended_is_diagnosed_once_per_burst(tmp_path, monk
         asked.append(url)
         return diagnoses.pop(0)
 
-    monkeypatch.setattr(connection_mod, "_diagnose", diagnose)
+    monkeypatch.setattr(tls_diagnosis, "diagnose", diagnose)
     drive(monkeypatch, st, [CONN_EOF, CONN_EOF, CONN_EOF, CONN_EOF, OSError(32, "EPIPE")])
     assert len(asked) == 4  # every CONN_EOF, no other failure
     assert st.security.events == [
