@@ -33,7 +33,10 @@ _BAD_SUITES = const("InvalidTLSCipherSuite")
 # cipher suite (or no TLS version) in common with us.
 _CONN_EOF = const(-0x7280)
 _SOURCE = const("ClockCtrlr/TimeSource")
-_SAVE_EVERY_S = const(86400)  # the time on flash (timesync.SAVED): once a day at most
+# A clock before this (2026-01-01) was never set (a board's RTC starts in 2000 or 1970): TLS
+# would find every certificate not yet valid (firmware/timesync.py).
+_CLOCK_SET = const(1767225600)
+_SAVE_EVERY_MIN = const(1440)  # the time on flash (timesync.SAVED): once a day at most
 # The TLS 1.2 suites OCPP 2.0.1 asks for (A00.FR.318, 319; ocpp201-station.md §1.2), the only
 # ones offered to the CSMS, in mbedTLS's names (MicroPython) and OpenSSL's (CPython).
 _SUITES = const(
@@ -290,7 +293,7 @@ class Connection:
         auth = (identity, password) if password and profile < 3 else None
         ctx = None
         self.tls = url.startswith("wss:")
-        if self.tls and not self.clock.known():
+        if self.tls and self.clock.now() < _CLOCK_SET:
             from firmware import timesync
 
             url = await timesync.before_tls(self, url, profile)
@@ -471,8 +474,8 @@ class Connection:
         # the clock went back before the saved time). timesync does the same after NTP.
         c = self.clock
         now = c.now()
-        if c.saved == 0 or not 0 <= now - c.saved < _SAVE_EVERY_S:
-            c.saved = now  # kept on the clock, whose dict has room for it (heap)
+        if c.saved == 0 or not 0 <= now // 60 - c.saved < _SAVE_EVERY_MIN:
+            c.saved = now // 60
             self.store.save("clock", now)  # timesync.SAVED (not imported here: heap)
 
     async def _heartbeats(self):

@@ -22,7 +22,7 @@ _TIMEOUT_MS = const(3000)  # one query
 _GAP_MS = const(15000)  # RFC 4330: no query sooner than this after the last one
 _DAY_MS = const(86400000)  # the daily sync
 _RETRY_MS = const(3600000)  # after a failed daily sync
-_SAVE_EVERY_S = const(86400)  # the time on flash: once a day at most
+_SAVE_EVERY_MIN = const(1440)  # the time on flash: once a day at most
 
 ok = False  # the last sync worked: a Heartbeat after NTP in TimeSource is no source then
 _last = None  # ticks of the last query, None before the first
@@ -65,8 +65,8 @@ async def sync(conn):
             log.info(_TAG, "set by NTP from %s: %s (delay %d ms)" % (uri, conn.clock.iso(), delay))
             ok = True
             c = conn.clock
-            if c.saved == 0 or not 0 <= unix_s - c.saved < _SAVE_EVERY_S:  # as _set_clock
-                c.saved = unix_s
+            if c.saved == 0 or not 0 <= unix_s // 60 - c.saved < _SAVE_EVERY_MIN:  # as _set_clock
+                c.saved = unix_s // 60
                 conn.store.save(SAVED, unix_s)
             _next = time.ticks_add(time.ticks_ms(), _DAY_MS)
             return True
@@ -103,8 +103,7 @@ async def before_tls(conn, url, profile):
     if type(saved) is int and saved > clock.now():  # never backwards
         clock.set(saved)
         log.info(_TAG, "set to the time saved at the last sync: %s" % clock.iso())
-        if clock.known():
-            return url
+        return url
     if profile == 1:
         log.warn(_TAG, "security profile 1: ws:// until the clock is set")
         return "ws" + url[3:]

@@ -3,13 +3,7 @@
 
 import time
 
-from micropython import const
-
 import rfc3339
-
-# A clock before this (2026-01-01) was never set: a board's RTC after power-up starts in 2000
-# (or 1970). TLS cannot check certificate dates against it (firmware/timesync.py).
-_EARLIEST = const(1767225600)
 
 
 class Clock:
@@ -22,20 +16,21 @@ class Clock:
     whole minutes.
     """
 
-    saved = 0  # the time last saved on flash (firmware/connection.py), 0: none this boot
+    # Class attributes until set (no slot in every instance, heap): the board clock's setter,
+    # and the minute (unix_s // 60: a small int) last saved on flash by firmware/connection.py
+    # and firmware/timesync.py, 0: none this boot.
+    _setter = None
+    saved = 0
 
     def __init__(self, source, setter=None):
         self._source = source
-        self._setter = setter
+        if setter is not None:
+            self._setter = setter
         self.offset = 0  # seconds added to the source; 0 until the CSMS has told the time
         self.on_step = []  # callables(step_s, old_now) run after each set() that moved it
 
     def now(self):
         return int(self._source()) + self.offset
-
-    def known(self):
-        """False while the clock was never set (before _EARLIEST): no TLS dates checked."""
-        return self.now() >= _EARLIEST
 
     def set(self, unix_s):
         old = self.now()

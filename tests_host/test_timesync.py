@@ -90,17 +90,16 @@ def fake_ntp(monkeypatch, answers):
     return asked
 
 
-def test_the_clock_is_known_from_2026_and_sets_the_board_clock_when_off():
+def test_the_clock_sets_the_board_clock_when_off():
     rtc = Rtc(946684800)  # an ESP32's RTC after power-up: 2000
     c = Clock(rtc, rtc.set)
-    assert not c.known()
     c.set(NOW)
-    assert c.known() and rtc.sets == [NOW] and c.offset == 0 and c.now() == NOW
+    assert rtc.sets == [NOW] and c.offset == 0 and c.now() == NOW
     c.set(NOW)  # already right: the board clock is not written again
     assert rtc.sets == [NOW]
     plain = Clock(lambda: 0)  # no setter (the host): an offset, as before
     plain.set(NOW)
-    assert plain.offset == NOW and plain.known()
+    assert plain.offset == NOW
 
 
 def test_ntp_first_in_priority_order_then_the_tls_url(tmp_path, monkeypatch):
@@ -129,7 +128,7 @@ def test_without_ntp_the_saved_time_forward_only_then_ws_for_profile_1_only(tmp_
     assert asyncio.run(timesync.before_tls(conn, WSS, 1)) == "ws://127.0.0.1:8443/ocpp"
     st.store.save("clock", NOW - 3600)
     assert asyncio.run(timesync.before_tls(conn, WSS, 2)) == WSS
-    assert st.clock.now() == NOW - 3600 and st.clock.known()
+    assert st.clock.now() == NOW - 3600
 
 
 def test_ntp_failing_falls_back_to_the_saved_time(tmp_path, monkeypatch):
