@@ -475,7 +475,7 @@ class Connection:
         c = self.clock
         now = c.now()
         if c.saved == 0 or not 0 <= now // 60 - c.saved < _SAVE_EVERY_MIN:
-            c.saved = now // 60
+            c.saved = now // 60  # on the clock: its dict has room (heap)
             self.store.save("clock", now)  # timesync.SAVED (not imported here: heap)
 
     async def _heartbeats(self):

@@ -120,8 +120,16 @@ class Station:
         self._stopped = asyncio.Event()
         self._tasks = None  # background tasks once running; before that, coroutines waiting
         self._waiting = []
-        self.clock = clock = Clock(board.unix_time, board.set_time)
+        self.clock = clock = Clock(board.unix_time)
         log.clock = clock
+        if board.set_time is not None:
+            # The board's TLS checks certificate dates against its own clock (an ESP32's RTC,
+            # from 2000 at power-up): it follows every step, and the offset is then 0.
+            def rtc(step, old):
+                board.set_time(clock.now())
+                clock.offset = 0
+
+            clock.on_step.append(rtc)
         self.store = store = Store(board.state_dir)
         # The logs on flash (built empty: files are looked at with the first flush); imported
         # here, not at the top: no global for it.

@@ -64,8 +64,8 @@ async def sync(conn):
             conn.clock.set(unix_s)
             log.info(_TAG, "set by NTP from %s: %s (delay %d ms)" % (uri, conn.clock.iso(), delay))
             ok = True
-            c = conn.clock
-            if c.saved == 0 or not 0 <= unix_s // 60 - c.saved < _SAVE_EVERY_MIN:  # as _set_clock
+            c = conn.clock  # as Connection._set_clock
+            if c.saved == 0 or not 0 <= unix_s // 60 - c.saved < _SAVE_EVERY_MIN:
                 c.saved = unix_s // 60
                 conn.store.save(SAVED, unix_s)
             _next = time.ticks_add(time.ticks_ms(), _DAY_MS)
