@@ -235,10 +235,6 @@ class Connection:
         slots = Rotation(self.profiles)
         backoff = Backoff(self._rand)
         delay = 0
-        if "NTP" in self.dm.get(_SOURCE):  # the sync at boot, before any TLS
-            from firmware import timesync
-
-            await timesync.sync(self)
         while not self.stopping:
             if not self._free.is_set():  # away: no attempt, no back-off, until back
                 await self._free.wait()
@@ -293,6 +289,14 @@ class Connection:
         auth = (identity, password) if password and profile < 3 else None
         ctx = None
         self.tls = url.startswith("wss:")
+        # NTP before the first attempt of a boot, and before one when the daily sync is due
+        # (the minute turn of Station.run asks too: offline, there are few attempts). Here,
+        # not in run: each local of run's frame is heap for as long as the station runs.
+        if "NTP" in self.dm.get(_SOURCE):
+            from firmware import timesync
+
+            if timesync.due():
+                await timesync.sync(self)
         if self.tls and self.clock.now() < _CLOCK_SET:
             from firmware import timesync
 

@@ -70,7 +70,7 @@ def station(tmp_path, t=100, sp=2, values=()):
     s = settings(csms_url=WSS, security_profile=sp, csms_ca_file=str(ca))
     st = FakeStation(tmp_path, s, fast(3, "1") + list(values))
     st.rtc = Rtc(t)
-    st.clock = Clock(st.rtc, st.rtc.set)
+    st.clock = Clock(st.rtc)
     st.security = Security()
     return st
 
@@ -90,14 +90,24 @@ def fake_ntp(monkeypatch, answers):
     return asked
 
 
-def test_the_clock_sets_the_board_clock_when_off():
-    rtc = Rtc(946684800)  # an ESP32's RTC after power-up: 2000
-    c = Clock(rtc, rtc.set)
-    c.set(NOW)
-    assert rtc.sets == [NOW] and c.offset == 0 and c.now() == NOW
-    c.set(NOW)  # already right: the board clock is not written again
-    assert rtc.sets == [NOW]
-    plain = Clock(lambda: 0)  # no setter (the host): an offset, as before
+def test_the_boards_clock_follows_each_step_where_the_board_can_set_it(devkit):  # noqa: F811
+    """An ESP32's TLS reads its RTC: the station sets it with each step of its clock (then
+    the offset is 0); a board without set_time (the host) keeps the offset."""
+    import machine
+
+    from firmware import main
+
+    got = []
+
+    class RTC:
+        def datetime(self, t):
+            got.append(t)
+
+    machine.RTC = RTC
+    station = main.Station(devkit)
+    station.clock.set(NOW)  # 2026-12-06T11:45:40Z, a Sunday (weekday 6)
+    assert got == [(2026, 12, 6, 6, 11, 45, 40, 0)] and station.clock.offset == 0
+    plain = Clock(lambda: 0)
     plain.set(NOW)
     assert plain.offset == NOW
 
@@ -107,7 +117,7 @@ def test_ntp_first_in_priority_order_then_the_tls_url(tmp_path, monkeypatch):
     asked = fake_ntp(monkeypatch, {"192.0.2.1": sntp.SntpError("no answer"), "192.0.2.2": NOW})
     conn = link(st)
     url = asyncio.run(timesync.before_tls(conn, WSS, 2))
-    assert url == WSS and st.clock.now() == NOW and st.rtc.sets == [NOW]
+    assert url == WSS and st.clock.now() == NOW
     assert asked == [("192.0.2.1", 123), ("192.0.2.2", 1123)]
     assert timesync.ok and st.store.load("clock") == NOW  # a good sync is saved
     # RFC 4330: no server is asked again within 15 s.
@@ -163,9 +173,18 @@ def test_a_connection_attempt_with_the_clock_unset(tmp_path, monkeypatch, sp):
         assert calls == [("ws://127.0.0.1:8443/ocpp/CS%201", None)] and not conn.tls
 
 
-def test_the_boot_sync_and_the_daily_one(devkit, monkeypatch):  # noqa: F811
-    """At boot before the first connection attempt, then from Station.run's minute turn when
-    due (a day after a good sync, an hour after a failed one); never when NTP is no source."""
+def test_ntp_before_the_first_attempt_of_a_boot_and_when_due(tmp_path, monkeypatch):
+    st = station(tmp_path, values=(NTP, URI1))
+    asked = fake_ntp(monkeypatch, {"192.0.2.1": NOW})
+    conn, sleeps, contexts = drive(monkeypatch, st, [OSError("refused"), None])
+    # Once: the clock is set, so no attempt asks again before the daily sync is due.
+    assert asked == [("192.0.2.1", 123)] and len(contexts) == 3 and timesync.ok
+    assert st.clock.now() == NOW
+
+
+def test_the_daily_sync_from_the_minute_turn(devkit, monkeypatch):  # noqa: F811
+    """Station.run's minute turn asks for the daily sync when due (a day after a good sync,
+    an hour after a failed one), never when NTP is no source."""
     from firmware import main
 
     monkeypatch.setattr(main, "_TURN_MS", 2)  # a minute of turns in about 1 s
@@ -201,7 +220,7 @@ def test_the_boot_sync_and_the_daily_one(devkit, monkeypatch):  # noqa: F811
 
     asyncio.run(go())
     conn = station.connection
-    assert seen == [[conn, conn], [], []]  # at boot and the first minute (due), then none
+    assert seen == [[conn], [], []]  # the first minute (due: none yet), then none
 
 
 @pytest.mark.parametrize(
