@@ -30,8 +30,12 @@ NO_SUITE = "the server offers none of the OCPP 2.0.1 TLS 1.2 cipher suites"
 
 
 @pytest.fixture(autouse=True)
-def fresh():
-    """timesync's state is per boot (module globals): each test starts a boot."""
+def fresh(monkeypatch):
+    """timesync's state is per boot (module globals): each test starts a boot. The firmware
+    imports timesync and tls_diagnosis when it needs them: these very modules, even after a
+    test made Python forget the firmware's modules (test_slots: bootsel.activate)."""
+    monkeypatch.setitem(sys.modules, "firmware.timesync", timesync)
+    monkeypatch.setitem(sys.modules, "firmware.tls_diagnosis", tls_diagnosis)
     timesync._last = timesync._next = None
     timesync._busy = timesync.ok = False
     timesync._addrs.clear()
