@@ -1432,6 +1432,7 @@ async def _run(args):
         certfile=args.cert,
         keyfile=args.key,
         client_ca=args.client_ca,
+        tls_ciphers=args.tls_ciphers,
     )
     await csms.start()
     auth = f", Basic auth for {', '.join(passwords)}" if passwords else ""
@@ -1486,9 +1487,16 @@ def main(argv=None):
         metavar="PEM",
         help="require client certificates issued by these roots (security profile 3)",
     )
+    parser.add_argument(
+        "--tls-ciphers",
+        metavar="NAMES",
+        help="accept only these TLS 1.2 cipher suites (OpenSSL names, ':' between them)",
+    )
     args = parser.parse_args(argv)
-    if (args.cert is None) != (args.key is None) or (args.client_ca and not args.cert):
-        parser.error("--cert and --key go together; --client-ca needs them")
+    if (args.cert is None) != (args.key is None) or (
+        (args.client_ca or args.tls_ciphers) and not args.cert
+    ):
+        parser.error("--cert and --key go together; --client-ca and --tls-ciphers need them")
     try:
         asyncio.run(_run(args))
     except KeyboardInterrupt:
