@@ -24,6 +24,9 @@ class Board:
             ("SecurityCtrlr/SecurityProfile", str(self.settings.get("security_profile", 1))),
         )
 
+    # set_time(unix_s): set the board's own clock, the one its TLS library checks certificate
+    # dates against (an ESP32's RTC), when the station learns the time; None: nothing to set.
+    set_time = None
     # How many TLS connections fit beside the GC heap at once (mbedTLS lives outside it);
     # None: no limit known. An ESP32 without PSRAM holds one: firmware_update then closes a
     # wss:// CSMS link for the length of an https:// download.

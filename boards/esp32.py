@@ -93,6 +93,12 @@ def unix_time():
     return int(time.time()) + _EPOCH_OFFSET
 
 
+def set_time(unix_s):
+    """Set the RTC, which mbedTLS checks certificate dates against (it starts in 2000)."""
+    t = time.gmtime(unix_s - _EPOCH_OFFSET)
+    machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
+
+
 urandom = os.urandom
 
 
@@ -399,6 +405,7 @@ class Board(boards.Board):
         self.led = build_led(data.get("led"))
 
     unix_time = staticmethod(unix_time)
+    set_time = staticmethod(set_time)
     urandom = staticmethod(urandom)
     network_up = staticmethod(network_up)
 

@@ -28,6 +28,31 @@ _WAKE_POLL_MS = const(100)  # a pause looks at its wake event this often (see _p
 # Critical security events of a failed TLS connection (A00.FR.316).
 _BAD_CERT = const("InvalidCsmsCertificate")
 _BAD_VERSION = const("InvalidTLSVersion")
+_BAD_SUITES = const("InvalidTLSCipherSuite")
+# mbedTLS's MBEDTLS_ERR_SSL_CONN_EOF: the server ended the handshake, as it does when it has no
+# cipher suite (or no TLS version) in common with us.
+_CONN_EOF = const(-0x7280)
+_SOURCE = const("ClockCtrlr/TimeSource")
+# A clock before this (2026-01-01) was never set (a board's RTC starts in 2000 or 1970): TLS
+# would find every certificate not yet valid (firmware/timesync.py).
+_CLOCK_SET = const(1767225600)
+_SAVE_EVERY_MIN = const(1440)  # the time on flash (timesync.SAVED): once a day at most
+# The TLS 1.2 suites OCPP 2.0.1 asks for (A00.FR.318, 319; ocpp201-station.md §1.2), the only
+# ones offered to the CSMS, in mbedTLS's names (MicroPython) and OpenSSL's (CPython).
+_SUITES = const(
+    (
+        "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256",
+        "TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384",
+        "TLS-ECDHE-RSA-WITH-AES-128-GCM-SHA256",
+        "TLS-ECDHE-RSA-WITH-AES-256-GCM-SHA384",
+        "TLS-RSA-WITH-AES-128-GCM-SHA256",
+        "TLS-RSA-WITH-AES-256-GCM-SHA384",
+    )
+)
+_OPENSSL_SUITES = const(
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-RSA-AES256-GCM-SHA384:AES128-GCM-SHA256:AES256-GCM-SHA384"
+)
 # Log-only security event: the CSMS refused our Basic auth credentials (HTTP 401).
 _AUTH_REFUSED = const("FailedToAuthenticateAtCsms")
 
@@ -264,6 +289,19 @@ class Connection:
         auth = (identity, password) if password and profile < 3 else None
         ctx = None
         self.tls = url.startswith("wss:")
+        # NTP before the first attempt of a boot, and before one when the daily sync is due
+        # (the minute turn of Station.run asks too: offline, there are few attempts). Here,
+        # not in run: each local of run's frame is heap for as long as the station runs.
+        if "NTP" in self.dm.get(_SOURCE):
+            from firmware import timesync
+
+            if timesync.due():
+                await timesync.sync(self)
+        if self.tls and self.clock.now() < _CLOCK_SET:
+            from firmware import timesync
+
+            url = await timesync.before_tls(self, url, profile)
+            self.tls = url.startswith("wss:")
         if self.tls:
             own = self.profiles.client_certificate() if profile == 3 else None
             ctx = _tls_context(self._ca_file(), self.board.settings, profile, own)
@@ -290,11 +328,25 @@ class Connection:
             if e.status == 401 and auth is not None:
                 self._attempt_failed(_AUTH_REFUSED, e, url)
             raise
+        except OSError as e:
+            if not (self.tls and e.args and e.args[0] == _CONN_EOF):
+                raise
+            # The server ended the handshake: no suite, or no TLS version, in common. One
+            # more handshake with the TLS library's own suites tells which (a module of its
+            # own: loaded only then, heap).
+            from firmware import tls_diagnosis
+
+            why = await tls_diagnosis.diagnose(url, timeout_ms)
+            if why is None:
+                raise
+            bad_version = isinstance(why, ws.TlsVersionError)
+            self._attempt_failed(_BAD_VERSION if bad_version else _BAD_SUITES, why, url)
+            raise why from None
 
     def tls_context(self):
         """TLS that checks a server against the CSMS roots, as the CSMS link does, without
         our client certificate: for uploads to https:// locations (GetLog). OSError when there
-        is no root to check with."""
+        is no root to check with. The same cipher suites as the CSMS link."""
         return _tls_context(self._ca_file(), self.board.settings, 2)
 
     def _ca_file(self):
@@ -411,8 +463,25 @@ class Connection:
             await asyncio.sleep_ms(min(left, _WAKE_POLL_MS))
 
     def _set_clock(self, resp):
-        if "Heartbeat" in self.dm.get("ClockCtrlr/TimeSource").split(","):
-            self.clock.set(rfc3339.parse(resp["currentTime"]))
+        # The CSMS's time, when Heartbeat is a time source and NTP, working, is not before it
+        # (NTP in TimeSource: timesync is loaded since boot or the minute after the change).
+        src = self.dm.get(_SOURCE).split(",")
+        if "Heartbeat" not in src:
+            return
+        if "NTP" in src and src.index("NTP") < src.index("Heartbeat"):
+            from firmware import timesync
+
+            if timesync.ok:
+                return
+        self.clock.set(rfc3339.parse(resp["currentTime"]))
+        # A good sync: the time goes to flash, for a boot without a clock
+        # (timesync.before_tls), at the first sync of a boot, then at most once a day (or when
+        # the clock went back before the saved time). timesync does the same after NTP.
+        c = self.clock
+        now = c.now()
+        if c.saved == 0 or not 0 <= now // 60 - c.saved < _SAVE_EVERY_MIN:
+            c.saved = now // 60  # on the clock: its dict has room (heap)
+            self.store.save("clock", now)  # timesync.SAVED (not imported here: heap)
 
     async def _heartbeats(self):
         while True:
@@ -464,15 +533,28 @@ def _tls_context(ca_file, settings, profile, client=None):
     name against the SAN's dNSName and iPAddress, else the CN); profile 3 adds our client
     certificate (the leaf alone: no intermediates are sent): `client` (certificate file, key
     file; network.NetworkProfiles.client_certificate) when given, else the board settings.
+    Only OCPP's cipher suites.
 
     Files are PEM (or a single DER certificate or key). They reach the TLS library as DER,
     which every MicroPython build reads: the unix port's mbedTLS has no PEM parser."""
     import ssl
+    import sys
 
     if not ca_file:
         raise OSError("wss:// without a CSMS root certificate")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.verify_mode = ssl.CERT_REQUIRED  # micropython-lib's SSLContext starts at CERT_NONE
+    # Only _SUITES. MicroPython's SSLContext holds mbedTLS's as _context, whose set_ciphers
+    # refuses a name the build lacks: then the build's own of them.
+    if sys.implementation.name != "micropython":
+        ctx.set_ciphers(_OPENSSL_SUITES)
+    else:
+        c = ctx._context
+        try:
+            c.set_ciphers(_SUITES)
+        except OSError:
+            have = c.get_ciphers()
+            c.set_ciphers(tuple([n for n in _SUITES if n in have]))
     for der in _ders(ca_file):
         ctx.load_verify_locations(cadata=der)  # each call adds one root
     if profile == 3:

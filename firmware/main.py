@@ -126,6 +126,14 @@ class Station:
         self._waiting = []
         self.clock = clock = Clock(board.unix_time)
         log.clock = clock
+        if board.set_time is not None:
+            # The board's TLS checks certificate dates against its own clock (an ESP32's RTC,
+            # from 2000 at power-up): it follows every step, and the offset is then 0.
+            def rtc(step, old):
+                board.set_time(clock.now())
+                clock.offset = 0
+
+            clock.on_step.append(rtc)
         self.store = store = Store(board.state_dir)
         # The logs on flash (built empty: files are looked at with the first flush); imported
         # here, not at the top: no global for it.
@@ -471,6 +479,11 @@ class Station:
                     renew = doc.get("renew") if type(doc) is dict else None
                     if type(renew) is int and self.clock.now() >= renew:
                         self.certify(None)
+                if "NTP" in self.dm.get("ClockCtrlr/TimeSource"):  # the daily NTP sync
+                    from firmware import timesync
+
+                    if timesync.due():
+                        self.spawn(timesync.sync(self.connection))
         for t in self._tasks:
             t.cancel()
 

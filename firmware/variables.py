@@ -134,7 +134,12 @@ VARIABLES = (
     ("DeviceDataCtrlr/BytesPerMessage:SetVariables", "ir=", "4096", _BYTES),
     ("DeviceDataCtrlr/BytesPerMessage:GetReport", "ir=", "4096", _BYTES),
     ("ClockCtrlr/DateTime", "tr", "1970-01-01T00:00:00Z", None),
-    ("ClockCtrlr/TimeSource", "qw", "Heartbeat", (None, None, None, "Heartbeat")),
+    ("ClockCtrlr/TimeSource", "qw", "Heartbeat", (None, None, None, "Heartbeat,NTP")),
+    # NTP (firmware/timesync.py): the servers by priority, instance "1" first; "ntp://host[:port]",
+    # "host" or "host:port". No NTP server from DHCP: NtpSource has only "manual".
+    ("ClockCtrlr/NtpSource", "ow", "manual", (None, None, None, "manual")),
+    ("ClockCtrlr/NtpServerUri:1", "sw", "", (None, 0, 255, None)),
+    ("ClockCtrlr/NtpServerUri:2", "sw", "", (None, 0, 255, None)),
     ("ClockCtrlr/TimeAdjustmentReportingThreshold", "iw", "20", _SEC_DAY),
     ("ClockCtrlr/TimeOffset", "sw", "", (None, 0, 6, None)),
     ("ClockCtrlr/TimeZone", "sw", "", (None, 0, 64, None)),

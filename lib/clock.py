@@ -1,4 +1,4 @@
-# clock: the station's wall clock, set from the CSMS, over an injected time source.
+# clock: the station's wall clock, set from the CSMS or NTP, over an injected time source.
 # MIT licence. Ours because the OCPP clock is an offset over the board's RTC, nothing more.
 
 import time
@@ -10,7 +10,8 @@ class Clock:
     """UTC wall clock in whole seconds. `source()` is the board's time since 1970, seconds.
 
     `set()` moves the clock to the CSMS's time by keeping an offset, so that the board's own
-    clock (RTC or host) is never written from here. Integers only: on an ESP32 floats are
+    clock (RTC or host) is never written from here (a board whose TLS reads its RTC sets it in
+    an on_step callback: firmware/main.py). Integers only: on an ESP32 floats are
     single precision, which near 1.8e9 s would round to whole minutes.
     """
 
@@ -18,6 +19,9 @@ class Clock:
         self._source = source
         self.offset = 0  # seconds added to the source; 0 until the CSMS has told the time
         self.on_step = []  # callables(step_s, old_now) run after each set() that moved it
+        # The minute (unix_s // 60: a small int) last saved on flash by firmware/connection.py
+        # and timesync.py, 0: none this boot. (An instance slot: the instance dict has room.)
+        self.saved = 0
 
     def now(self):
         return int(self._source()) + self.offset

@@ -5,7 +5,8 @@ Profile 2 (TC_A_04): the server certificate checked against the CSMS root from t
 file, Basic auth inside TLS 1.2. A bad server certificate (TC_A_05: another CA, another host
 name, expired) and a server offering only TLS < 1.2 (TC_A_06) are refused, the back-off goes
 on, and the station queues InvalidCsmsCertificate / InvalidTLSVersion once per burst; the CSMS
-gets it once it serves a valid certificate. Profile 3: the station's client certificate, and
+gets it once it serves a valid certificate. A CSMS taking only CBC suites, none of OCPP's:
+InvalidTLSCipherSuite. Profile 3: the station's client certificate, and
 a CSMS that wants another one refuses it (no security event: the CSMS is not at fault). A
 CSMS root added by InstallCertificate is trusted from the next connection on."""
 
@@ -29,6 +30,7 @@ NOT_TRUSTED = "The certificate is not correctly signed by the trusted CA"
 WRONG_NAME = "The certificate Common Name (CN) does not match with the expected CN"
 EXPIRED = "The certificate validity has expired"
 OLD_TLS = "the server offers no TLS version >= 1.2"
+NO_SUITE = "the server offers none of the OCPP 2.0.1 TLS 1.2 cipher suites"
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +168,31 @@ def test_tls_older_than_1_2_is_refused_and_reported(pki, sims):
         events = security_events(csms, st, 2)
         assert [e["type"] for e in events] == ["InvalidTLSVersion", "StartupOfTheDevice"]
         assert events[0]["techInfo"] == info
+    finally:
+        csms.stop()
+
+
+def test_a_csms_with_only_cbc_suites_is_refused_and_reported(pki, sims):
+    """The station offers only OCPP 2.0.1's TLS 1.2 suites (AES-GCM); a CSMS that takes only
+    a CBC suite ends the handshake. A second handshake with the TLS library's own suites (which
+    gets through) tells that it was the suites: InvalidTLSCipherSuite, once per burst."""
+    csms = tls_csms(pki, tls_ciphers="ECDHE-ECDSA-AES128-SHA")
+    try:
+        sim = sims(csms.url, config=profile2(pki))
+        log = refused_handshakes(csms, sim)
+        failed = log.count("connect failed: ")
+        assert failed >= 3 and log.count("connect failed: OSError('%s',)" % NO_SUITE) == failed
+        info = "%s (127.0.0.1:%d)" % (NO_SUITE, csms.csms.port)
+        assert log.count("event InvalidTLSCipherSuite") == 1
+        assert "event InvalidTLSCipherSuite (%s)" % info in log
+        assert "InvalidTLSVersion" not in log and "InvalidCsmsCertificate" not in log
+        csms.set_tls(pki.server, pki.server_key)
+        st = accepted(csms, sim)
+        assert st.tls_cipher in ("ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-ECDSA-AES128-GCM-SHA256")
+        events = security_events(csms, st, 2)
+        assert [e["type"] for e in events] == ["InvalidTLSCipherSuite", "StartupOfTheDevice"]
+        assert set(events[0]) == {"type", "timestamp", "techInfo"}
+        assert events[0]["techInfo"] == info and STAMP.match(events[0]["timestamp"])
     finally:
         csms.stop()
 

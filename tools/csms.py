@@ -794,9 +794,9 @@ class FileServer:
 # ---- the server -------------------------------------------------------------------------
 
 
-def _tls_options(certfile, keyfile, client_ca, max_version):
+def _tls_options(certfile, keyfile, client_ca, max_version, ciphers=None):
     if certfile is None:
-        if keyfile is not None or client_ca is not None or max_version is not None:
+        if keyfile is not None or client_ca is not None or max_version is not None or ciphers:
             raise ValueError("TLS options without certfile")
         return None
     if keyfile is None:
@@ -806,6 +806,7 @@ def _tls_options(certfile, keyfile, client_ca, max_version):
         "keyfile": str(keyfile),
         "client_ca": None if client_ca is None else str(client_ca),
         "max_version": max_version,
+        "ciphers": ciphers,
     }
 
 
@@ -817,6 +818,8 @@ def _describe_tls(tls):
         text += f", client certificates from {tls['client_ca']} required"
     if tls["max_version"] is not None:
         text += f", at most {tls['max_version'].name}"
+    if tls["ciphers"]:
+        text += f", TLS 1.2 cipher suites {tls['ciphers']} only"
     return text
 
 
@@ -837,6 +840,8 @@ class Csms:
     ``wss://``; with ``client_ca`` too (a PEM file of roots) it requires a client certificate
     issued by one of them (profile 3). ``tls_max_version`` (an ``ssl.TLSVersion``) caps the
     versions it offers, down to TLS 1.0 for tests of stations that must refuse them.
+    ``tls_ciphers`` (OpenSSL names, e.g. ``"ECDHE-ECDSA-AES128-SHA"``) restricts the suites it
+    accepts, and the versions to at most TLS 1.2 (whose suites these names are).
     ``set_tls`` changes all of it while running. ``tls_hellos`` counts the TLS handshakes
     begun, failed ones included.
 
@@ -859,12 +864,13 @@ class Csms:
         keyfile=None,
         client_ca=None,
         tls_max_version=None,
+        tls_ciphers=None,
         log_sink=None,
         tariff=None,
     ):
         self.host = host
         self.port = port
-        self.tls = _tls_options(certfile, keyfile, client_ca, tls_max_version)
+        self.tls = _tls_options(certfile, keyfile, client_ca, tls_max_version, tls_ciphers)
         self.tls_hellos = 0
         self.log = log
         self.passwords = dict(passwords) if passwords is not None else None
@@ -1005,6 +1011,10 @@ class Csms:
                 ctx.maximum_version = top
             if top < ssl.TLSVersion.TLSv1_2:
                 ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # OpenSSL 3 allows TLS < 1.2 only so
+        if self.tls["ciphers"]:
+            if top is None or top > ssl.TLSVersion.TLSv1_2:
+                ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # set_ciphers leaves 1.3's suites
+            ctx.set_ciphers(self.tls["ciphers"])
 
         def hello(ssl_object, server_name, context):
             self.tls_hellos += 1
@@ -1012,10 +1022,12 @@ class Csms:
         ctx.sni_callback = hello  # called for every ClientHello, with SNI or without
         return ctx
 
-    async def set_tls(self, certfile, keyfile, client_ca=None, tls_max_version=None):
+    async def set_tls(
+        self, certfile, keyfile, client_ca=None, tls_max_version=None, tls_ciphers=None
+    ):
         """Serve with these TLS options from now on (None for certfile: plain ws://). A running
         server is restarted on the same port: open connections are closed."""
-        self.tls = _tls_options(certfile, keyfile, client_ca, tls_max_version)
+        self.tls = _tls_options(certfile, keyfile, client_ca, tls_max_version, tls_ciphers)
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -1545,6 +1557,7 @@ async def _run(args):
         certfile=args.cert,
         keyfile=args.key,
         client_ca=args.client_ca,
+        tls_ciphers=args.tls_ciphers,
     )
     if args.ca_cert:
         csms.ca = CertificateAuthority(args.ca_cert, args.ca_key)
@@ -1607,9 +1620,16 @@ def main(argv=None):
         help="sign the stations' certificate requests (SignCertificate) with this CA",
     )
     parser.add_argument("--ca-key", metavar="PEM", help="the signing CA's private key")
+    parser.add_argument(
+        "--tls-ciphers",
+        metavar="NAMES",
+        help="accept only these TLS 1.2 cipher suites (OpenSSL names, ':' between them)",
+    )
     args = parser.parse_args(argv)
-    if (args.cert is None) != (args.key is None) or (args.client_ca and not args.cert):
-        parser.error("--cert and --key go together; --client-ca needs them")
+    if (args.cert is None) != (args.key is None) or (
+        (args.client_ca or args.tls_ciphers) and not args.cert
+    ):
+        parser.error("--cert and --key go together; --client-ca and --tls-ciphers need them")
     if (args.ca_cert is None) != (args.ca_key is None):
         parser.error("--ca-cert and --ca-key go together")
     try:

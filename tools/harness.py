@@ -39,7 +39,7 @@ def variables(values):
 
 class CsmsThread:
     """A Csms served by its own event loop in a daemon thread. Keyword arguments go to Csms:
-    certfile, keyfile (and client_ca, tls_max_version) make it a wss:// server."""
+    certfile, keyfile (and client_ca, tls_max_version, tls_ciphers) make it a wss:// server."""
 
     def __init__(self, **kw):
         self.loop = asyncio.new_event_loop()
@@ -49,9 +49,9 @@ class CsmsThread:
         self.run(self.csms.start())
         self.url = self.csms.url
 
-    def set_tls(self, certfile, keyfile, client_ca=None, tls_max_version=None):
+    def set_tls(self, certfile, keyfile, client_ca=None, tls_max_version=None, tls_ciphers=None):
         """Serve new connections with these TLS options (Csms.set_tls; same port)."""
-        self.run(self.csms.set_tls(certfile, keyfile, client_ca, tls_max_version))
+        self.run(self.csms.set_tls(certfile, keyfile, client_ca, tls_max_version, tls_ciphers))
         self.url = self.csms.url
 
     def run(self, coro, timeout=30):

@@ -86,6 +86,17 @@ class Board(boards.Board):
         self.evs = [SimEV(PHASES, save=self.save_world) for _ in range(self.evses)]
         for ev in self.evs:
             ev.stop_delay_ms = int(sim.get("ev_stop_delay_s", 1) * 1000)
+        if sim.get("clock_1970"):
+            # The board's clock starts at 1970-01-01T00:00:00Z, as an RTC after power-up,
+            # until the firmware sets it (set_time). The host's TLS still checks certificate
+            # dates against the host's clock: what the firmware does first is its own rule.
+            skew = [int(time.time())]  # closures, not methods: nothing in the class (heap)
+
+            def set_time(unix_s):
+                skew[0] = int(time.time()) - unix_s
+
+            self.unix_time = lambda: int(time.time()) - skew[0]
+            self.set_time = set_time
         self._world = Store(self.state_dir)
         world = self._world.load(_WORLD) or ()
         for i in range(min(len(world), len(self.evs))):
