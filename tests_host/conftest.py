@@ -46,6 +46,7 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("target", names, scope="session")
 
 
+@pytest.hookimpl(trylast=True)  # after -m and -k: the shares divide what is left of those
 def pytest_collection_modifyitems(config, items):
     chosen = _targets(config)
     keep, drop = [], []
