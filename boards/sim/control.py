@@ -34,23 +34,14 @@ class Control:
         line = bytearray()
         while True:
             b = await reader.read(1)  # the loop runs on until input arrives
-            # What is in the pipe now is read, and carried out, in this same turn of the loop:
-            # a command written at once is never cut in two by a reboot (another task), whose
-            # new boot would read the rest as a malformed line. One byte per read, so a partial
-            # line never blocks the loop and nothing is read past what the pipe holds.
-            more = None  # a poller while input flows only (not idle heap, not in `heap`)
-            while True:
-                if not b:
-                    log.info("sim", "control channel closed (stdin at end)")
-                    return
-                if b != b"\n":
-                    if len(line) <= _MAX_LINE:
-                        line.extend(b)
-                else:
-                    more = None
-                    if line.strip():
-                        await self.execute(bytes(line))
-                    line = bytearray()
+            # The rest of the line, as far as the pipe holds it, is read in this same turn of
+            # the loop: a command written at once is never cut in two by a reboot (another
+            # task), whose new boot would read its tail as a malformed line. One byte per
+            # read, so a partial line never blocks the loop; one line per turn at most, and
+            # past _MAX_LINE (refused anyway) one byte per turn, so a flood cannot hold it.
+            more = None  # a poller while a line comes in only (not idle heap, not in `heap`)
+            while b and b != b"\n" and len(line) <= _MAX_LINE:
+                line.extend(b)
                 if more is None:
                     more = select.poll()
                     more.register(sys.stdin.buffer, select.POLLIN)
@@ -58,6 +49,13 @@ class Control:
                     break
                 b = sys.stdin.buffer.read(1)
             more = None
+            if not b:
+                log.info("sim", "control channel closed (stdin at end)")
+                return
+            if b == b"\n":
+                if line.strip():
+                    await self.execute(bytes(line))
+                line = bytearray()
 
     async def execute(self, raw):
         cid = None
