@@ -65,6 +65,8 @@ CS_TO_CSMS = (
     "ClearedChargingLimit",
     "ReservationStatusUpdate",
     "NotifyDisplayMessages",
+    "NotifyEvent",
+    "NotifyMonitoringReport",
 )
 # Actions the CSMS sends: we validate its Request.
 CSMS_TO_CS = (
@@ -100,6 +102,11 @@ CSMS_TO_CS = (
     "SetDisplayMessage",
     "GetDisplayMessages",
     "ClearDisplayMessage",
+    "SetVariableMonitoring",
+    "ClearVariableMonitoring",
+    "SetMonitoringLevel",
+    "SetMonitoringBase",
+    "GetMonitoringReport",
 )
 
 KIND_NAMES = ("STR", "DT", "ENUM", "INT", "NUM", "BOOL", "OBJ", "OPEN", "ARR", "ANY")
