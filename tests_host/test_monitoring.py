@@ -209,7 +209,7 @@ def test_threshold_delta_and_periodic_events(station, tm):  # noqa: F811
         mon("Periodic", 60, 8, POWER),
         mon("PeriodicClockAligned", 900, 8, HEARTBEAT),
     ) == [("Accepted", i, None) for i in range(1, 6)]
-    assert step(st, tm) == []  # the first look: references taken
+    assert step(st, tm) == []  # (Delta: the references were taken when set)
     e.read(1000.0, 11040.4)
     t = NOW + 2
     assert step(st, tm) == [notify(t, event(1, t, "Alerting", "11040", 1, POWER))]
@@ -228,10 +228,10 @@ def test_threshold_delta_and_periodic_events(station, tm):  # noqa: F811
     e.set(cp="B")
     t += 1
     assert step(st, tm) == [notify(t, event(4, t, "Delta", "Occupied", 3, CONN_STATE))]
-    # Periodic: 60 s after the first look (NOW + 1); clock-aligned: at the quarter hour
-    # (NOW is 100 s past one).
-    tm.advance(NOW + 61 - 1 - t)
-    t = NOW + 61
+    # Periodic: 60 s after it was set (NOW); clock-aligned: at the quarter hour (NOW is
+    # 100 s past one).
+    tm.advance(NOW + 60 - 1 - t)
+    t = NOW + 60
     assert step(st, tm) == [notify(t, event(5, t, "Periodic", "3680", 4, POWER))]
     tm.advance(NOW + 800 - 1 - t)
     t = NOW + 800

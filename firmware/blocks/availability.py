@@ -68,7 +68,15 @@ class Availability:
         "ChargingStation/Available", "EVSE.1/AvailabilityState", "Connector.1.1/Available"."""
         # Asked on every DeviceModel.get: the other keys go without allocating anything.
         if key.endswith("/Power"):
-            return self._power(key)
+            # EVSE.<n>/Power: the active power of the meter's last reading, whole watts ("0"
+            # without one). Here because the device model has one live function (no closure
+            # and dict entry per EVSE, heap); inline: a method more grows the class's dict.
+            parts = key[: len(key) - 6].split(".")
+            n = int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else 0
+            if parts[0] != "EVSE" or not 1 <= n <= len(self.evses):
+                return None
+            r = self.evses[n - 1].reading
+            return "%d" % round(r.power_w) if r is not None else "0"
         if key.endswith("/AvailabilityState"):
             var = "AvailabilityState"
         elif key.endswith("/Available"):
@@ -87,17 +95,6 @@ class Availability:
         if var == "Available":
             return "false" if st == "Unavailable" else "true"
         return st
-
-    def _power(self, key):
-        """EVSE.<n>/Power: the active power of its meter's last reading, whole watts ("0"
-        without one). Here because the device model has one live function (no closure and
-        dict entry per EVSE, heap)."""
-        parts = key[: len(key) - 6].split(".")
-        n = int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else 0
-        if parts[0] != "EVSE" or not 1 <= n <= len(self.evses):
-            return None
-        r = self.evses[n - 1].reading
-        return "%d" % round(r.power_w) if r is not None else "0"
 
     # -- what each connector is ---------------------------------------------------------------
 

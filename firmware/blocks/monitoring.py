@@ -103,6 +103,8 @@ class Monitoring:
         self.spawn = spawn
         doc = store.load(STORE) or {}
         self.monitors = [list(m) + [None] for m in doc.get("m", ())]
+        # Restored: a Delta's reference and the periods start now, from boot.
+        self.look(clock.now(), [m for m in self.monitors if m[_TYPE] >= _DELTA])
         self.next_id = doc.get("next", 1)
         # eventIds: unique within a boot, and apart from the last boots' (queued ones).
         self.event_id = (boot % 1000) * 100000
@@ -211,9 +213,12 @@ class Monitoring:
         if old is None:
             mid = self.next_id
             self.next_id += 1
-            self.monitors.append([mid, key, kind, value, sev, tx, None])
+            old = [mid, key, kind, value, sev, tx, None]
+            self.monitors.append(old)
         else:
             old[_KEY:] = [key, kind, value, sev, tx, None]  # the same id, replaced
+        if kind >= _DELTA:
+            self.look(self.clock.now(), (old,))  # from now: a Delta's reference, the period
         return "Accepted", None, mid
 
     def _by_id(self, mid):
@@ -360,14 +365,16 @@ class Monitoring:
                     return t
         return None
 
-    def look(self, now):
-        """eventData of what the monitors find at clock second `now` (all of them, whatever
-        their severity: the level filters when sending)."""
+    def look(self, now, monitors=None):
+        """eventData of what the monitors (all, or `monitors`) find at clock second `now`
+        (whatever their severity: the level filters when sending). A monitor's first look
+        only takes its reference (Delta) or schedules it (periodic types); a threshold one
+        fires at once when the value is already beyond it."""
         if not self.dm.get_bool(_ENABLED):
             return []
         events = []
         dm = self.dm
-        for m in self.monitors:
+        for m in self.monitors if monitors is None else monitors:
             kind = m[_TYPE]
             tx = None
             if m[_TX]:
