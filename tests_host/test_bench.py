@@ -20,3 +20,13 @@ def test_the_flash_figures_run_against_the_firmware_and_leave_it_as_it_was():
     assert 20000 < journal < per_hour < 200000
     assert (transactions.time, bay.time, store.append_line, store.write_lines, log.level) == before
     assert transactions.time is time
+
+
+def test_the_50_monitors_of_the_monitoring_figure_are_50_distinct_ones():
+    """SetVariableMonitoring answers Duplicate for a second monitor of the same variable, type
+    and severity: the figure's 50 must all differ."""
+    from tools import bench_esp32
+
+    ms = bench_esp32._monitors()
+    keys = {(repr(m["component"]), m["variable"]["name"], m["type"], m["severity"]) for m in ms}
+    assert len(ms) == len(keys) == 50
