@@ -1,6 +1,7 @@
 """End to end: monitoring (block N) on the MicroPython unix port and the virtual ESP32, against
 the development CSMS: a threshold monitor on the EVSE's power firing and clearing as the EV
 changes its draw, delta and periodic monitors, the monitoring level, ClearVariableMonitoring,
+the connector's hard-wired monitor reporting a fault,
 GetMonitoringReport in parts, offline queuing by severity, and monitors surviving a power
 loss, with the exact messages on the wire (eventId, timestamps and generatedAt checked for
 their form, then left out)."""
@@ -169,7 +170,26 @@ def test_threshold_delta_periodic_level_and_clear(csms, sims):
             {"status": "NotFound", "id": 3},
         ]
     }
-    assert csms.call(st, "GetMonitoringReport", {"requestId": 1}) == {"status": "EmptyResultSet"}
+    req = {"requestId": 1, "monitoringCriteria": ["ThresholdMonitoring", "PeriodicMonitoring"]}
+    assert csms.call(st, "GetMonitoringReport", req) == {"status": "EmptyResultSet"}
+    # The connector's hard-wired monitor: an RCD trip makes it Faulted, an unplug (the trip
+    # latches until then) Available again. After the StatusNotification of each.
+    start = len(st.frames)
+    ok(sim, "raise_error", evse=1, error="rcd_trip")
+    got, start = next_events(csms, st, start)
+    hard = {"eventNotificationType": "HardWiredMonitor", "variableMonitoringId": 90001}
+    assert got == [dict(ev("Delta", "Faulted", 0, CONNECTOR), techCode="rcd_trip", **hard)]
+    ok(sim, "clear_error", evse=1, error="rcd_trip")
+    ok(sim, "plug_out", evse=1)
+    got, start = next_events(csms, st, start)
+    # (the unplug ends the latch and the plug a moment apart: Occupied for that moment)
+    assert got[0].pop("actualValue") in ("Occupied", "Available")
+    want = dict(ev("Delta", "Available", 0, CONNECTOR, cleared=True), **hard)
+    del want["actualValue"]
+    assert got == [want]
+    calls = [f.msg[2] for f in st.frames if f.kind == "call" and f.direction == "in"]
+    faulted = calls.index("NotifyEvent", len(calls) - 3)
+    assert calls[faulted - 1] == "StatusNotification"
 
 
 def test_report_in_parts_offline_queuing_and_a_power_loss(csms, sims, tmp_path):
@@ -182,10 +202,11 @@ def test_report_in_parts_offline_queuing_and_a_power_loss(csms, sims, tmp_path):
     assert set_monitors(csms, st, *items) == [("Accepted", i) for i in range(1, 13)]
     # Twelve monitors: two parts (ten a part), a variable's monitors side by side.
     parts, by_id = report(csms, st, 7)
-    states = [("AvailabilityState", [1]), ("AvailabilityState", [2])]
+    # (with the connector's hard-wired monitor, 90001)
+    states = [("AvailabilityState", [1, 90001]), ("AvailabilityState", [2])]
     assert parts == [
-        (True, states + [("Power", [3, 4, 5, 6, 7, 8, 9, 10])]),
-        (False, [("Power", [11, 12])]),
+        (True, states + [("Power", [3, 4, 5, 6, 7, 8, 9])]),
+        (False, [("Power", [10, 11, 12])]),
     ]
     assert by_id[12] == {
         "id": 12,

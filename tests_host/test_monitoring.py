@@ -310,7 +310,19 @@ def test_clear_base_and_reports_in_parts(station, tm):  # noqa: F811
     assert [(p["seqNo"], p["tbc"]) for p in parts] == [(0, True), (1, False)]
     got = [(m["variable"]["name"], [v["id"] for v in m["variableMonitoring"]])
            for p in parts for m in p["monitor"]]  # fmt: skip
-    assert got == [("Power", list(range(1, 11))), ("Power", [12]), ("HeartbeatInterval", [11])]
+    # (the connector's hard-wired monitor first: its key sorts first)
+    assert got == [
+        ("AvailabilityState", [90001]),
+        ("Power", list(range(1, 10))),
+        ("Power", [10, 12]),
+        ("HeartbeatInterval", [11]),
+    ]
+    assert parts[0]["monitor"][0] == dict(
+        CONN_STATE,
+        variableMonitoring=[
+            {"id": 90001, "transaction": False, "value": 0, "type": "Delta", "severity": 2}
+        ],
+    )
     assert parts[1]["monitor"][1] == dict(
         HEARTBEAT,
         variableMonitoring=[
@@ -343,18 +355,23 @@ def test_clear_base_and_reports_in_parts(station, tm):  # noqa: F811
             )
         ],
     }
-    req = {"requestId": 7, "componentVariable": [CONN_STATE]}
+    req = {"requestId": 7, "componentVariable": [CONN_STATE], "monitoringCriteria": [
+        "ThresholdMonitoring"]}  # fmt: skip
     assert request(st, "GetMonitoringReport", req) == {"status": "EmptyResultSet"}
-    # Clear: each kind, and an unknown id.
-    resp = request(st, "ClearVariableMonitoring", {"id": [1, 11, 12, 77]})
+    # Clear: each kind, an unknown id, and a hard-wired one (Rejected, as replacing it).
+    resp = request(st, "ClearVariableMonitoring", {"id": [1, 11, 12, 77, 90001]})
     assert resp == {
         "clearMonitoringResult": [
             {"status": "Accepted", "id": 1},
             {"status": "Accepted", "id": 11},
             {"status": "Accepted", "id": 12},
             {"status": "NotFound", "id": 77},
+            {"status": "Rejected", "id": 90001},
         ]
     }
+    assert set_monitors(st, mon("Delta", 1, 2, CONN_STATE, mid=90001)) == [
+        ("Rejected", None, {"reasonCode": "HardWiredMonitor"})
+    ]
     assert [m[0] for m in st.store.load("monitoring")["m"]] == list(range(2, 11))
     # SetMonitoringBase HardWiredOnly: the custom monitors go; with the defaults back, the
     # document goes too (the block then no longer loads at boot).
@@ -366,3 +383,61 @@ def test_clear_base_and_reports_in_parts(station, tm):  # noqa: F811
     assert st.store.load("monitoring")["base"] == "HardWiredOnly"
     request(st, "SetMonitoringBase", {"monitoringBase": "All"})
     assert not st.store.exists(monmod.STORE)
+
+
+def test_hard_wired_monitor_reports_a_faulted_or_unavailable_connector(station, tm):  # noqa: F811
+    """Not the monitoring block, the availability block posts the NotifyEvent to the
+    durable queue, after the StatusNotification of the change; leaving the state clears it;
+    offline it is queued too (severity 2 <= OfflineQueuingSeverity 3), unless the level or
+    OfflineQueuingSeverity say otherwise."""
+    import sys
+
+    st = station()
+    e = st.evses[0]
+    q = st.queue
+    for mod in ("firmware.monitors",):
+        sys.modules.pop(mod, None)  # it must come with the first report, not before
+    e.set(cp="B")  # Occupied: no news for it
+    assert q.posted == [] and "firmware.monitors" not in sys.modules
+    e.set(faults={"rcd_trip"})
+    tm.advance(1)
+    e.set(faults={"rcd_trip", "contactor_welded"}, cp="A")  # still Faulted: nothing more
+    e.set(faults=set())
+    hard = {"eventNotificationType": "HardWiredMonitor", "variableMonitoringId": 90001}
+    got = [p for a, p, _ in q.posted if a == "NotifyEvent"]
+    assert [p["eventData"][0]["eventId"] for p in got] == [
+        1000000000 + NOW % 100000000 * 10 + i for i in (1, 2)
+    ]
+    for p in got:
+        del p["eventData"][0]["eventId"]
+    assert got == [
+        {
+            "generatedAt": ISO,
+            "seqNo": 0,
+            "eventData": [
+                dict(CONN_STATE, timestamp=ISO, trigger="Delta", actualValue="Faulted",
+                     techCode="rcd_trip", **hard)
+            ],
+        },
+        {
+            "generatedAt": iso(NOW + 1),
+            "seqNo": 0,
+            "eventData": [
+                dict(CONN_STATE, timestamp=iso(NOW + 1), trigger="Delta",
+                     actualValue="Available", cleared=True, **hard)
+            ],
+        },
+    ]  # fmt: skip
+    # Offline: queued at severity 2; with OfflineQueuingSeverity 1, or level 1, dropped.
+    e.set_available = lambda on: e.set(available=on)
+    inoperative = {"operationalStatus": "Inoperative"}
+    st.connection.ready.clear()
+    request(st, "ChangeAvailability", inoperative)
+    assert q.posted[-1][1]["eventData"][0]["actualValue"] == "Unavailable"
+    st.dm.set("MonitoringCtrlr/OfflineQueuingSeverity", "1")
+    n = len(q.posted)
+    request(st, "ChangeAvailability", {"operationalStatus": "Operative"})
+    st.connection.ready.set()
+    request(st, "SetMonitoringLevel", {"severity": 1})
+    request(st, "ChangeAvailability", inoperative)
+    assert e.available is False and len(q.posted) == n

@@ -13,6 +13,7 @@ _STORE = const("availability")
 _INOPERATIVE = const("Inoperative")
 _OPERATIVE = const("Operative")
 _TAG = const("avail")
+_ALERTS = const(("Faulted", "Unavailable"))  # what the hard-wired monitors report (monitors.py)
 
 
 class Availability:
@@ -141,7 +142,16 @@ class Availability:
         st = self.status(e)
         cur = self.since.get(e.id)
         if cur is None or cur[0] != st:
+            old = cur
             cur = self.since[e.id] = (st, self.clock.iso(), self.queue.mark())
+            if old is not None and (st in _ALERTS or old[0] in _ALERTS):
+                # A hard-wired monitor's news: imported with the first (no heap before).
+                from firmware import monitors
+
+                monitors.changed(
+                    self.dm, self.queue, self.connection.ready, e, old[0], st, cur[1],
+                    self.clock.now(),
+                )  # fmt: skip
         return cur
 
     def _holds(self, seq):

@@ -8,6 +8,7 @@ from micropython import const
 import log
 import ocppj
 from firmware.blocks.reports import json_len, matches, split_key
+from firmware.monitors import FIRST_ID, HARD_WIRED
 
 _TAG = const("monitor")
 # store document: {"next": the next monitor id, "level": ActiveMonitoringLevel, "base":
@@ -199,6 +200,8 @@ class Monitoring:
             return "Rejected", "ValueOutOfRange", None
         mid = item.get("id")
         old = None
+        if mid is not None and self._hard_wired(mid):
+            return "Rejected", "HardWiredMonitor", None
         if mid is not None:
             old = self._by_id(mid)
             if old is None:
@@ -212,7 +215,10 @@ class Monitoring:
         tx = item.get("transaction", False)
         if old is None:
             mid = self.next_id
-            self.next_id += 1
+            while self._by_id(mid) is not None:  # after a wrap (below)
+                mid += 1
+            # Custom ids stay below the hard-wired ones.
+            self.next_id = mid + 1 if mid + 1 < FIRST_ID else 1
             old = [mid, key, kind, value, sev, tx, None]
             self.monitors.append(old)
         else:
@@ -220,6 +226,9 @@ class Monitoring:
         if kind >= _DELTA:
             self.look(self.clock.now(), (old,))  # from now: a Delta's reference, the period
         return "Accepted", None, mid
+
+    def _hard_wired(self, mid):
+        return FIRST_ID <= mid < FIRST_ID + len(self.evses)
 
     def _by_id(self, mid):
         for m in self.monitors:
@@ -235,12 +244,14 @@ class Monitoring:
         results = []
         for mid in ids:
             m = self._by_id(mid)
-            if m is None:
+            if self._hard_wired(mid):
+                results.append({"status": "Rejected", "id": mid})
+            elif m is None:
                 results.append({"status": "NotFound", "id": mid})
             else:
                 self.monitors.remove(m)
                 results.append({"status": "Accepted", "id": mid})
-        if len(results) > sum(1 for r in results if r["status"] == "NotFound"):
+        if any(r["status"] == "Accepted" for r in results):
             self._save()
         return {"clearMonitoringResult": results}
 
@@ -257,7 +268,7 @@ class Monitoring:
     def on_base(self, req):
         base = req["monitoringBase"]
         # No pre-configured monitors yet: All keeps the custom monitors; FactoryDefault and
-        # HardWiredOnly remove them (N03).
+        # HardWiredOnly remove them (N03). The hard-wired ones (monitors.py) always stay.
         if base != "All":
             self.monitors = []
         self.dm.set(_BASE, base)
@@ -272,7 +283,12 @@ class Monitoring:
         crit = req.get("monitoringCriteria")
         cvs = req.get("componentVariable")
         chosen = []
-        for m in self.monitors:
+        h = HARD_WIRED  # each connector's hard-wired monitor, as a custom one's list
+        hard = [
+            [h[0] + e.id, "%s.%d.1/%s" % (h[1], e.id, h[2]), _DELTA, h[4], h[5], False]
+            for e in self.evses
+        ]
+        for m in hard + self.monitors:
             if crit and _CRITERIA[m[_TYPE]] not in crit:
                 continue
             if cvs:
