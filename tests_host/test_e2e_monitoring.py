@@ -1,13 +1,14 @@
 """End to end: monitoring (block N) on the MicroPython unix port and the virtual ESP32, against
 the development CSMS: a threshold monitor on the EVSE's power firing and clearing as the EV
-changes its draw, delta and periodic monitors, the monitoring level, ClearVariableMonitoring,
-the connector's hard-wired monitor reporting a fault,
+changes its draw, delta, periodic and clock-aligned monitors, the monitoring level,
+ClearVariableMonitoring, the connector's hard-wired monitor reporting a fault,
 GetMonitoringReport in parts, offline queuing by severity, and monitors surviving a power
 loss, with the exact messages on the wire (eventId, timestamps and generatedAt checked for
 their form, then left out)."""
 
 import re
 import time
+from datetime import datetime, timezone
 
 import pytest
 from test_e2e_availability import accepted
@@ -23,6 +24,10 @@ HEARTBEAT = {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "Heart
 CONNECTOR = {
     "component": {"name": "Connector", "evse": {"id": 1, "connectorId": 1}},
     "variable": {"name": "AvailabilityState"},
+}
+OFFLINE_THRESHOLD = {
+    "component": {"name": "OCPPCommCtrlr"},
+    "variable": {"name": "OfflineThreshold"},
 }
 EVSE_STATE = {
     "component": {"name": "EVSE", "evse": {"id": 1}},
@@ -125,14 +130,29 @@ def test_threshold_delta_periodic_level_and_clear(csms, sims):
         mon("Delta", 0, 5, CONNECTOR),
         mon("Periodic", 2, 8, HEARTBEAT),
         mon("Delta", 100, 7, HEARTBEAT),
-    ) == [("Accepted", 1), ("Accepted", 2), ("Accepted", 3), ("Accepted", 4)]
-    # The periodic monitor: every 2 s; cleared, it stops.
-    got, start = next_events(csms, st, start)
-    assert got == [ev("Periodic", "300", 3, HEARTBEAT)]
-    got, start = next_events(csms, st, start)
-    assert got == [ev("Periodic", "300", 3, HEARTBEAT)]
-    assert csms.call(st, "ClearVariableMonitoring", {"id": [3]}) == {
-        "clearMonitoringResult": [{"status": "Accepted", "id": 3}]
+        mon("PeriodicClockAligned", 3, 8, OFFLINE_THRESHOLD),
+    ) == [("Accepted", i) for i in range(1, 6)]
+    # The periodic monitor every 2 s, the clock-aligned one on multiples of 3 s (UTC).
+    seen = {3: [], 5: []}
+    while len(seen[3]) < 3 or len(seen[5]) < 2:
+        f = csms.wait_call(st, "NotifyEvent", start=start)
+        start = f.index + 1
+        for e in f.payload["eventData"]:
+            t = datetime.strptime(e.pop("timestamp"), "%Y-%m-%dT%H:%M:%SZ")
+            del e["eventId"]
+            seen[e["variableMonitoringId"]].append(int(t.replace(tzinfo=timezone.utc).timestamp()))
+            if e["variableMonitoringId"] == 3:
+                assert e == ev("Periodic", "300", 3, HEARTBEAT)
+            else:
+                assert e == ev("Periodic", "120", 5, OFFLINE_THRESHOLD)
+    # (the monitors are looked at once a second: an event may come a second late, never
+    # early, and the schedule stays)
+    offsets = [t - 2 * i for i, t in enumerate(seen[3])]
+    assert max(offsets) - min(offsets) <= 1, seen
+    assert all(t % 3 in (0, 1) for t in seen[5]) and seen[5][1] - seen[5][0] in (2, 3, 4), seen
+    # Cleared, they stop.
+    assert csms.call(st, "ClearVariableMonitoring", {"id": [3, 5]}) == {
+        "clearMonitoringResult": [{"status": "Accepted", "id": 3}, {"status": "Accepted", "id": 5}]
     }
     start = len(st.frames)
     # Charging at 3 x 32 A: the power goes above 5000 W; the connector is Occupied.

@@ -431,11 +431,13 @@ class Monitoring:
                 period = int(m[_VALUE])
                 if state is not None and now >= state:
                     fire = True
-                if state is None or fire or state - now > period:  # a clock step back
+                if state is None or fire or state - now > period:  # or a clock step back
+                    nxt = (now // period + 1) * period  # PeriodicClockAligned
                     if kind == _PERIODIC:
-                        m[_STATE] = now + period
-                    else:
-                        m[_STATE] = (now // period + 1) * period
+                        # On its schedule, a look a second late or not; after a clock step
+                        # forward, from now.
+                        nxt = state + period if fire and state + period > now else now + period
+                    m[_STATE] = nxt
             if fire:
                 events.append(self._event(m, actual, cleared, tx))
         return events
