@@ -441,3 +441,39 @@ def test_hard_wired_monitor_reports_a_faulted_or_unavailable_connector(station, 
     request(st, "SetMonitoringLevel", {"severity": 1})
     request(st, "ChangeAvailability", inoperative)
     assert e.available is False and len(q.posted) == n
+
+
+def test_notify_event_in_parts_and_a_failed_call_queued_by_severity(station, tm):  # noqa: F811
+    st = station()
+    evse_state = dict(CONN_STATE, component={"name": "EVSE", "evse": {"id": 1}})
+    items = [mon("Delta", 0, sev, CONN_STATE) for sev in range(10)]
+    items += [mon("Delta", 0, sev, evse_state) for sev in (4, 5)]
+    assert [s for s, _, _ in set_monitors(st, *items)] == ["Accepted"] * 12
+    st.evses[0].set(cp="B")
+    t = NOW + 1
+    got = step(st, tm)
+    assert [(p["seqNo"], p.get("tbc", False), len(p["eventData"])) for p in got] == [
+        (0, True, 10),
+        (1, False, 2),
+    ]
+    assert [e["eventId"] - 100000 for p in got for e in p["eventData"]] == list(range(1, 13))
+    assert got[1] == notify(
+        t,
+        event(11, t, "Delta", "Occupied", 11, evse_state),
+        event(12, t, "Delta", "Occupied", 12, evse_state),
+        seq=1,
+    )
+
+    # The link goes while they are sent: the events of the part that failed and after it
+    # are queued as offline ones (severity <= 3), in parts again.
+    async def lost(action, payload):
+        raise ocppj.NotConnected()
+
+    st.session.call = lost
+    st.evses[0].set(cp="A")
+    t += 1
+    assert step(st, tm) == []
+    (posted,) = [p for a, p, _ in st.queue.posted if a == "NotifyEvent"]
+    assert posted == notify(
+        t, *[event(13 + sev, t, "Delta", "Available", sev + 1, CONN_STATE) for sev in range(4)]
+    )
