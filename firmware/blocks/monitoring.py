@@ -69,6 +69,20 @@ def _number(v):
         return None
 
 
+def _whole(m):
+    """True when stored entry `m` is [id, key, type, value, severity, transaction]."""
+    return (
+        type(m) is list
+        and len(m) == 6
+        and type(m[0]) is int
+        and type(m[1]) is str
+        and m[2] in (0, 1, 2, 3, 4)
+        and type(m[3]) in (int, float)
+        and m[4] in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)
+        and type(m[5]) is bool
+    )
+
+
 def component_variable(key):
     """The OCPP (component, variable) of declaration `key`."""
     name, evse, conn, cinst, vname, vinst = split_key(key)
@@ -102,8 +116,13 @@ class Monitoring:
         self.evses = evses
         self.txs = txs
         self.spawn = spawn
-        doc = store.load(STORE) or {}
-        self.monitors = [list(m) + [None] for m in doc.get("m", ())]
+        doc = store.load(STORE)
+        if type(doc) is not dict:
+            doc = {}
+        # What does not read as a monitor is left out (logged), never a failed boot.
+        self.monitors = [list(m) + [None] for m in doc.get("m", ()) if _whole(m)]
+        if len(self.monitors) != len(doc.get("m", ())):
+            log.error(_TAG, "stored monitors unreadable: left out")
         # Restored: a Delta's reference and the periods start now, from boot.
         self.look(clock.now(), [m for m in self.monitors if m[_TYPE] >= _DELTA])
         self.next_id = doc.get("next", 1)
@@ -111,10 +130,11 @@ class Monitoring:
         self.event_id = (boot % 1000) * 100000
         self.report = None  # requestId of the GetMonitoringReport being sent, None while none
         self._next = None  # the report just accepted, started by the after-hook
-        if doc.get("level", 9) != 9:
-            dm.set(_LEVEL, str(doc["level"]))
-        if doc.get("base", "All") != "All":
-            dm.set(_BASE, doc["base"])
+        level, base = doc.get("level", 9), doc.get("base", "All")
+        if level != 9 and type(level) is int and 0 <= level < 9:
+            dm.set(_LEVEL, str(level))
+        if base in ("FactoryDefault", "HardWiredOnly"):
+            dm.set(_BASE, base)
         router.on("SetVariableMonitoring", self.on_set)
         router.on("ClearVariableMonitoring", self.on_clear)
         router.on("SetMonitoringLevel", self.on_level)
