@@ -190,10 +190,22 @@ def test_set_answers_ids_replacement_and_persistence(station):
     st2 = station(boot=2)
     assert [m[:6] for m in st2.mon.monitors] == doc["m"]
     assert set_monitors(st2, mon("Periodic", 60, 4, POWER)) == [("Accepted", 4, None)]
-    # More items than ItemsPerMessage: a CALLERROR.
+    # SetMonitoringLevel persists, and comes back with the block.
+    request(st2, "SetMonitoringLevel", {"severity": 3})
+    st3 = station(boot=3)
+    assert st3.dm.get("MonitoringCtrlr/ActiveMonitoringLevel") == "3"
+    # More items than ItemsPerMessage, or more bytes than BytesPerMessage: a CALLERROR.
     with pytest.raises(ocppj.CallError) as e:
         set_monitors(st2, *[mon("Periodic", 60 + i, 4, POWER) for i in range(21)])
     assert e.value.code == "OccurrenceConstraintViolation"
+    with pytest.raises(ocppj.CallError) as e:
+        request(st2, "ClearVariableMonitoring", {"id": list(range(1, 22))})
+    assert e.value.code == "OccurrenceConstraintViolation"
+    st2.session.in_len = 4097
+    with pytest.raises(ocppj.CallError) as e:
+        request(st2, "ClearVariableMonitoring", {"id": [1]})
+    assert e.value.code == "FormatViolation"
+    st2.session.in_len = 100
     # supportsMonitoring in the reports follows the declarations.
     for key, yes in (("EVSE.1/Power", True), ("AuthCtrlr/Enabled", False)):
         d = st.dm.decl(key)
@@ -262,6 +274,7 @@ def test_level_offline_queue_and_transaction_monitors(station, tm):  # noqa: F81
     assert request(st, "SetMonitoringLevel", {"severity": 4}) == {"status": "Accepted"}
     assert request(st, "SetMonitoringLevel", {"severity": 10})["status"] == "Rejected"
     assert st.dm.get("MonitoringCtrlr/ActiveMonitoringLevel") == "4"
+    assert st.store.load("monitoring")["level"] == 4  # the block sets it again at boot
     st.dm.set("OCPPCommCtrlr/HeartbeatInterval", "500")
     e.set(cp="B")
     t = NOW + 2
