@@ -145,13 +145,17 @@ class Availability:
             old = cur
             cur = self.since[e.id] = (st, self.clock.iso(), self.queue.mark())
             if old is not None and (st in _ALERTS or old[0] in _ALERTS):
-                # A hard-wired monitor's news: imported with the first (no heap before).
-                from firmware import monitors
+                # A hard-wired monitor's news: imported with the first (no heap before);
+                # whatever goes wrong there, the statuses go on.
+                try:
+                    from firmware import monitors
 
-                monitors.changed(
-                    self.dm, self.queue, self.connection.ready, e, old[0], st, cur[1],
-                    self.clock.now(),
-                )  # fmt: skip
+                    monitors.changed(
+                        self.dm, self.queue, self.connection.ready, e, old[0], st, cur[1],
+                        self.clock.now(),
+                    )  # fmt: skip
+                except Exception as ex:
+                    log.exc(_TAG, "hard-wired monitor", ex)
         return cur
 
     def _holds(self, seq):
