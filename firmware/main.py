@@ -89,6 +89,22 @@ _MESSAGES = const(
     )
 )
 
+# Monitoring while monitors (or a monitoring level or base) are on flash (monitoring.STORE:
+# they watch from boot), else with the first of its CALLs.
+_MONITOR = const(
+    (
+        (
+            "SetVariableMonitoring",
+            "ClearVariableMonitoring",
+            "SetMonitoringLevel",
+            "SetMonitoringBase",
+            "GetMonitoringReport",
+        ),
+        "firmware.blocks.monitoring",
+        "monitoring",
+    )
+)
+
 _BOOT = "boot"  # store document: {"count": boots so far, "reason": reason for the next boot}
 _WDT_MS = const(5000)  # watchdog timeout; the supervisor feeds it every 100 ms while all is well
 _STEP_LATE_MS = const(500)  # a safety loop silent this long is dead
@@ -218,6 +234,7 @@ class Station:
             (_SMART, store.exists(_SMART[2]) or dm.get(_MODE) != "Off"),
             (_RESERVE, store.exists(_RESERVE[2])),
             (_MESSAGES, store.exists(_MESSAGES[2])),
+            (_MONITOR, store.exists(_MONITOR[2])),
         ):
             if now:
                 self._load(entry)
@@ -364,6 +381,22 @@ class Station:
                 self.evses,
                 self.transactions,
                 self.spawn,
+            )
+        elif name == "firmware.blocks.monitoring":
+            from firmware.blocks.monitoring import Monitoring
+
+            Monitoring(
+                self.router,
+                self.session,
+                self.connection,
+                self.queue,
+                self.dm,
+                self.store,
+                self.clock,
+                self.evses,
+                self.transactions,
+                self.spawn,
+                self.boot_count,
             )
         elif name == "firmware.blocks.display_messages":
             from firmware.blocks.display_messages import DisplayMessages

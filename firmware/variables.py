@@ -12,6 +12,8 @@
 #                    while running (reported constant and persistent). A ReadOnly variable
 #                    without it is a live value (clock, states, counts), served by the block
 #                    that owns it through DeviceModel.provide; its default stands in until then.
+#                  ~ it can be monitored (SetVariableMonitoring; supportsMonitoring in the
+#                    reports): threshold monitors on numbers, Delta and the periodic ones on any
 # limits: None, or (unit, minLimit, maxLimit, valuesList); for strings the limits bound the
 #         length; valuesList is the comma-separated list for the list types.
 #
@@ -42,6 +44,8 @@ _MEASURANDS = const(
 _ENERGY = const("Energy.Active.Import.Register")
 _TOKEN_TYPES = const("NoAuthorization,Local,KeyCode,ISO14443,ISO15693,eMAID,MacAddress")
 _STATES = const((None, None, None, "Available,Occupied,Reserved,Unavailable,Faulted"))
+_SEVERITY = const((None, 0, 9, None))  # monitoring severities: 0 Danger .. 9 Debug
+_BASES = const((None, None, None, "All,FactoryDefault,HardWiredOnly"))
 _FORMATS = const((None, None, None, "ASCII,UTF8,URI"))  # display message formats (no HTML)
 _CERTIFICATES = const(
     8
@@ -54,29 +58,29 @@ _MESSAGES = const(8)  # display messages stored: DisplayMessageCtrlr.DisplayMess
 
 # The station-wide part: every controller of the Core set (ocpp201-station.md §2.2, §3.1).
 VARIABLES = (
-    ("OCPPCommCtrlr/HeartbeatInterval", "iw", "300", (_S, 1, 86400, None)),
-    ("OCPPCommCtrlr/OfflineThreshold", "iw", "120", _SEC_DAY),
+    ("OCPPCommCtrlr/HeartbeatInterval", "iw~", "300", (_S, 1, 86400, None)),
+    ("OCPPCommCtrlr/OfflineThreshold", "iw~", "120", _SEC_DAY),
     ("OCPPCommCtrlr/MessageTimeout:Default", "ir=", "30", (_S, 1, 600, None)),
-    ("OCPPCommCtrlr/MessageAttempts:TransactionEvent", "iw", "3", (None, 1, 10, None)),
-    ("OCPPCommCtrlr/MessageAttemptInterval:TransactionEvent", "iw", "60", _SEC_HOUR),
+    ("OCPPCommCtrlr/MessageAttempts:TransactionEvent", "iw~", "3", (None, 1, 10, None)),
+    ("OCPPCommCtrlr/MessageAttemptInterval:TransactionEvent", "iw~", "60", _SEC_HOUR),
     ("OCPPCommCtrlr/NetworkConfigurationPriority", "qw!", "1", (None, None, None, "1,2,3")),
-    ("OCPPCommCtrlr/NetworkProfileConnectionAttempts", "iw", "3", _COUNT_100),
-    ("OCPPCommCtrlr/ResetRetries", "iw", "2", _COUNT_10),
+    ("OCPPCommCtrlr/NetworkProfileConnectionAttempts", "iw~", "3", _COUNT_100),
+    ("OCPPCommCtrlr/ResetRetries", "iw~", "2", _COUNT_10),
     ("OCPPCommCtrlr/ActiveNetworkProfile", "ir", "1", (None, 1, 3, None)),
     ("OCPPCommCtrlr/FileTransferProtocols", "mr=", "HTTPS,HTTP", (None, None, None, "HTTPS,HTTP")),
     ("OCPPCommCtrlr/UnlockOnEVSideDisconnect", "bw", "true", None),
-    ("OCPPCommCtrlr/RetryBackOffWaitMinimum", "iw", "10", _SEC_HOUR),
-    ("OCPPCommCtrlr/RetryBackOffRandomRange", "iw", "10", _SEC_HOUR),
-    ("OCPPCommCtrlr/RetryBackOffRepeatTimes", "iw", "5", (None, 0, 20, None)),
-    ("OCPPCommCtrlr/WebSocketPingInterval", "iw", "60", _SEC_HOUR),
+    ("OCPPCommCtrlr/RetryBackOffWaitMinimum", "iw~", "10", _SEC_HOUR),
+    ("OCPPCommCtrlr/RetryBackOffRandomRange", "iw~", "10", _SEC_HOUR),
+    ("OCPPCommCtrlr/RetryBackOffRepeatTimes", "iw~", "5", (None, 0, 20, None)),
+    ("OCPPCommCtrlr/WebSocketPingInterval", "iw~", "60", _SEC_HOUR),
     ("OCPPCommCtrlr/QueueAllMessages", "bw", "false", None),
-    ("OCPPCommCtrlr/MinimumStatusDuration", "iw", "0", _SEC_HOUR),
+    ("OCPPCommCtrlr/MinimumStatusDuration", "iw~", "0", _SEC_HOUR),
     ("TxCtrlr/TxStartPoint", "mw", "PowerPathClosed", _TX_POINTS),
     ("TxCtrlr/TxStopPoint", "mw", "EVConnected,Authorized", _TX_POINTS),
-    ("TxCtrlr/EVConnectionTimeOut", "iw", "120", (_S, 10, 3600, None)),
+    ("TxCtrlr/EVConnectionTimeOut", "iw~", "120", (_S, 10, 3600, None)),
     ("TxCtrlr/StopTxOnEVSideDisconnect", "br=", "true", None),
     ("TxCtrlr/StopTxOnInvalidId", "bw", "true", None),
-    ("TxCtrlr/MaxEnergyOnInvalidId", "iw", "0", ("Wh", 0, 1000000, None)),
+    ("TxCtrlr/MaxEnergyOnInvalidId", "iw~", "0", ("Wh", 0, 1000000, None)),
     ("TxCtrlr/TxBeforeAcceptedEnabled", "bw", "false", None),
     ("AuthCtrlr/Enabled", "bw", "true", None),
     ("AuthCtrlr/AuthorizeRemoteStart", "bw", "false", None),
@@ -91,7 +95,7 @@ VARIABLES = (
     ("LocalButton/IdTokenType", "ow", "NoAuthorization", (None, None, None, _TOKEN_TYPES)),
     ("AuthCacheCtrlr/Enabled", "bw", "true", None),
     ("AuthCacheCtrlr/Available", "br=", "true", None),
-    ("AuthCacheCtrlr/LifeTime", "iw", "604800", (_S, 0, 31536000, None)),
+    ("AuthCacheCtrlr/LifeTime", "iw~", "604800", (_S, 0, 31536000, None)),
     ("AuthCacheCtrlr/Policy", "ow", "LRU", (None, None, None, "LRU,LFU")),
     # Bytes of the cache as compact JSON (about 50 tokens fit); maxLimit = capacity.
     ("AuthCacheCtrlr/Storage", "ir", "0", ("B", 0, _AUTH_CACHE_BYTES, None)),
@@ -111,13 +115,13 @@ VARIABLES = (
         "Energy.Active.Import.Register,Power.Active.Import,Current.Import",
         _MEASURANDS,
     ),
-    ("SampledDataCtrlr/TxUpdatedInterval", "iw", "60", _SEC_DAY),
+    ("SampledDataCtrlr/TxUpdatedInterval", "iw~", "60", _SEC_DAY),
     ("SampledDataCtrlr/TxEndedMeasurands", "mw", _ENERGY, _MEASURANDS),
-    ("SampledDataCtrlr/TxEndedInterval", "iw", "300", _SEC_DAY),
+    ("SampledDataCtrlr/TxEndedInterval", "iw~", "300", _SEC_DAY),
     ("AlignedDataCtrlr/Measurands", "mw", _ENERGY, _MEASURANDS),
-    ("AlignedDataCtrlr/Interval", "iw", "900", _SEC_DAY),
+    ("AlignedDataCtrlr/Interval", "iw~", "900", _SEC_DAY),
     ("AlignedDataCtrlr/TxEndedMeasurands", "mw", _ENERGY, _MEASURANDS),
-    ("AlignedDataCtrlr/TxEndedInterval", "iw", "900", _SEC_DAY),
+    ("AlignedDataCtrlr/TxEndedInterval", "iw~", "900", _SEC_DAY),
     ("AlignedDataCtrlr/SendDuringIdle", "bw", "false", None),
     ("SecurityCtrlr/SecurityProfile", "ir", "1", (None, 1, 3, None)),
     ("SecurityCtrlr/BasicAuthPassword", "sx", "", (None, 16, 40, None)),
@@ -125,8 +129,8 @@ VARIABLES = (
     ("SecurityCtrlr/OrganizationName", "sw", "", (None, 0, 64, None)),
     ("SecurityCtrlr/CertificateEntries", "ir", "0", (None, 0, _CERTIFICATES, None)),
     ("SecurityCtrlr/AdditionalRootCertificateCheck", "br=", "false", None),
-    ("SecurityCtrlr/CertSigningWaitMinimum", "iw", "30", (_S, 1, 86400, None)),
-    ("SecurityCtrlr/CertSigningRepeatTimes", "iw", "3", (None, 0, 100, None)),
+    ("SecurityCtrlr/CertSigningWaitMinimum", "iw~", "30", (_S, 1, 86400, None)),
+    ("SecurityCtrlr/CertSigningRepeatTimes", "iw~", "3", (None, 0, 100, None)),
     ("DeviceDataCtrlr/ItemsPerMessage:GetVariables", "ir=", "20", _ITEMS),
     ("DeviceDataCtrlr/ItemsPerMessage:SetVariables", "ir=", "20", _ITEMS),
     ("DeviceDataCtrlr/ItemsPerMessage:GetReport", "ir=", "20", _ITEMS),
@@ -140,7 +144,7 @@ VARIABLES = (
     ("ClockCtrlr/NtpSource", "ow", "manual", (None, None, None, "manual")),
     ("ClockCtrlr/NtpServerUri:1", "sw", "", (None, 0, 255, None)),
     ("ClockCtrlr/NtpServerUri:2", "sw", "", (None, 0, 255, None)),
-    ("ClockCtrlr/TimeAdjustmentReportingThreshold", "iw", "20", _SEC_DAY),
+    ("ClockCtrlr/TimeAdjustmentReportingThreshold", "iw~", "20", _SEC_DAY),
     ("ClockCtrlr/TimeOffset", "sw", "", (None, 0, 6, None)),
     ("ClockCtrlr/TimeZone", "sw", "", (None, 0, 64, None)),
     ("ClockCtrlr/NextTimeOffsetTransitionDateTime", "tw", "1970-01-01T00:00:00Z", None),
@@ -153,23 +157,23 @@ VARIABLES = (
     ("SmartChargingCtrlr/Enabled", "bw", "true", None),
     ("SmartChargingCtrlr/Available", "br", "true", None),
     ("SmartChargingCtrlr/Entries", "ir", "0", (None, 0, _PROFILES, None)),
-    ("SmartChargingCtrlr/LimitChangeSignificance", "iw", "10", ("Percent", 0, 100, None)),
+    ("SmartChargingCtrlr/LimitChangeSignificance", "iw~", "10", ("Percent", 0, 100, None)),
     ("SmartChargingCtrlr/PeriodsPerSchedule", "ir=", "24", (None, 1, 1024, None)),
     ("SmartChargingCtrlr/ProfileStackLevel", "ir=", "8", (None, 0, 100, None)),
     ("SmartChargingCtrlr/RateUnit", "mr=", "A,W", (None, None, None, "A,W")),
     # SmartChargingCtrlr/ACPhaseSwitchingSupported comes from the hardware: declarations().
     # OCPP 2.0.1 has no standard variable for the nominal voltage that converts W to A (2.1's
     # SupplyVoltage comes later): ours, on the controller that uses it.
-    ("SmartChargingCtrlr/NominalVoltage", "iw", "230", ("V", 100, 500, None)),
+    ("SmartChargingCtrlr/NominalVoltage", "iw~", "230", ("V", 100, 500, None)),
     # A charging station may switch phases no more often than this (ours: hardware.md 1.5,
     # switching often wears the contactors and upsets some EVs).
-    ("SmartChargingCtrlr/PhaseSwitchMinInterval", "iw", "300", _SEC_DAY),
+    ("SmartChargingCtrlr/PhaseSwitchMinInterval", "iw~", "300", _SEC_DAY),
     # Local load management from the mains meter (firmware/load_management.py), a vendor
     # component: Capacity keeps the grid connection under MainsFuse (A per phase), Solar
     # charges from exported power only and pauses after SolarStopDelay below 6 A.
     ("LoadManagement/Mode", "ow", "Off", (None, None, None, "Off,Capacity,Solar")),
-    ("LoadManagement/MainsFuse", "iw", "25", ("A", 6, 2000, None)),
-    ("LoadManagement/SolarStopDelay", "iw", "60", _SEC_HOUR),
+    ("LoadManagement/MainsFuse", "iw~", "25", ("A", 6, 2000, None)),
+    ("LoadManagement/SolarStopDelay", "iw~", "60", _SEC_HOUR),
     # Reservations (firmware/blocks/reservation.py); NonEvseSpecific: ReserveNow without an
     # evseId is accepted.
     ("ReservationCtrlr/Available", "br=", "true", None),
@@ -197,7 +201,19 @@ VARIABLES = (
     ),
     ("DisplayMessageCtrlr/PersonalMessageSize", "ir=", "512", (None, 0, 512, None)),
     ("DisplayMessageCtrlr/Language", "sw", "", (None, 0, 8, None)),
-    ("ChargingStation/AvailabilityState", "or", "Available", _STATES),
+    # Monitoring (firmware/blocks/monitoring.py). ActiveMonitoringLevel and -Base are set by
+    # SetMonitoringLevel and SetMonitoringBase (the block keeps them); events with a severity
+    # at or below OfflineQueuingSeverity are queued while offline, the rest dropped.
+    ("MonitoringCtrlr/Available", "br=", "true", None),
+    ("MonitoringCtrlr/Enabled", "bw", "true", None),
+    ("MonitoringCtrlr/ActiveMonitoringBase", "or", "All", _BASES),
+    ("MonitoringCtrlr/ActiveMonitoringLevel", "ir", "9", _SEVERITY),
+    ("MonitoringCtrlr/OfflineQueuingSeverity", "iw", "3", _SEVERITY),
+    ("MonitoringCtrlr/ItemsPerMessage:SetVariableMonitoring", "ir=", "20", _ITEMS),
+    ("MonitoringCtrlr/ItemsPerMessage:ClearVariableMonitoring", "ir=", "20", _ITEMS),
+    ("MonitoringCtrlr/BytesPerMessage:SetVariableMonitoring", "ir=", "4096", _BYTES),
+    ("MonitoringCtrlr/BytesPerMessage:ClearVariableMonitoring", "ir=", "4096", _BYTES),
+    ("ChargingStation/AvailabilityState", "or~", "Available", _STATES),
     ("ChargingStation/Available", "br", "true", None),
     ("ChargingStation/AllowNewSessionsPendingFirmwareUpdate", "bw", "false", None),
 )
@@ -207,12 +223,12 @@ VARIABLES = (
 _PHASES = const((None, 1, 3, None))
 _PER_EVSE = const(
     (
-        ("EVSE", "AvailabilityState", "or", "Available", _STATES),
+        ("EVSE", "AvailabilityState", "or~", "Available", _STATES),
         ("EVSE", "Available", "br", "true", None),
         ("EVSE", "AllowReset", "br=", "false", None),
         ("EVSE", "SupplyPhases", "ir=", None, _PHASES),
-        ("EVSE", "Power", "dr", "0", None),
-        ("Connector", "AvailabilityState", "or", "Available", _STATES),
+        ("EVSE", "Power", "dr~", "0", None),
+        ("Connector", "AvailabilityState", "or~", "Available", _STATES),
         ("Connector", "Available", "br", "true", None),
         ("Connector", "SupplyPhases", "ir=", None, _PHASES),
         ("Connector", "ConnectorType", "sr=", None, None),

@@ -117,6 +117,12 @@ _MessageTriggerEnum = const((
     "MeterValues", "SignChargingStationCertificate", "SignV2GCertificate", "StatusNotification",
     "TransactionEvent", "SignCombinedCertificate", "PublishFirmwareStatusNotification",
 ))
+# MonitorEnumType
+_MonitorEnum = const(("UpperThreshold", "LowerThreshold", "Delta", "Periodic", "PeriodicClockAligned"))
+# MonitoringBaseEnumType
+_MonitoringBaseEnum = const(("All", "FactoryDefault", "HardWiredOnly"))
+# MonitoringCriterionEnumType
+_MonitoringCriterionEnum = const(("ThresholdMonitoring", "DeltaMonitoring", "PeriodicMonitoring"))
 # OCPPInterfaceEnumType
 _OCPPInterfaceEnum = const(("Wired0", "Wired1", "Wired2", "Wired3", "Wireless0", "Wireless1", "Wireless2", "Wireless3"))
 # OCPPTransportEnumType
@@ -211,7 +217,7 @@ _ChargingSchedulePeriod = const(
         (_CustomData, None, None, None, None),
     )
 )
-# ClearCacheRequest, ClearedChargingLimitResponse, FirmwareStatusNotificationResponse, GetLocalListVersionRequest, LogStatusNotificationResponse, MeterValuesResponse, NotifyChargingLimitResponse, NotifyCustomerInformationResponse, NotifyDisplayMessagesResponse, NotifyReportResponse, ReportChargingProfilesResponse, ReservationStatusUpdateResponse, SecurityEventNotificationResponse, StatusNotificationResponse
+# ClearCacheRequest, ClearedChargingLimitResponse, FirmwareStatusNotificationResponse, GetLocalListVersionRequest, LogStatusNotificationResponse, MeterValuesResponse, NotifyChargingLimitResponse, NotifyCustomerInformationResponse, NotifyDisplayMessagesResponse, NotifyEventResponse, NotifyMonitoringReportResponse, NotifyReportResponse, ReportChargingProfilesResponse, ReservationStatusUpdateResponse, SecurityEventNotificationResponse, StatusNotificationResponse
 _ClearCacheRequest = const(
     (
         ("customData",),
@@ -233,6 +239,14 @@ _ClearDisplayMessageRequest = const(
         ("customData", "id"),
         (14, 7),
         (_CustomData, None),
+    )
+)
+# ClearVariableMonitoringRequest
+_ClearVariableMonitoringRequest = const(
+    (
+        ("customData", "id"),
+        (14, 17),
+        (_CustomData, (1, None, 3, None)),
     )
 )
 # CostType
@@ -372,6 +386,22 @@ _ResetRequest = const(
         ("customData", "type", "evseId"),
         (14, 5, 6),
         (_CustomData, _ResetEnum, None),
+    )
+)
+# SetMonitoringBaseRequest
+_SetMonitoringBaseRequest = const(
+    (
+        ("customData", "monitoringBase"),
+        (14, 5),
+        (_CustomData, _MonitoringBaseEnum),
+    )
+)
+# SetMonitoringLevelRequest
+_SetMonitoringLevelRequest = const(
+    (
+        ("customData", "severity"),
+        (14, 7),
+        (_CustomData, None),
     )
 )
 # StatusInfoType
@@ -590,6 +620,14 @@ _SalesTariffEntry = const(
         (_CustomData, _RelativeTimeInterval, (0, None), (1, 3, 6, _ConsumptionCost)),
     )
 )
+# SetMonitoringDataType
+_SetMonitoringData = const(
+    (
+        ("customData", "id", "transaction", "value", "type", "severity", "component", "variable"),
+        (14, 6, 10, 9, 5, 7, 13, 13),
+        (_CustomData, None, None, None, _MonitorEnum, None, _Component, _Variable),
+    )
+)
 # SetNetworkProfileRequest
 _SetNetworkProfileRequest = const(
     (
@@ -622,6 +660,14 @@ _AuthorizeResponse = const(
         (_CustomData, _IdTokenInfo, _AuthorizeCertificateStatusEnum),
     )
 )
+# GetMonitoringReportRequest
+_GetMonitoringReportRequest = const(
+    (
+        ("customData", "componentVariable", "requestId", "monitoringCriteria"),
+        (14, 16, 7, 16),
+        (_CustomData, (1, None, 6, _ComponentVariable), None, (1, 3, 2, _MonitoringCriterionEnum)),
+    )
+)
 # GetReportRequest
 _GetReportRequest = const(
     (
@@ -652,6 +698,14 @@ _SetDisplayMessageRequest = const(
         ("customData", "message"),
         (14, 13),
         (_CustomData, _MessageInfo),
+    )
+)
+# SetVariableMonitoringRequest
+_SetVariableMonitoringRequest = const(
+    (
+        ("customData", "setMonitoringData"),
+        (14, 17),
+        (_CustomData, (1, None, 6, _SetMonitoringData)),
     )
 )
 # SetVariablesRequest
@@ -726,21 +780,24 @@ _SetChargingProfileRequest = const(
 NAMES = (
     "AuthorizeResponse", "BootNotificationResponse", "CancelReservationRequest",
     "CertificateSignedRequest", "ChangeAvailabilityRequest", "ClearCacheRequest",
-    "ClearChargingProfileRequest", "ClearDisplayMessageRequest", "ClearedChargingLimitResponse",
-    "CostUpdatedRequest", "CustomerInformationRequest", "DataTransferRequest",
-    "DeleteCertificateRequest", "FirmwareStatusNotificationResponse", "GetBaseReportRequest",
-    "GetChargingProfilesRequest", "GetCompositeScheduleRequest", "GetDisplayMessagesRequest",
-    "GetInstalledCertificateIdsRequest", "GetLocalListVersionRequest", "GetLogRequest",
-    "GetReportRequest", "GetTransactionStatusRequest", "GetVariablesRequest", "HeartbeatResponse",
+    "ClearChargingProfileRequest", "ClearDisplayMessageRequest", "ClearVariableMonitoringRequest",
+    "ClearedChargingLimitResponse", "CostUpdatedRequest", "CustomerInformationRequest",
+    "DataTransferRequest", "DeleteCertificateRequest", "FirmwareStatusNotificationResponse",
+    "GetBaseReportRequest", "GetChargingProfilesRequest", "GetCompositeScheduleRequest",
+    "GetDisplayMessagesRequest", "GetInstalledCertificateIdsRequest", "GetLocalListVersionRequest",
+    "GetLogRequest", "GetMonitoringReportRequest", "GetReportRequest",
+    "GetTransactionStatusRequest", "GetVariablesRequest", "HeartbeatResponse",
     "InstallCertificateRequest", "LogStatusNotificationResponse", "MeterValuesResponse",
     "NotifyChargingLimitResponse", "NotifyCustomerInformationResponse",
-    "NotifyDisplayMessagesResponse", "NotifyReportResponse", "ReportChargingProfilesResponse",
-    "RequestStartTransactionRequest", "RequestStopTransactionRequest",
-    "ReservationStatusUpdateResponse", "ReserveNowRequest", "ResetRequest",
-    "SecurityEventNotificationResponse", "SendLocalListRequest", "SetChargingProfileRequest",
-    "SetDisplayMessageRequest", "SetNetworkProfileRequest", "SetVariablesRequest",
-    "SignCertificateResponse", "StatusNotificationResponse", "TransactionEventResponse",
-    "TriggerMessageRequest", "UnlockConnectorRequest", "UpdateFirmwareRequest",
+    "NotifyDisplayMessagesResponse", "NotifyEventResponse", "NotifyMonitoringReportResponse",
+    "NotifyReportResponse", "ReportChargingProfilesResponse", "RequestStartTransactionRequest",
+    "RequestStopTransactionRequest", "ReservationStatusUpdateResponse", "ReserveNowRequest",
+    "ResetRequest", "SecurityEventNotificationResponse", "SendLocalListRequest",
+    "SetChargingProfileRequest", "SetDisplayMessageRequest", "SetMonitoringBaseRequest",
+    "SetMonitoringLevelRequest", "SetNetworkProfileRequest", "SetVariableMonitoringRequest",
+    "SetVariablesRequest", "SignCertificateResponse", "StatusNotificationResponse",
+    "TransactionEventResponse", "TriggerMessageRequest", "UnlockConnectorRequest",
+    "UpdateFirmwareRequest",
 )
 TABLES = (
     _AuthorizeResponse,
@@ -751,6 +808,7 @@ TABLES = (
     _ClearCacheRequest,
     _ClearChargingProfileRequest,
     _ClearDisplayMessageRequest,
+    _ClearVariableMonitoringRequest,
     _ClearCacheRequest,
     _CostUpdatedRequest,
     _CustomerInformationRequest,
@@ -764,11 +822,14 @@ TABLES = (
     _GetInstalledCertificateIdsRequest,
     _ClearCacheRequest,
     _GetLogRequest,
+    _GetMonitoringReportRequest,
     _GetReportRequest,
     _GetTransactionStatusRequest,
     _GetVariablesRequest,
     _HeartbeatResponse,
     _InstallCertificateRequest,
+    _ClearCacheRequest,
+    _ClearCacheRequest,
     _ClearCacheRequest,
     _ClearCacheRequest,
     _ClearCacheRequest,
@@ -785,7 +846,10 @@ TABLES = (
     _SendLocalListRequest,
     _SetChargingProfileRequest,
     _SetDisplayMessageRequest,
+    _SetMonitoringBaseRequest,
+    _SetMonitoringLevelRequest,
     _SetNetworkProfileRequest,
+    _SetVariableMonitoringRequest,
     _SetVariablesRequest,
     _SignCertificateResponse,
     _ClearCacheRequest,

@@ -28,3 +28,13 @@ def test_the_key_and_csr_figures_run_on_the_unix_port_and_the_csr_verifies():
     f = bench_crypto.key_figures()  # SystemExit when the CSR does not verify in cryptography
     assert set(f) == {"key_generation_ms", "csr_signature_ms"}
     assert all(0 < v < 10000 for v in f.values())
+
+
+def test_the_50_monitors_of_the_monitoring_figure_are_50_distinct_ones():
+    """SetVariableMonitoring answers Duplicate for a second monitor of the same variable, type
+    and severity: the figure's 50 must all differ."""
+    from tools import bench_esp32
+
+    ms = bench_esp32._monitors()
+    keys = {(repr(m["component"]), m["variable"]["name"], m["type"], m["severity"]) for m in ms}
+    assert len(ms) == len(keys) == 50

@@ -105,6 +105,8 @@ def test_main_knows_the_lazy_blocks_records_without_importing_them():
     from firmware import main
     from firmware.blocks import display_messages, firmware_update, local_list, reservation
 
+    assert main._MONITOR[1] == "firmware.blocks.monitoring"
+    assert main._MONITOR[2] == "monitoring"  # monitoring.STORE (importing it costs heap)
     assert main._MESSAGES[1] == "firmware.blocks.display_messages"
     assert main._MESSAGES[2] == display_messages._STORE
     assert main._RESERVE[1] == "firmware.blocks.reservation"
@@ -120,6 +122,7 @@ def test_each_lazy_block_is_built_on_its_first_call(devkit):
 
     station = main.Station(devkit)
     lazy = main.LAZY + (main._LOCAL_LIST, main._UPDATE, main._RESERVE, main._MESSAGES)
+    lazy += (main._MONITOR,)
     for actions, *_ in lazy:
         for action in actions:
             assert action not in station.router.handlers  # not built: only its loader
@@ -143,6 +146,21 @@ def test_a_stored_local_list_loads_its_block_at_boot(devkit):
     station = main.Station(devkit)
     assert station.local_list is not None and station.local_list.version == 3
     assert type(station.router.handlers["SendLocalList"]) is tuple
+    _unstarted(station)
+
+
+def test_stored_monitors_load_their_block_at_boot(devkit):
+    from firmware import main
+    from firmware.blocks import monitoring
+    from store import Store
+
+    m = [1, "EVSE.1/Power", 0, 7000, 5, False]
+    Store(devkit.state_dir).save(
+        monitoring.STORE, {"next": 2, "level": 9, "base": "All", "m": [m]}
+    )
+    station = main.Station(devkit)
+    handler, _ = station.router.handlers["SetVariableMonitoring"]
+    assert handler.__self__.monitors == [m + [None]]
     _unstarted(station)
 
 

@@ -181,7 +181,7 @@ def test_get_report_filters_criteria_and_limits(csms, sims):
             ],
             "variableCharacteristics": {
                 "dataType": "integer",
-                "supportsMonitoring": False,
+                "supportsMonitoring": True,
                 "unit": "s",
                 "minLimit": 1,
                 "maxLimit": 86400,

@@ -302,6 +302,7 @@ BASES = {
     "ClearDisplayMessage": ({"id": 99}, []),  # Unknown
     "CostUpdated": ({"totalCost": 1.5, "transactionId": "T"}, [("transactionId",)]),  # ignored
     "ClearCache": ({}, []),
+    "ClearVariableMonitoring": ({"id": [99]}, []),  # NotFound
     "ClearChargingProfile": ({"chargingProfileId": 99}, []),  # Unknown
     "CustomerInformation": (
         {"requestId": 1, "report": False, "clear": False, "customerIdentifier": "C"},
@@ -332,6 +333,13 @@ BASES = {
         [("log", "remoteLocation")],
     ),
     "GetLocalListVersion": ({}, []),
+    "GetMonitoringReport": (  # EmptyResultSet: no monitor there
+        {"requestId": 3, "componentVariable": [NAME]},
+        [
+            ("componentVariable", 0, "component", "name"),
+            ("componentVariable", 0, "variable", "name"),
+        ],
+    ),
     "GetReport": (
         {"requestId": 2, "componentVariable": [NAME]},
         [
@@ -406,6 +414,25 @@ BASES = {
         },
         [("message", "message", "content")],
     ),
+    "SetMonitoringBase": ({"monitoringBase": "All"}, []),  # the default: nothing changes
+    "SetMonitoringLevel": ({"severity": 9}, []),  # the default
+    "SetVariableMonitoring": (  # UnknownComponent: nothing kept
+        {
+            "setMonitoringData": [
+                {
+                    "value": 1,
+                    "type": "Delta",
+                    "severity": 1,
+                    "component": {"name": "NoSuchCtrlr"},
+                    "variable": {"name": "X"},
+                }
+            ]
+        },
+        [
+            ("setMonitoringData", 0, "component", "name"),
+            ("setMonitoringData", 0, "variable", "name"),
+        ],
+    ),
     "SetNetworkProfile": (
         {
             "configurationSlot": 999,
@@ -437,7 +464,14 @@ BASES = {
 
 
 # Actions whose requests may have at most BytesPerMessage (4096) bytes.
-LIMITED = ("GetVariables", "SetVariables", "GetReport", "SendLocalList")
+LIMITED = (
+    "GetVariables",
+    "SetVariables",
+    "GetReport",
+    "SendLocalList",
+    "SetVariableMonitoring",
+    "ClearVariableMonitoring",
+)
 
 
 def max_length(action, path):

@@ -134,6 +134,7 @@ def test_declarations_cover_the_core_controllers_and_each_evse(tmp_path):
         "ReservationCtrlr",
         "TariffCostCtrlr",
         "DisplayMessageCtrlr",
+        "MonitoringCtrlr",
         "LocalButton",
         "ChargingStation",
         "EVSE.1",
@@ -170,7 +171,7 @@ def test_declarations_make_the_evse_rows_when_asked_and_find_them_in_any_case():
     with pytest.raises(IndexError):
         decls[len(decls)]
     assert rows[len(VARIABLES) + 5 : len(VARIABLES) + 8] == [
-        ("EVSE.1/AvailabilityState", "or", "Available", (None, None, None, STATES)),
+        ("EVSE.1/AvailabilityState", "or~", "Available", (None, None, None, STATES)),
         ("EVSE.1/Available", "br", "true", None),
         ("EVSE.1/AllowReset", "br=", "false", None),
     ]
@@ -306,7 +307,7 @@ def test_exact_report_data(tmp_path):
         ],
         "variableCharacteristics": {
             "dataType": "integer",
-            "supportsMonitoring": False,
+            "supportsMonitoring": True,  # "~": a number one can monitor
             "unit": "s",
             "minLimit": 1,
             "maxLimit": 86400,
@@ -343,7 +344,7 @@ def test_exact_report_data(tmp_path):
         ],
         "variableCharacteristics": {
             "dataType": "decimal",
-            "supportsMonitoring": False,
+            "supportsMonitoring": True,
             "unit": "W",
             "minLimit": 0,
             "maxLimit": 22080,

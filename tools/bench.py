@@ -58,7 +58,9 @@
 - esp32_frozen_bytes, esp32_idle_heap_bytes, esp32_min_heap_kib, esp32_peak_heap_bytes: the
   virtual ESP32 (tools/bench_esp32.py; the reference scenario is tools/esp32_scenario.py);
   esp32_log_upload_peak_heap_bytes: the heap a log upload needs there (tools/bench_logs.py);
-  esp32_key_and_csr_heap_bytes: the heap the station's own key and CSR need there.
+  esp32_key_and_csr_heap_bytes: the heap the station's own key and CSR need there;
+  esp32_monitoring_heap_bytes, esp32_50_monitors_heap_bytes: the monitoring block with one
+  monitor, and 49 more (tools/bench_esp32.py).
 - set_profile_to_pwm_ms, esp32_set_profile_to_pwm_ms, esp32_smart_charging_heap_bytes,
   esp32_load_management_heap_bytes: smart charging (tools/bench_smart.py).
 """

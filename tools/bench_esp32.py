@@ -11,6 +11,9 @@
   (tools/esp32_scenario.py) passes (goal: at most 80 KiB).
 - esp32_peak_heap_bytes: the highest live heap over the reference scenario at 112 KiB, from a
   sampler that collects and reads every 20 ms (tools/probe/memprobe.py).
+- esp32_monitoring_heap_bytes, esp32_50_monitors_heap_bytes: the heap the monitoring block
+  takes once loaded with one monitor, and what 49 more custom monitors add (50 in all), idle
+  (the sim's `heap` command, as the idle figure).
 - esp32_key_and_csr_heap_bytes: the heap the station's own key pair and CSR need (A02) at
   112 KiB: the peak (that sampler) from idle and accepted until the SignCertificate a
   TriggerMessage SignChargingStationCertificate asks for is on the wire, minus idle: the
@@ -43,6 +46,53 @@ def idle_heap_bytes(heap="112K"):
             sim.wait_status(lambda s: s["registration"] == "Accepted" and s["connected"])
             time.sleep(3)
             return sim.cmd("heap")["alloc"]
+        finally:
+            sim.close()
+            csms.stop()
+
+
+# 50 monitors, no two alike (variable, type, severity): Delta and UpperThreshold monitors on
+# five numbers, with values none of them reaches (nothing fires while measured).
+_MONITORED = (
+    {"component": {"name": "EVSE", "evse": {"id": 1}}, "variable": {"name": "Power"}},
+    {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}},
+    {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "OfflineThreshold"}},
+    {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "WebSocketPingInterval"}},
+    {"component": {"name": "SampledDataCtrlr"}, "variable": {"name": "TxUpdatedInterval"}},
+)
+
+
+def _monitors():
+    out = []
+    for cv in _MONITORED:
+        for sev in range(10):
+            kind = "Delta" if sev % 2 else "UpperThreshold"
+            m = {"type": kind, "severity": sev, "value": 20000 if kind == "Delta" else 3600}
+            m.update(cv)
+            out.append(m)
+    return out
+
+
+def monitors_heap_bytes(heap="112K"):
+    """(the monitoring block with one monitor, 49 more) over the idle heap, bytes."""
+    csms = CsmsThread()
+    with tempfile.TemporaryDirectory() as tmp:
+        sim = Sim(tmp, csms.url, heap=heap, esp32=True, config={"variables": variables(FAST)})
+        try:
+            st = csms.station(timeout=20)
+            sim.wait_status(lambda s: s["registration"] == "Accepted" and s["connected"])
+            time.sleep(3)
+            idle = sim.cmd("heap")["alloc"]
+            items = _monitors()
+            for i in (0, 1, 21, 41):  # as ItemsPerMessage (20) allows
+                data = items[i : 1 if i == 0 else i + 20]
+                r = csms.call(st, "SetVariableMonitoring", {"setMonitoringData": data})
+                assert all(x["status"] == "Accepted" for x in r["setMonitoringResult"]), r
+                if i == 0:
+                    time.sleep(3)
+                    one = sim.cmd("heap")["alloc"]
+            time.sleep(3)
+            return one - idle, sim.cmd("heap")["alloc"] - one
         finally:
             sim.close()
             csms.stop()
@@ -105,6 +155,9 @@ def main():
     print("esp32_min_heap_kib: %s" % ("%d KiB" % kib if kib else "over 112 KiB"), flush=True)
     peak = peak_heap_bytes()
     print("esp32_peak_heap_bytes: %s" % ("%d bytes" % peak if peak else "failed"), flush=True)
+    block, monitors = monitors_heap_bytes()
+    print("esp32_monitoring_heap_bytes: %d bytes" % block, flush=True)
+    print("esp32_50_monitors_heap_bytes: %d bytes" % monitors, flush=True)
     peak = bench_logs.esp32_log_upload_peak_heap_bytes()
     print(
         "esp32_log_upload_peak_heap_bytes: %s" % ("%d bytes" % peak if peak else "failed"),

@@ -66,6 +66,8 @@ CS_TO_CSMS = (
     "ReservationStatusUpdate",
     "NotifyDisplayMessages",
     "SignCertificate",
+    "NotifyEvent",
+    "NotifyMonitoringReport",
 )
 # Actions the CSMS sends: we validate its Request.
 CSMS_TO_CS = (
@@ -102,6 +104,11 @@ CSMS_TO_CS = (
     "GetDisplayMessages",
     "ClearDisplayMessage",
     "CertificateSigned",
+    "SetVariableMonitoring",
+    "ClearVariableMonitoring",
+    "SetMonitoringLevel",
+    "SetMonitoringBase",
+    "GetMonitoringReport",
 )
 
 KIND_NAMES = ("STR", "DT", "ENUM", "INT", "NUM", "BOOL", "OBJ", "OPEN", "ARR", "ANY")

@@ -13,6 +13,7 @@ _STORE = const("availability")
 _INOPERATIVE = const("Inoperative")
 _OPERATIVE = const("Operative")
 _TAG = const("avail")
+_ALERTS = const(("Faulted", "Unavailable"))  # what the hard-wired monitors report (monitors.py)
 
 
 class Availability:
@@ -67,6 +68,16 @@ class Availability:
         device model (DeviceModel.live); None for any other key. Keys come as declared:
         "ChargingStation/Available", "EVSE.1/AvailabilityState", "Connector.1.1/Available"."""
         # Asked on every DeviceModel.get: the other keys go without allocating anything.
+        if key.endswith("/Power"):
+            # EVSE.<n>/Power: the active power of the meter's last reading, whole watts ("0"
+            # without one). Here because the device model has one live function (no closure
+            # and dict entry per EVSE, heap); inline: a method more grows the class's dict.
+            parts = key[: len(key) - 6].split(".")
+            n = int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else 0
+            if parts[0] != "EVSE" or not 1 <= n <= len(self.evses):
+                return None
+            r = self.evses[n - 1].reading
+            return "%d" % round(r.power_w) if r is not None else "0"
         if key.endswith("/AvailabilityState"):
             var = "AvailabilityState"
         elif key.endswith("/Available"):
@@ -131,7 +142,20 @@ class Availability:
         st = self.status(e)
         cur = self.since.get(e.id)
         if cur is None or cur[0] != st:
+            old = cur
             cur = self.since[e.id] = (st, self.clock.iso(), self.queue.mark())
+            if old is not None and (st in _ALERTS or old[0] in _ALERTS):
+                # A hard-wired monitor's news: imported with the first (no heap before);
+                # whatever goes wrong there, the statuses go on.
+                try:
+                    from firmware import monitors
+
+                    monitors.changed(
+                        self.dm, self.queue, self.connection.ready, e, old[0], st, cur[1],
+                        self.clock.now(),
+                    )  # fmt: skip
+                except Exception as ex:
+                    log.exc(_TAG, "hard-wired monitor", ex)
         return cur
 
     def _holds(self, seq):

@@ -99,7 +99,7 @@ def report_data(dm, d):
     if mut != "x":
         v = dm.get(d[0])
         attr["value"] = v if len(v) <= MAX_VALUE else v[:MAX_VALUE]
-    chars = {"dataType": _DATA_TYPES[_KINDS.index(kind)], "supportsMonitoring": False}
+    chars = {"dataType": _DATA_TYPES[_KINDS.index(kind)], "supportsMonitoring": "~" in spec}
     lim = d[3]
     if lim:
         unit, lo, hi, values = lim
