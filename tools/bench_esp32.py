@@ -20,6 +20,7 @@
   block's loading, the key generation and the CSR's signature.
 """
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -37,18 +38,25 @@ def frozen_bytes():
     return esp32sim.text_data(esp32sim.build()) - esp32sim.text_data(esp32sim.build(bare=True))
 
 
-def idle_heap_bytes(heap="112K"):
+@contextlib.contextmanager
+def _idle_station(heap):
+    """(csms, its station, sim): a virtual ESP32 booted, accepted and idle for 3 s."""
     csms = CsmsThread()
     with tempfile.TemporaryDirectory() as tmp:
         sim = Sim(tmp, csms.url, heap=heap, esp32=True, config={"variables": variables(FAST)})
         try:
-            csms.station(timeout=20)
+            st = csms.station(timeout=20)
             sim.wait_status(lambda s: s["registration"] == "Accepted" and s["connected"])
             time.sleep(3)
-            return sim.cmd("heap")["alloc"]
+            yield csms, st, sim
         finally:
             sim.close()
             csms.stop()
+
+
+def idle_heap_bytes(heap="112K"):
+    with _idle_station(heap) as (_, _, sim):
+        return sim.cmd("heap")["alloc"]
 
 
 # 50 monitors, no two alike (variable, type, severity): Delta and UpperThreshold monitors on
@@ -75,48 +83,30 @@ def _monitors():
 
 def monitors_heap_bytes(heap="112K"):
     """(the monitoring block with one monitor, 49 more) over the idle heap, bytes."""
-    csms = CsmsThread()
-    with tempfile.TemporaryDirectory() as tmp:
-        sim = Sim(tmp, csms.url, heap=heap, esp32=True, config={"variables": variables(FAST)})
-        try:
-            st = csms.station(timeout=20)
-            sim.wait_status(lambda s: s["registration"] == "Accepted" and s["connected"])
-            time.sleep(3)
-            idle = sim.cmd("heap")["alloc"]
-            items = _monitors()
-            for i in (0, 1, 21, 41):  # as ItemsPerMessage (20) allows
-                data = items[i : 1 if i == 0 else i + 20]
-                r = csms.call(st, "SetVariableMonitoring", {"setMonitoringData": data})
-                assert all(x["status"] == "Accepted" for x in r["setMonitoringResult"]), r
-                if i == 0:
-                    time.sleep(3)
-                    one = sim.cmd("heap")["alloc"]
-            time.sleep(3)
-            return one - idle, sim.cmd("heap")["alloc"] - one
-        finally:
-            sim.close()
-            csms.stop()
+    with _idle_station(heap) as (csms, st, sim):
+        idle = sim.cmd("heap")["alloc"]
+        items = _monitors()
+        for i in (0, 1, 21, 41):  # as ItemsPerMessage (20) allows
+            data = items[i : 1 if i == 0 else i + 20]
+            r = csms.call(st, "SetVariableMonitoring", {"setMonitoringData": data})
+            assert all(x["status"] == "Accepted" for x in r["setMonitoringResult"]), r
+            if i == 0:
+                time.sleep(3)
+                one = sim.cmd("heap")["alloc"]
+        time.sleep(3)
+        return one - idle, sim.cmd("heap")["alloc"] - one
 
 
 def key_and_csr_heap_bytes(heap="112K"):
     os.environ["WALLBOX_SIM_PROBE"] = "1"
-    csms = CsmsThread()
-    with tempfile.TemporaryDirectory() as tmp:
-        sim = Sim(tmp, csms.url, heap=heap, esp32=True, config={"variables": variables(FAST)})
-        try:
-            st = csms.station(timeout=20)
-            sim.wait_status(lambda s: s["registration"] == "Accepted" and s["connected"])
-            time.sleep(3)
-            idle = sim.cmd("status")["heap_alloc"]
-            sim.cmd("heap_reset")
-            req = {"requestedMessage": "SignChargingStationCertificate"}
-            if csms.call(st, "TriggerMessage", req)["status"] != "Accepted":
-                return None
-            csms.wait_call(st, "SignCertificate", timeout=30)
-            return sim.cmd("status")["heap_peak"] - idle
-        finally:
-            sim.close()
-            csms.stop()
+    with _idle_station(heap) as (csms, st, sim):
+        idle = sim.cmd("status")["heap_alloc"]
+        sim.cmd("heap_reset")
+        req = {"requestedMessage": "SignChargingStationCertificate"}
+        if csms.call(st, "TriggerMessage", req)["status"] != "Accepted":
+            return None
+        csms.wait_call(st, "SignCertificate", timeout=30)
+        return sim.cmd("status")["heap_peak"] - idle
 
 
 def _quiet(_msg):

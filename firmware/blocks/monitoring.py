@@ -7,7 +7,7 @@ from micropython import const
 
 import log
 import ocppj
-from firmware.blocks.reports import json_len, matches, split_key
+from firmware.blocks.reports import component_variable, json_len, matches, split_key
 from firmware.monitors import FIRST_ID, HARD_WIRED
 
 _TAG = const("monitor")
@@ -81,20 +81,6 @@ def _whole(m):
         and m[4] in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)
         and type(m[5]) is bool
     )
-
-
-def component_variable(key):
-    """The OCPP (component, variable) of declaration `key`."""
-    name, evse, conn, cinst, vname, vinst = split_key(key)
-    comp = {"name": name}
-    if evse is not None:
-        comp["evse"] = {"id": evse} if conn is None else {"id": evse, "connectorId": conn}
-    if cinst:
-        comp["instance"] = cinst
-    var = {"name": vname}
-    if vinst:
-        var["instance"] = vinst
-    return comp, var
 
 
 class Monitoring:

@@ -76,9 +76,9 @@ def split_key(key):
     return name, evse, conn, cinst or None, vname, vinst or None
 
 
-def report_data(dm, d):
-    """The NotifyReport reportData item of declaration `d` (a WriteOnly value is left out)."""
-    name, evse, conn, cinst, vname, vinst = split_key(d[0])
+def component_variable(key):
+    """The OCPP (component, variable) of declaration `key`."""
+    name, evse, conn, cinst, vname, vinst = split_key(key)
     comp = {"name": name}
     if evse is not None:
         comp["evse"] = {"id": evse} if conn is None else {"id": evse, "connectorId": conn}
@@ -87,6 +87,12 @@ def report_data(dm, d):
     var = {"name": vname}
     if vinst:
         var["instance"] = vinst
+    return comp, var
+
+
+def report_data(dm, d):
+    """The NotifyReport reportData item of declaration `d` (a WriteOnly value is left out)."""
+    comp, var = component_variable(d[0])
     spec = d[1]
     kind, mut = spec[0], spec[1]
     constant = "=" in spec
