@@ -44,7 +44,7 @@ _seen = {}  # EVSE id -> its fault codes at the last look (none before the first
 off = ()  # ids of the pre-configured monitors cleared or replaced (set by the monitoring block)
 
 
-def _key(row, n):
+def key(row, n):
     if row[1] == "Connector":
         return "Connector.%d.1/%s" % (n, row[2])
     return "%s.%d/%s" % (row[1], n, row[2])
@@ -75,10 +75,10 @@ def listed(dm, n_evses):
     out = []
     for n in range(1, n_evses + 1):
         for row in HARD_WIRED:
-            out.append([row[0] + n, _key(row, n), row[3]])
+            out.append([row[0] + n, key(row, n), row[3]])
         for row in PRECONFIGURED:
             if active(dm, row[0] + n):
-                out.append([row[0] + n, _key(row, n), row[3]])
+                out.append([row[0] + n, key(row, n), row[3]])
     return out
 
 

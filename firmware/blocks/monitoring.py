@@ -230,7 +230,7 @@ class Monitoring:
             if hit is not None and not hit[2]:
                 return "Rejected", "HardWiredMonitor", None
             if hit is not None and fixed.active(self.dm, mid):
-                pre = fixed._key(hit[0], hit[1])  # replaced by a custom one (N04.FR.15)
+                pre = fixed.key(hit[0], hit[1])  # replaced by a custom one (N04.FR.15)
             elif old is None:
                 return "Rejected", "UnknownMonitorId", None
             if (pre or old[_KEY]) != key:
