@@ -173,6 +173,10 @@ def test_set_answers_ids_replacement_and_persistence(station):
     assert set_monitors(st, mon("LowerThreshold", 500, 2, POWER, mid=1, tx=True)) == [
         ("Accepted", 1, None)
     ]
+    # ... on its own variable only (N04.FR.16).
+    assert set_monitors(st, mon("Delta", 5, 5, HEARTBEAT, mid=1)) == [
+        ("Rejected", None, {"reasonCode": "OtherVariable"})
+    ]
     assert st.store.load("monitoring") == {
         "next": 4,
         "level": 9,
