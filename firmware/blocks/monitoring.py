@@ -7,7 +7,7 @@ from micropython import const
 
 import log
 import ocppj
-from firmware import monitors as fixed
+from firmware import monitors as fixed  # the hard-wired and pre-configured monitors
 from firmware.blocks.reports import json_len, matches, split_key
 from firmware.monitors import FIRST_ID
 
