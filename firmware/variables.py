@@ -232,9 +232,17 @@ _PER_EVSE = const(
         ("Connector", "Available", "br", "true", None),
         ("Connector", "SupplyPhases", "ir=", None, _PHASES),
         ("Connector", "ConnectorType", "sr=", None, None),
+        # The fault flags of the EVSE's parts (firmware/monitors.py: the hard-wired and
+        # pre-configured monitors on them), "true" while the fault lasts: standardized
+        # physical components, with the EVSE's id.
+        ("EVSE", "Problem", "br~", "false", None),
+        ("RCD", "Tripped", "br~", "false", None),
+        ("PowerContactor", "Problem", "br~", "false", None),
+        ("FiscalMetering", "Problem", "br~", "false", None),
+        ("CPPWMController", "Problem", "br~", "false", None),
     )
 )
-_ROWS = const(9)  # len(_PER_EVSE)
+_ROWS = const(14)  # len(_PER_EVSE)
 _UNLOCK = const("OCPPCommCtrlr/UnlockOnEVSideDisconnect")
 # SmartChargingCtrlr.ACPhaseSwitchingSupported without and with a phase switch: constants, so
 # that they stay in flash.
@@ -267,7 +275,7 @@ def _evse_row(n, hw, t):
     """The declaration of template `t` (of _PER_EVSE) for EVSE n with hw (phases, max_a,
     cable_a)."""
     comp, name, spec, default, lim = t
-    key = ("EVSE.%d/%s" if comp == "EVSE" else "Connector.%d.1/%s") % (n, name)
+    key = ("Connector.%d.1/%s" if comp == "Connector" else comp + ".%d/%s") % (n, name)
     if name == "SupplyPhases":
         default = str(hw[0])
     elif name == "Power":
@@ -279,9 +287,9 @@ def _evse_row(n, hw, t):
 
 class Declarations:
     """Every declaration of a station, a read-only sequence of rows: `rows` (VARIABLES, in
-    flash on a board), the station's own `extra` rows, then the 9 rows of each EVSE and its
+    flash on a board), the station's own `extra` rows, then the 14 rows of each EVSE and its
     connector, made when asked for from _PER_EVSE and the EVSE's (phases, max_a, cable_a).
-    Kept, they would cost some 1.1 KB of heap per EVSE (a key string and a tuple each) for
+    Kept, they would cost some 1.7 KB of heap per EVSE (a key string and a tuple each) for
     rows that only messages read."""
 
     def __init__(self, rows, extra=(), evses=()):
@@ -334,18 +342,15 @@ class Declarations:
         parts = head.lower().split(".")
         if not slash or not parts[-1].isdigit():
             return None
-        if parts[0] == "evse" and len(parts) == 2:
-            comp = "EVSE"
-        elif parts[0] == "connector" and len(parts) == 3:
-            comp = "Connector"
-        else:
+        comp = parts[0]
+        if (comp == "connector") != (len(parts) == 3) or len(parts) not in (2, 3):
             return None
         e = int(parts[1]) if parts[1].isdigit() else 0
         if not 1 <= e <= len(self.evses):
             return None
         var = var.lower()
         for t in _PER_EVSE:
-            if t[0] == comp and t[1].lower() == var:
+            if t[0].lower() == comp and t[1].lower() == var:
                 return _evse_row(e, self.evses[e - 1], t)
         return None
 

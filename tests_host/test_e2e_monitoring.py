@@ -66,6 +66,22 @@ def ev(trigger, actual, mid, cv, cleared=False, tx=None):
     return e
 
 
+def flag(comp, var, mid, actual, tech, kind="HardWiredMonitor"):
+    """An eventData of a fault flag's monitor (EVSE 1) without eventId and timestamp."""
+    e = {
+        "trigger": "Delta",
+        "actualValue": actual,
+        "eventNotificationType": kind,
+        "variableMonitoringId": mid,
+        "component": {"name": comp, "evse": {"id": 1}},
+        "variable": {"name": var},
+        "techCode": tech,
+    }
+    if actual == "false":
+        e["cleared"] = True
+    return e
+
+
 def next_events(csms, st, start, pred=lambda e: True, timeout=15):
     """(eventData of the next NotifyEvent from frame `start` with one that `pred` accepts,
     each checked and without eventId and timestamp; the index after it)."""
@@ -192,13 +208,27 @@ def test_threshold_delta_periodic_level_and_clear(csms, sims):
     }
     req = {"requestId": 1, "monitoringCriteria": ["ThresholdMonitoring", "PeriodicMonitoring"]}
     assert csms.call(st, "GetMonitoringReport", req) == {"status": "EmptyResultSet"}
-    # The connector's hard-wired monitor: an RCD trip makes it Faulted, an unplug (the trip
-    # latches until then) Available again. After the StatusNotification of each.
+    # The hard-wired monitors: a contactor that sticks while charging, then an RCD trip: the
+    # connector Faulted, the EVSE's Problem and the RCD Tripped at once, the contactor's
+    # Problem when it does not open; each back, cleared, when its fault ends (the trip
+    # latches until the unplug). After the StatusNotification of each change of status.
     start = len(st.frames)
+    ok(sim, "raise_error", evse=1, error="contactor_welded")
     ok(sim, "raise_error", evse=1, error="rcd_trip")
     got, start = next_events(csms, st, start)
     hard = {"eventNotificationType": "HardWiredMonitor", "variableMonitoringId": 90001}
-    assert got == [dict(ev("Delta", "Faulted", 0, CONNECTOR), techCode="rcd_trip", **hard)]
+    evse, rcd = ("EVSE", "Problem", 90101), ("RCD", "Tripped", 90201)
+    welded = ("PowerContactor", "Problem", 90301)
+    assert got == [
+        dict(ev("Delta", "Faulted", 0, CONNECTOR), techCode="rcd_trip", **hard),
+        flag(*evse, "true", "rcd_trip"),
+        flag(*rcd, "true", "rcd_trip"),
+    ]
+    got, start = next_events(csms, st, start)
+    assert got == [flag(*welded, "true", "contactor_welded")]
+    ok(sim, "clear_error", evse=1, error="contactor_welded")
+    got, start = next_events(csms, st, start)
+    assert got == [flag(*welded, "false", "contactor_welded")]
     ok(sim, "clear_error", evse=1, error="rcd_trip")
     ok(sim, "plug_out", evse=1)
     got, start = next_events(csms, st, start)
@@ -206,10 +236,12 @@ def test_threshold_delta_periodic_level_and_clear(csms, sims):
     assert got[0].pop("actualValue") in ("Occupied", "Available")
     want = dict(ev("Delta", "Available", 0, CONNECTOR, cleared=True), **hard)
     del want["actualValue"]
-    assert got == [want]
-    calls = [f.msg[2] for f in st.frames if f.kind == "call" and f.direction == "in"]
-    faulted = calls.index("NotifyEvent", len(calls) - 3)
-    assert calls[faulted - 1] == "StatusNotification"
+    assert got == [want, flag(*evse, "false", "rcd_trip"), flag(*rcd, "false", "rcd_trip")]
+    # The Faulted's NotifyEvent right after its StatusNotification.
+    calls = [(f.msg[2], f.payload) for f in st.frames if f.kind == "call" and f.direction == "in"]
+    faulted = [i for i, c in enumerate(calls) if c[1].get("connectorStatus") == "Faulted"][-1]
+    assert calls[faulted + 1][0] == "NotifyEvent"
+    assert calls[faulted + 1][1]["eventData"][0]["actualValue"] == "Faulted"
 
 
 def test_report_in_parts_offline_queuing_and_a_power_loss(csms, sims, tmp_path):
@@ -220,13 +252,16 @@ def test_report_in_parts_offline_queuing_and_a_power_loss(csms, sims, tmp_path):
     items = [mon("Delta", 0, 2, CONNECTOR), mon("Delta", 0, 6, EVSE_STATE)]
     items += [mon("Periodic", 3600 + i, i, POWER) for i in range(10)]
     assert set_monitors(csms, st, *items) == [("Accepted", i) for i in range(1, 13)]
-    # Twelve monitors: two parts (ten a part), a variable's monitors side by side.
+    # Twelve monitors and six fixed ones: two parts (ten a part), a variable's monitors side
+    # by side, sorted by key.
     parts, by_id = report(csms, st, 7)
-    # (with the connector's hard-wired monitor, 90001)
-    states = [("AvailabilityState", [1, 90001]), ("AvailabilityState", [2])]
+    # (with the hard-wired monitors, 90001 the connector's, and the pilot's pre-configured
+    # one, 95001)
+    states = [("Problem", [95001]), ("AvailabilityState", [1, 90001]), ("AvailabilityState", [2])]
+    hard = [("Problem", [90101]), ("Problem", [90401]), ("Problem", [90301]), ("Tripped", [90201])]
     assert parts == [
-        (True, states + [("Power", [3, 4, 5, 6, 7, 8, 9])]),
-        (False, [("Power", [10, 11, 12])]),
+        (True, states + [("Power", [3, 4, 5, 6, 7, 8])]),
+        (False, [("Power", [9, 10, 11, 12])] + hard),
     ]
     assert by_id[12] == {
         "id": 12,
@@ -262,4 +297,59 @@ def test_report_in_parts_offline_queuing_and_a_power_loss(csms, sims, tmp_path):
     assert [(e["variableMonitoringId"], e["actualValue"]) for e in got] == [
         (1, "Occupied"),
         (2, "Occupied"),
+    ]
+
+
+def test_monitoring_base_with_reports_and_a_meter_that_stops_answering(csms, sims):
+    """SetMonitoringBase HardWiredOnly and FactoryDefault, each with a report (the pilot's
+    pre-configured monitor off, then back), ClearVariableMonitoring of a pre-configured and a
+    hard-wired one, and the meter's hard-wired monitor: silent for 8 s it is a fault (while
+    the rest goes on), answering again it is over."""
+    sim = sims(csms.url, config={"variables": variables(FAST)})
+    st, _ = accepted(csms, sim)
+    start = len(st.frames)
+    ok(sim, "raise_error", evse=1, error="meter_timeout")
+    hard = [("Problem", [90101]), ("Problem", [90401]), ("Problem", [90301]), ("Tripped", [90201])]
+    pilot = [("Problem", [95001])]
+    conn = [("AvailabilityState", [90001])]
+    assert csms.call(st, "SetMonitoringBase", {"monitoringBase": "HardWiredOnly"}) == {
+        "status": "Accepted"
+    }
+    parts, by_id = report(csms, st, 1)
+    assert parts == [(False, conn + hard)]
+    assert by_id[90401] == {
+        "id": 90401,
+        "transaction": False,
+        "value": 0,
+        "type": "Delta",
+        "severity": 1,
+    }
+    assert csms.call(st, "SetMonitoringBase", {"monitoringBase": "FactoryDefault"}) == {
+        "status": "Accepted"
+    }
+    parts, by_id = report(csms, st, 2)
+    assert parts == [(False, pilot + conn + hard)]
+    assert by_id[95001]["severity"] == 4
+    assert csms.call(st, "ClearVariableMonitoring", {"id": [95001, 90401]}) == {
+        "clearMonitoringResult": [
+            {"status": "Accepted", "id": 95001},
+            {"status": "Rejected", "id": 90401},
+        ]
+    }
+    assert report(csms, st, 3)[0] == [(False, conn + hard)]
+    # The meter's fault: the connector Faulted, the EVSE's and the meter's Problem.
+    got, start = next_events(csms, st, start, timeout=20)
+    hard = {"eventNotificationType": "HardWiredMonitor", "variableMonitoringId": 90001}
+    evse, meter = ("EVSE", "Problem", 90101), ("FiscalMetering", "Problem", 90401)
+    assert got == [
+        dict(ev("Delta", "Faulted", 0, CONNECTOR), techCode="meter_timeout", **hard),
+        flag(*evse, "true", "meter_timeout"),
+        flag(*meter, "true", "meter_timeout"),
+    ]
+    ok(sim, "clear_error", evse=1, error="meter_timeout")
+    got, start = next_events(csms, st, start)
+    assert got == [
+        dict(ev("Delta", "Available", 0, CONNECTOR, cleared=True), **hard),
+        flag(*evse, "false", "meter_timeout"),
+        flag(*meter, "false", "meter_timeout"),
     ]

@@ -173,6 +173,10 @@ def test_set_answers_ids_replacement_and_persistence(station):
     assert set_monitors(st, mon("LowerThreshold", 500, 2, POWER, mid=1, tx=True)) == [
         ("Accepted", 1, None)
     ]
+    # ... on its own variable only (N04.FR.16).
+    assert set_monitors(st, mon("Delta", 5, 5, HEARTBEAT, mid=1)) == [
+        ("Rejected", None, {"reasonCode": "OtherVariable"})
+    ]
     assert st.store.load("monitoring") == {
         "next": 4,
         "level": 9,
@@ -324,22 +328,37 @@ def test_clear_base_and_reports_in_parts(station, tm):  # noqa: F811
     assert request(st, "GetMonitoringReport", {"requestId": 5}) == {"status": "Accepted"}
     parts = [p for a, p in st.session.sent[before:] if a == "NotifyMonitoringReport"]
     assert [(p["seqNo"], p["tbc"]) for p in parts] == [(0, True), (1, False)]
-    got = [(m["variable"]["name"], [v["id"] for v in m["variableMonitoring"]])
+    got = [(m["component"]["name"], [v["id"] for v in m["variableMonitoring"]])
            for p in parts for m in p["monitor"]]  # fmt: skip
-    # (the connector's hard-wired monitor first: its key sorts first)
+    # (with the hard-wired and pre-configured ones, sorted by key)
     assert got == [
-        ("AvailabilityState", [90001]),
-        ("Power", list(range(1, 10))),
-        ("Power", [10, 12]),
-        ("HeartbeatInterval", [11]),
+        ("CPPWMController", [95001]),
+        ("Connector", [90001]),
+        ("EVSE", list(range(1, 9))),
+        ("EVSE", [9, 10, 12]),
+        ("EVSE", [90101]),
+        ("FiscalMetering", [90401]),
+        ("OCPPCommCtrlr", [11]),
+        ("PowerContactor", [90301]),
+        ("RCD", [90201]),
     ]
-    assert parts[0]["monitor"][0] == dict(
+    assert parts[0]["monitor"][0] == {
+        "component": {"name": "CPPWMController", "evse": {"id": 1}},
+        "variable": {"name": "Problem"},
+        "variableMonitoring": [
+            {"id": 95001, "transaction": False, "value": 0, "type": "Delta", "severity": 4}
+        ],
+    }
+    assert parts[1]["monitor"][2]["variableMonitoring"] == [
+        {"id": 90401, "transaction": False, "value": 0, "type": "Delta", "severity": 1}
+    ]
+    assert parts[0]["monitor"][1] == dict(
         CONN_STATE,
         variableMonitoring=[
             {"id": 90001, "transaction": False, "value": 0, "type": "Delta", "severity": 2}
         ],
     )
-    assert parts[1]["monitor"][1] == dict(
+    assert parts[1]["monitor"][3] == dict(
         HEARTBEAT,
         variableMonitoring=[
             {"id": 11, "transaction": False, "value": 5, "type": "Delta", "severity": 3}
@@ -401,49 +420,92 @@ def test_clear_base_and_reports_in_parts(station, tm):  # noqa: F811
     assert not st.store.exists(monmod.STORE)
 
 
-def test_hard_wired_monitor_reports_a_faulted_or_unavailable_connector(station, tm):  # noqa: F811
+def flag(comp, var, mid, actual, tech, kind="HardWiredMonitor", t=ISO, conn=False):
+    """The eventData of a fault flag's monitor (without eventId)."""
+    evse = {"id": 1, "connectorId": 1} if conn else {"id": 1}
+    ev = {
+        "timestamp": t,
+        "trigger": "Delta",
+        "actualValue": actual,
+        "eventNotificationType": kind,
+        "variableMonitoringId": mid,
+        "component": {"name": comp, "evse": evse},
+        "variable": {"name": var},
+    }
+    if tech:
+        ev["techCode"] = tech
+    if actual in ("false", "Available"):
+        ev["cleared"] = True
+    return ev
+
+
+def test_hard_wired_monitor_reports_a_faulted_or_unavailable_connector(station, tm, monkeypatch):  # noqa: F811, E501
     """Not the monitoring block, the availability block posts the NotifyEvent to the
-    durable queue, after the StatusNotification of the change; leaving the state clears it;
-    offline it is queued too (severity 2 <= OfflineQueuingSeverity 3), unless the level or
-    OfflineQueuingSeverity say otherwise."""
+    durable queue, after the StatusNotification of the change: the connector's state and
+    each fault flag that changed (EVSE, RCD, contactor, meter; the pilot's pre-configured
+    one), in one message; leaving the state clears it; offline it is queued too (severity
+    <= OfflineQueuingSeverity 3), unless the level or OfflineQueuingSeverity say
+    otherwise."""
     import sys
 
     st = station()
     e = st.evses[0]
     q = st.queue
-    for mod in ("firmware.monitors",):
-        sys.modules.pop(mod, None)  # it must come with the first report, not before
+    import firmware
+
+    # It must come with the first report, not before (fresh: not an earlier test's; the
+    # module the monitoring block holds is back after the test).
+    monkeypatch.delitem(sys.modules, "firmware.monitors")
+    monkeypatch.delattr(firmware, "monitors")
     e.set(cp="B")  # Occupied: no news for it
     assert q.posted == [] and "firmware.monitors" not in sys.modules
     e.set(faults={"rcd_trip"})
     tm.advance(1)
-    e.set(faults={"rcd_trip", "contactor_welded"}, cp="A")  # still Faulted: nothing more
+    t1 = iso(NOW + 1)
+    # Still Faulted: only the flags that changed (the contactor's; the EVSE's stays true).
+    e.set(faults={"rcd_trip", "contactor_welded"}, cp="A")
+    tm.advance(1)
+    t2 = iso(NOW + 2)
+    e.set(faults={"rcd_trip", "contactor_welded", "diode_fault"})
+    e.set(faults={"meter_timeout"})
     e.set(faults=set())
-    hard = {"eventNotificationType": "HardWiredMonitor", "variableMonitoringId": 90001}
     got = [p for a, p, _ in q.posted if a == "NotifyEvent"]
-    assert [p["eventData"][0]["eventId"] for p in got] == [
-        1000000000 + NOW % 100000000 * 10 + i for i in (1, 2)
-    ]
-    for p in got:
-        del p["eventData"][0]["eventId"]
+    ids = [ev.pop("eventId") for p in got for ev in p["eventData"]]
+    assert ids == [1000000000 + NOW % 100000000 * 10 + i for i in range(1, len(ids) + 1)]
+    conn = ("Connector", "AvailabilityState", 90001)
+    evse, rcd = ("EVSE", "Problem", 90101), ("RCD", "Tripped", 90201)
+    welded, meter = ("PowerContactor", "Problem", 90301), ("FiscalMetering", "Problem", 90401)
+    pilot = ("CPPWMController", "Problem", 95001)
+    pre = "PreconfiguredMonitor"
     assert got == [
-        {
-            "generatedAt": ISO,
-            "seqNo": 0,
-            "eventData": [
-                dict(CONN_STATE, timestamp=ISO, trigger="Delta", actualValue="Faulted",
-                     techCode="rcd_trip", **hard)
-            ],
-        },
-        {
-            "generatedAt": iso(NOW + 1),
-            "seqNo": 0,
-            "eventData": [
-                dict(CONN_STATE, timestamp=iso(NOW + 1), trigger="Delta",
-                     actualValue="Available", cleared=True, **hard)
-            ],
-        },
+        notify(NOW, flag(*conn, "Faulted", "rcd_trip", conn=True),
+               flag(*evse, "true", "rcd_trip"), flag(*rcd, "true", "rcd_trip")),
+        notify(NOW + 1, flag(*welded, "true", "contactor_welded", t=t1)),
+        notify(NOW + 2, flag(*pilot, "true", "diode_fault", pre, t=t2)),
+        # (one fault for the others: the EVSE's Problem stays true)
+        notify(NOW + 2, flag(*rcd, "false", "rcd_trip", t=t2),
+               flag(*welded, "false", "contactor_welded", t=t2),
+               flag(*meter, "true", "meter_timeout", t=t2),
+               flag(*pilot, "false", "diode_fault", pre, t=t2)),
+        notify(NOW + 2, flag(*conn, "Available", None, conn=True, t=t2),  # (no techCode)
+               flag(*evse, "false", "meter_timeout", t=t2),
+               flag(*meter, "false", "meter_timeout", t=t2)),
     ]  # fmt: skip
+    # The live values of the flags, for GetVariables and the reports.
+    e.set(faults={"rcd_trip"})
+    assert [st.dm.get(k) for k in ("EVSE.1/Problem", "RCD.1/Tripped", "PowerContactor.1/Problem",
+            "FiscalMetering.1/Problem", "CPPWMController.1/Problem")] == [
+        "true", "true", "false", "false", "false"]  # fmt: skip
+    # Level 1: the RCD's (0) and contactor's (1) still go, the EVSE's and connector's (2) not.
+    request(st, "SetMonitoringLevel", {"severity": 1})
+    n = len(q.posted)
+    e.set(faults={"rcd_trip", "contactor_fault"})
+    e.set(faults=set())
+    assert [[ev["variableMonitoringId"] for ev in p["eventData"]] for a, p, _ in q.posted[n:]] == [
+        [90301],
+        [90201, 90301],
+    ]
+    request(st, "SetMonitoringLevel", {"severity": 9})
     # Offline: queued at severity 2; with OfflineQueuingSeverity 1, or level 1, dropped.
     e.set_available = lambda on: e.set(available=on)
     inoperative = {"operationalStatus": "Inoperative"}
@@ -457,6 +519,87 @@ def test_hard_wired_monitor_reports_a_faulted_or_unavailable_connector(station, 
     request(st, "SetMonitoringLevel", {"severity": 1})
     request(st, "ChangeAvailability", inoperative)
     assert e.available is False and len(q.posted) == n
+
+
+PILOT = {
+    "component": {"name": "CPPWMController", "evse": {"id": 1}},
+    "variable": {"name": "Problem"},
+}
+
+
+def test_preconfigured_monitor_cleared_replaced_and_brought_back_by_the_base(station, tm):  # noqa: F811
+    """The pilot's pre-configured monitor (95001): on by default, cleared (Accepted) it is
+    off until SetMonitoringBase All or FactoryDefault; replaced (the same id, the same
+    variable only) it is a custom monitor that All keeps and FactoryDefault removes;
+    HardWiredOnly turns it off. Which are off is persisted."""
+    st = station()
+    e = st.evses[0]
+
+    def ids():
+        before = len(st.session.sent)
+        assert request(st, "GetMonitoringReport", {"requestId": 1, "componentVariable": [
+            PILOT]}) == {"status": "Accepted"}  # fmt: skip
+        (p,) = [p for a, p in st.session.sent[before:] if a == "NotifyMonitoringReport"]
+        return [(v["id"], v["type"], v["severity"]) for m in p["monitor"]
+                for v in m["variableMonitoring"]]  # fmt: skip
+
+    def pilot_events():
+        n = len(st.queue.posted)
+        e.set(faults={"diode_fault"})
+        e.set(faults=set())
+        evs = [ev for _, p, _ in st.queue.posted[n:] for ev in p["eventData"]]
+        return [ev["variableMonitoringId"] for ev in evs if ev["variableMonitoringId"] > 95000]
+
+    assert ids() == [(95001, "Delta", 4)]
+    assert pilot_events() == [95001, 95001]
+    clear = {"id": [95001]}
+    assert request(st, "ClearVariableMonitoring", clear) == {
+        "clearMonitoringResult": [{"status": "Accepted", "id": 95001}]
+    }
+    assert request(st, "ClearVariableMonitoring", clear)["clearMonitoringResult"] == [
+        {"status": "NotFound", "id": 95001}
+    ]
+    req = {"requestId": 2, "componentVariable": [PILOT]}
+    assert request(st, "GetMonitoringReport", req) == {"status": "EmptyResultSet"}
+    assert pilot_events() == []
+    assert set_monitors(st, mon("Delta", 1, 3, PILOT, mid=95001)) == [
+        ("Rejected", None, {"reasonCode": "UnknownMonitorId"})
+    ]
+    assert st.store.load("monitoring")["off"] == [95001]
+    st2 = station(boot=2)  # a reboot: still off
+    assert request(st2, "GetMonitoringReport", req) == {"status": "EmptyResultSet"}
+    st = st2
+    e = st.evses[0]
+    # All brings it back.
+    assert request(st, "SetMonitoringBase", {"monitoringBase": "All"}) == {"status": "Accepted"}
+    assert ids() == [(95001, "Delta", 4)]
+    assert not st.store.exists(monmod.STORE)  # the defaults again
+    # Replaced: only on its own variable; then a custom monitor (severity 3 here).
+    assert set_monitors(st, mon("Delta", 1, 3, POWER, mid=95001)) == [
+        ("Rejected", None, {"reasonCode": "OtherVariable"})
+    ]
+    assert set_monitors(st, mon("Delta", 1, 3, PILOT, mid=95001)) == [("Accepted", 95001, None)]
+    assert ids() == [(95001, "Delta", 3)]
+    assert st.store.load("monitoring")["m"] == [
+        [95001, "CPPWMController.1/Problem", 2, 1, 3, False]
+    ]
+    # All keeps the replacement; FactoryDefault brings back the factory one.
+    request(st, "SetMonitoringBase", {"monitoringBase": "All"})
+    assert ids() == [(95001, "Delta", 3)]
+    request(st, "SetMonitoringBase", {"monitoringBase": "FactoryDefault"})
+    assert ids() == [(95001, "Delta", 4)]
+    assert st.mon.monitors == []
+    # HardWiredOnly: off (NotFound to clear, nothing reported, no events); the hard-wired
+    # ones stay.
+    request(st, "SetMonitoringBase", {"monitoringBase": "HardWiredOnly"})
+    assert request(st, "GetMonitoringReport", req) == {"status": "EmptyResultSet"}
+    assert request(st, "ClearVariableMonitoring", clear)["clearMonitoringResult"] == [
+        {"status": "NotFound", "id": 95001}
+    ]
+    assert pilot_events() == []
+    assert request(st, "GetMonitoringReport", {"requestId": 3}) == {"status": "Accepted"}
+    request(st, "SetMonitoringBase", {"monitoringBase": "FactoryDefault"})
+    assert ids() == [(95001, "Delta", 4)]
 
 
 def test_notify_event_in_parts_and_a_failed_call_queued_by_severity(station, tm):  # noqa: F811

@@ -141,8 +141,17 @@ def test_declarations_cover_the_core_controllers_and_each_evse(tmp_path):
         "EVSE.2",
         "Connector.1.1",
         "Connector.2.1",
+        # each EVSE's parts (standardized physical components) with their fault flags
+        "RCD.1",
+        "RCD.2",
+        "PowerContactor.1",
+        "PowerContactor.2",
+        "FiscalMetering.1",
+        "FiscalMetering.2",
+        "CPPWMController.1",
+        "CPPWMController.2",
     }
-    assert len(decls) == len(VARIABLES) + 5 + 2 * 9  # SupplyPhases, switching, display x 3
+    assert len(decls) == len(VARIABLES) + 5 + 2 * 14  # SupplyPhases, switching, display x 3
     by = {d[0]: d for d in decls}
     assert by["EVSE.1/Power"][3] == ("W", 0, 22080, None)
     assert by["EVSE.2/Power"][3] == ("W", 0, 3680, None)
@@ -175,9 +184,15 @@ def test_declarations_make_the_evse_rows_when_asked_and_find_them_in_any_case():
         ("EVSE.1/Available", "br", "true", None),
         ("EVSE.1/AllowReset", "br=", "false", None),
     ]
-    assert rows[-2:] == [
+    assert rows[-7:] == [
         ("Connector.2.1/SupplyPhases", "ir=", "1", (None, 1, 3, None)),
         ("Connector.2.1/ConnectorType", "sr=", "cType2", None),
+        # the fault flags of the EVSE and its parts (hard-wired and pre-configured monitors)
+        ("EVSE.2/Problem", "br~", "false", None),
+        ("RCD.2/Tripped", "br~", "false", None),
+        ("PowerContactor.2/Problem", "br~", "false", None),
+        ("FiscalMetering.2/Problem", "br~", "false", None),
+        ("CPPWMController.2/Problem", "br~", "false", None),
     ]
     for d in rows:
         assert decls.find(d[0]) == d
@@ -195,6 +210,10 @@ def test_declarations_make_the_evse_rows_when_asked_and_find_them_in_any_case():
         "EVSE.1/ConnectorType",
         "EVSE.1/Nope",
         "EVSE.1",
+        "RCD.1.1/Tripped",
+        "RCD/Tripped",
+        "RCD.3/Tripped",
+        "Connector.1/Problem",
         "",
     ):
         assert decls.find(key) is None, key
@@ -220,7 +239,7 @@ def test_ac_phase_switching_is_supported_when_an_evse_has_a_phase_switch(evses, 
 def test_only_tethered_cables_make_unlock_on_ev_side_disconnect_read_only_false():
     by = {d[0]: d for d in declarations([hw(cable_a=32)])}
     assert by["OCPPCommCtrlr/UnlockOnEVSideDisconnect"][1:3] == ("br=", "false")
-    assert len(by) == len(VARIABLES) + 5 + 9
+    assert len(by) == len(VARIABLES) + 5 + 14
 
 
 def test_every_default_passes_its_own_check_and_list_types_carry_a_values_list(tmp_path):

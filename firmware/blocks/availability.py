@@ -78,6 +78,11 @@ class Availability:
                 return None
             r = self.evses[n - 1].reading
             return "%d" % round(r.power_w) if r is not None else "0"
+        if key.endswith("/Problem") or key.endswith("/Tripped"):
+            # The fault flags of an EVSE's parts (EVSE.1/Problem, RCD.1/Tripped, ...).
+            from firmware import monitors
+
+            return monitors.live(self.evses, key)
         if key.endswith("/AvailabilityState"):
             var = "AvailabilityState"
         elif key.endswith("/Available"):
@@ -141,21 +146,27 @@ class Availability:
         """(status, time, mark) of `e`'s current status, noted when it changed."""
         st = self.status(e)
         cur = self.since.get(e.id)
+        old = st  # the status before, None at the first look
+        when = None  # the time of a change of status
         if cur is None or cur[0] != st:
-            old = cur
+            old = None if cur is None else cur[0]
             cur = self.since[e.id] = (st, self.clock.iso(), self.queue.mark())
-            if old is not None and (st in _ALERTS or old[0] in _ALERTS):
-                # A hard-wired monitor's news: imported with the first (no heap before);
-                # whatever goes wrong there, the statuses go on.
-                try:
-                    from firmware import monitors
+            when = cur[1]
+        # The hard-wired and pre-configured monitors' news (firmware/monitors.py): a change
+        # into or out of Faulted or Unavailable, or the faults (only while Faulted: a fault
+        # makes it so). Imported with the first (no heap before); whatever goes wrong there,
+        # the statuses go on.
+        if st == "Faulted" or (
+            old != st and old is not None and (old in _ALERTS or st in _ALERTS)
+        ):
+            try:
+                from firmware import monitors
 
-                    monitors.changed(
-                        self.dm, self.queue, self.connection.ready, e, old[0], st, cur[1],
-                        self.clock.now(),
-                    )  # fmt: skip
-                except Exception as ex:
-                    log.exc(_TAG, "hard-wired monitor", ex)
+                monitors.changed(
+                    self.dm, self.queue, self.connection.ready, self.clock, e, old, st, when
+                )
+            except Exception as ex:
+                log.exc(_TAG, "hard-wired monitor", ex)
         return cur
 
     def _holds(self, seq):

@@ -7,13 +7,15 @@ from micropython import const
 
 import log
 import ocppj
+from firmware import monitors as fixed  # the hard-wired and pre-configured monitors
 from firmware.blocks.reports import component_variable, json_len, matches, split_key
-from firmware.monitors import FIRST_ID, HARD_WIRED
+from firmware.monitors import FIRST_ID
 
 _TAG = const("monitor")
 # store document: {"next": the next monitor id, "level": ActiveMonitoringLevel, "base":
-# ActiveMonitoringBase, "m": [[id, key, type, value, severity, transaction], ...]}. Removed
-# when it holds nothing but defaults: the block is built at boot only while it exists.
+# ActiveMonitoringBase, "m": [[id, key, type, value, severity, transaction], ...], "off": [ids
+# of the pre-configured monitors cleared or replaced]}. Removed when it holds nothing but
+# defaults: the block is built at boot only while it exists.
 STORE = const("monitoring")
 _MAX = const(60)  # custom monitors kept at most
 _EVERY_MS = const(1000)  # how often the monitored values are looked at
@@ -121,6 +123,7 @@ class Monitoring:
             dm.set(_LEVEL, str(level))
         if base in ("FactoryDefault", "HardWiredOnly"):
             dm.set(_BASE, base)
+        fixed.off = tuple(i for i in doc.get("off", ()) if type(i) is int)
         router.on("SetVariableMonitoring", self.on_set)
         router.on("ClearVariableMonitoring", self.on_clear)
         router.on("SetMonitoringLevel", self.on_level)
@@ -133,18 +136,18 @@ class Monitoring:
     def _save(self):
         level = self.dm.get_int(_LEVEL)
         base = self.dm.get(_BASE)
-        if not self.monitors and level == 9 and base == "All":
+        if not self.monitors and level == 9 and base == "All" and not fixed.off:
             self.store.remove(STORE)  # defaults only: the block need not load at boot
             return
-        self.store.save(
-            STORE,
-            {
-                "next": self.next_id,
-                "level": level,
-                "base": base,
-                "m": [m[:_STATE] for m in self.monitors],
-            },
-        )
+        doc = {
+            "next": self.next_id,
+            "level": level,
+            "base": base,
+            "m": [m[:_STATE] for m in self.monitors],
+        }
+        if fixed.off:
+            doc["off"] = list(fixed.off)
+        self.store.save(STORE, doc)
 
     # -- SetVariableMonitoring (N04) ----------------------------------------------------------
 
@@ -205,21 +208,32 @@ class Monitoring:
         ):
             return "Rejected", "ValueOutOfRange", None
         mid = item.get("id")
-        old = None
-        if mid is not None and self._hard_wired(mid):
-            return "Rejected", "HardWiredMonitor", None
+        old = pre = None
+        key = d[0]
         if mid is not None:
             old = self._by_id(mid)
-            if old is None:
+            hit = None if old is not None else fixed.find(mid, len(self.evses))
+            if hit is not None and not hit[2]:
+                return "Rejected", "HardWiredMonitor", None
+            if hit is not None and fixed.active(self.dm, mid):
+                pre = fixed.key(hit[0], hit[1])  # replaced by a custom one (N04.FR.15)
+            elif old is None:
                 return "Rejected", "UnknownMonitorId", None
-        key = d[0]
+            if (pre or old[_KEY]) != key:
+                return "Rejected", "OtherVariable", None  # the same id, the same variable
+        if pre is not None:
+            old = None
         for m in self.monitors:
             if m is not old and m[_KEY] == key and m[_TYPE] == kind and m[_SEV] == sev:
                 return "Duplicate", None, None
         if old is None and len(self.monitors) >= _MAX:
             return "Rejected", "OutOfStorage", None
         tx = item.get("transaction", False)
-        if old is None:
+        if pre is not None:
+            fixed.off += (mid,)  # the pre-configured one is off while its id is custom
+            old = [mid, key, kind, value, sev, tx, None]
+            self.monitors.append(old)
+        elif old is None:
             mid = self.next_id
             while self._by_id(mid) is not None:  # after a wrap (below)
                 mid += 1
@@ -234,7 +248,8 @@ class Monitoring:
         return "Accepted", None, mid
 
     def _hard_wired(self, mid):
-        return FIRST_ID <= mid < FIRST_ID + len(self.evses)
+        hit = fixed.find(mid, len(self.evses))
+        return hit is not None and not hit[2]
 
     def _by_id(self, mid):
         for m in self.monitors:
@@ -252,6 +267,9 @@ class Monitoring:
             m = self._by_id(mid)
             if self._hard_wired(mid):
                 results.append({"status": "Rejected", "id": mid})
+            elif m is None and fixed.find(mid, len(self.evses)) and fixed.active(self.dm, mid):
+                fixed.off += (mid,)  # a pre-configured one: back with SetMonitoringBase
+                results.append({"status": "Accepted", "id": mid})
             elif m is None:
                 results.append({"status": "NotFound", "id": mid})
             else:
@@ -273,10 +291,13 @@ class Monitoring:
 
     def on_base(self, req):
         base = req["monitoringBase"]
-        # No pre-configured monitors yet: All keeps the custom monitors; FactoryDefault and
-        # HardWiredOnly remove them (N03). The hard-wired ones (monitors.py) always stay.
+        # All keeps the custom monitors (those that replaced a pre-configured one too) and
+        # brings back every pre-configured one whose id is free; FactoryDefault removes the
+        # custom ones and brings back the pre-configured ones; HardWiredOnly removes both
+        # (N03). The hard-wired ones (monitors.py) always stay.
         if base != "All":
             self.monitors = []
+        fixed.off = tuple(m[_ID] for m in self.monitors if m[_ID] >= FIRST_ID)
         self.dm.set(_BASE, base)
         self._save()
         return {"status": "Accepted"}
@@ -289,10 +310,9 @@ class Monitoring:
         crit = req.get("monitoringCriteria")
         cvs = req.get("componentVariable")
         chosen = []
-        h = HARD_WIRED  # each connector's hard-wired monitor, as a custom one's list
+        # The hard-wired and active pre-configured monitors, as custom ones' lists.
         hard = [
-            [h[0] + e.id, "%s.%d.1/%s" % (h[1], e.id, h[2]), _DELTA, h[4], h[5], False]
-            for e in self.evses
+            [i, k, _DELTA, 0, sev, False] for i, k, sev in fixed.listed(self.dm, len(self.evses))
         ]
         for m in hard + self.monitors:
             if crit and _CRITERIA[m[_TYPE]] not in crit:
