@@ -101,3 +101,30 @@ def test_the_board_gives_its_three_phase_evses_the_phase_relay_as_switch(tmp_pat
         assert ev.phase_relay.v == 1 and ev.phases_used == 3
         hw.phase_switch.open()
         assert ev.phase_relay.v == 0 and ev.phases_used == 1
+
+
+def test_the_pilot_bursts_on_the_sims_virtual_clock_in_no_real_time(tmp_path, monkeypatch):
+    """The board's pilot driver paces its burst by the sim's virtual microseconds: one look at
+    the clock per sample (no busy wait, so an idle virtual wallbox sleeps between its ticks),
+    and it still reads the EV right: B at 16 A with the diode, C when it asks."""
+    from boards.sim import Board
+    from boards.sim import ev as ev_mod
+
+    board = Board(["--state-dir", str(tmp_path)])
+    hw = board.evse_hw(1)
+    looks = []
+
+    def counted():
+        looks.append(1)
+        return ev_mod.ticks_us()
+
+    hw.pilot.ticks_us = counted
+    board.evs[0].plug_in(32)
+    hw.pilot.offer(16)
+    assert hw.pilot.read() == "B" and hw.pilot.diode is True
+    assert len(looks) == 1 + 48  # the start, then one look a sample
+    board.evs[0].set_request("C")
+    assert hw.pilot.read() == "C"
+    hw.pilot.standby()
+    board.evs[0].plug_out()
+    assert hw.pilot.read() == "A"

@@ -31,6 +31,7 @@ class Pilot:
              good to a few tens of mV inside the ADC's linear range, which the thresholds'
              hundreds-of-mV margins absorb; the board calibrates it where it can
     samples  reads per burst (>= 6); the burst lasts ~2.1 ms whatever the count
+    ticks_us the clock pacing the burst (default time.ticks_us; the sim's is virtual)
 
     Output: offer(amps) = x2 (1 kHz PWM), standby() = x1 (steady +12 V), fault() = F (steady
     -12 V). `duty` is the duty_u16 value set (65535 in x1, 0 in F); duty_pct the duty cycle in
@@ -45,7 +46,11 @@ class Pilot:
     ~68 A), where the bottom 3 samples could miss it.
     """
 
-    def __init__(self, pwm, adc, th, mv_full=3300, samples=48):
+    # The clock that paces a burst's reads (time.ticks_us): a board's own; the sim hands its
+    # virtual one (read(): the same code spends no real time there).
+    ticks_us = staticmethod(_ticks_us)
+
+    def __init__(self, pwm, adc, th, mv_full=3300, samples=48, ticks_us=None):
         iec61851.check_thresholds(th)
         if samples < 2 * _TOP:
             raise ValueError("samples must be >= 6")
@@ -65,6 +70,8 @@ class Pilot:
         self._amps = 0  # the amperes of the last offer, 0 in x1 and F
         self._pwm_on = False  # 0 < duty < 100 %: x2
         self._judge = False  # x2, and the low plateau is long enough to judge the diode
+        if ticks_us is not None:
+            self.ticks_us = ticks_us
         self.standby()
 
     # -- output -------------------------------------------------------------------------------
@@ -119,11 +126,12 @@ class Pilot:
         buf = self.burst
         adc = self._adc
         gap = self.gap_us
-        t = _ticks_us()
+        ticks = self.ticks_us
+        t = ticks()
         for i in range(self._n):
             buf[i] = adc.read_u16()
             t = _ticks_add(t, gap)
-            while _ticks_diff(t, _ticks_us()) > 0:
+            while _ticks_diff(t, ticks()) > 0:
                 pass
         # Top 3 and bottom 3 in one pass (h1 >= h2 >= h3, l1 <= l2 <= l3); no sort, no list.
         h1 = h2 = h3 = 0

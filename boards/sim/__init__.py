@@ -15,6 +15,7 @@ import boards
 import log
 from boards.drivers import EvseHw
 from boards.sim.ev import CP_THRESHOLDS, MV_FULL, PP_MV, SimEV
+from boards.sim.ev import ticks_us as ev_ticks_us
 from store import Store
 
 MODEL = "VirtualWallbox"
@@ -137,7 +138,7 @@ class Board(boards.Board):
 
         ev = self.evs[evse_id - 1]
         return EvseHw(
-            Pilot(ev.pwm, ev.cp_adc, CP_THRESHOLDS, MV_FULL),
+            Pilot(ev.pwm, ev.cp_adc, CP_THRESHOLDS, MV_FULL, ticks_us=ev_ticks_us),
             Contactor([ev.relay], mirror=ev.mirror),
             Rcd(ev.rcd_fault, test=ev.rcd_test),
             ev.meter,

@@ -41,6 +41,19 @@ _SHORTED_LOW_V = const((-8.8, -5.6, -2.9))
 FAULTS = ("rcd_trip", "contactor_welded", "diode_fault", "cp_short", "meter_timeout")
 
 
+# The pilot driver's burst clock on the sim (boards/sim hands it to Pilot): virtual
+# microseconds, moved on by each CP sample (_SAMPLE_US) and by each look at it (1 us, so that
+# any pacing loop ends), so a burst takes no real time and an idle virtual wallbox sleeps
+# between its 10 ms ticks. One clock for all EVs of the process (each sees its own PWM phase).
+_vus = 0
+
+
+def ticks_us():
+    global _vus
+    _vus = time.ticks_add(_vus, 1)
+    return _vus
+
+
 class SimPWM:
     """machine.PWM as the pilot driver uses it: only the duty matters here."""
 
@@ -135,7 +148,6 @@ class SimEV:
         self._must_open_ms = None  # the CP changed so that the relay must open, at this tick
         self._stuck = False  # the relay contact is welded shut
         self.pwm = SimPWM(self)
-        self._cp_us = 0  # the CP sense ADC's virtual sample clock in the PWM period
         self.cp_adc = _Adc(self._cp_u16)
         self.pp_adc = _Adc(self._pp_u16)
         self.relay = SimPin(0, None, self._relay_set)
@@ -197,8 +209,9 @@ class SimEV:
 
     def _cp_u16(self):
         """The CP sense ADC: reads the PWM waveform at a virtual _SAMPLE_US per sample."""
-        self._cp_us = t = (self._cp_us + _SAMPLE_US) % _PERIOD_US
-        high = t * 65535 < self.pwm._duty * _PERIOD_US
+        global _vus
+        _vus = time.ticks_add(_vus, _SAMPLE_US)
+        high = _vus % _PERIOD_US * 65535 < self.pwm._duty * _PERIOD_US
         mv = _CP_ZERO_MV + (self.high_v if high else self.low_v) * _CP_MV_PER_V
         return int(mv * 65535 / MV_FULL)
 
