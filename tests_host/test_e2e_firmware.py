@@ -86,6 +86,9 @@ def accepted(csms, sim):
 
 
 def update(csms, st, name, request_id=7, **kw):
+    """UpdateFirmware's answer; st.mark: the station's frames before it (ota.watch's start:
+    the first status may come before the answer is read)."""
+    st.mark = len(st.frames)
     return csms.run(csms.csms.send_update(st, name, request_id=request_id, **kw))
 
 
@@ -147,7 +150,7 @@ def test_signed_update_installs_the_next_version(csms, sims, files, target):
     st = accepted(csms, sim)
     assert ota._version(st.calls_from_station("BootNotification")[0][2]) == OLD
     assert update(csms, st, "good.fw")["status"] == "Accepted"
-    seen = ota.watch(csms, "CS1", timeout=60)
+    seen = ota.watch(csms, "CS1", start=st.mark, timeout=60)
     assert ota.statuses(seen) == HAPPY + ["Installed"]
     assert all_carry(seen, 7)
     assert boots(seen) == [("FirmwareUpdate", NEW)]
@@ -181,7 +184,7 @@ def test_scheduled_download_and_install(csms, sims, files):
         csms, st, "good.fw", request_id=3, retrieveDateTime=later(2), installDateTime=later(4)
     )
     assert resp["status"] == "Accepted"
-    seen = ota.watch(csms, "CS1", timeout=60)
+    seen = ota.watch(csms, "CS1", start=st.mark, timeout=60)
     assert ota.statuses(seen) == [
         "DownloadScheduled",
         "Downloading",
@@ -236,7 +239,7 @@ def test_a_bad_signature_stops_the_update(csms, sims, files, name):
     sim = sims(csms.url, config=config(files))
     st = accepted(csms, sim)
     assert update(csms, st, name)["status"] == "Accepted"
-    seen = ota.watch(csms, "CS1", timeout=30)
+    seen = ota.watch(csms, "CS1", start=st.mark, timeout=30)
     assert ota.statuses(seen) == ["Downloading", "Downloaded", "InvalidSignature"]
     wait_event(csms, "InvalidFirmwareSignature")
     running(sim, OLD)
@@ -247,7 +250,7 @@ def test_a_truncated_download_is_retried_then_fails(csms, sims, files):
     st = accepted(csms, sim)
     csms.csms.files.truncate["good.fw"] = 5000
     assert update(csms, st, "good.fw", retries=1, retry_interval=1)["status"] == "Accepted"
-    seen = ota.watch(csms, "CS1", timeout=30)
+    seen = ota.watch(csms, "CS1", start=st.mark, timeout=30)
     assert ota.statuses(seen) == ["Downloading", "Downloading", "DownloadFailed"]
     assert csms.csms.files.requests == ["/good.fw", "/good.fw"]
     running(sim, OLD)
@@ -258,7 +261,7 @@ def test_an_unreachable_location_fails(csms, sims, files):
     st = accepted(csms, sim)
     url = "http://127.0.0.1:9/good.fw"  # discard port: nothing listens
     assert update(csms, st, "good.fw", location=url)["status"] == "Accepted"
-    seen = ota.watch(csms, "CS1", timeout=30)
+    seen = ota.watch(csms, "CS1", start=st.mark, timeout=30)
     assert ota.statuses(seen) == ["Downloading", "DownloadFailed"]
     running(sim, OLD)
 
@@ -267,7 +270,7 @@ def test_a_new_version_that_crashes_is_rolled_back(csms, sims, files, target):
     sim = sims(csms.url, config=config(files))
     st = accepted(csms, sim)
     assert update(csms, st, "crash.fw")["status"] == "Accepted"
-    seen = ota.watch(csms, "CS1", timeout=60)
+    seen = ota.watch(csms, "CS1", start=st.mark, timeout=60)
     assert ota.statuses(seen) == HAPPY + ["InstallVerificationFailed"]
     assert boots(seen) == [("FirmwareUpdate", OLD)]
     assert "broken build" in sim.log()
@@ -290,7 +293,7 @@ def test_a_new_request_cancels_a_waiting_one(csms, sims, files):
     resp = update(csms, st, "good.fw", request_id=1, retrieveDateTime=later(60))
     assert resp["status"] == "Accepted"
     assert update(csms, st, "tampered.fw", request_id=2)["status"] == "AcceptedCanceled"
-    seen = ota.watch(csms, "CS1", timeout=30)
+    seen = ota.watch(csms, "CS1", start=st.mark, timeout=30)
     got = [(p["status"], p["requestId"]) for a, p in seen if a == "FirmwareStatusNotification"]
     # The first may have reported DownloadScheduled before the second came.
     assert got[-3:] == [("Downloading", 2), ("Downloaded", 2), ("InvalidSignature", 2)]
@@ -346,7 +349,7 @@ def test_power_loss_during_the_install_retries_it(csms, sims, files):
     st = accepted(csms, sim)
     _kill_on(csms, sim, "Installing")
     assert update(csms, st, "good.fw")["status"] == "Accepted"
-    ota.watch(csms, "CS1", until=("Installing",), timeout=30)
+    ota.watch(csms, "CS1", start=st.mark, until=("Installing",), timeout=30)
     sim = restart(csms, files, sims, sim, st)
     seen = ota.watch(csms, "CS1", timeout=60, fresh=True)
     # Installing again (the first one was never answered), then as usual.
@@ -360,7 +363,7 @@ def test_power_loss_while_rebooting_into_the_new_version(csms, sims, files):
     st = accepted(csms, sim)
     _kill_on(csms, sim, "InstallRebooting")
     assert update(csms, st, "good.fw")["status"] == "Accepted"
-    ota.watch(csms, "CS1", until=("InstallRebooting",), timeout=30)
+    ota.watch(csms, "CS1", start=st.mark, until=("InstallRebooting",), timeout=30)
     sim = restart(csms, files, sims, sim, st)
     seen = ota.watch(csms, "CS1", timeout=60, fresh=True)
     # InstallRebooting never got its answer; only the latest status is kept: Installed.
@@ -379,7 +382,7 @@ def test_the_install_waits_for_the_session_to_end(csms, sims, files):
     assert sim.cmd("swipe", token="GOOD")["ok"]
     sim.wait_status(lambda s: s["evse"][0]["tx_id"] is not None)
     assert update(csms, st, "good.fw", request_id=5)["status"] == "Accepted"
-    seen = ota.watch(csms, "CS1", until=("InstallScheduled",), timeout=30)
+    seen = ota.watch(csms, "CS1", start=st.mark, until=("InstallScheduled",), timeout=30)
     assert ota.statuses(seen) == ["Downloading", "Downloaded", "SignatureVerified"] + [
         "InstallScheduled"
     ]
@@ -395,8 +398,9 @@ def test_the_install_waits_for_the_session_to_end(csms, sims, files):
     )
     assert unavailable
     assert sim.cmd("status")["evse"][0]["tx_id"] is not None
+    n = len(st.frames)
     assert sim.cmd("swipe", token="GOOD")["ok"]  # the same card ends the session
-    seen = ota.watch(csms, "CS1", timeout=60)
+    seen = ota.watch(csms, "CS1", start=n, timeout=60)
     assert ota.statuses(seen) == ["Installing", "InstallRebooting", "Installed"]
     assert all_carry(seen, 5)
     running(sim, NEW)

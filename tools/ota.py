@@ -319,17 +319,20 @@ def _version(boot):
     return boot["chargingStation"]["firmwareVersion"]
 
 
-def watch(csms, sid, until=FINAL, timeout=60, show=False, fresh=False):
+def watch(csms, sid, until=FINAL, timeout=60, show=False, fresh=False, start=None):
     """[(action, payload)] of the station's FirmwareStatusNotification, BootNotification and
     SecurityEventNotification CALLs from now on, across reconnections and reboots, up to the
     first FirmwareStatusNotification with a status in `until`. csms: a harness.CsmsThread.
-    fresh: from the first frame of the station's current connection (after a restart)."""
+    fresh: from the first frame of the station's current connection (after a restart); start:
+    from this frame of it (len(frames) before UpdateFirmware went out: the first status may
+    come before the answer is read)."""
     import time
 
     out = []
     deadline = time.monotonic() + timeout
     st = csms.station(sid, timeout=timeout)
-    start = 0 if fresh else len(st.frames)
+    if start is None:
+        start = 0 if fresh else len(st.frames)
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
