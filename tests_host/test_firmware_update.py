@@ -5,6 +5,7 @@ rollback when the new image never confirms itself), plus resumption after power 
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import sys
 import time
@@ -335,21 +336,30 @@ def esp32_board(monkeypatch):
     return board_mod.Board.__new__(board_mod.Board), flash
 
 
+@contextlib.asynccontextmanager
+async def served(tmp_path, data):
+    """The URL of fw.bin holding `data`, served over HTTP while the block is tried."""
+    (tmp_path / "www").mkdir(exist_ok=True)
+    (tmp_path / "www" / "fw.bin").write_bytes(data)
+    files = FileServer(tmp_path / "www")
+    await files.start()
+    try:
+        yield files.url("fw.bin")
+    finally:
+        await files.stop()
+
+
 def _image(n=20000):
     return bytes([0xE9]) + bytes((i * 13) & 0xFF for i in range(n - 1))
 
 
 def _update_image(tmp_path, pki, board, data, signature=None):
     async def go():
-        (tmp_path / "www").mkdir(exist_ok=True)
-        (tmp_path / "www" / "fw.bin").write_bytes(data)
-        files = FileServer(tmp_path / "www")
-        await files.start()
-        try:
+        async with served(tmp_path, data) as url:
             st = Station(tmp_path / "state", board, pki.roots)
             fu = st.block()
             st.connection.ready.set()
-            req = request(pki, files.url("fw.bin"), data)
+            req = request(pki, url, data)
             if signature is not None:
                 req["firmware"]["signature"] = signature
             resp = await fu.on_update(req)
@@ -357,8 +367,6 @@ def _update_image(tmp_path, pki, board, data, signature=None):
             fu._after_update(req, resp)
             await until(lambda: st.reboots or fu.doc["step"] == "done")
             return st
-        finally:
-            await files.stop()
 
     return asyncio.run(go())
 
@@ -500,24 +508,18 @@ def test_a_board_with_one_tls_link_closes_the_wss_link_for_an_https_download(
     data = b"the bundle"
 
     async def go():
-        (tmp_path / "www").mkdir()
-        (tmp_path / "www" / "fw.bin").write_bytes(data)
-        files = FileServer(tmp_path / "www")
-        await files.start()
-        try:
+        async with served(tmp_path, data) as http:
             st = Station(tmp_path / "state", board, pki.roots)
             st.connection.tls = tls
             fu = st.block()
             st.connection.ready.set()
-            location = url + ":" + files.url("fw.bin").split(":", 1)[1]
+            location = url + ":" + http.split(":", 1)[1]
             req = request(pki, location, data)
             resp = await fu.on_update(req)
             assert resp["status"] == "Accepted"
             fu._after_update(req, resp)
             await until(lambda: "SignatureVerified" in st.statuses() or fu.doc is None)
             return st
-        finally:
-            await files.stop()
 
     st = asyncio.run(go())
     assert seen == [(url + ":", ["away"] if alone else [])]
@@ -536,17 +538,13 @@ def test_the_install_waits_for_the_sessions_and_holds_idle_evses_unless_allowed(
     data = _image()
 
     async def go():
-        (tmp_path / "www").mkdir()
-        (tmp_path / "www" / "fw.bin").write_bytes(data)
-        files = FileServer(tmp_path / "www")
-        await files.start()
-        try:
+        async with served(tmp_path, data) as url:
             st = Station(tmp_path / "state", board, pki.roots)
             st.allow["ChargingStation/AllowNewSessionsPendingFirmwareUpdate"] = allow
             st.tx = True  # a charging session runs
             fu = st.block()
             st.connection.ready.set()
-            req = request(pki, files.url("fw.bin"), data)
+            req = request(pki, url, data)
             resp = await fu.on_update(req)
             fu._after_update(req, resp)
             await until(lambda: st.statuses()[-1:] == ["InstallScheduled"])
@@ -556,8 +554,6 @@ def test_the_install_waits_for_the_sessions_and_holds_idle_evses_unless_allowed(
             await until(lambda: st.reboots)
             assert st.holds == [True]
             return st
-        finally:
-            await files.stop()
 
     st = asyncio.run(go())
     assert st.statuses() == fwu_happy()[:3] + ["InstallScheduled"] + fwu_happy()[3:]
