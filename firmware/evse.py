@@ -10,6 +10,9 @@ import log
 from meter import MeterError
 
 _TICK_MS = const(10)  # safety loop period: sampling + decision, well inside the 100 ms rule
+# ... and while nothing is plugged in and nothing is on (see run): a plug-in is seen up to
+# this much later, nothing else waits on it. An idle board (or virtual wallbox) sleeps.
+_IDLE_TICK_MS = const(100)
 _SLOW_MS = const(200)  # a new state towards charging (A->B, B->C) must be stable this long
 _FAST_READS = const(2)  # reads in a row for a state that opens the contactor (<= 20 ms)
 _STOP_MS = const(6000)  # after x1 the EV must leave C within this, else we open under load
@@ -229,11 +232,19 @@ class Evse:
 
     async def run(self):
         """Sample, decide, switch, every _TICK_MS. If it ever fails, everything opens.
-        Nothing else runs here: see notify()."""
+        Nothing else runs here: see notify().
+
+        Idle, every _IDLE_TICK_MS: CP in A with no change pending, the pilot a steady +12 V,
+        the contactor commanded open and no fault. Nothing is then on for the 100 ms rule to
+        switch off, and the first read of anything else brings back the _TICK_MS pace (a
+        new CP state pending debounce, a fault, an offer)."""
+        hw = self.hw
         try:
             while True:
                 self.step(self.ticks())
-                await asyncio.sleep_ms(_TICK_MS)
+                idle = self.cp == "A" and self._raw is None and not self.faults
+                idle = idle and hw.pilot.duty == _U16 and not hw.contactor.closed
+                await asyncio.sleep_ms(_IDLE_TICK_MS if idle else _TICK_MS)
         finally:
             self.hw.contactor.open()
             self.hw.pilot.fault()

@@ -473,7 +473,32 @@ class Station:
         self.board.reboot()
 
     async def run(self):
-        """Run until `shutdown` (or a reboot or power loss, which never come back here)."""
+        """Run until `shutdown` (or a reboot or power loss, which never come back here).
+
+        This task flushes the logs on flash and redraws the display every second and does the
+        minute's chores (_minute); no task of their own: heap. At most one flash write a
+        second for the lines below error (error lines and security events are written at
+        once); a flush with nothing buffered returns at once. Its frame lives as long as the
+        station: the start and the minute's work are methods of their own, their locals not
+        in it."""
+        self._start()
+        turns = 0
+        while not self._stopped.is_set():
+            await asyncio.sleep_ms(_TURN_MS)
+            turns += 1
+            if turns % _FLUSH_TURNS == 0:
+                log.file.flush()
+                self.security.journal.flush()
+                if self.display is not None:
+                    await self.display.tick()
+            if turns == _CACHE_TURNS:
+                turns = 0
+                self._minute()
+        for t in self._tasks:
+            t.cancel()
+
+    def _start(self):
+        """Start the station's tasks: the safety loops first."""
         asyncio.get_event_loop().set_exception_handler(_task_failed)
         sup = self.supervisor
         self._tasks = tasks = []
@@ -490,35 +515,21 @@ class Station:
         for coro in self._waiting:
             self.spawn(coro)
         self._waiting = None  # spawn starts them at once from now on
-        # This task flushes the logs on flash and redraws the display every second and writes
-        # the authorization cache's use times every minute (no task of their own: heap): at
-        # most one flash write a second for the lines below error (error lines and security
-        # events are written at once); a flush with nothing buffered returns at once.
-        turns = 0
-        while not self._stopped.is_set():
-            await asyncio.sleep_ms(_TURN_MS)
-            turns += 1
-            if turns % _FLUSH_TURNS == 0:
-                log.file.flush()
-                self.security.journal.flush()
-                if self.display is not None:
-                    await self.display.tick()
-            if turns == _CACHE_TURNS:
-                turns = 0
-                self.authorization.flush()
-                # The station's own certificate near its end, while online: renew it (A03).
-                if self.connection.ready.is_set() and self.store.exists(_OWN_CERT):
-                    doc = self.store.load(_OWN_CERT)
-                    renew = doc.get("renew") if type(doc) is dict else None
-                    if type(renew) is int and self.clock.now() >= renew:
-                        self.certify(None)
-                if "NTP" in self.dm.get("ClockCtrlr/TimeSource"):  # the daily NTP sync
-                    from firmware import timesync
 
-                    if timesync.due():
-                        self.spawn(timesync.sync(self.connection))
-        for t in self._tasks:
-            t.cancel()
+    def _minute(self):
+        """Every minute: the authorization cache's use times, the station's own certificate
+        near its end (renewed while online, A03), the daily NTP sync."""
+        self.authorization.flush()
+        if self.connection.ready.is_set() and self.store.exists(_OWN_CERT):
+            doc = self.store.load(_OWN_CERT)
+            renew = doc.get("renew") if type(doc) is dict else None
+            if type(renew) is int and self.clock.now() >= renew:
+                self.certify(None)
+        if "NTP" in self.dm.get("ClockCtrlr/TimeSource"):
+            from firmware import timesync
+
+            if timesync.due():
+                self.spawn(timesync.sync(self.connection))
 
     async def shutdown(self):
         """Orderly stop: close the CSMS connection (bounded in time), then let `run` return."""

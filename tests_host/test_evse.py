@@ -429,6 +429,61 @@ def test_a_dying_safety_loop_opens_the_contactor():
     assert not r.contactor.closed and r.pilot.duty_pct == 0.0
 
 
+def test_the_safety_loop_slows_to_100_ms_only_while_nothing_is_plugged_in_or_on(monkeypatch):
+    """Evse.run's pace, from the sleeps it asks for (the fake clock moves by each): 100 ms in
+    A with the pilot at +12 V, the contactor open and no fault; 10 ms from the first read of
+    anything else (a plug-in pending debounce, a session, a fault) until all is idle again."""
+    r = Rig()
+    script = []  # (sleeps asked so far at which to act, action)
+    paces = []
+    closed = []
+
+    class Stop(Exception):
+        pass
+
+    async def sleep_ms(ms):
+        paces.append(ms)
+        closed.append(r.contactor.closed)
+        r.now += ms
+        for at, act in script:
+            if at == len(paces):
+                act()
+        if len(paces) >= 400:
+            raise Stop()
+
+    def plug_in():
+        r.pilot.ev = "B"
+
+    def start():
+        r.evse.permit(True)
+        r.pilot.ev = "C"
+
+    def leave():
+        r.pilot.ev = "A"
+        r.evse.permit(False)
+
+    def trip():
+        r.rcd.fault = True
+
+    def untrip():
+        r.rcd.fault = False
+
+    script += [(5, plug_in), (120, start), (250, leave), (300, trip), (330, untrip)]
+    monkeypatch.setattr(E, "asyncio", type("A", (), {"sleep_ms": staticmethod(sleep_ms)}))
+
+    async def go():
+        with pytest.raises(Stop):
+            await r.evse.run()
+
+    asyncio.run(go())
+    assert paces[:5] == [100] * 5  # idle: nothing plugged in
+    assert set(paces[5:250]) == {10}  # the plug-in seen at the next read, then the session
+    assert any(closed[120:250]) and not any(closed[252:])  # it charged, opened in 20 ms
+    back = paces.index(100, 250)  # unplugged: A once debounced, x1, contactor open
+    assert back - 250 <= 3 and set(paces[back:300]) == {100}
+    assert set(paces[300:302]) == {10}  # the trip: F, a fault (first read after it)
+
+
 def test_offers_above_63_a_wait_until_the_diode_has_answered():
     r = Rig(max_a=80, cable=None, tethered_a=80)
     r.pilot.ev = "B"

@@ -46,11 +46,12 @@ FAULTS = ("rcd_trip", "contactor_welded", "diode_fault", "cp_short", "meter_time
 # any pacing loop ends), so a burst takes no real time and an idle virtual wallbox sleeps
 # between its 10 ms ticks. One clock for all EVs of the process (each sees its own PWM phase).
 _vus = 0
+_TICKS_MAX = const(0x3FFFFFFF)  # MicroPython's ticks wrap at 2**30
 
 
 def ticks_us():
     global _vus
-    _vus = time.ticks_add(_vus, 1)
+    _vus = (_vus + 1) & _TICKS_MAX  # as time.ticks_add, without the call
     return _vus
 
 
@@ -110,6 +111,7 @@ class SimMeter:
 
     def __init__(self, ev):
         self.ev = ev
+        self.wh = None  # the register as last saved with the world
 
     async def read(self):
         ev = self.ev
@@ -117,7 +119,9 @@ class SimMeter:
             await asyncio.sleep_ms(60000)  # silence: the caller's timeout ends this
             raise MeterError("no answer")
         ev.update()
-        ev.saved()  # the register never goes back below what the firmware has read
+        if ev.energy_wh != self.wh:  # the register never goes back below what was read
+            ev.saved()
+            self.wh = ev.energy_wh
         amps = ev.amps
         cur = tuple(amps if i < ev.phases_used else 0.0 for i in range(3))
         return Reading(ev.energy_wh, ev.power_w, cur, (_VOLTS, _VOLTS, _VOLTS))
@@ -126,9 +130,21 @@ class SimMeter:
 class SimEV:
     """The car at one EVSE (and the EVSE's own relay, RCD and meter), driven by commands."""
 
-    def __init__(self, phases=3, ticks=time.ticks_ms, save=None):
-        self.ticks = ticks
-        self.save = save  # () -> None: persists the simulated world (boards/sim), or None
+    # Class defaults, in an instance only once set (the virtual ESP32's idle heap): its clock
+    # (tests give a fake one), the world's saving (boards/sim), the counters for the bench.
+    ticks = staticmethod(time.ticks_ms)
+    save = None  # () -> None: persists the simulated world
+    max_open_ms = 0  # slowest pilot change -> relay open seen so far (bench)
+    phase_switches_under_load = 0  # phase relay moves with the main contact closed
+    _x1_since = None  # the PWM stopped while the EV was in C
+    _must_open_ms = None  # the CP changed so that the relay must open, at this tick
+    _levels = None  # the CP sense ADC's (duty x period, high, low counts): see read_u16
+
+    def __init__(self, phases=3, ticks=None, save=None):
+        if ticks is not None:
+            self.ticks = ticks
+        if save is not None:
+            self.save = save
         self.phases = phases  # what the EVSE is wired for
         self.plugged = False
         self.cable_a = 32
@@ -140,15 +156,10 @@ class SimEV:
         self.energy_wh = 0.0
         self.power_w = 0.0
         self.amps = 0.0
-        self.max_open_ms = 0  # slowest pilot change -> relay open seen so far (bench)
-        self.phase_switches_under_load = 0  # phase relay moves with the main contact closed
-        self._t = ticks()
+        self._t = self.ticks()
         self._charged = False  # the EV has seen the PWM while asking: it is in C (or D)
-        self._x1_since = None  # the PWM stopped while the EV was in C
-        self._must_open_ms = None  # the CP changed so that the relay must open, at this tick
         self._stuck = False  # the relay contact is welded shut
         self.pwm = SimPWM(self)
-        self.cp_adc = _Adc(self._cp_u16)
         self.pp_adc = _Adc(self._pp_u16)
         self.relay = SimPin(0, None, self._relay_set)
         self.mirror = SimPin(0, lambda: 1 if self.contact_closed else 0)
@@ -207,13 +218,24 @@ class SimEV:
             return _SHORTED_LOW_V["BCD".index(state)]
         return -12.0
 
-    def _cp_u16(self):
-        """The CP sense ADC: reads the PWM waveform at a virtual _SAMPLE_US per sample."""
+    def read_u16(self):
+        """The CP sense ADC (the board hands the EV model to the pilot driver as that): each
+        read moves the virtual clock on by a sample gap (_SAMPLE_US) and returns the high or
+        the low plateau's level at that PWM phase. The two levels are worked out once per
+        change of the EV or the PWM (update() drops them), not per sample: a burst of the
+        pilot driver allocates nothing and takes a few us of real time."""
         global _vus
-        _vus = time.ticks_add(_vus, _SAMPLE_US)
-        high = _vus % _PERIOD_US * 65535 < self.pwm._duty * _PERIOD_US
-        mv = _CP_ZERO_MV + (self.high_v if high else self.low_v) * _CP_MV_PER_V
-        return int(mv * 65535 / MV_FULL)
+        _vus = (_vus + _SAMPLE_US) & _TICKS_MAX
+        lv = self._levels
+        if lv is None:
+            lv = (
+                self.pwm._duty * _PERIOD_US,
+                int((_CP_ZERO_MV + self.high_v * _CP_MV_PER_V) * 65535 / MV_FULL),
+                int((_CP_ZERO_MV + self.low_v * _CP_MV_PER_V) * 65535 / MV_FULL),
+            )
+            if self._x1_since is None or not self._charged:
+                self._levels = lv  # not while the EV still reacts to the end of the PWM
+        return lv[1] if _vus % _PERIOD_US * 65535 < lv[0] else lv[2]
 
     def _pp_u16(self):
         mv = PP_MV.get(self.cable_a, _PP_OPEN_MV) if self.plugged else _PP_OPEN_MV
@@ -254,6 +276,7 @@ class SimEV:
             if k in d:
                 setattr(self, k, d[k])
         self.faults = set(d.get("faults", ()))
+        self.update()
 
     def saved(self):
         if self.save:
@@ -264,11 +287,13 @@ class SimEV:
     def plug_in(self, cable_a):
         self.cable_a = cable_a
         self.plugged = True
+        self.update()
 
     def plug_out(self):
         self._cp_left()
         self.plugged = False
         self._charged = False
+        self.update()
 
     def set_request(self, state):
         if state not in "BCD":
@@ -276,6 +301,7 @@ class SimEV:
         if state == "B":
             self._cp_left()
         self.request = state
+        self.update()
 
     def set_current(self, amps, phases):
         self.update()
@@ -338,7 +364,9 @@ class SimEV:
         return n
 
     def update(self):
-        """Integrate energy up to now, then recompute what flows."""
+        """Integrate energy up to now, then recompute what flows (and, on its next read, what
+        the CP sense ADC sees). Every change of the EV, the PWM or the relays comes here."""
+        self._levels = None
         now = self.ticks()
         dt = time.ticks_diff(now, self._t)
         self._t = now
