@@ -63,6 +63,8 @@
   monitor, and 49 more (tools/bench_esp32.py).
 - set_profile_to_pwm_ms, esp32_set_profile_to_pwm_ms, esp32_smart_charging_heap_bytes,
   esp32_load_management_heap_bytes: smart charging (tools/bench_smart.py).
+- sim_idle_cpu_percent, sim_charging_cpu_percent, sim_rss_kib and their esp32_sim_ twins:
+  what one virtual wallbox costs the machine running it (tools/bench_sim.py).
 """
 
 import json
@@ -77,7 +79,14 @@ from unittest import mock
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tools import bench_crypto, bench_esp32, bench_logs, bench_ota, bench_smart  # noqa: E402
+from tools import (  # noqa: E402
+    bench_crypto,
+    bench_esp32,
+    bench_logs,
+    bench_ota,
+    bench_sim,
+    bench_smart,
+)
 from tools.harness import CsmsThread, Sim  # noqa: E402
 
 GV = {
@@ -573,6 +582,7 @@ def main():
     print("ota_update_peak_heap_bytes: %d bytes" % bench_ota.figure(), flush=True)
     bench_esp32.main()  # esp32_frozen_bytes, esp32_idle_heap_bytes, esp32_min_heap_kib, ...
     bench_smart.main()  # set_profile_to_pwm_ms, esp32_smart_charging_heap_bytes, ...
+    bench_sim.main()  # sim_idle_cpu_percent, sim_charging_cpu_percent, sim_rss_kib, ...
 
 
 if __name__ == "__main__":
