@@ -203,7 +203,7 @@ class Book:
         if action == "Heartbeat" and st.accepted:
             ref = self._reference(st)
             late = t - ref - st.heartbeat_s
-            if late > self.slack_s:
+            if late > self.slack_s and st.overdue_from != ref:  # else reported as overdue
                 self.problem(
                     sid,
                     "Heartbeat %.1f s late (%.1f s after the previous CALL, interval %d s)"
