@@ -423,7 +423,7 @@ async def _pass_close(first, other):
 class Box:
     """One virtual wallbox process group, driven over asyncio pipes."""
 
-    def __init__(self, sid, url, workdir, config_path, esp32=False, heap=None):
+    def __init__(self, sid, url, workdir, config_path, esp32=False, heap=None, code=None):
         self.sid = sid
         self.state_dir = Path(workdir) / sid
         self.log_path = Path(workdir) / (sid + ".log")
@@ -431,6 +431,8 @@ class Box:
         self.args += ["--config", str(config_path)]
         if heap:
             self.args += ["--heap", heap]
+        if code:
+            self.args += ["--code", str(code)]
         if esp32:
             self.args.append("--esp32")
         self.proc = None
@@ -655,6 +657,7 @@ class Fleet:
         self.sessions_driven = 0
         self.outages = 0
         self.max_stall = {}  # station id -> max_stall_ms
+        self.stall_at = {}  # station id -> when (s into the run) max_stall_ms last grew
         self.t0 = None
         self._last = None
 
@@ -697,7 +700,7 @@ class Fleet:
             for i, sid in enumerate(ids):
                 if i and await self._sleep(ramp):
                     break
-                box = Box(sid, self.relay.url, workdir, config, args.esp32, args.heap)
+                box = Box(sid, self.relay.url, workdir, config, args.esp32, args.heap, args.code)
                 self.boxes.append(box)
                 await box.start()
                 token = args.token or sid
@@ -775,6 +778,8 @@ class Fleet:
                 box.status = st
                 stall = st.get("max_stall_ms")
                 if isinstance(stall, (int, float)):
+                    if stall > self.max_stall.get(box.sid, 0):
+                        self.stall_at[box.sid] = time.monotonic() - self.t0
                     self.max_stall[box.sid] = stall
 
         await asyncio.gather(*(one(b) for b in self.boxes))
@@ -841,7 +846,13 @@ class Fleet:
         why += book.transaction_problems()
         for sid, stall in sorted(self.max_stall.items()):
             if stall > STALL_LIMIT_MS:
-                why.append((sid, "safety loop stalled %d ms" % stall))
+                why.append(
+                    (
+                        sid,
+                        "safety loop stalled %d ms (seen %.0f s into the run)"
+                        % (stall, self.stall_at.get(sid, 0)),
+                    )
+                )
         for sid, e in sorted(self.control_errors.items()):
             why.append((sid, "control channel: %s" % e))
         for reason, n in sorted(self.relay.refused.items() if self.relay else ()):
@@ -911,6 +922,11 @@ def parser():
     p.add_argument("--esp32", action="store_true", help="the virtual ESP32 instead")
     p.add_argument("--heap", help="the stations' GC heap (wallbox-sim --heap)")
     p.add_argument(
+        "--code",
+        help="run the firmware compiled, from DIR (wallbox-sim --code, e.g. build/mpy after "
+        "make compile): boots cost a fraction of the CPU",
+    )
+    p.add_argument(
         "--workdir",
         default=str(ROOT / "build" / "fleet"),
         help="state dirs and logs (build/fleet)",
@@ -922,6 +938,8 @@ def main(argv=None):
     args = parser().parse_args(argv)
     if args.n < 1 or args.rate <= 0:
         raise SystemExit("fleet: -n and --rate must be positive")
+    if args.code and args.esp32:
+        raise SystemExit("fleet: --code and --esp32 exclude each other (the esp32's is frozen)")
     if args.ramp is None:
         args.ramp = args.n / 4
     return asyncio.run(_main(args))
