@@ -713,11 +713,13 @@ class Fleet:
                 await self._sleep(max(0, left))
             else:
                 await self.stopping.wait()
+            # the stalls as they were in the run: winding down ends every session at once,
+            # which no real fleet does
+            await self.poll()
             self.stopping.set()
             self.say("fleet: winding down (Ctrl-C again to stop at once)")
             await asyncio.gather(*tasks[1:], return_exceptions=True)
             await self._drain()
-            await self.poll()
         finally:
             self.stopping.set()
             for t in tasks:
@@ -787,9 +789,12 @@ class Fleet:
     async def _summaries(self):
         while True:
             await asyncio.sleep(self.args.every)
-            await self.poll()
-            self.book.overdue(time.monotonic())
-            self.summary()
+            try:
+                await self.poll()
+                self.book.overdue(time.monotonic())
+                self.summary()
+            except Exception as e:  # a summary lost is no reason to lose the fleet
+                self.say("fleet: summary failed: %r" % (e,))
 
     def summary(self, final=False):
         book = self.book
@@ -948,7 +953,7 @@ def main(argv=None):
 async def _main(args):
     fleet = Fleet(args, say=lambda line: print(line, flush=True))
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, fleet.interrupt)
     try:
         status, _ = await fleet.run()
