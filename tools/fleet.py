@@ -658,6 +658,7 @@ class Fleet:
         self.outages = 0
         self.max_stall = {}  # station id -> max_stall_ms
         self.stall_at = {}  # station id -> when (s into the run) max_stall_ms last grew
+        self.stalls_read = False  # True from the wind-down on
         self.t0 = None
         self._last = None
 
@@ -716,6 +717,7 @@ class Fleet:
             # the stalls as they were in the run: winding down ends every session at once,
             # which no real fleet does
             await self.poll()
+            self.stalls_read = True
             self.stopping.set()
             self.say("fleet: winding down (Ctrl-C again to stop at once)")
             await asyncio.gather(*tasks[1:], return_exceptions=True)
@@ -779,7 +781,7 @@ class Fleet:
             if st.get("ok"):
                 box.status = st
                 stall = st.get("max_stall_ms")
-                if isinstance(stall, (int, float)):
+                if isinstance(stall, (int, float)) and not self.stalls_read:
                     if stall > self.max_stall.get(box.sid, 0):
                         self.stall_at[box.sid] = time.monotonic() - self.t0
                     self.max_stall[box.sid] = stall
