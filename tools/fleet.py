@@ -814,7 +814,9 @@ class Fleet:
         p99 = percentile(answers, 99)
         stall = max(self.max_stall.values(), default=None)
         charging = sum(
-            1 for b in self.boxes if any(e.get("cp") == "C" for e in b.status.get("evse", ()))
+            1
+            for b in self.boxes
+            if b.alive() and any(e.get("cp") == "C" for e in b.status.get("evse", ()))
         )
         line = (
             "%s %4.0fs  stations %d/%d connected, %d accepted, %d charging  sessions %d started"
