@@ -122,6 +122,7 @@ def test_twenty_stations_for_a_minute_keep_their_timing(tmp_path, target):
     assert len(book.stations) == N and all(s.accepted for s in book.stations.values()), text
     assert book.started >= N and book.ended == book.started, text
     assert run.outages >= 5, text
+    assert book.checked["heartbeat"] >= N and book.checked["meter value"] >= N, text
     assert max(run.max_stall.values()) <= fleet.STALL_LIMIT_MS, text
     assert len(run.max_stall) == N, text
     problems, n_txs = csms_side(run)

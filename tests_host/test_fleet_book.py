@@ -107,7 +107,7 @@ def test_a_heartbeat_on_time_is_no_problem_a_late_one_is():
     book.frame("S1", "up", call("h1", "Heartbeat"), 10.9)  # 0.9 s late: within the slack
     book.frame("S1", "up", call("s1", "StatusNotification"), 15.0)  # any CALL restarts it
     book.frame("S1", "up", call("h2", "Heartbeat"), 25.5)
-    assert book.problems == []
+    assert book.problems == [] and book.checked["heartbeat"] == 2
     book.frame("S1", "up", call("h3", "Heartbeat"), 37.0)  # 11.5 s after h2: 1.5 s late
     assert len(book.problems) == 1
     sid, text = book.problems[0]
@@ -160,6 +160,7 @@ def test_periodic_meter_values_keep_their_interval():
     assert book.problems == []
     book.frame("S1", "up", tx_event("t4", "Updated", "TX1", 4, "MeterValuePeriodic"), 36.5)
     book.frame("S1", "up", tx_event("t5", "Updated", "TX1", 5, "MeterValuePeriodic"), 44.0)
+    assert book.checked["meter value"] == 4
     assert [p[1] for p in book.problems] == [
         "periodic meter value of TX1 11.3 s after the previous one (interval 10 s)",
         "periodic meter value of TX1 7.5 s after the previous one (interval 10 s)",
@@ -177,7 +178,7 @@ def test_meter_values_across_an_outage_start_the_count_again():
     book.frame("S1", "up", tx_event("t2", "Updated", "TX1", 2, "MeterValuePeriodic", True), 30.2)
     book.frame("S1", "up", tx_event("t3", "Updated", "TX1", 3, "MeterValuePeriodic"), 35.0)
     book.frame("S1", "up", tx_event("t4", "Updated", "TX1", 4, "MeterValuePeriodic"), 45.0)
-    assert book.problems == []
+    assert book.problems == [] and book.checked["meter value"] == 1  # t4 after t3
     book.frame("S1", "up", tx_event("t5", "Updated", "TX1", 5, "MeterValuePeriodic"), 57.0)
     assert len(book.problems) == 1
 

@@ -142,6 +142,7 @@ class Book:
         self.started = 0
         self.ended = 0
         self.problems = []  # (station id, text), in the order seen
+        self.checked = collections.Counter()  # "heartbeat", "meter value": timings checked
         self._mark = (0, 0)  # frames, answers at the last window()
 
     def station(self, sid):
@@ -203,6 +204,7 @@ class Book:
         if action == "Heartbeat" and st.accepted:
             ref = self._reference(st)
             late = t - ref - st.heartbeat_s
+            self.checked["heartbeat"] += 1
             if late > self.slack_s and st.overdue_from != ref:  # else reported as overdue
                 self.problem(
                     sid,
@@ -249,6 +251,7 @@ class Book:
             ref = st.chains.get(txid)
             if ref is not None and not offline and ref[1] == st.connections:
                 gap = t - ref[0]
+                self.checked["meter value"] += 1
                 if abs(gap - self.updated_s) > self.slack_s:
                     self.problem(
                         sid,
@@ -867,8 +870,15 @@ class Fleet:
         for reason, n in sorted(self.relay.refused.items() if self.relay else ()):
             why.append(("relay", "%d connections refused: %s" % (n, reason)))
         self.say(
-            "fleet: %d sessions driven, %d outages; %d transactions seen"
-            % (self.sessions_driven, self.outages, len(book.txs))
+            "fleet: %d sessions driven, %d outages; %d transactions seen; the timing of %d"
+            " heartbeats and %d periodic meter values checked"
+            % (
+                self.sessions_driven,
+                self.outages,
+                len(book.txs),
+                book.checked["heartbeat"],
+                book.checked["meter value"],
+            )
         )
         if why:
             self.say("fleet: %d problems:" % len(why))
