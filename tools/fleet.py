@@ -643,6 +643,8 @@ def settings(args):
         ("AlignedDataCtrlr", "Interval"): str(args.aligned_interval),
         ("OCPPCommCtrlr", "RetryBackOffWaitMinimum"): "2",
         ("OCPPCommCtrlr", "RetryBackOffRandomRange"): "3",
+        # doubled twice at most: back within some 11 s of the network, also after a long outage
+        ("OCPPCommCtrlr", "RetryBackOffRepeatTimes"): "2",
     }
 
 
