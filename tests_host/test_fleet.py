@@ -79,8 +79,12 @@ def csms_side(run):
     return problems, len(txs)
 
 
+# The host target only for now: two fleets of 20 at once (make test runs the targets in
+# parallel shards) need the cheap sim of issue 18; without this mark the esp32 one runs too.
 @pytest.mark.targets("host")
-def test_twenty_stations_for_a_minute_keep_their_timing(tmp_path, target):
+def test_twenty_stations_for_a_minute_keep_their_timing(tmp_path, request, target):
+    if target == "esp32":
+        request.getfixturevalue("program")  # built, or the test skips
     args = fleet.parser().parse_args(
         [
             "-n",
