@@ -637,7 +637,7 @@ def station_ids(prefix, n):
 
 def settings(args):
     """The stations' factory settings (the config file's variables)."""
-    return {
+    out = {
         ("OCPPCommCtrlr", "HeartbeatInterval"): str(args.heartbeat),
         ("SampledDataCtrlr", "TxUpdatedInterval"): str(args.meter_interval),
         ("AlignedDataCtrlr", "Interval"): str(args.aligned_interval),
@@ -646,6 +646,9 @@ def settings(args):
         # doubled twice at most: back within some 11 s of the network, also after a long outage
         ("OCPPCommCtrlr", "RetryBackOffRepeatTimes"): "2",
     }
+    if args.password:
+        out[("SecurityCtrlr", "BasicAuthPassword")] = args.password
+    return out
 
 
 class Fleet:
@@ -841,7 +844,14 @@ class Fleet:
                 book.errors_station,
                 _ms(med),
                 _ms(p99),
-                "-" if stall is None else "%d ms" % stall,
+                "-"
+                if stall is None
+                else "%d ms (%d over %d ms)"
+                % (
+                    stall,
+                    sum(v > STALL_LIMIT_MS for v in self.max_stall.values()),
+                    STALL_LIMIT_MS,
+                ),
                 len(book.problems),
             )
         )
@@ -922,6 +932,11 @@ def parser():
     )
     p.add_argument("--seed", default="1", help="the patterns' seed (default 1)")
     p.add_argument("--token", help="the idToken every card shows (default: the station id)")
+    p.add_argument(
+        "--password",
+        help="every station's BasicAuthPassword (HTTP Basic auth to the CSMS, passed on by the "
+        "relay; default: none)",
+    )
     p.add_argument("--minutes", type=float, help="run this long, then stop (default: Ctrl-C)")
     p.add_argument(
         "--ramp", type=float, help="spread the boots over this many seconds (default n/4)"
