@@ -336,6 +336,7 @@ class Relay:
             ping_interval=None,  # the stations' own pings are answered; no more traffic
             max_size=None,
             max_queue=None,
+            open_timeout=self.open_timeout + 10,  # the CSMS's handshake happens inside ours
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
