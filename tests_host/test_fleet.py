@@ -59,7 +59,8 @@ class Recorded(fleet.Fleet):
 
 def csms_side(run):
     """Problems seen from the CSMS: transactions not whole, and the timing rules of
-    tools/fleet.py's Book fed with the CALLs as the CSMS handled them."""
+    tools/fleet.py's Book fed with the CALLs as the CSMS handled them; and the timings it
+    checked."""
     problems = []
     txs = collections.defaultdict(list)  # transactionId -> [payload]
     for sid, action, p, _ in run.calls:
@@ -92,7 +93,7 @@ def csms_side(run):
             answer = {"status": "Accepted", "interval": HEARTBEAT_S, "currentTime": ""}
             book.frame(sid, "down", json.dumps([3, str(n), answer]), t)
     problems += ["%s: %s" % p for p in book.problems]
-    return problems, len(txs)
+    return problems, len(txs), book.checked
 
 
 # The host target only for now: two fleets of 20 at once (make test runs the targets in
@@ -145,9 +146,10 @@ def test_twenty_stations_for_a_minute_keep_their_timing(tmp_path, request, targe
     assert book.checked["heartbeat"] >= N and book.checked["meter value"] >= N, text
     assert max(run.max_stall.values()) <= fleet.STALL_LIMIT_MS, text
     assert len(run.max_stall) == N, text
-    problems, n_txs = csms_side(run)
+    problems, n_txs, checked = csms_side(run)
     assert problems == [], text
     assert n_txs == book.started
+    assert checked["heartbeat"] >= N and checked["meter value"] >= N, text
     assert took < 100, text
     for box in run.boxes:  # every station quit: no process left
         assert box.proc.returncode is not None
