@@ -136,3 +136,35 @@ def test_wss_upstream_with_a_ca_file(tmp_path):
                 await relay.stop()
 
     asyncio.run(main())
+
+
+def test_a_station_gone_during_the_handshake_leaves_no_connection_to_the_csms(monkeypatch):
+    from tools import fleet
+
+    async def slow_connect(*args, **kw):
+        up = await connect(*args, **kw)
+        await asyncio.sleep(0.3)  # the station gives up meanwhile
+        return up
+
+    monkeypatch.setattr(fleet, "connect", slow_connect)
+
+    async def main():
+        async with Csms() as csms:
+            relay, book = await relayed(csms)
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+                writer.write(
+                    b"GET /fleet/ST1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp2.0.1\r\n\r\n"
+                )
+                await writer.drain()
+                station = await csms.wait_station("ST1")  # the relay's connection to the CSMS
+                writer.transport.abort()
+                await station.wait_closed(5)
+                await until(lambda: not relay._ups)
+                assert "ST1" not in book.stations  # never served
+            finally:
+                await relay.stop()
+
+    asyncio.run(main())

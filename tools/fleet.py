@@ -317,6 +317,8 @@ class Relay:
         if self.upstream.startswith("wss://"):
             self.ssl = ssl.create_default_context(cafile=ca_file)
         self.refused = collections.Counter()  # why the CSMS or the relay refused a station
+        self._ups = set()  # the connections to the CSMS, open or closing
+        self._tasks = set()
         self._server = None
         self.port = None
 
@@ -345,6 +347,8 @@ class Relay:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        for up in list(self._ups):  # none should be left; none may be
+            up.transport.abort()
 
     async def _open(self, connection, request):
         segment = urllib.parse.urlsplit(request.path).path.rstrip("/").rsplit("/", 1)[-1]
@@ -375,7 +379,24 @@ class Relay:
             self.refused[type(e).__name__] += 1
             return connection.respond(502, "no connection to the CSMS: %r\n" % (e,))
         connection.fleet = (sid, up)
+        connection.fleet_served = False
+        self._ups.add(up)
+        task = asyncio.create_task(self._reap(connection, up))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return None
+
+    async def _reap(self, down, up):
+        """Once the station's connection is gone: the CSMS's goes too if no handler ran for it
+        (our handshake with the station failed or timed out after the CSMS's succeeded), else
+        once the handler has passed the close on."""
+        try:
+            await down.wait_closed()
+            if not down.fleet_served:
+                up.transport.abort()
+            await up.wait_closed()
+        finally:
+            self._ups.discard(up)
 
     async def _opened(self, connection, request, response):
         fleet = getattr(connection, "fleet", None)
@@ -384,6 +405,7 @@ class Relay:
             connection.fleet = None
 
     async def _serve(self, down):
+        down.fleet_served = True
         sid, up = down.fleet
         book = self.book
         book.connected(sid, time.monotonic())
@@ -764,7 +786,8 @@ class Fleet:
             if self.relay is not None:
                 await self.relay.stop()
             if self.csms is not None:
-                self.csms.stop()
+                # from another thread: its closing handshakes need our loop (the relay's side)
+                await asyncio.to_thread(self.csms.stop)
 
     def kill_all(self):
         for b in self.boxes:
