@@ -96,9 +96,8 @@ def csms_side(run):
     return problems, len(txs), book.checked
 
 
-# The host target only for now: two fleets of 20 at once (make test runs the targets in
-# parallel shards) need the cheap sim of issue 18; without this mark the esp32 one runs too.
-@pytest.mark.targets("host")
+# On both targets: make test runs them in parallel shards, two fleets of 20 at once (with the
+# cheap sim of issue 18 some 1 % of a core each; 65 s host, 78 s esp32 side by side).
 def test_twenty_stations_for_a_minute_keep_their_timing(tmp_path, request, target):
     if target == "esp32":
         request.getfixturevalue("program")  # built, or the test skips
