@@ -727,7 +727,8 @@ class Fleet:
         self.t0 = self._last = time.monotonic()
         tasks = []
         try:
-            tasks.append(asyncio.create_task(self._summaries()))
+            poller = asyncio.create_task(self._poller())
+            tasks += [asyncio.create_task(self._summaries()), poller]
             ramp = args.ramp / max(1, len(ids))
             for i, sid in enumerate(ids):
                 if i and await self._sleep(ramp):
@@ -747,11 +748,12 @@ class Fleet:
                 await self.stopping.wait()
             # the stalls as they were in the run: winding down ends every session at once,
             # which no real fleet does
+            poller.cancel()
             await self.poll()
             self.stalls_read = True
             self.stopping.set()
             self.say("fleet: winding down (Ctrl-C again to stop at once)")
-            await asyncio.gather(*tasks[1:], return_exceptions=True)
+            await asyncio.gather(*tasks[2:], return_exceptions=True)  # the patterns
             await self._drain()
         finally:
             self.stopping.set()
@@ -800,31 +802,46 @@ class Fleet:
 
     # -- summaries ------------------------------------------------------------------------
 
-    async def poll(self):
-        """Ask every station for its status (in parallel): registration, max_stall_ms."""
+    async def _status(self, box):
+        """Ask one station for its status: registration, max_stall_ms."""
+        if not box.alive():
+            return
+        try:
+            st = await box.cmd("status", 10)
+        except (EOFError, TimeoutError, ValueError):
+            return
+        if st.get("ok"):
+            box.status = st
+            stall = st.get("max_stall_ms")
+            if isinstance(stall, (int, float)) and not self.stalls_read:
+                if stall > self.max_stall.get(box.sid, 0):
+                    self.stall_at[box.sid] = time.monotonic() - self.t0
+                self.max_stall[box.sid] = stall
 
-        async def one(box):
-            if not box.alive():
-                return
-            try:
-                st = await box.cmd("status", 10)
-            except (EOFError, TimeoutError, ValueError):
-                return
-            if st.get("ok"):
-                box.status = st
-                stall = st.get("max_stall_ms")
-                if isinstance(stall, (int, float)) and not self.stalls_read:
-                    if stall > self.max_stall.get(box.sid, 0):
-                        self.stall_at[box.sid] = time.monotonic() - self.t0
-                    self.max_stall[box.sid] = stall
+    async def poll(self, spread_s=2.0):
+        """Every station's status, the questions spread over spread_s: asked all at once, a
+        hundred processes woken together wait for the CPU, and the stalls measured would be
+        the poll's own."""
+        boxes = list(self.boxes)
+        if not boxes:
+            await asyncio.sleep(spread_s)
+            return
+        gap = spread_s / len(boxes)
+        tasks = []
+        for box in boxes:
+            tasks.append(asyncio.create_task(self._status(box)))
+            await asyncio.sleep(gap)
+        await asyncio.gather(*tasks)
 
-        await asyncio.gather(*(one(b) for b in self.boxes))
+    async def _poller(self):
+        """The stations' statuses, one after the other, each about every --every s."""
+        while not self.stalls_read:
+            await self.poll(self.args.every)
 
     async def _summaries(self):
         while True:
             await asyncio.sleep(self.args.every)
             try:
-                await self.poll()
                 self.book.overdue(time.monotonic())
                 self.summary()
             except Exception as e:  # a summary lost is no reason to lose the fleet
