@@ -216,3 +216,36 @@ def test_window_gives_what_came_since_the_last_one():
     book.frame("S1", "down", result("h"), 1.25)
     assert book.window() == (2, [0.25])
     assert book.window() == (0, [])
+
+
+def test_a_reply_given_up_on_is_not_handed_to_the_next_command(tmp_path):
+    # A stand-in for wallbox-sim: one reply line per command, 0.2 s late, echoing its id.
+    import asyncio
+    import sys
+
+    from tools.fleet import Box
+
+    script = (
+        "import json, sys, time\n"
+        "for line in sys.stdin:\n"
+        "    time.sleep(0.2)\n"
+        "    print(json.dumps({'ok': True, 'id': json.loads(line)['id']}), flush=True)\n"
+    )
+
+    async def main():
+        box = Box("S1", "ws://unused", tmp_path, tmp_path / "config.json")
+        box.args = [sys.executable, "-c", script]
+        await box.start()
+        try:
+            try:
+                await box.cmd("status", 0.05, id=1)
+                raise AssertionError("no timeout")
+            except TimeoutError:
+                pass
+            assert (await box.cmd("status", 5, id=2))["id"] == 2
+            assert (await box.cmd("status", 5, id=3))["id"] == 3
+        finally:
+            await box.stop(2)
+        assert box.proc.returncode is not None
+
+    asyncio.run(main())

@@ -485,14 +485,14 @@ class Box:
             line = await self.proc.stdout.readline()
             if not line:
                 break
-            while self._waiting:
-                fut = self._waiting.popleft()
-                if not fut.done():
-                    try:
-                        fut.set_result(json.loads(line))
-                    except ValueError as e:
-                        fut.set_exception(e)
-                    break
+            if not self._waiting:
+                continue  # a reply to nothing: the channel says one line per command
+            fut = self._waiting.popleft()  # the oldest command's, even if its asker gave up
+            if not fut.done():
+                try:
+                    fut.set_result(json.loads(line))
+                except ValueError as e:
+                    fut.set_exception(e)
         while self._waiting:
             fut = self._waiting.popleft()
             if not fut.done():
@@ -665,9 +665,11 @@ def settings(args):
         ("SampledDataCtrlr", "TxUpdatedInterval"): str(args.meter_interval),
         ("AlignedDataCtrlr", "Interval"): str(args.aligned_interval),
         ("OCPPCommCtrlr", "RetryBackOffWaitMinimum"): "2",
-        ("OCPPCommCtrlr", "RetryBackOffRandomRange"): "3",
-        # doubled twice at most: back within some 11 s of the network, also after a long outage
-        ("OCPPCommCtrlr", "RetryBackOffRepeatTimes"): "2",
+        # doubled once at most: the station tries again at most 10 s apart, so it is back
+        # within 10 s of the network, also after outages one after the other (firmware
+        # Backoff: W + r, then twice that + r, ...)
+        ("OCPPCommCtrlr", "RetryBackOffRandomRange"): "2",
+        ("OCPPCommCtrlr", "RetryBackOffRepeatTimes"): "1",
     }
     if args.password:
         out[("SecurityCtrlr", "BasicAuthPassword")] = args.password
@@ -993,8 +995,8 @@ def parser():
     p.add_argument(
         "--drain",
         type=float,
-        default=20,
-        help="at the end, wait this long at most for the running sessions' Ended (20)",
+        default=30,
+        help="at the end, wait this long at most for the running sessions' Ended (30)",
     )
     p.add_argument("--esp32", action="store_true", help="the virtual ESP32 instead")
     p.add_argument("--heap", help="the stations' GC heap (wallbox-sim --heap)")
