@@ -96,6 +96,12 @@ bench: $(STAMP) compile ## print size, memory and speed figures
 soak: $(STAMP) ## sessions with random outages and power losses: MINUTES=10 [SEED=n] [TARGET=esp32]
 	$(PY) tools/soak.py --minutes $(or $(MINUTES),10) $(if $(SEED),--seed $(SEED)) $(if $(filter esp32,$(TARGET)),--esp32)
 
+# A fleet of virtual wallboxes for CSMS load tests (tools/fleet.py; README "Fleets"): the
+# compiled firmware (build/mpy), or the virtual ESP32 with TARGET=esp32. Ctrl-C stops them all.
+.PHONY: fleet
+fleet: $(STAMP) $(if $(filter esp32,$(TARGET)),build/esp32sim/micropython-esp32sim,compile) ## N virtual wallboxes with sessions against a CSMS: N=100 [CSMS=ws://...] [RATE=6] [PREFIX=FLEET] [MINUTES=10] [SEED=n] [TARGET=esp32] [FLEET_ARGS=...]
+	$(PY) tools/fleet.py -n $(or $(N),10) $(if $(CSMS),--csms $(CSMS)) $(if $(RATE),--rate $(RATE)) $(if $(PREFIX),--prefix $(PREFIX)) $(if $(MINUTES),--minutes $(MINUTES)) $(if $(SEED),--seed $(SEED)) $(if $(filter esp32,$(TARGET)),--esp32,--code $(MPYDIR)) $(FLEET_ARGS)
+
 lint: $(STAMP) ## ruff check and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
