@@ -81,6 +81,15 @@ def percentile(values, p):
     return ordered[k - 1]
 
 
+async def _sleep_unless(event, seconds):
+    """Sleep `seconds`; True at once if `event` is set meanwhile (the fleet winds down)."""
+    try:
+        await asyncio.wait_for(event.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
 def _parse(raw):
     """(kind, unique id, the list) of an OCPP-J frame; (None, None, None) if it is not one."""
     if isinstance(raw, (bytes, bytearray)):
@@ -561,11 +570,7 @@ class Pattern:
 
     async def _wait(self, seconds):
         """Sleep; True if the fleet winds down meanwhile."""
-        try:
-            await asyncio.wait_for(self.stopping.wait(), seconds)
-        except TimeoutError:
-            return False
-        return True
+        return await _sleep_unless(self.stopping, seconds)
 
     async def _do(self, name, **kw):
         try:
@@ -768,11 +773,7 @@ class Fleet:
         return self.verdict()
 
     async def _sleep(self, seconds):
-        try:
-            await asyncio.wait_for(self.stopping.wait(), seconds)
-        except TimeoutError:
-            return False
-        return True
+        return await _sleep_unless(self.stopping, seconds)
 
     async def _drain(self):
         """Wait (up to --drain s) until every transaction the relay saw has its Ended."""
