@@ -33,7 +33,6 @@ ESP32 = sys.maxsize < (1 << 32)
 PHASES = 3
 _RX_LIMIT = const(16384)
 _ROOMY = const(1 << 20)  # a heap this large is the host's, no board's
-_ROOMY_GC_EVERY = const(1 << 18)  # bytes allocated between collections there
 
 # PP bands for the proximity driver, ascending (max mV at the pin, cable amps): the midpoints
 # between the levels of ev.PP_MV.
@@ -167,11 +166,14 @@ class Board(boards.Board):
     def tasks(self, station):
         from boards.sim.control import Control
 
-        if gc.mem_alloc() + gc.mem_free() >= _ROOMY:
-            # The host target's own heap (2 MiB; not a board's, not --heap): main.run's
-            # collection every 8 KB, against a board's fragmentation, would mark the ~500 KB
-            # of compiled sources there each time: a third of an idle station's CPU.
-            gc.threshold(_ROOMY_GC_EVERY)
+        every = self.settings.get("sim", {}).get("gc_threshold")
+        if every and gc.mem_alloc() + gc.mem_free() >= _ROOMY:
+            # Config "sim": {"gc_threshold": bytes} (tools/fleet.py): on the host target's own
+            # heap (2 MiB, not a board's, not --heap) collect that seldom instead of main.run's
+            # every 8 KB, which marks the ~500 KB of compiled sources there each time (0.2 %
+            # of a core a station, idle or charging). The firmware's peaks above idle then
+            # hold that much garbage: not for make bench.
+            gc.threshold(every)
         tasks = [Control(self, station).run()]
         station.queue.heap_probe = bool(os.getenv("WALLBOX_SIM_HEAP_PROBE"))  # make bench
         if self._wdt:
